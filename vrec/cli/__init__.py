@@ -1,0 +1,17 @@
+"""The ``vrec`` command line: a thin layer that parses arguments, calls the library and renders.
+
+Library errors (VrecError) become one ``Error: ...`` line on stderr and exit status 1 (see
+``common.VrecGroup``); anything else is a bug and keeps its traceback. Each module below
+registers its commands on ``app``.
+"""
+from __future__ import annotations
+
+from . import compare as _compare  # noqa: F401
+from . import embed as _embed  # noqa: F401
+from . import models as _models  # noqa: F401
+from . import search as _search  # noqa: F401
+from .common import app
+
+
+def main() -> None:
+    app()

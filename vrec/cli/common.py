@@ -1,0 +1,76 @@
+"""Shared pieces of the CLI: the app, consoles, and options used by several commands."""
+from __future__ import annotations
+
+from typing import Optional
+
+import typer
+from rich.console import Console
+from rich.markup import escape as rich_escape
+from typer.core import TyperGroup
+
+from .. import __version__
+
+HELP = """Visual recommendations from SigLIP vision-language embeddings.
+
+Embed a folder of product photos, index it, search it by text or by photo, and see what a CNN
+and SigLIP each consider "similar". Typical session:
+
+[bold]vrec embed ./images --metadata products.csv[/bold]  (SigLIP + CNN vectors into ./.vrec)
+
+[bold]vrec index[/bold]  (HNSW index with measured recall)
+
+[bold]vrec search-text "minimalist leather tote"[/bold]
+
+[bold]vrec search-image photo.jpg[/bold]
+
+[bold]vrec compare --label category[/bold]
+"""
+
+out = Console()  # results: stdout
+err = Console(stderr=True)  # progress, notes and warnings: stderr
+
+
+class VrecGroup(TyperGroup):
+    """Turns library errors (VrecError) into one 'Error: ...' line on stderr and exit status 1."""
+
+    def invoke(self, ctx):
+        from ..errors import VrecError
+
+        try:
+            return super().invoke(ctx)
+        except VrecError as e:
+            err.print(f"[bold red]Error:[/bold red] {rich_escape(str(e))}", highlight=False, soft_wrap=True)
+            ctx.exit(1)
+
+
+app = typer.Typer(cls=VrecGroup, help=HELP, no_args_is_help=True, add_completion=False, pretty_exceptions_enable=False,
+                  rich_markup_mode="rich", context_settings={"help_option_names": ["-h", "--help"]})
+
+
+def _version(value: bool) -> None:
+    if value:
+        print(f"vrec {__version__}")
+        raise typer.Exit()
+
+
+@app.callback()
+def _root(version: bool = typer.Option(False, "--version", callback=_version, is_eager=True,
+                                       help="Print the version and exit.")) -> None:
+    pass
+
+
+StoreOpt = typer.Option(None, "--store", envvar="VREC_STORE", show_envvar=True,
+                        help="Store folder [default: ./.vrec].")
+WeightsOpt = typer.Option(None, "--weights", help="Local weights file (safetensors or PyTorch state dict) for the model.")
+DeviceOpt = typer.Option("auto", "--device", help="auto, cpu, cuda or mps.")
+FilterOpt = typer.Option(None, "--filter", "-f", help="Metadata filter such as category=bags, price<200, "
+                         "'colour in (red,black)' or tag:minimalist; repeat to combine.")
+FormatOpt = typer.Option("table", "--format", help="table, json or csv.")
+
+
+def check_format(fmt: str, allowed=("table", "json", "csv")) -> str:
+    from ..errors import VrecError
+
+    if fmt not in allowed:
+        raise VrecError(f"Unknown --format {fmt!r}; use one of: {', '.join(allowed)}.")
+    return fmt

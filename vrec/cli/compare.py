@@ -1,0 +1,1 @@
+"""``vrec compare`` (filled in by the compare issue)."""

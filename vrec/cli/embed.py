@@ -1,0 +1,132 @@
+"""``vrec embed`` and ``vrec index``."""
+from __future__ import annotations
+
+import signal
+from typing import List, Optional
+
+import typer
+
+from .common import DeviceOpt, StoreOpt, app, err, out
+
+
+@app.command()
+def embed(
+    folder: str = typer.Argument(..., help="Folder of product photos (searched recursively)."),
+    model: Optional[List[str]] = typer.Option(None, "--model", "-m", help="Model to embed with; repeat for several "
+                                              "[default: siglip and cnn]. See 'vrec models'."),
+    store: Optional[str] = StoreOpt,
+    metadata: Optional[str] = typer.Option(None, "--metadata", help="CSV of product data with an 'id' or file column "
+                                           "(title, category, price, ...); may be re-applied at any time."),
+    batch_size: int = typer.Option(32, "--batch-size", help="Images per model batch."),
+    device: str = DeviceOpt,
+    weights: Optional[str] = typer.Option(None, "--weights", help="Local weights file for the (single) --model."),
+    quiet: bool = typer.Option(False, "--quiet", "-q", help="No progress bar or summary."),
+) -> None:
+    """Embed every photo in FOLDER and keep the vectors in the store.
+
+    Re-running embeds only new or changed photos and drops deleted ones; an interrupted run keeps
+    what it finished and the next run resumes. Unreadable files are skipped and listed.
+    """
+    from ..embed import EmbedInterrupted, embed as run
+    from ..encoders import DEFAULT_MODELS
+    from ..errors import VrecError
+
+    models = list(model or DEFAULT_MODELS)
+    if weights and len(models) != 1:
+        raise VrecError("--weights needs exactly one --model, the one the weights belong to.")
+    progress, task = _progress(quiet)
+    # a plain 'kill' should stop as gently as Ctrl-C: finished batches are kept
+    signal.signal(signal.SIGTERM, signal.default_int_handler)
+    try:
+        with progress:
+            report = run(folder, models=models, store=store, metadata=metadata, batch_size=batch_size, device=device,
+                         weights={models[0]: weights} if weights else None,
+                         progress=lambda d, t: progress.update(task, completed=d, total=t, description="embedding"),
+                         on_model=lambda name: progress.update(task, description=f"loading {name}"))
+    except EmbedInterrupted as e:
+        err.print(f"Interrupted: kept {e.report.embedded} new vectors; run the same command again to resume.")
+        raise typer.Exit(130)
+    if not quiet:
+        _summary(report)
+    if report.skipped and not quiet:
+        err.print(f"[yellow]Skipped {len(report.skipped)} file(s) that could not be used:[/yellow]")
+        for path, reason in report.skipped[:20]:
+            err.print(f"  {path}: {reason}", highlight=False)
+        if len(report.skipped) > 20:
+            err.print(f"  ... and {len(report.skipped) - 20} more (see skipped.parquet in the store)")
+    if report.found and len(report.skipped) == report.found:
+        raise VrecError(f"None of the {report.found} images could be read; see the list above.")
+
+
+def _progress(quiet: bool):
+    from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
+
+    class Rate(TextColumn):
+        def __init__(self):
+            super().__init__("")
+
+        def render(self, task):
+            from rich.text import Text
+            return Text(f"{task.speed:.1f} img/s" if task.speed else "", style="cyan")
+
+    progress = Progress(TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(), Rate(),
+                        TextColumn("ETA"), TimeRemainingColumn(), console=err, disable=quiet, transient=False)
+    task = progress.add_task("embedding", total=None)
+    return progress, task
+
+
+def _summary(report) -> None:
+    from rich.table import Table
+
+    t = Table(title=f"{report.found} images found", title_justify="left")
+    for c in ("model", "new", "changed", "removed", "unchanged", "skipped", "in store"):
+        t.add_column(c, justify="right" if c != "model" else "left")
+    for m in report.models:
+        t.add_row(m.model, str(m.new), str(m.changed), str(m.removed), str(m.unchanged), str(len(report.skipped)),
+                  str(m.total))
+    err.print(t)
+    if report.metadata:
+        md = report.metadata
+        err.print(f"metadata: {md['matched']} of {md['rows']} rows matched an image; "
+                  f"{md['items_without_metadata']} images have no metadata row")
+
+
+@app.command()
+def index(
+    model: Optional[List[str]] = typer.Option(None, "--model", "-m", help="Model(s) to index [default: all in the store]."),
+    store: Optional[str] = StoreOpt,
+    m: int = typer.Option(16, "--m", help="HNSW graph degree (M)."),
+    ef_construction: int = typer.Option(200, "--ef-construction", help="HNSW build-time search width."),
+    target_recall: float = typer.Option(0.99, "--target-recall", help="Recall@10 versus exact search that the "
+                                        "query-time ef must reach (measured on sampled queries)."),
+    stats_only: bool = typer.Option(False, "--stats", help="Print the index statistics; build only where missing or stale."),
+) -> None:
+    """Build an HNSW index per model, tuned to reach the target recall, and save it in the store."""
+    from rich.table import Table
+
+    from .. import index as ix
+    from ..errors import VrecError
+    from ..store import Store
+
+    if not 0 < target_recall <= 1:
+        raise VrecError("--target-recall must be between 0 and 1, e.g. 0.99.")
+    st = Store(store)
+    st.info()
+    names = list(model or st.model_names())
+    if not names:
+        raise VrecError(f"The store {str(st.path)!r} holds no vectors yet; run 'vrec embed FOLDER' first.")
+    table = Table(title="HNSW indexes", title_justify="left")
+    for c in ("model", "items", "M", "ef_construction", "ef", "recall@10", "build s", "size MB (= RAM)", "state"):
+        table.add_column(c, justify="left" if c in ("model", "state") else "right")
+    for name in names:
+        ms = st.model(name)
+        s = ix.stats(ms)
+        if not stats_only or s is None or not s.fresh:
+            with err.status(f"indexing {name} ({len(ms)} items)"):
+                s = ix.build_index(ms, m=m, ef_construction=ef_construction, target_recall=target_recall)
+        state = "fresh" if s.fresh else "stale"
+        if len(ms) < ix.EXACT_BELOW:
+            state += " (searched exactly: small catalog)"
+        table.add_row(name, str(s.items), str(s.m), str(s.ef_construction), str(s.ef), f"{s.recall_at_10:.3f}",
+                      f"{s.build_seconds:.2f}", f"{s.size_bytes / 1e6:.2f}", state)
+    out.print(table)

@@ -1,0 +1,42 @@
+"""``vrec models``: what can embed, and getting weights onto an offline machine."""
+from __future__ import annotations
+
+from typing import Optional
+
+import typer
+
+from .common import app, err, out
+
+models_app = typer.Typer(help="List models and download their weights.", invoke_without_command=True,
+                         no_args_is_help=False)
+app.add_typer(models_app, name="models")
+
+
+@models_app.callback()
+def models_list(ctx: typer.Context,
+                pattern: str = typer.Option("*", "--pattern", help="Shell-style filter on names, e.g. 'tiny-*'.")) -> None:
+    """List the models vrec knows (also any open_clip:ARCH[@TAG] or hf-hub:ORG/NAME)."""
+    if ctx.invoked_subcommand:
+        return
+    from rich.table import Table
+
+    from ..encoders import is_available_offline, list_models
+
+    t = Table(title="Models (any open_clip:ARCH[@TAG] or hf-hub:ORG/NAME works too)", title_justify="left")
+    for c in ("name", "dim", "text", "size", "offline", "description"):
+        t.add_column(c, justify="right" if c in ("dim", "size") else "left")
+    for e in list_models(pattern):
+        t.add_row(e.name, str(e.dim), "yes" if e.text else "no", f"{e.size_mb} MB",
+                  "yes" if is_available_offline(e) else "no", e.description)
+    out.print(t)
+
+
+@models_app.command("download")
+def download(name: str = typer.Argument(..., help="Model name, e.g. siglip or cnn.")) -> None:
+    """Download a model's weights (and tokenizer) into the local cache, for later offline use."""
+    from ..encoders import download as run
+
+    paths = run(name)
+    for p in paths:
+        out.print(f"cached: {p}", highlight=False)
+    err.print("Copy this cache folder to an offline machine (or set HF_HOME to a copy) and set HF_HUB_OFFLINE=1.")

@@ -1,0 +1,74 @@
+"""``vrec search-text`` and ``vrec search-image``."""
+from __future__ import annotations
+
+from typing import List, Optional
+
+import typer
+
+from .common import DeviceOpt, FilterOpt, FormatOpt, StoreOpt, WeightsOpt, app, check_format, err, out
+
+SCORES_HELP = (" Scores: 'score' is the cosine similarity of the query and item vectors (1 = identical direction);"
+               " for text queries on SigLIP models, 'match p' is SigLIP's own probability that the text describes"
+               " the photo, sigmoid(logit_scale x cosine + logit_bias), comparable across queries.")
+
+
+def render(result, fmt: str, html_path: Optional[str], store) -> None:
+    from .. import render as r
+    from ..store import Store
+
+    for note in result.notes:
+        err.print(f"[yellow]Note:[/yellow] {note}")
+    if fmt == "json":
+        print(r.result_json(result))
+    elif fmt == "csv":
+        print(result.table.to_csv(index=False), end="")
+    else:
+        out.print(r.results_table(result))
+    if html_path:
+        r.write_page(html_path, f"vrec {result.kind} search: {result.query}", r.search_html(result, Store(store).root))
+        err.print(f"wrote {html_path}")
+
+
+@app.command("search-text", help="Find catalog items that match a text, e.g. \"minimalist leather tote\"." + SCORES_HELP)
+def search_text(
+    query: str = typer.Argument(..., help="What to look for, in plain words."),
+    k: int = typer.Option(10, "--k", "-k", help="Number of results."),
+    model: str = typer.Option("siglip", "--model", "-m", help="A model with a text tower (siglip, tiny-siglip, open_clip:...)."),
+    template: str = typer.Option("a photo of {}.", "--template", help="Prompt template; {} is replaced by the query."),
+    filter: Optional[List[str]] = FilterOpt,
+    fmt: str = FormatOpt,
+    html: Optional[str] = typer.Option(None, "--html", help="Also write a self-contained HTML page of the results."),
+    store: Optional[str] = StoreOpt,
+    weights: Optional[str] = WeightsOpt,
+    device: str = DeviceOpt,
+) -> None:
+    from ..search import search_text as run
+
+    check_format(fmt)
+    result = run(query, k=k, model=model, store=store, template=template, filters=filter or (), weights=weights,
+                 device=device)
+    render(result, fmt, html, store)
+
+
+@app.command("search-image", help="Find items similar to a photo or to a catalog item (by id); optionally steer "
+             "with text: --plus handbag --minus red. Score: cosine similarity of the query and item vectors.")
+def search_image(
+    query: str = typer.Argument(..., help="A photo file, or a catalog item id (the item itself is left out)."),
+    k: int = typer.Option(10, "--k", "-k", help="Number of results."),
+    model: str = typer.Option("siglip", "--model", "-m", help="Model whose vectors to search."),
+    plus: Optional[List[str]] = typer.Option(None, "--plus", help="Text to add to the query (needs a text tower)."),
+    minus: Optional[List[str]] = typer.Option(None, "--minus", help="Text to subtract from the query."),
+    weight: float = typer.Option(1.0, "--weight", help="Weight of each --plus/--minus text vector."),
+    filter: Optional[List[str]] = FilterOpt,
+    fmt: str = FormatOpt,
+    html: Optional[str] = typer.Option(None, "--html", help="Also write a self-contained HTML page of the results."),
+    store: Optional[str] = StoreOpt,
+    weights: Optional[str] = WeightsOpt,
+    device: str = DeviceOpt,
+) -> None:
+    from ..search import search_image as run
+
+    check_format(fmt)
+    result = run(query, k=k, model=model, store=store, filters=filter or (), plus=plus or (), minus=minus or (),
+                 weight=weight, weights=weights, device=device)
+    render(result, fmt, html, store)

@@ -1,0 +1,62 @@
+"""Typed errors for mistakes a user can fix.
+
+Every error here carries one sentence saying what went wrong and what to do next. The CLI
+prints it as ``Error: ...`` with exit status 1 and no traceback; anything else is a bug and
+keeps its traceback.
+"""
+from __future__ import annotations
+
+import difflib
+from typing import Iterable
+
+
+class VrecError(Exception):
+    """Base class: a problem the user can fix, reported without a traceback."""
+
+
+class UnknownModel(VrecError):
+    """A model name that the registry does not know."""
+
+
+class ModelUnavailable(VrecError):
+    """Weights that cannot be found locally nor downloaded."""
+
+
+class StoreError(VrecError):
+    """A store that is missing, damaged, or of an unsupported version."""
+
+
+class ConfigMismatch(StoreError):
+    """Vectors in the store were made with another configuration of the same model name."""
+
+
+class NotEmbedded(StoreError):
+    """A model that has no vectors in the store yet."""
+
+
+class StaleIndex(StoreError):
+    """An index built for other vectors than the store holds now."""
+
+
+class CatalogError(VrecError):
+    """A folder or metadata file that cannot be used as a catalog."""
+
+
+class QueryError(VrecError):
+    """A search or compare query that cannot be answered as asked."""
+
+
+class UnknownItem(QueryError):
+    """An item id that is not in the store."""
+
+
+class FilterError(QueryError):
+    """A --filter expression that cannot be parsed or names an unknown column."""
+
+
+def suggest(name: str, choices: Iterable[str], n: int = 3) -> str:
+    """' Did you mean ...?' for the closest choices, or '' when none is close."""
+    close = difflib.get_close_matches(name, list(choices), n=n, cutoff=0.6)
+    if not close:
+        return ""
+    return " Did you mean " + " or ".join(repr(c) for c in close) + "?"

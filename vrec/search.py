@@ -1,0 +1,164 @@
+"""Search the catalog by text or by image, returning plain tables.
+
+Scores: ``score`` is the cosine similarity of unit vectors (1 = same direction). For text queries
+on SigLIP-type models, ``probability`` is the model's own match probability,
+sigmoid(logit_scale * cosine + logit_bias): SigLIP was trained to output exactly this per
+image-text pair, so unlike a softmax over results it means the same thing in every query.
+"""
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Sequence
+
+import numpy as np
+
+from .errors import QueryError, UnknownItem, suggest
+from .filters import apply_filters
+from .index import search_rows
+from .store import ModelStore, Store
+
+DEFAULT_TEMPLATE = "a photo of {}."
+
+
+@dataclass
+class SearchResult:
+    """A query and its ranked results (``table``: rank, score, [probability], id, path, metadata...)."""
+
+    query: str
+    kind: str  # "text" or "image"
+    model: str
+    table: "object"  # pandas.DataFrame
+    query_path: str | None = None  # the query photo, for pictures of the query
+    notes: list[str] = field(default_factory=list)
+
+
+def catalog_table(st: Store, ms: ModelStore):
+    """A model's live items joined with the product metadata, in store order."""
+    items = ms.items()
+    meta = st.metadata()
+    if len(meta.columns):
+        cols = [c for c in meta.columns if c not in items.columns]
+        items = items.join(meta[cols], on="id")
+    return items.reset_index(drop=True)
+
+
+def open_model(store: str | os.PathLike | Store | None, model: str) -> tuple[Store, ModelStore]:
+    st = store if isinstance(store, Store) else Store(store)
+    return st, st.model(model)
+
+
+def load_encoder(ms: ModelStore, weights: str | None = None, device: str = "auto"):
+    """The encoder that made a store's vectors, refusing one whose configuration differs."""
+    from .encoders import create_encoder
+
+    enc = create_encoder(ms.name, weights=weights, device=device)
+    ms.check_config(enc.config())
+    return enc
+
+
+def resolve_item(table, text: str) -> int | None:
+    """Position of the item called ``text`` (its id, or a unique id/path ending), or None."""
+    ids = table["id"].astype(str)
+    exact = np.flatnonzero((ids == text).to_numpy())
+    if len(exact):
+        return int(exact[0])
+    for col in ("id", "path"):
+        tail = np.flatnonzero(table[col].astype(str).str.endswith("/" + text).to_numpy())
+        if len(tail) == 1:
+            return int(tail[0])
+    return None
+
+
+def unknown_item(table, text: str) -> UnknownItem:
+    ids = table["id"].astype(str).tolist()
+    stems = {i.rsplit("/", 1)[-1]: i for i in ids}
+    hint = suggest(text, ids) or suggest(text, stems)
+    return UnknownItem(f"{text!r} is neither an item id in the store nor an image file.{hint}")
+
+
+def _rank(st, ms, table, queries: np.ndarray, k: int, filters: Sequence[str], exclude: set[int] = frozenset()):
+    if k < 1:
+        raise QueryError("--k must be at least 1.")
+    mask = apply_filters(table, filters)
+    notes = []
+    if not mask.all():
+        if exclude:
+            mask[list(exclude)] = False
+        allowed = table["row"].to_numpy()[mask]
+        if len(allowed) < k:
+            notes.append(f"only {len(allowed)} items match the filters")
+        rows, scores = search_rows(ms, queries, k, allowed_rows=allowed)
+    else:
+        rows, scores = search_rows(ms, queries, k + len(exclude))
+    pos_of = dict(zip(table["row"].tolist(), range(len(table))))
+    pos = [pos_of[int(r)] for r in rows[0]]
+    keep = [(p, s) for p, s in zip(pos, scores[0]) if p not in exclude][:k]
+    out = table.iloc[[p for p, _ in keep]].copy()
+    out.insert(0, "score", np.array([s for _, s in keep], dtype=np.float32))
+    out.insert(0, "rank", np.arange(1, len(out) + 1))
+    return out.drop(columns=["row", "size", "mtime"], errors="ignore").reset_index(drop=True), notes
+
+
+def search_text(query: str, k: int = 10, model: str = "siglip", store=None, template: str = DEFAULT_TEMPLATE,
+                filters: Sequence[str] = (), weights: str | None = None, device: str = "auto", encoder=None) -> SearchResult:
+    """Rank catalog items by how well they match a text, e.g. "minimalist leather tote"."""
+    if not query or not query.strip():
+        raise QueryError("The query is empty; give a few words, e.g. vrec search-text \"red leather bag\".")
+    st, ms = open_model(store, model)
+    enc = encoder or load_encoder(ms, weights, device)
+    text = template.replace("{}", query.strip()) if template and "{}" in template else query.strip()
+    q = enc.encode_texts([text])
+    table = catalog_table(st, ms)
+    out, notes = _rank(st, ms, table, q, k, filters)
+    if enc.logit_bias is not None:
+        z = enc.logit_scale * out["score"].to_numpy(np.float64) + enc.logit_bias
+        out.insert(2, "probability", (1.0 / (1.0 + np.exp(-z))).astype(np.float32))
+    return SearchResult(query, "text", model, out, notes=notes)
+
+
+def search_image(query: str, k: int = 10, model: str = "siglip", store=None, filters: Sequence[str] = (),
+                 plus: Sequence[str] = (), minus: Sequence[str] = (), weight: float = 1.0,
+                 weights: str | None = None, device: str = "auto", encoder=None) -> SearchResult:
+    """Items that look like a photo or a catalog item ("find similar"), optionally steered by text.
+
+    With ``plus``/``minus`` the query becomes the unit image vector plus ``weight`` times each
+    "plus" text vector, minus each "minus" one (e.g. a coat photo plus "handbag" to complete a look).
+    """
+    from .catalog import BadImage, load_image
+
+    if not query or not str(query).strip():
+        raise QueryError("The query is empty; give a photo path or a catalog item id.")
+    st, ms = open_model(store, model)
+    table = catalog_table(st, ms)
+    pos = resolve_item(table, str(query))
+    enc = encoder
+    exclude: set[int] = set()
+    query_path = None
+    if pos is not None:
+        q = ms.vectors_for_rows([int(table["row"].iloc[pos])])
+        exclude = {pos}
+        query_path = str(st.root / table["path"].iloc[pos])
+    elif Path(query).is_file():
+        try:
+            img = load_image(query)
+        except BadImage as e:
+            raise QueryError(f"Cannot use {str(query)!r} as a query image: {e}.") from None
+        enc = enc or load_encoder(ms, weights, device)
+        q = enc.encode_images([img])
+        query_path = str(query)
+    else:
+        raise unknown_item(table, str(query))
+    if plus or minus:
+        enc = enc or load_encoder(ms, weights, device)
+        steer = np.zeros_like(q[0])
+        if plus:
+            steer += enc.encode_texts(list(plus)).sum(0)
+        if minus:
+            steer -= enc.encode_texts(list(minus)).sum(0)
+        q = q + weight * steer
+        q = q / max(float(np.linalg.norm(q)), 1e-12)
+    out, notes = _rank(st, ms, table, q.astype(np.float32), k, filters, exclude)
+    label = str(query) + "".join(f" +{p!r}" for p in plus) + "".join(f" -{m!r}" for m in minus)
+    return SearchResult(label, "image", model, out, query_path=query_path, notes=notes)
