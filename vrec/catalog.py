@@ -24,6 +24,7 @@ IMAGE_EXTENSIONS = frozenset({".jpg", ".jpeg", ".png", ".webp", ".bmp", ".gif", 
 # Pillow warns above MAX_IMAGE_PIXELS (~89 Mpx) and only raises at twice that; a product photo
 # is never that large, so refuse at the warning threshold.
 MAX_PIXELS = Image.MAX_IMAGE_PIXELS or 89_478_485
+DRAFT_MIN = 448  # JPEG draft decoding keeps at least this short side (2x a 224 model input)
 
 
 @dataclass(frozen=True)
@@ -81,7 +82,9 @@ def decode_image(data: bytes, min_size: int = 0) -> Image.Image:
     EXIF orientation is applied; transparency is composited on white (product cut-outs would
     otherwise turn black); CMYK, 16-bit, palette and greyscale become RGB; animations give their
     first frame. With ``min_size``, a JPEG much larger than that is decoded at reduced scale
-    (JPEG draft mode), which is several times faster and loses nothing the model would see.
+    (JPEG draft mode), which is several times faster and loses nothing the model would see. The
+    draft size does not depend on ``min_size`` below DRAFT_MIN, so a photo decodes the same
+    whichever models share the decode.
     Raises BadImage with a short reason for anything unusable.
     """
     if not data:
@@ -95,8 +98,9 @@ def decode_image(data: bytes, min_size: int = 0) -> Image.Image:
             if getattr(img, "n_frames", 1) > 1:
                 img.seek(0)
             full = img.size
-            if min_size and img.format == "JPEG" and min(img.size) >= 2 * min_size:
-                img.draft("RGB", (min_size, min_size))
+            target = max(DRAFT_MIN, min_size)
+            if min_size and img.format == "JPEG" and min(img.size) >= 2 * target:
+                img.draft("RGB", (target, target))
             img.load()
             before = img.size
             img = ImageOps.exif_transpose(img)
@@ -133,13 +137,13 @@ def to_rgb(img: Image.Image) -> Image.Image:
     return img.convert("RGB")
 
 
-def load_image(path: str | os.PathLike) -> Image.Image:
+def load_image(path: str | os.PathLike, min_size: int = 0) -> Image.Image:
     """Open one image file as RGB (for queries); raises BadImage when it cannot be used."""
     try:
         data = Path(path).read_bytes()
     except OSError as e:
         raise BadImage(f"cannot read {str(path)!r} ({e.strerror})") from None
-    return decode_image(data)
+    return decode_image(data, min_size=min_size)
 
 
 # --- product metadata -------------------------------------------------------------------------

@@ -89,7 +89,7 @@ def normalize(pixels: "np.ndarray", spec: PreprocessSpec):
     """uint8 [n, h, w, 3] -> normalised float32 torch tensor [n, 3, h, w]."""
     import torch
 
-    x = torch.from_numpy(np.ascontiguousarray(pixels)).permute(0, 3, 1, 2).float().div_(255.0)
+    x = torch.from_numpy(np.require(pixels, np.uint8, ["C", "W"])).permute(0, 3, 1, 2).float().div_(255.0)
     mean = torch.tensor(spec.mean, dtype=torch.float32).view(1, 3, 1, 1)
     std = torch.tensor(spec.std, dtype=torch.float32).view(1, 3, 1, 1)
     return x.sub_(mean).div_(std)

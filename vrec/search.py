@@ -141,11 +141,11 @@ def search_image(query: str, k: int = 10, model: str = "siglip", store=None, fil
         exclude = {pos}
         query_path = str(st.root / table["path"].iloc[pos])
     elif Path(query).is_file():
-        try:
-            img = load_image(query)
+        enc = enc or load_encoder(ms, weights, device)
+        try:  # decoded exactly as catalog photos are, so a catalog file finds itself with score 1
+            img = load_image(query, min_size=enc.preprocess_spec.decode_size)
         except BadImage as e:
             raise QueryError(f"Cannot use {str(query)!r} as a query image: {e}.") from None
-        enc = enc or load_encoder(ms, weights, device)
         q = enc.encode_images([img])
         query_path = str(query)
     else:

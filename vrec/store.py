@@ -150,11 +150,9 @@ class Store:
                     f"The store {str(self.path)!r} belongs to the catalog {info['root']!r}; embedding "
                     f"{root_abs!r} into it would replace that catalog. Use --store for a separate store."
                 )
-            if info.get("root") != root_abs:  # the catalog folder moved: follow it
-                info["root"] = root_abs
+            info["root"] = root_abs  # the catalog folder may have moved: follow it
+            if info != read_json(self.info_path):  # moved, or migrated from an older schema
                 write_json(self.info_path, info)
-            if info.get("schema_version") != SCHEMA_VERSION:
-                write_json(self.info_path, {**info, "schema_version": SCHEMA_VERSION})
             return info
         info = {"schema_version": SCHEMA_VERSION, "root": root_abs, "created": now(), "vrec_version": __version__}
         write_json(self.info_path, info)

@@ -1,0 +1,123 @@
+"""Shared fixtures: the bundled sample catalog, stores embedded with tiny models, bad image files."""
+from __future__ import annotations
+
+import io
+import shutil
+from pathlib import Path
+
+import numpy as np
+import pytest
+from PIL import Image
+
+ROOT = Path(__file__).resolve().parents[1]
+SAMPLE = ROOT / "sample_catalog"
+FASHION = ROOT.parent / "shared" / "datasets" / "fashion-sample"
+TINY = ["tiny-siglip", "tiny-cnn"]
+
+
+@pytest.fixture(scope="session")
+def sample_dir() -> Path:
+    return SAMPLE
+
+
+@pytest.fixture(scope="session")
+def fashion() -> Path:
+    if not (FASHION / "images").is_dir():
+        pytest.skip("the shared fashion sample (../shared/datasets/fashion-sample) is not here")
+    return FASHION
+
+
+@pytest.fixture(scope="session")
+def _tiny_store_master(tmp_path_factory) -> Path:
+    from vrec.embed import embed
+
+    path = tmp_path_factory.mktemp("tiny") / "store"
+    embed(SAMPLE, models=TINY, store=path, metadata=SAMPLE / "catalog.csv", batch_size=16)
+    return path
+
+
+@pytest.fixture
+def tiny_store(_tiny_store_master, tmp_path) -> Path:
+    """A store of the sample catalog embedded with the tiny models (a private copy per test)."""
+    dst = tmp_path / "store"
+    shutil.copytree(_tiny_store_master, dst)
+    return dst
+
+
+@pytest.fixture(scope="session")
+def shared_tiny_store(_tiny_store_master) -> Path:
+    """The same store, shared read-only between tests that only search."""
+    return _tiny_store_master
+
+
+def catalog_copy(tmp_path: Path, n: int | None = None) -> Path:
+    """A writable copy of the sample catalog (optionally its first n images)."""
+    dst = tmp_path / "photos"
+    files = sorted(SAMPLE.rglob("*.jpg"))[:n]
+    for f in files:
+        t = dst / f.relative_to(SAMPLE)
+        t.parent.mkdir(parents=True, exist_ok=True)
+        shutil.copy2(f, t)
+    return dst
+
+
+def jpeg_bytes(colour=(200, 30, 30), size=(96, 64), mode="RGB", **save) -> bytes:
+    img = Image.new("RGB", size, colour)
+    img.paste((20, 20, 200), (0, 0, size[0] // 2, size[1] // 3))  # a blue block top-left: shows orientation
+    if mode != "RGB":
+        img = img.convert(mode)
+    buf = io.BytesIO()
+    img.save(buf, format="JPEG", **save)
+    return buf.getvalue()
+
+
+def exif_rotated_jpeg() -> bytes:
+    """A landscape JPEG whose EXIF says 'rotate 90° clockwise to view' (orientation 6)."""
+    img = Image.open(io.BytesIO(jpeg_bytes(size=(96, 64))))
+    exif = Image.Exif()
+    exif[0x0112] = 6
+    buf = io.BytesIO()
+    img.save(buf, format="JPEG", exif=exif.tobytes())
+    return buf.getvalue()
+
+
+def png_with_alpha() -> bytes:
+    img = Image.new("RGBA", (64, 64), (0, 0, 0, 0))  # fully transparent black ...
+    img.paste((10, 120, 10, 255), (16, 16, 48, 48))  # ... around an opaque green square
+    buf = io.BytesIO()
+    img.save(buf, format="PNG")
+    return buf.getvalue()
+
+
+def png_16bit() -> bytes:
+    a = np.full((32, 32), 65535, np.uint16)
+    a[:16] = 0
+    buf = io.BytesIO()
+    Image.fromarray(a).save(buf, format="PNG")
+    return buf.getvalue()
+
+
+def animated_gif() -> bytes:
+    frames = [Image.new("P", (32, 32), i) for i in (1, 2, 3)]
+    buf = io.BytesIO()
+    frames[0].save(buf, format="GIF", save_all=True, append_images=frames[1:], duration=50)
+    return buf.getvalue()
+
+
+def write_bad_files(folder: Path) -> dict[str, str]:
+    """Each kind of awkward file; returns name -> expected outcome ('ok' or 'skipped')."""
+    folder.mkdir(parents=True, exist_ok=True)
+    good = jpeg_bytes()
+    files = {
+        "truncated.jpg": (good[: len(good) // 2], "skipped"),
+        "zero.jpg": (b"", "skipped"),
+        "notes.jpg": (b"this is a text file, not a photo\n" * 4, "skipped"),
+        "cutout.png": (png_with_alpha(), "ok"),
+        "cmyk.jpg": (jpeg_bytes(mode="CMYK"), "ok"),
+        "rotated.jpg": (exif_rotated_jpeg(), "ok"),
+        "deep.png": (png_16bit(), "ok"),
+        "anim.gif": (animated_gif(), "ok"),
+    }
+    for name, (data, _) in files.items():
+        (folder / name).write_bytes(data)
+    return {name: outcome for name, (_, outcome) in files.items()}

@@ -1,0 +1,195 @@
+"""``vrec embed`` end to end with the tiny models: layout, incremental runs, interruptions, bad files."""
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import pytest
+
+from clihelp import vrec
+from conftest import ROOT, TINY, catalog_copy, jpeg_bytes, write_bad_files
+from vrec.embed import embed
+from vrec.store import Store
+
+
+def test_store_layout_manifest_and_vectors(tiny_store):
+    st = Store(tiny_store)
+    assert json.loads((tiny_store / "store.json").read_text())["schema_version"] == 1
+    assert sorted(st.model_names()) == sorted(TINY)
+    for name, dim in (("tiny-siglip", 64), ("tiny-cnn", 96)):
+        ms = st.model(name)
+        m = json.loads(ms.manifest_path.read_text())
+        assert m["model"]["name"] == name and m["model"]["dim"] == dim
+        assert m["model"]["weights"] == "random-seed0" and m["model"]["preprocess"]["size"] == 64
+        assert m["vrec_version"] and m["updated"]
+        items, vec = ms.items(), ms.vectors()
+        assert vec.shape == (60, dim) and vec.dtype == np.float32
+        assert np.allclose(np.linalg.norm(vec, axis=1), 1, atol=1e-5)
+        assert list(items.columns[:7]) == ["id", "path", "hash", "size", "mtime", "width", "height"]
+        assert (items["width"] == 256).all()  # the photo's own size, not the draft-decoded one
+    assert not list(tiny_store.rglob("*.pkl")) and not list(tiny_store.rglob("*.pickle"))
+    assert st.metadata().loc["bags/bag-tote-red", "price"] > 0
+
+
+def test_embedding_is_deterministic(tmp_path, tiny_store, sample_dir):
+    embed(sample_dir, models=["tiny-siglip"], store=tmp_path / "again", batch_size=7)
+    a = Store(tiny_store).model("tiny-siglip").vectors()
+    b = Store(tmp_path / "again").model("tiny-siglip").vectors()
+    assert np.allclose(a, b, atol=1e-6)  # batch size does not change the vectors
+
+
+def test_second_run_reports_nothing_new(tiny_store, sample_dir):
+    r = vrec("embed", sample_dir, "--model", "tiny-siglip", "--model", "tiny-cnn", "--store", tiny_store)
+    lines = [line for line in r.stderr.splitlines() if "tiny-" in line]
+    assert len(lines) == 2 and all("│   0 │       0 │       0 │        60 │" in line for line in lines), r.stderr
+
+
+def test_incremental_add_change_delete(tmp_path):
+    photos = catalog_copy(tmp_path, n=12)
+    store = tmp_path / "store"
+    embed(photos, models=TINY, store=store)
+    before = Store(store).model("tiny-siglip").items().set_index("id")
+    files = sorted(photos.rglob("*.jpg"))
+    files[0].unlink()  # delete
+    shutil.copy(files[5], files[1])  # change content
+    (photos / "new.jpg").write_bytes(jpeg_bytes((10, 200, 10)))  # add
+    os.utime(files[2], (1, 1))  # touch only: same bytes, new mtime
+    r = embed(photos, models=TINY, store=store)
+    for m in r.models:
+        assert (m.new, m.changed, m.removed, m.unchanged, m.total) == (1, 1, 1, 10, 12)
+    ms = Store(store).model("tiny-siglip")
+    after = ms.items().set_index("id")
+    ids = [f.relative_to(photos).with_suffix("").as_posix() for f in files]
+    assert ids[0] not in after.index and "new" in after.index
+    assert after.loc[ids[1], "hash"] == before.loc[ids[5], "hash"] != before.loc[ids[1], "hash"]
+    v = dict(zip(ms.items()["id"], ms.vectors()))
+    assert np.allclose(v[ids[1]], v[ids[5]], atol=1e-6)
+    assert all(embed(photos, models=TINY, store=store).models[i].unchanged == 12 for i in range(2))
+
+
+SLOW_EMBED = """
+import sys, time
+import vrec.encoders as e
+orig = e.Encoder.encode_pixels
+def slow(self, pixels):
+    time.sleep(0.4)
+    return orig(self, pixels)
+e.Encoder.encode_pixels = slow
+sys.argv = ["vrec"] + sys.argv[1:]
+from vrec.cli import main
+main()
+"""
+
+
+def _slow_run(photos, store, **env):
+    return subprocess.Popen(
+        [sys.executable, "-c", SLOW_EMBED, "embed", str(photos), "--model", "tiny-cnn", "--store", str(store),
+         "--batch-size", "4", "--quiet"],
+        env={**os.environ, "VREC_COMMIT_SECONDS": "0", **env}, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+        text=True, cwd=ROOT)
+
+
+def _committed(store: Path) -> int:
+    m = store / "models" / "tiny-cnn" / "manifest.json"
+    try:
+        return sum(s["rows"] for s in json.loads(m.read_text())["shards"])
+    except (FileNotFoundError, json.JSONDecodeError):
+        return 0
+
+
+def _wait_for_rows(store, proc, rows=8, limit=120):
+    t0 = time.time()
+    while _committed(store) < rows:
+        assert proc.poll() is None, proc.communicate()
+        assert time.time() - t0 < limit
+        time.sleep(0.05)
+
+
+@pytest.mark.parametrize("sig", [signal.SIGKILL, signal.SIGINT])
+def test_interrupted_run_keeps_finished_batches_and_resumes(tmp_path, sig, sample_dir):
+    photos = catalog_copy(tmp_path, n=40)
+    store = tmp_path / "store"
+    proc = _slow_run(photos, store)
+    _wait_for_rows(store, proc)
+    proc.send_signal(sig)
+    _, stderr = proc.communicate(timeout=60)
+    kept = _committed(store)
+    assert 8 <= kept < 40
+    if sig == signal.SIGINT:
+        assert proc.returncode == 130 and "run the same command again to resume" in stderr
+    ms = Store(store).model("tiny-cnn")
+    assert len(ms) == kept and np.allclose(np.linalg.norm(ms.vectors(), axis=1), 1, atol=1e-5)
+    r = embed(photos, models=["tiny-cnn"], store=store)
+    assert r.models[0].new == 40 - kept and r.models[0].total == 40
+    embed(photos, models=["tiny-cnn"], store=tmp_path / "clean")
+    a, b = Store(store).model("tiny-cnn"), Store(tmp_path / "clean").model("tiny-cnn")
+    va = dict(zip(a.items()["id"], a.vectors()))
+    vb = dict(zip(b.items()["id"], b.vectors()))
+    assert va.keys() == vb.keys() and all(np.allclose(va[k], vb[k], atol=1e-6) for k in va)
+
+
+def test_bad_files_are_skipped_listed_and_recorded(tmp_path):
+    folder = tmp_path / "odd"
+    expected = write_bad_files(folder)
+    r = vrec("embed", folder, "--model", "tiny-siglip", "--store", tmp_path / "s")
+    ok = {n.rsplit(".", 1)[0] for n, o in expected.items() if o == "ok"}
+    bad = {n for n, o in expected.items() if o == "skipped"}
+    assert set(Store(tmp_path / "s").model("tiny-siglip").items()["id"]) == ok
+    skipped = Store(tmp_path / "s").skipped()
+    assert set(skipped["path"]) == bad
+    assert "empty file" in skipped.set_index("path").loc["zero.jpg", "reason"]
+    assert "Skipped 3 file(s)" in r.stderr and "truncated.jpg" in r.stderr
+    items = Store(tmp_path / "s").model("tiny-siglip").items().set_index("id")
+    assert tuple(items.loc["rotated", ["width", "height"]]) == (64, 96)
+
+
+def test_a_folder_of_only_bad_files_fails(tmp_path):
+    (tmp_path / "bad").mkdir()
+    (tmp_path / "bad" / "a.jpg").write_bytes(b"")
+    r = vrec("embed", tmp_path / "bad", "--model", "tiny-cnn", "--store", tmp_path / "s", ok=False)
+    assert r.exit_code == 1 and "None of the 1 images could be read" in r.stderr
+
+
+@pytest.mark.parametrize("setup,message", [
+    (lambda p: None, "does not exist"),
+    (lambda p: (p.mkdir(), (p / "readme.txt").write_text("x")), "No images found"),
+])
+def test_missing_or_empty_folder_is_a_clear_error(tmp_path, setup, message):
+    setup(tmp_path / "photos")
+    r = vrec("embed", tmp_path / "photos", "--model", "tiny-cnn", "--store", tmp_path / "s", ok=False)
+    assert r.exit_code == 1 and message in r.stderr and "Traceback" not in r.stderr + r.stdout
+
+
+def test_different_configuration_is_refused(tmp_path, tiny_store, sample_dir):
+    import torch
+
+    from vrec.encoders import create_encoder
+
+    enc = create_encoder("tiny-cnn")
+    with torch.no_grad():
+        next(enc.model.parameters()).add_(1.0)
+    torch.save(enc.model.state_dict(), tmp_path / "w.pth")
+    r = vrec("embed", sample_dir, "--model", "tiny-cnn", "--weights", tmp_path / "w.pth", "--store", tiny_store, ok=False)
+    assert r.exit_code == 1 and "another weights" in r.stderr and "never mixed" in r.stderr
+
+
+def test_metadata_can_be_reapplied_without_reembedding(tiny_store, sample_dir, tmp_path):
+    csv = pd.read_csv(sample_dir / "catalog.csv")
+    csv["price"] = 1
+    csv.to_csv(tmp_path / "cheap.csv", index=False)
+    r = embed(sample_dir, models=TINY, store=tiny_store, metadata=tmp_path / "cheap.csv")
+    assert r.embedded == 0 and (Store(tiny_store).metadata()["price"] == 1).all()
+
+
+def test_a_store_belongs_to_one_catalog(tiny_store, tmp_path):
+    other = catalog_copy(tmp_path, n=3)
+    r = vrec("embed", other, "--model", "tiny-cnn", "--store", tiny_store, ok=False)
+    assert r.exit_code == 1 and "belongs to the catalog" in r.stderr

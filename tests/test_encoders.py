@@ -1,0 +1,122 @@
+"""The model registry: one interface, tiny models through the real code paths, weights files, offline errors."""
+from __future__ import annotations
+
+import subprocess
+import sys
+import time
+
+import numpy as np
+import pytest
+import torch
+from PIL import Image
+
+from vrec.encoders import MODELS, create_encoder, expected_config, list_models, resolve
+from vrec.errors import ModelUnavailable, QueryError, UnknownModel
+
+
+def pictures():
+    return [Image.new("RGB", (80, 60), c) for c in [(200, 20, 20), (20, 20, 200), (240, 240, 240)]]
+
+
+def test_registry_lists_the_promised_models():
+    names = {e.name for e in list_models()}
+    assert {"siglip", "cnn", "effnet-lite0", "tiny-siglip", "tiny-cnn"} <= names
+    assert [e.name for e in list_models("tiny-*")] == ["tiny-siglip", "tiny-cnn"]
+    assert MODELS["siglip"].arch == "ViT-B-16-SigLIP" and MODELS["siglip"].pretrained == "webli"
+    assert MODELS["siglip"].dim == 768 and MODELS["siglip"].text
+    assert MODELS["cnn"].pretrained == "timm/resnet50.a1_in1k" and not MODELS["cnn"].text
+
+
+def test_unknown_model_suggests_close_names():
+    with pytest.raises(UnknownModel, match="Did you mean 'siglip'"):
+        resolve("siglp")
+
+
+def test_open_clip_names_resolve_to_entries():
+    e = resolve("open_clip:ViT-B-16-SigLIP@webli")
+    assert e.dim == 768 and e.preprocess == MODELS["siglip"].preprocess
+    assert resolve("open_clip:RN50").family == "open_clip"
+    with pytest.raises(UnknownModel, match="no pretrained tag"):
+        resolve("open_clip:ViT-B-16-SigLIP@nope")
+    with pytest.raises(UnknownModel, match="no architecture"):
+        resolve("open_clip:ViT-X-99")
+
+
+@pytest.mark.parametrize("name", ["tiny-siglip", "tiny-cnn"])
+def test_tiny_models_are_fast_seeded_and_give_unit_vectors(name):
+    t0 = time.perf_counter()
+    a = create_encoder(name, device="cpu")
+    assert time.perf_counter() - t0 < 5  # "well under a second" once torch is imported; generous for CI
+    b = create_encoder(name, device="cpu")
+    va, vb = a.encode_images(pictures()), b.encode_images(pictures())
+    assert va.dtype == np.float32 and va.shape == (3, a.dim)
+    assert np.allclose(np.linalg.norm(va, axis=1), 1, atol=1e-5)
+    assert np.array_equal(va, vb)  # same seed, same weights, same vectors
+
+
+def test_text_tower_and_sigmoid_head():
+    enc = create_encoder("tiny-siglip", device="cpu")
+    t = enc.encode_texts(["a red bag", "a blue shoe"])
+    assert t.shape == (2, 64) and np.allclose(np.linalg.norm(t, axis=1), 1, atol=1e-5)
+    assert enc.logit_bias == pytest.approx(-10.0) and enc.logit_scale > 1
+
+
+def test_a_model_without_text_tower_says_which_can():
+    with pytest.raises(QueryError, match="no text tower.*siglip"):
+        create_encoder("tiny-cnn", device="cpu").encode_texts(["x"])
+
+
+def test_open_clip_weights_file_round_trip(tmp_path):
+    """A tiny open_clip model saved to a file and loaded back through --weights gives identical vectors."""
+    from safetensors.torch import save_file
+
+    enc = create_encoder("tiny-siglip", device="cpu")
+    with torch.no_grad():  # make the saved weights differ from the seeded ones
+        for p in enc.model.parameters():
+            p.add_(0.01 * torch.randn_like(p))
+    path = tmp_path / "tiny.safetensors"
+    save_file({k: v.contiguous() for k, v in enc.model.state_dict().items()}, str(path))
+    back = create_encoder("tiny-siglip", weights=path, device="cpu")
+    assert np.array_equal(enc.encode_images(pictures()), back.encode_images(pictures()))
+    assert np.array_equal(enc.encode_texts(["a tote"]), back.encode_texts(["a tote"]))
+    assert back.weights_id.startswith("sha256:") and back.config() == expected_config(resolve("tiny-siglip"), path)
+    assert not np.array_equal(back.encode_images(pictures()), create_encoder("tiny-siglip").encode_images(pictures()))
+
+
+def test_timm_weights_file_round_trip_and_refusals(tmp_path):
+    enc = create_encoder("tiny-cnn", device="cpu")
+    torch.save(enc.model.state_dict(), tmp_path / "cnn.pth")
+    back = create_encoder("tiny-cnn", weights=tmp_path / "cnn.pth", device="cpu")
+    assert np.array_equal(enc.encode_images(pictures()), back.encode_images(pictures()))
+    # a pickled object is never unpickled
+    torch.save({"model": object()}, tmp_path / "evil.pth")
+    with pytest.raises(ModelUnavailable, match="Cannot read weights"):
+        create_encoder("tiny-cnn", weights=tmp_path / "evil.pth")
+    with pytest.raises(ModelUnavailable, match="does not exist"):
+        create_encoder("tiny-cnn", weights=tmp_path / "missing.pth")
+    with pytest.raises(ModelUnavailable, match="do not fit"):
+        create_encoder("tiny-cnn", weights=_other_weights(tmp_path))
+
+
+def _other_weights(tmp_path):
+    """A state dict of some other network."""
+    torch.save({"conv1.0.weight": torch.zeros(3, 3, 3, 3)}, tmp_path / "other.pth")
+    return tmp_path / "other.pth"
+
+
+def test_missing_weights_offline_give_one_clear_paragraph(tmp_path):
+    """Without network or cache, a real model explains how to pre-download and point vrec at the copy."""
+    code = ("from vrec.encoders import create_encoder\n"
+            "from vrec.errors import ModelUnavailable\n"
+            "try:\n    create_encoder('cnn')\nexcept ModelUnavailable as e:\n    print(e)\n")
+    env = {"HF_HOME": str(tmp_path / "hf"), "HF_HUB_OFFLINE": "1", "PATH": "/usr/bin:/bin"}
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, env=env, timeout=120).stdout
+    assert "vrec models download cnn" in out and "HF_HOME" in out and "--weights" in out
+
+
+def test_effnet_lite0_loads_real_weights_offline():
+    enc = create_encoder("effnet-lite0", device="cpu")
+    assert enc.dim == 1280 and enc.weights_id == "package"
+    # real weights: a red and a blue picture are not the same to it
+    v = enc.encode_images(pictures())
+    assert float(v[0] @ v[1]) < 0.99
