@@ -50,6 +50,17 @@ def shared_tiny_store(_tiny_store_master) -> Path:
     return _tiny_store_master
 
 
+@pytest.fixture(scope="session")
+def fashion_store(fashion, tmp_path_factory) -> Path:
+    """The fashion sample embedded with the real effnet-lite0 and tiny-siglip, through the CLI."""
+    from clihelp import vrec
+
+    store = tmp_path_factory.mktemp("fashion") / "store"
+    vrec("embed", fashion / "images", "--model", "effnet-lite0", "--model", "tiny-siglip",
+         "--metadata", fashion / "labels.csv", "--store", store, "--quiet")
+    return store
+
+
 def catalog_copy(tmp_path: Path, n: int | None = None) -> Path:
     """A writable copy of the sample catalog (optionally its first n images)."""
     dst = tmp_path / "photos"
@@ -121,3 +132,26 @@ def write_bad_files(folder: Path) -> dict[str, str]:
     for name, (data, _) in files.items():
         (folder / name).write_bytes(data)
     return {name: outcome for name, (_, outcome) in files.items()}
+
+
+def handmade_store(path: Path, vectors: dict, metadata=None, ids=None) -> Path:
+    """A store holding given vectors per model name (rows normalised), for tests with known answers."""
+    import pandas as pd
+
+    from vrec.store import Store
+
+    st = Store(path)
+    (path.parent / "photos").mkdir(exist_ok=True)
+    st.create(path.parent / "photos")
+    for name, v in vectors.items():
+        v = np.asarray(v, np.float32)
+        v = v / np.linalg.norm(v, axis=1, keepdims=True)
+        item_ids = ids or [f"item{i}" for i in range(len(v))]
+        items = pd.DataFrame({"id": item_ids, "path": [f"{i}.jpg" for i in item_ids], "hash": "h", "size": 1,
+                              "mtime": 1, "width": 8, "height": 8})
+        cfg = {"name": name, "family": "test", "architecture": name, "weights": "w", "dim": v.shape[1], "preprocess": {}}
+        with st.model_for_writing(name).writer(cfg) as w:
+            w.add(items, v)
+    if metadata is not None:
+        st.write_metadata(metadata.set_index("id"))
+    return path

@@ -430,7 +430,8 @@ class TimmEncoder(Encoder):
         if self.device != "mps":
             import torch
             x = x.contiguous(memory_format=torch.channels_last)
-        return self.model(x)
+        # pooled penultimate features; the ImageNet head (kept when the weights have one) is skipped
+        return self.model.forward_head(self.model.forward_features(x), pre_logits=True)
 
 
 def create_encoder(name: str, weights: str | os.PathLike | None = None, device: str = "auto") -> Encoder:
@@ -518,7 +519,6 @@ def _build_timm(entry: ModelEntry, weights, device: str, weights_id: str) -> Enc
         wrong = [k for k in missing if not k.startswith(head + ".")] + list(unexpected)
         if wrong:
             raise ModelUnavailable(f"Weights in {path!r} do not fit {entry.arch} (e.g. {wrong[0]!r}).")
-    model.reset_classifier(0)
     model.eval().to(device)
     if device != "mps":
         model = model.to(memory_format=torch.channels_last)

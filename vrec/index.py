@@ -82,13 +82,26 @@ def _recall(index, vectors: np.ndarray, truth: np.ndarray, rows: np.ndarray, k: 
     return hits / found.size
 
 
+def tuning_queries(vectors: np.ndarray, sample: int, seed: int) -> np.ndarray:
+    """Queries to measure recall with: half catalog items ("find similar"), half points between two
+    random items (new photos and text queries rarely coincide with a catalog vector, and those
+    are the harder case for a graph index)."""
+    rng = np.random.default_rng(seed)
+    n = len(vectors)
+    m = min(sample, n)
+    own = np.asarray(vectors[np.sort(rng.choice(n, size=(m + 1) // 2, replace=False))], np.float32)
+    a = np.asarray(vectors[rng.integers(0, n, m // 2)], np.float32)
+    b = np.asarray(vectors[rng.integers(0, n, m // 2)], np.float32)
+    mid = a + b
+    mid /= np.maximum(np.linalg.norm(mid, axis=1, keepdims=True), 1e-12)
+    return np.concatenate([own, mid])
+
+
 def _tune_ef(index, ms: ModelStore, target: float, sample: int, seed: int) -> tuple[int, float]:
     items = ms.items()
     rows = items["row"].to_numpy()
     vectors = ms.vectors()
-    rng = np.random.default_rng(seed)
-    pick = rng.choice(len(rows), size=min(sample, len(rows)), replace=False)
-    queries = np.asarray(vectors[pick], np.float32)
+    queries = tuning_queries(vectors, sample, seed)
     k = min(10, len(rows))
     truth, _ = exact_topk(vectors, queries, k)
     recall = 0.0

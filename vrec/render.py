@@ -114,6 +114,12 @@ def item_lines(row, label_cols: Sequence[str] = ()) -> list[str]:
     return [x for x in lines if x]
 
 
+def pd_row(d: dict):
+    import pandas as pd
+
+    return pd.Series(d)
+
+
 def page(title: str, body: str) -> str:
     return (f"<!doctype html><html><head><meta charset='utf-8'><title>{html.escape(title)}</title>"
             f"<style>{PAGE_STYLE}</style></head><body><h1>{html.escape(title)}</h1>{body}</body></html>")
@@ -128,10 +134,116 @@ def search_html(result, root: Path) -> str:
     """The body of a search page: the query, then a grid of result thumbnails."""
     parts = [f'<p class="meta">model {html.escape(result.model)} · {len(result.table)} results</p>']
     if result.query_path:
-        parts.append('<h2>Query</h2><div class="grid">' + card(result.query_path, [html.escape(result.query)], "query") + "</div>")
+        lines = [html.escape(result.query)]
+        if result.query_item:
+            lines += item_lines(pd_row(result.query_item))
+        parts.append('<h2>Query</h2><div class="grid">' + card(result.query_path, lines, "query") + "</div>")
     else:
         parts.append(f"<h2>Query: “{html.escape(result.query)}”</h2>")
     cards = [card(root / r["path"], item_lines(r, [c for c in ("category", "articleType", "price") if c in r.index]))
              for _, r in result.table.iterrows()]
     parts.append('<h2>Results</h2><div class="grid">' + "".join(cards) + "</div>")
     return "".join(parts)
+
+
+# --- compare ----------------------------------------------------------------------------------
+
+def compare_tables(c) -> list:
+    """Rich renderables: one side-by-side table per query, then the summary."""
+    from rich.table import Table
+
+    out = []
+    for q in c.queries:
+        head = f"[bold]{q.query}[/bold]  {q.title}" + (f"  [dim]{c.label}={q.label}[/dim]" if q.label else "")
+        t = Table(title=head + f"   overlap@{c.k}: {q.overlap:.2f}", title_justify="left", caption_justify="left",
+                  caption="[yellow]●[/yellow] = neighbour found by both models")
+        t.add_column("#", justify="right")
+        for side in (q.left, q.right):
+            t.add_column(side.model, overflow="fold", ratio=3)
+            if c.label:
+                t.add_column(c.label, overflow="fold", ratio=1)
+            t.add_column("score", justify="right")
+        for i in range(max(len(q.left.table), len(q.right.table))):
+            cells = [str(i + 1)]
+            for side in (q.left, q.right):
+                if i < len(side.table):
+                    r = side.table.iloc[i]
+                    mark = "[yellow]● [/yellow]" if r["common"] else ""
+                    cells.append(mark + rich_text(r["title"]))
+                    if c.label:
+                        same = q.label is not None and str(r[c.label]) == q.label
+                        cells.append(("[green]" if same else "") + rich_text(fmt(r[c.label])) + ("[/green]" if same else ""))
+                    cells.append(f"{r['score']:.3f}")
+                else:
+                    cells += [""] * (3 if c.label else 2)
+            t.add_row(*cells)
+        out.append(t)
+    if c.summary:
+        out.append(summary_table(c))
+    return out
+
+
+def rich_text(s) -> str:
+    from rich.markup import escape
+
+    return escape(str(s))
+
+
+def summary_table(c):
+    from rich.table import Table
+
+    s = c.summary
+    what = f"{s.items} items" + (" (a seeded sample)" if s.sampled else "")
+    t = Table(title=f"Catalog summary over {what}: mean overlap@{s.k} between {c.left} and {c.right} = "
+                    f"{s.mean_overlap:.2f}", title_justify="left")
+    if s.label:
+        t.add_column(s.label)
+        t.add_column("items", justify="right")
+        t.add_column(f"{c.left} agreement@{s.k}", justify="right")
+        t.add_column(f"{c.right} agreement@{s.k}", justify="right")
+        t.add_row("[bold]all[/bold]", str(s.items), f"{s.left_agreement:.3f}", f"{s.right_agreement:.3f}")
+        for _, r in s.per_label.head(25).iterrows():
+            t.add_row(rich_text(r[s.label]), str(r["items"]), f"{r['left']:.3f}", f"{r['right']:.3f}")
+        if len(s.per_label) > 25:
+            t.add_row(f"... {len(s.per_label) - 25} more values", "", "", "")
+    else:
+        t.add_column("note")
+        t.add_row("add --label COLUMN to see which model groups items by that label")
+    return t
+
+
+def compare_html(c) -> str:
+    """The body of a compare page: summary numbers, then per query a row of neighbours per model."""
+    parts = []
+    if c.summary:
+        s = c.summary
+        parts.append(f"<p>Mean overlap@{s.k} between <b>{html.escape(c.left)}</b> and <b>{html.escape(c.right)}</b> "
+                     f"over {s.items} items: <b>{s.mean_overlap:.2f}</b></p>")
+        if s.label:
+            rows = "".join(
+                f"<tr><td>{html.escape(fmt(r[s.label]))}</td><td>{r['items']}</td>"
+                f"<td>{_bar(r['left'])} {r['left']:.2f}</td><td>{_bar(r['right'])} {r['right']:.2f}</td></tr>"
+                for _, r in s.per_label.head(25).iterrows())
+            parts.append(
+                f"<table class='summary'><tr><th>{html.escape(s.label)}</th><th>items</th>"
+                f"<th>{html.escape(c.left)} agreement@{s.k}</th><th>{html.escape(c.right)} agreement@{s.k}</th></tr>"
+                f"<tr><td><b>all</b></td><td>{s.items}</td><td>{_bar(s.left_agreement)} {s.left_agreement:.2f}</td>"
+                f"<td>{_bar(s.right_agreement)} {s.right_agreement:.2f}</td></tr>{rows}</table>")
+    for n in c.notes:
+        parts.append(f"<p class='meta'>{html.escape(n)}</p>")
+    parts.append("<p class='meta'>Orange frames: neighbours both models found.</p>")
+    root = Path(c.root)
+    for q in c.queries:
+        label = f" · {html.escape(c.label)}: {html.escape(q.label)}" if q.label else ""
+        parts.append(f"<h2>{html.escape(q.title)} <span class='meta'>({html.escape(q.query)}{label}) — "
+                     f"overlap@{c.k} {q.overlap:.2f}</span></h2>")
+        parts.append('<div class="grid">' + card(q.path, ["query", html.escape(q.title)], "query") + "</div>")
+        for side in (q.left, q.right):
+            cards = [card(root / r["path"], item_lines(r, [c.label] if c.label else []), "common" if r["common"] else "")
+                     for _, r in side.table.iterrows()]
+            parts.append(f"<p class='meta'>{html.escape(side.model)}</p><div class='grid'>{''.join(cards)}</div>")
+    return "".join(parts)
+
+
+def _bar(x: float, width: int = 80) -> str:
+    return f"<span class='bar' style='width:{int(round(x * width))}px'></span>"

@@ -31,6 +31,7 @@ class SearchResult:
     model: str
     table: "object"  # pandas.DataFrame
     query_path: str | None = None  # the query photo, for pictures of the query
+    query_item: dict | None = None  # the catalog item queried by id, with its metadata
     notes: list[str] = field(default_factory=list)
 
 
@@ -135,11 +136,12 @@ def search_image(query: str, k: int = 10, model: str = "siglip", store=None, fil
     pos = resolve_item(table, str(query))
     enc = encoder
     exclude: set[int] = set()
-    query_path = None
+    query_path = query_item = None
     if pos is not None:
         q = ms.vectors_for_rows([int(table["row"].iloc[pos])])
         exclude = {pos}
         query_path = str(st.root / table["path"].iloc[pos])
+        query_item = table.iloc[pos].drop(labels=["row", "size", "mtime"], errors="ignore").to_dict()
     elif Path(query).is_file():
         enc = enc or load_encoder(ms, weights, device)
         try:  # decoded exactly as catalog photos are, so a catalog file finds itself with score 1
@@ -161,4 +163,4 @@ def search_image(query: str, k: int = 10, model: str = "siglip", store=None, fil
         q = q / max(float(np.linalg.norm(q)), 1e-12)
     out, notes = _rank(st, ms, table, q.astype(np.float32), k, filters, exclude)
     label = str(query) + "".join(f" +{p!r}" for p in plus) + "".join(f" -{m!r}" for m in minus)
-    return SearchResult(label, "image", model, out, query_path=query_path, notes=notes)
+    return SearchResult(label, "image", model, out, query_path=query_path, query_item=query_item, notes=notes)

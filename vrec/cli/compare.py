@@ -1,1 +1,50 @@
-"""``vrec compare`` (filled in by the compare issue)."""
+"""``vrec compare``."""
+from __future__ import annotations
+
+from typing import List, Optional
+
+import typer
+
+from .common import DeviceOpt, StoreOpt, app, check_format, err, out
+
+
+@app.command()
+def compare(
+    items: Optional[List[str]] = typer.Argument(None, help="Catalog item ids or photo paths [default: a sample]."),
+    left: str = typer.Option("cnn", "--left", help="Model shown on the left."),
+    right: str = typer.Option("siglip", "--right", help="Model shown on the right."),
+    k: int = typer.Option(5, "--k", "-k", help="Neighbours per model."),
+    sample: int = typer.Option(5, "--sample", help="Without ITEMs: how many items to pick across the catalog."),
+    seed: int = typer.Option(0, "--seed", help="Seed for the sample (same seed, same items)."),
+    label: Optional[str] = typer.Option(None, "--label", help="Metadata column (e.g. category, articleType): "
+                                        "shown beside neighbours, and each model's agreement with it is measured."),
+    summary: bool = typer.Option(False, "--summary", help="Only the catalog-wide summary, no per-item tables."),
+    html: Optional[str] = typer.Option(None, "--html", help="Also write a self-contained HTML page."),
+    fmt: str = typer.Option("table", "--format", help="table or json."),
+    store: Optional[str] = StoreOpt,
+    device: str = DeviceOpt,
+) -> None:
+    """Show two models' nearest neighbours side by side (CNN vs SigLIP by default).
+
+    Neighbours found by both are marked. Without ITEMs, a sample spread across the catalog is shown
+    and followed by a catalog summary: mean overlap@k between the models and, with --label, each
+    model's label agreement@k (share of neighbours sharing the query's label), per label value.
+    """
+    import json
+
+    from .. import render as r
+    from ..compare import compare as run, to_dict
+
+    check_format(fmt, ("table", "json"))
+    result = run(items or (), left=left, right=right, k=k, sample=0 if summary else sample, seed=seed, label=label,
+                 store=store, summary=True if summary else None, device=device)
+    for note in result.notes:
+        err.print(f"[yellow]Note:[/yellow] {note}")
+    if fmt == "json":
+        print(json.dumps(to_dict(result), indent=2))
+    else:
+        for renderable in r.compare_tables(result):
+            out.print(renderable)
+    if html:
+        r.write_page(html, f"vrec compare: {left} vs {right}", r.compare_html(result))
+        err.print(f"wrote {html}")

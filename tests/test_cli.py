@@ -1,0 +1,29 @@
+"""The command line as a whole: instant help, versions, the model list."""
+from __future__ import annotations
+
+import subprocess
+import sys
+
+from clihelp import vrec
+
+
+def test_help_imports_no_heavy_libraries():
+    code = ("import sys\nfrom typer.testing import CliRunner\nfrom vrec.cli import app\n"
+            "r = CliRunner().invoke(app, ['--help'])\nassert r.exit_code == 0, r.output\n"
+            "print(sorted(m for m in ('torch', 'open_clip', 'timm', 'pandas', 'hnswlib') if m in sys.modules))")
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout
+    assert out.strip() == "[]"
+
+
+def test_help_lists_the_commands():
+    text = vrec("--help").stdout
+    for command in ("embed", "index", "search-text", "search-image", "compare", "models"):
+        assert command in text
+
+
+def test_version_and_models():
+    assert vrec("--version").stdout.startswith("vrec ")
+    text = vrec("models").stdout
+    assert "siglip" in text and "effnet-lite0" in text and "tiny-siglip" in text
+    assert "tiny-cnn" in vrec("models", "--pattern", "tiny-*").stdout
+    assert "siglip-large" not in vrec("models", "--pattern", "tiny-*").stdout
