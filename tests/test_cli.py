@@ -27,3 +27,13 @@ def test_version_and_models():
     assert "siglip" in text and "effnet-lite0" in text and "tiny-siglip" in text
     assert "tiny-cnn" in vrec("models", "--pattern", "tiny-*").stdout
     assert "siglip-large" not in vrec("models", "--pattern", "tiny-*").stdout
+
+
+def test_the_library_offers_what_the_cli_does(shared_tiny_store):
+    import vrec
+    from vrec.embed import embed  # importing the module must not hide the function
+
+    assert vrec.embed is embed and callable(vrec.compare)
+    hits = vrec.search_text("red bag", model="tiny-siglip", store=shared_tiny_store, k=3)
+    assert list(hits.table["rank"]) == [1, 2, 3] and "probability" in hits.table
+    assert isinstance(vrec.Store(shared_tiny_store).model("tiny-cnn").vectors(), __import__("numpy").ndarray)
