@@ -57,18 +57,25 @@ def exact_topk(vectors: np.ndarray, queries: np.ndarray, k: int) -> tuple[np.nda
     if k == 0:
         return np.zeros((len(queries), 0), np.int64), np.zeros((len(queries), 0), np.float32)
     best_s = np.full((len(queries), k), -np.inf, np.float32)
-    best_i = np.zeros((len(queries), k), np.int64)
+    best_i = np.full((len(queries), k), np.iinfo(np.int64).max, np.int64)
     step = max(1, 2_000_000 // max(1, len(queries)))
     for start in range(0, n, step):
         block = np.asarray(vectors[start:start + step], dtype=np.float32)
-        s = queries @ block.T
-        cand_s = np.concatenate([best_s, s], axis=1)
-        cand_i = np.concatenate([best_i, np.arange(start, start + len(block))[None, :].repeat(len(queries), 0)], axis=1)
-        top = np.argpartition(-cand_s, k - 1, axis=1)[:, :k] if cand_s.shape[1] > k else np.arange(cand_s.shape[1])[None].repeat(len(queries), 0)
-        best_s = np.take_along_axis(cand_s, top, 1)
-        best_i = np.take_along_axis(cand_i, top, 1)
-    order = np.argsort(-best_s, axis=1, kind="stable")
-    return np.take_along_axis(best_i, order, 1), np.take_along_axis(best_s, order, 1)
+        cand_s = np.concatenate([best_s, queries @ block.T], axis=1)
+        cand_i = np.concatenate([best_i, np.broadcast_to(np.arange(start, start + len(block)), (len(queries), len(block)))], axis=1)
+        for q in range(len(queries)):
+            best_i[q], best_s[q] = _top(cand_s[q], cand_i[q], k)
+    return best_i, best_s
+
+
+def _top(scores: np.ndarray, ids: np.ndarray, k: int) -> tuple[np.ndarray, np.ndarray]:
+    """The k best by score; ties go to the earlier item, so results never depend on chunking."""
+    if len(scores) > k:
+        kth = np.partition(scores, len(scores) - k)[len(scores) - k]
+        keep = np.flatnonzero(scores >= kth)
+        scores, ids = scores[keep], ids[keep]
+    order = np.lexsort((ids, -scores))[:k]
+    return ids[order], scores[order]
 
 
 def _index_dir(ms: ModelStore):

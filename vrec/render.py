@@ -9,6 +9,7 @@ import base64
 import html
 import io
 import json
+import re
 from pathlib import Path
 from typing import Iterable, Sequence
 
@@ -247,3 +248,170 @@ def compare_html(c) -> str:
 
 def _bar(x: float, width: int = 80) -> str:
     return f"<span class='bar' style='width:{int(round(x * width))}px'></span>"
+
+
+# --- eval -------------------------------------------------------------------------------------
+
+METRIC_NAMES = {"precision": "precision@k", "recall": "recall@k", "map": "mAP@k", "ndcg": "nDCG@k", "mrr": "MRR",
+                "accuracy": "accuracy"}
+TASK_NAMES = {"image": "img→img", "text": "text→img", "zeroshot": "zero-shot"}
+PALETTE = ("#2a6ad8", "#e08a00", "#2e9e5b", "#b03a8c")
+
+
+def metric_label(task: str, label: str, metric: str, k) -> str:
+    name = METRIC_NAMES[metric].replace("@k", f"@{int(k)}" if k == k and k is not None else "")
+    return f"{TASK_NAMES[task]} {label}: {name}"
+
+
+def eval_table(ev):
+    """Rich table: one row per metric, one column per model (value and 95% interval)."""
+    from rich.table import Table
+
+    t = Table(title=f"Evaluation on {ev.items} items (value, 95% bootstrap interval)", title_justify="left")
+    t.add_column("task", no_wrap=True)
+    t.add_column("label", overflow="fold")
+    t.add_column("metric", no_wrap=True)
+    for m in ev.models:
+        t.add_column(m, justify="right")
+    if len(ev.models) == 2:
+        t.add_column(f"{ev.models[0]} − {ev.models[1]}", justify="right")
+    df = ev.table()
+    comps = {(c["task"], c["label"], c["metric"], c["k"]): c for c in ev.comparisons}
+    for (task, label, metric, k), grp in df.groupby(["task", "label", "metric", "k"], dropna=False, sort=False):
+        cells = [TASK_NAMES[task], rich_text(label), METRIC_NAMES[metric].replace("@k", f"@{int(k)}" if k == k else "")]
+        by = grp.set_index("model")
+        for m in ev.models:
+            cells.append(f"{by.loc[m, 'value']:.3f} [dim]{by.loc[m, 'ci_low']:.2f}–{by.loc[m, 'ci_high']:.2f}[/dim]"
+                         if m in by.index else "—")
+        if len(ev.models) == 2:
+            c = comps.get((task, label, metric, None if k != k else int(k)))
+            cells.append("" if c is None else
+                         f"{'[bold]' if c['excludes_zero'] else ''}{c['difference']:+.3f}{'[/bold]' if c['excludes_zero'] else ''}"
+                         f" [dim]{c['ci'][0]:+.2f}–{c['ci'][1]:+.2f}[/dim]")
+        t.add_row(*cells)
+    return t
+
+
+def bar_chart_svg(title: str, groups: list[str], series: dict[str, list[tuple[float, float, float]]],
+                  width: int = 520, height: int = 220) -> str:
+    """A grouped bar chart (one group per k, one bar per model) with 95% interval whiskers, as SVG."""
+    left, bottom, top = 40, 30, 28
+    plot_h = height - bottom - top
+    n_models = max(len(series), 1)
+    gw = (width - left - 10) / max(len(groups), 1)
+    bw = gw * 0.7 / n_models
+    y = lambda v: top + plot_h * (1 - max(0.0, min(1.0, v)))  # noqa: E731
+    parts = [f"<svg xmlns='http://www.w3.org/2000/svg' width='{width}' height='{height}' font-family='sans-serif' font-size='11'>",
+             f"<text x='{left}' y='16' font-size='13' font-weight='600'>{html.escape(title)}</text>"]
+    for tick in (0, 0.25, 0.5, 0.75, 1.0):
+        parts.append(f"<line x1='{left}' x2='{width - 10}' y1='{y(tick):.1f}' y2='{y(tick):.1f}' stroke='#ddd'/>"
+                     f"<text x='{left - 6}' y='{y(tick) + 4:.1f}' text-anchor='end' fill='#666'>{tick:g}</text>")
+    for gi, g in enumerate(groups):
+        x0 = left + gi * gw + gw * 0.15
+        for si, (model, vals) in enumerate(series.items()):
+            v, lo, hi = vals[gi]
+            if v != v:
+                continue
+            x = x0 + si * bw
+            parts.append(f"<rect x='{x:.1f}' y='{y(v):.1f}' width='{bw - 2:.1f}' height='{y(0) - y(v):.1f}' "
+                         f"fill='{PALETTE[si % len(PALETTE)]}'><title>{html.escape(model)} {v:.3f} [{lo:.3f}, {hi:.3f}]</title></rect>")
+            cx = x + (bw - 2) / 2
+            parts.append(f"<line x1='{cx:.1f}' x2='{cx:.1f}' y1='{y(lo):.1f}' y2='{y(hi):.1f}' stroke='#222'/>")
+        parts.append(f"<text x='{left + gi * gw + gw / 2:.1f}' y='{height - 12}' text-anchor='middle'>{html.escape(g)}</text>")
+    for si, model in enumerate(series):
+        parts.append(f"<rect x='{width - 150}' y='{top + si * 14 - 9}' width='10' height='10' fill='{PALETTE[si % len(PALETTE)]}'/>"
+                     f"<text x='{width - 136}' y='{top + si * 14}'>{html.escape(model)}</text>")
+    parts.append("</svg>")
+    return "".join(parts)
+
+
+def eval_charts(ev) -> list[tuple[str, str]]:
+    """(name, svg) per metric: bars per k and model."""
+    df = ev.table()
+    charts = []
+    for (task, label, metric), grp in df.groupby(["task", "label", "metric"], sort=False):
+        ks = sorted({k for k in grp["k"] if k == k})
+        groups = [f"k={int(k)}" for k in ks] or ["all"]
+        series = {}
+        for m in ev.models:
+            g = grp[grp["model"] == m]
+            if not len(g):
+                continue
+            if ks:
+                g = g.set_index("k")
+                series[m] = [(g.loc[k, "value"], g.loc[k, "ci_low"], g.loc[k, "ci_high"]) if k in g.index else (float("nan"),) * 3 for k in ks]
+            else:
+                series[m] = [(g["value"].iloc[0], g["ci_low"].iloc[0], g["ci_high"].iloc[0])]
+        title = f"{TASK_NAMES[task]} · {label} · {METRIC_NAMES[metric].replace('@k', '')}"
+        name = re.sub(r"[^A-Za-z0-9]+", "-", f"{task}-{label}-{metric}").strip("-").lower()
+        charts.append((name, bar_chart_svg(title, groups, series)))
+    return charts
+
+
+def eval_markdown(ev, chart_dir_name: str) -> str:
+    """A Markdown report; charts are SVG files in ``chart_dir_name`` beside it."""
+    lines = [f"# vrec evaluation: {', '.join(ev.models)}", "",
+             f"{ev.items} items; labels: {', '.join(ev.labels) or '—'}; k = {', '.join(map(str, ev.ks))}. "
+             "Values are means over queries with 95% bootstrap intervals.", ""]
+    df = ev.table()
+    lines += ["| task | label | metric | " + " | ".join(ev.models) + " |",
+              "| --- | --- | --- | " + " | ".join("---:" for _ in ev.models) + " |"]
+    for (task, label, metric, k), grp in df.groupby(["task", "label", "metric", "k"], dropna=False, sort=False):
+        by = grp.set_index("model")
+        cells = [f"{by.loc[m, 'value']:.3f} [{by.loc[m, 'ci_low']:.3f}, {by.loc[m, 'ci_high']:.3f}]" if m in by.index else "—"
+                 for m in ev.models]
+        name = METRIC_NAMES[metric].replace("@k", f"@{int(k)}" if k == k else "")
+        lines.append(f"| {TASK_NAMES[task]} | {label} | {name} | " + " | ".join(cells) + " |")
+    if ev.comparisons:
+        lines += ["", "## Paired comparison", "",
+                  f"Difference {ev.models[0]} − {ev.models[1]} over the same queries; **bold** where the 95% interval excludes zero.", "",
+                  "| task | label | metric | difference | 95% interval | winner |", "| --- | --- | --- | ---: | --- | --- |"]
+        for c in ev.comparisons:
+            d = f"{c['difference']:+.3f}"
+            d = f"**{d}**" if c["excludes_zero"] else d
+            name = METRIC_NAMES[c["metric"]].replace("@k", f"@{c['k']}" if c["k"] else "")
+            lines.append(f"| {TASK_NAMES[c['task']]} | {c['label']} | {name} | {d} | [{c['ci'][0]:+.3f}, {c['ci'][1]:+.3f}] | "
+                         f"{c['winner'] if c['excludes_zero'] else 'no clear winner'} |")
+    lines += ["", "## Charts", ""]
+    for name, _ in eval_charts(ev):
+        lines.append(f"![{name}]({chart_dir_name}/{name}.svg)")
+    if ev.notes:
+        lines += ["", "## Notes", ""] + [f"- {n}" for n in ev.notes]
+    return "\n".join(lines) + "\n"
+
+
+def eval_html(ev) -> str:
+    md_table = eval_markdown(ev, "").split("## Charts")[0]
+    rows = [line for line in md_table.splitlines() if line.startswith("|") and "---" not in line]
+    table = "<table class='summary'>" + "".join(
+        "<tr>" + "".join(f"<td>{html.escape(c.strip()).replace('**', '')}</td>" for c in r.strip("|").split("|")) + "</tr>"
+        for r in rows) + "</table>"
+    charts = "".join(f"<div style='display:inline-block;margin:8px'>{svg}</div>" for _, svg in eval_charts(ev))
+    notes = "".join(f"<li>{html.escape(n)}</li>" for n in ev.notes)
+    return (f"<p class='meta'>{ev.items} items; k = {', '.join(map(str, ev.ks))}; 95% bootstrap intervals</p>"
+            f"{table}<h2>Charts</h2>{charts}" + (f"<h2>Notes</h2><ul>{notes}</ul>" if notes else ""))
+
+
+def write_eval_report(ev, path: str | Path) -> None:
+    """Write the report as .md (with an SVG folder beside it), .html (self-contained) or .json."""
+    from .evaluate import to_dict
+
+    path = Path(path)
+    suffix = path.suffix.lower()
+    if suffix == ".json":
+        with atomic_path(path) as tmp:
+            Path(tmp).write_text(json.dumps(to_dict(ev), indent=2))
+    elif suffix in (".html", ".htm"):
+        write_page(path, f"vrec evaluation: {', '.join(ev.models)}", eval_html(ev))
+    elif suffix == ".md":
+        chart_dir = path.with_name(path.stem + "_charts")
+        chart_dir.mkdir(parents=True, exist_ok=True)
+        for name, svg in eval_charts(ev):
+            with atomic_path(chart_dir / f"{name}.svg") as tmp:
+                Path(tmp).write_text(svg)
+        with atomic_path(path) as tmp:
+            Path(tmp).write_text(eval_markdown(ev, chart_dir.name))
+    else:
+        from .errors import VrecError
+
+        raise VrecError(f"Unknown report type {path.suffix!r}; name the file .md, .html or .json.")

@@ -1,0 +1,84 @@
+"""``vrec eval``, ``vrec export`` and ``vrec neighbours``."""
+from __future__ import annotations
+
+from typing import List, Optional
+
+import typer
+
+from .common import DeviceOpt, FilterOpt, StoreOpt, app, err, out
+
+
+@app.command("eval")
+def eval_(
+    models: str = typer.Option("siglip,cnn", "--models", help="Comma-separated embedded models to evaluate."),
+    label: Optional[List[str]] = typer.Option(None, "--label", help="Metadata column whose values define relevance "
+                                              "(same value = relevant); repeat for several."),
+    k: str = typer.Option("1,5,10", "--k", help="Cut-offs, comma-separated."),
+    queries: Optional[str] = typer.Option(None, "--queries", help="CSV of text queries: 'query' plus 'relevant_ids' "
+                                          "(';'-separated) or 'filter' (e.g. articleType=Watches)."),
+    text_template: Optional[str] = typer.Option(None, "--text-template", help="Text queries built from labels, e.g. "
+                                                "'a photo of a {baseColour} {articleType}' [default: 'a photo of a {LABEL}.']."),
+    report: Optional[List[str]] = typer.Option(None, "--report", help="Write a report: FILE.md (with SVG charts), "
+                                               "FILE.html or FILE.json; repeatable."),
+    bootstrap: int = typer.Option(1000, "--bootstrap", help="Bootstrap resamples for the 95% intervals."),
+    seed: int = typer.Option(0, "--seed", help="Seed for the bootstrap."),
+    store: Optional[str] = StoreOpt,
+    device: str = DeviceOpt,
+) -> None:
+    """Measure which model retrieves better on your labelled catalog (SigLIP vs CNN by default).
+
+    image->image: each item queries the rest; relevant = same label value; precision@k, recall@k,
+    mAP@k, nDCG@k, overall and per label value. text->image (models with text): R@k and MRR, and
+    zero-shot accuracy per label. 95% bootstrap intervals, and a paired comparison of two models.
+    """
+    from .. import render as r
+    from ..errors import VrecError
+    from ..evaluate import evaluate
+
+    try:
+        ks = [int(x) for x in k.split(",") if x.strip()]
+    except ValueError:
+        raise VrecError(f"--k takes comma-separated whole numbers, e.g. 1,5,10 (not {k!r}).") from None
+    names = [m.strip() for m in models.split(",") if m.strip()]
+    with err.status("evaluating"):
+        ev = evaluate(names, labels=label or (), ks=ks, store=store, queries=queries, text_template=text_template,
+                      n_boot=bootstrap, seed=seed, device=device)
+    for n in ev.notes:
+        err.print(f"[dim]note: {n}[/dim]", highlight=False)
+    out.print(r.eval_table(ev))
+    for path in report or ():
+        r.write_eval_report(ev, path)
+        err.print(f"wrote {path}")
+
+
+@app.command()
+def export(
+    out_path: str = typer.Argument(..., metavar="OUT", help="Output file (.parquet, .npy or .csv)."),
+    model: str = typer.Option("siglip", "--model", "-m", help="Model whose vectors to export."),
+    fmt: Optional[str] = typer.Option(None, "--format", help="parquet, npy or csv [default: from OUT's extension]."),
+    store: Optional[str] = StoreOpt,
+) -> None:
+    """Export vectors with item ids and metadata for downstream models (e.g. a two-tower recommender)."""
+    from ..export import export_vectors
+
+    info = export_vectors(out_path, model=model, store=store, fmt=fmt)
+    err.print(f"exported {info['items']} vectors of dim {info['dim']} ({info['format']}): {', '.join(info['files'])}")
+
+
+@app.command()
+def neighbours(
+    out_path: str = typer.Argument(..., metavar="OUT.parquet", help="Output parquet file."),
+    model: str = typer.Option("siglip", "--model", "-m", help="Model whose neighbours to use."),
+    k: int = typer.Option(20, "--k", "-k", help="Neighbours per item."),
+    filter: Optional[List[str]] = FilterOpt,
+    store: Optional[str] = StoreOpt,
+) -> None:
+    """Write the "similar items" table (item, rank, neighbour, score) for every item.
+
+    --filter limits which items may be recommended (every item still gets a list). Items added since
+    the last run (cold-start items) get neighbours like any other.
+    """
+    from ..export import similar_items
+
+    info = similar_items(out_path, model=model, store=store, k=k, filters=filter or ())
+    err.print(f"wrote {info['rows']} rows ({info['items']} items x up to {info['k']} neighbours) to {info['file']}")
