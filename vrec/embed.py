@@ -25,6 +25,7 @@ from .preprocess import to_pixels
 from .store import ITEM_COLUMNS, Store
 
 COMMIT_SECONDS = float(os.environ.get("VREC_COMMIT_SECONDS", "10"))
+DECODE_NICENESS = int(os.environ.get("VREC_DECODE_NICENESS", "10"))
 
 
 @dataclass
@@ -58,6 +59,13 @@ class EmbedReport:
     skipped: list[tuple[str, str]]
     metadata: dict | None = None
     interrupted: bool = False
+    load_seconds: float = 0.0  # building the models
+    embed_seconds: float = 0.0  # reading, decoding, encoding and writing
+
+    @property
+    def images_per_second(self) -> float:
+        done = max((m.embedded for m in self.models), default=0)
+        return done / self.embed_seconds if self.embed_seconds else 0.0
 
     @property
     def embedded(self) -> int:
@@ -153,8 +161,9 @@ def embed(
     models: Sequence[str] = ("siglip", "cnn"),
     store: str | os.PathLike | Store | None = None,
     metadata: str | os.PathLike | None = None,
-    batch_size: int = 32,
+    batch_size: int | None = None,
     device: str = "auto",
+    precision: str = "fp32",
     weights: dict[str, str] | None = None,
     workers: int | None = None,
     progress: Callable[[int, int], None] | None = None,
@@ -165,8 +174,10 @@ def embed(
     ``weights`` maps a model name to a local weights file. ``progress(done, total)`` is called
     as files are processed; ``on_model(name)`` before each model loads. Returns an EmbedReport.
     """
-    from .encoders import create_encoder, expected_config, resolve, store_key
+    from .encoders import create_encoder, default_batch_size, expected_config, pick_device, resolve, store_key
 
+    device = pick_device(device)
+    batch_size = batch_size or default_batch_size(device)
     if batch_size < 1:
         raise CatalogError("--batch-size must be at least 1.")
     st = store if isinstance(store, Store) else Store(store)
@@ -208,13 +219,15 @@ def embed(
     reports = {k: ModelReport(model=stores[k].name) for k in plans}
     skipped: list[tuple[str, str]] = []
     encoders = {}
+    t_load = time.perf_counter()
     for e in entries:
         key = store_key(e.name)
         if to_read and (plans[key].todo or any(key in m for m in maybe.values())):
             if on_model:
                 on_model(e.name)
-            encoders[key] = create_encoder(e.name, weights=weights.get(e.name), device=device)
+            encoders[key] = create_encoder(e.name, weights=weights.get(e.name), device=device, precision=precision)
 
+    t_embed = time.perf_counter()
     interrupted = False
     writers = {k: stores[k].writer(expected_config(resolve(stores[k].name), weights.get(stores[k].name))) for k in plans}
     for w in writers.values():
@@ -238,7 +251,7 @@ def embed(
         r.total = len(stores[k].items())
     st.write_skipped(skipped)
     report = EmbedReport(found=len(refs), models=list(reports.values()), skipped=skipped, metadata=meta_report,
-                         interrupted=interrupted)
+                         interrupted=interrupted, load_seconds=t_embed - t_load, embed_seconds=time.perf_counter() - t_embed)
     if interrupted:
         raise EmbedInterrupted(report)
     _update_indexes(st, [stores[k].name for k in plans])
@@ -257,6 +270,18 @@ def _empty_items():
     import pandas as pd
 
     return pd.DataFrame(columns=ITEM_COLUMNS + ["row"])
+
+
+def _background_thread() -> None:
+    """Decode threads run at a lower priority than the model: on a machine with few cores the
+    model's threads then never wait on a preempted sibling (which costs far more than the decode
+    itself), and decoding fills the gaps between batches."""
+    import threading
+
+    try:
+        os.setpriority(os.PRIO_PROCESS, threading.get_native_id(), DECODE_NICENESS)
+    except (AttributeError, OSError):  # not Linux, or not allowed: plain priority is fine
+        pass
 
 
 def _run_local(root, to_read, plans, maybe, encoders, writers, stores, reports, skipped,
@@ -280,7 +305,7 @@ def _run_local(root, to_read, plans, maybe, encoders, writers, stores, reports, 
         writers[k].add(item_rows(batch), vectors)
         reports[k].embedded += len(batch)
 
-    with ThreadPoolExecutor(max_workers=workers) as pool:
+    with ThreadPoolExecutor(max_workers=workers, initializer=_background_thread) as pool:
         # keep a bounded number of batches in flight so memory stays at a few batches of pixels
         for chunk in chunked(to_read, batch_size * 4):
             for d in pool.map(job, chunk):

@@ -85,11 +85,20 @@ def to_pixels(img: Image.Image, spec: PreprocessSpec) -> np.ndarray:
     return np.asarray(out.convert("RGB"), dtype=np.uint8)
 
 
-def normalize(pixels: "np.ndarray", spec: PreprocessSpec):
-    """uint8 [n, h, w, 3] -> normalised float32 torch tensor [n, 3, h, w]."""
+def normalize(pixels: "np.ndarray", spec: PreprocessSpec, device: str = "cpu"):
+    """uint8 [n, h, w, 3] -> normalised float32 torch tensor [n, 3, h, w] on ``device``.
+
+    The uint8 batch is moved first (pinned, asynchronous on CUDA) and converted there: 4x fewer
+    bytes cross the bus than floats would.
+    """
     import torch
 
-    x = torch.from_numpy(np.require(pixels, np.uint8, ["C", "W"])).permute(0, 3, 1, 2).float().div_(255.0)
-    mean = torch.tensor(spec.mean, dtype=torch.float32).view(1, 3, 1, 1)
-    std = torch.tensor(spec.std, dtype=torch.float32).view(1, 3, 1, 1)
+    x = torch.from_numpy(np.require(pixels, np.uint8, ["C", "W"]))
+    if str(device).startswith("cuda"):
+        x = x.pin_memory().to(device, non_blocking=True)
+    elif device != "cpu":
+        x = x.to(device)
+    x = x.permute(0, 3, 1, 2).float().div_(255.0)
+    mean = torch.tensor(spec.mean, dtype=torch.float32, device=x.device).view(1, 3, 1, 1)
+    std = torch.tensor(spec.std, dtype=torch.float32, device=x.device).view(1, 3, 1, 1)
     return x.sub_(mean).div_(std)

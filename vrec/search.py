@@ -8,6 +8,7 @@ image-text pair, so unlike a softmax over results it means the same thing in eve
 from __future__ import annotations
 
 import os
+import time
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Sequence
@@ -32,6 +33,7 @@ class SearchResult:
     table: "object"  # pandas.DataFrame
     query_path: str | None = None  # the query photo, for pictures of the query
     query_item: dict | None = None  # the catalog item queried by id, with its metadata
+    timings: dict = field(default_factory=dict)  # seconds per phase
     notes: list[str] = field(default_factory=list)
 
 
@@ -50,13 +52,13 @@ def open_model(store: str | os.PathLike | Store | None, model: str) -> tuple[Sto
     return st, st.model(model)
 
 
-def load_encoder(ms: ModelStore, weights: str | None = None, device: str = "auto"):
+def load_encoder(ms: ModelStore, weights: str | None = None, device: str = "auto", text_only: bool = False,
+                 precision: str = "fp32"):
     """The encoder that made a store's vectors, refusing one whose configuration differs."""
-    from .encoders import create_encoder
+    from .encoders import create_encoder, expected_config, resolve
 
-    enc = create_encoder(ms.name, weights=weights, device=device)
-    ms.check_config(enc.config())
-    return enc
+    ms.check_config(expected_config(resolve(ms.name), weights))  # before the (slow) build
+    return create_encoder(ms.name, weights=weights, device=device, text_only=text_only, precision=precision)
 
 
 def resolve_item(table, text: str) -> int | None:
@@ -99,24 +101,47 @@ def _rank(st, ms, table, queries: np.ndarray, k: int, filters: Sequence[str], ex
     out = table.iloc[[p for p, _ in keep]].copy()
     out.insert(0, "score", np.array([s for _, s in keep], dtype=np.float32))
     out.insert(0, "rank", np.arange(1, len(out) + 1))
-    return out.drop(columns=["row", "size", "mtime"], errors="ignore").reset_index(drop=True), notes
+    return out.drop(columns=["row", "size", "mtime", "hash"], errors="ignore").reset_index(drop=True), notes
 
 
 def search_text(query: str, k: int = 10, model: str = "siglip", store=None, template: str = DEFAULT_TEMPLATE,
-                filters: Sequence[str] = (), weights: str | None = None, device: str = "auto", encoder=None) -> SearchResult:
-    """Rank catalog items by how well they match a text, e.g. "minimalist leather tote"."""
+                filters: Sequence[str] = (), weights: str | None = None, device: str = "auto", encoder=None,
+                precision: str = "fp32") -> SearchResult:
+    """Rank catalog items by how well they match a text, e.g. "minimalist leather tote".
+
+    Only the text tower is loaded. ``result.timings`` holds the seconds spent loading the model,
+    encoding the text and searching.
+    """
     if not query or not query.strip():
         raise QueryError("The query is empty; give a few words, e.g. vrec search-text \"red leather bag\".")
+    clock = [time.perf_counter()]
+    timings = {}
+
+    def lap(name: str) -> None:
+        clock.append(time.perf_counter())
+        timings[name] = clock[-1] - clock[-2]
+
+    from .encoders import no_text_tower, resolve
+
+    if not resolve(model).text:  # say so before loading anything
+        raise no_text_tower(model)
     st, ms = open_model(store, model)
-    enc = encoder or load_encoder(ms, weights, device)
+    table = catalog_table(st, ms)
+    lap("store")
+    if encoder is None:
+        import open_clip  # noqa: F401  (timed on its own: it is most of a cold start)
+        lap("torch+open_clip import")
+    enc = encoder or load_encoder(ms, weights, device, text_only=True, precision=precision)
+    lap("model load")
     text = template.replace("{}", query.strip()) if template and "{}" in template else query.strip()
     q = enc.encode_texts([text])
-    table = catalog_table(st, ms)
+    lap("text encoding")
     out, notes = _rank(st, ms, table, q, k, filters)
     if enc.logit_bias is not None:
         z = enc.logit_scale * out["score"].to_numpy(np.float64) + enc.logit_bias
         out.insert(2, "probability", (1.0 / (1.0 + np.exp(-z))).astype(np.float32))
-    return SearchResult(query, "text", model, out, notes=notes)
+    lap("search")
+    return SearchResult(query, "text", model, out, notes=notes, timings=timings)
 
 
 def search_image(query: str, k: int = 10, model: str = "siglip", store=None, filters: Sequence[str] = (),

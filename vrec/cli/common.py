@@ -1,6 +1,10 @@
 """Shared pieces of the CLI: the app, consoles, and options used by several commands."""
 from __future__ import annotations
 
+import time
+
+START = time.perf_counter()  # when the CLI module was imported: for --timings
+
 from typing import Optional
 
 import typer

@@ -17,8 +17,11 @@ def embed(
     store: Optional[str] = StoreOpt,
     metadata: Optional[str] = typer.Option(None, "--metadata", help="CSV of product data with an 'id' or file column "
                                            "(title, category, price, ...); may be re-applied at any time."),
-    batch_size: int = typer.Option(32, "--batch-size", help="Images per model batch."),
+    batch_size: Optional[int] = typer.Option(None, "--batch-size", help="Images per model batch "
+                                             "[default: 32 on CPU, 128 on GPU]."),
     device: str = DeviceOpt,
+    precision: str = typer.Option("fp32", "--precision", help="fp32; fp16 or bf16 on a GPU; int8 (dynamic "
+                                  "quantisation of Linear layers) on a CPU. See BENCHMARKS.md for speed and fidelity."),
     weights: Optional[str] = typer.Option(None, "--weights", help="Local weights file for the (single) --model."),
     quiet: bool = typer.Option(False, "--quiet", "-q", help="No progress bar or summary."),
 ) -> None:
@@ -40,6 +43,7 @@ def embed(
     try:
         with progress:
             report = run(folder, models=models, store=store, metadata=metadata, batch_size=batch_size, device=device,
+                         precision=precision,
                          weights={models[0]: weights} if weights else None,
                          progress=lambda d, t: progress.update(task, completed=d, total=t, description="embedding"),
                          on_model=lambda name: progress.update(task, description=f"loading {name}"))

@@ -5,7 +5,7 @@ from typing import List, Optional
 
 import typer
 
-from .common import DeviceOpt, FilterOpt, FormatOpt, StoreOpt, WeightsOpt, app, check_format, err, out
+from .common import START, DeviceOpt, FilterOpt, FormatOpt, StoreOpt, WeightsOpt, app, check_format, err, out
 
 SCORES_HELP = (" Scores: 'score' is the cosine similarity of the query and item vectors (1 = identical direction);"
                " for text queries on SigLIP models, 'match p' is SigLIP's own probability that the text describes"
@@ -21,7 +21,7 @@ def render(result, fmt: str, html_path: Optional[str], store) -> None:
     if fmt == "json":
         print(r.result_json(result))
     elif fmt == "csv":
-        print(result.table.to_csv(index=False), end="")
+        print(result.table.to_csv(index=False).rstrip("\n"))
     else:
         out.print(r.results_table(result))
     if html_path:
@@ -41,13 +41,21 @@ def search_text(
     store: Optional[str] = StoreOpt,
     weights: Optional[str] = WeightsOpt,
     device: str = DeviceOpt,
+    timings: bool = typer.Option(False, "--timings", help="Print where the time went (to stderr)."),
 ) -> None:
+    import time
+
+    t0 = time.perf_counter()
     from ..search import search_text as run
 
     check_format(fmt)
     result = run(query, k=k, model=model, store=store, template=template, filters=filter or (), weights=weights,
                  device=device)
+    t1 = time.perf_counter()
     render(result, fmt, html, store)
+    if timings:
+        phases = {"start-up": t0 - START, **result.timings, "render": time.perf_counter() - t1}
+        err.print("timings: " + ", ".join(f"{k} {v * 1000:.0f} ms" for k, v in phases.items()), highlight=False)
 
 
 @app.command("search-image", help="Find items similar to a photo or to a catalog item (by id); optionally steer "
