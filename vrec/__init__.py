@@ -21,6 +21,12 @@ _EXPORTS = {
     "Store": "vrec.store",
     "build_index": "vrec.index",
     "VrecError": "vrec.errors",
+    "tag": "vrec.tags",
+    "gaps": "vrec.tags",
+    "style_map": "vrec.stylemap",
+    "evaluate": "vrec.evaluate",
+    "export_vectors": "vrec.export",
+    "similar_items": "vrec.export",
 }
 
 __all__ = sorted(_EXPORTS) + ["__version__"]

@@ -58,22 +58,182 @@ def find_images(root: str | os.PathLike) -> list[ImageRef]:
         for name in sorted(filenames):
             if not name.startswith(".") and Path(name).suffix.lower() in IMAGE_EXTENSIONS:
                 paths.append((rel_dir / name).as_posix())
-    paths.sort()
+    return _refs_from_paths(sorted(paths))
+
+
+# --- sources: where photos live ---------------------------------------------------------------
+
+LIST_SUFFIXES = (".csv", ".parquet")
+
+
+class Source:
+    """Where a catalog's photos live. Picklable, so worker processes and Ray tasks can read too.
+
+    ``root`` is what the store records as the catalog; item paths are relative to it (or absolute
+    paths and URIs, for a list file).
+    """
+
+    root: str
+    metadata = None  # a DataFrame keyed by id, when the source carries product data
+
+    def refs(self) -> list[ImageRef]:
+        raise NotImplementedError
+
+    def stat(self, ref: ImageRef) -> tuple[int, int]:
+        """(size in bytes, modification time in ns): the cheap check before hashing."""
+        raise NotImplementedError
+
+    def read(self, ref: ImageRef) -> bytes:
+        raise NotImplementedError
+
+
+class FolderSource(Source):
+    """A local folder, searched recursively."""
+
+    def __init__(self, folder: str | os.PathLike):
+        self.folder = Path(folder)
+        self.root = str(self.folder.resolve())
+
+    def refs(self) -> list[ImageRef]:
+        return find_images(self.folder)
+
+    def stat(self, ref: ImageRef) -> tuple[int, int]:
+        st = os.stat(self.folder / ref.path)
+        return st.st_size, st.st_mtime_ns
+
+    def read(self, ref: ImageRef) -> bytes:
+        with open(self.folder / ref.path, "rb") as f:
+            return f.read()
+
+
+def _filesystem(uri: str):
+    """A pyarrow filesystem and the path inside it for a URI (file://, s3://, gs://, ...)."""
+    import pyarrow.fs as pafs
+
+    try:
+        return pafs.FileSystem.from_uri(uri)
+    except (pafs.ArrowInvalid if hasattr(pafs, "ArrowInvalid") else Exception, OSError, ValueError) as e:
+        raise CatalogError(f"Cannot open {uri!r} ({e}); use a folder, or a file://, s3:// or gs:// URI.") from None
+
+
+class FileSystemSource(Source):
+    """A folder behind a URI that pyarrow filesystems understand (file://, s3://, gs://, hdfs://)."""
+
+    def __init__(self, uri: str):
+        self.uri = uri.rstrip("/")
+        self.fs, self.base = _filesystem(self.uri)
+        self.root = self.uri
+
+    def refs(self) -> list[ImageRef]:
+        import pyarrow.fs as pafs
+
+        try:
+            infos = self.fs.get_file_info(pafs.FileSelector(self.base, recursive=True))
+        except (FileNotFoundError, OSError) as e:
+            raise CatalogError(f"Cannot list {self.uri!r} ({e}).") from None
+        self._stats = {}
+        paths = []
+        for info in infos:
+            rel = info.path[len(self.base):].lstrip("/")
+            if info.type == pafs.FileType.File and Path(rel).suffix.lower() in IMAGE_EXTENSIONS \
+                    and not any(part.startswith(".") for part in rel.split("/")):
+                paths.append(rel)
+                self._stats[rel] = (info.size, info.mtime_ns or 0)
+        return _refs_from_paths(sorted(paths))
+
+    def stat(self, ref: ImageRef) -> tuple[int, int]:
+        if ref.path in getattr(self, "_stats", {}):
+            return self._stats[ref.path]
+        info = self.fs.get_file_info(f"{self.base}/{ref.path}")
+        return info.size, info.mtime_ns or 0
+
+    def read(self, ref: ImageRef) -> bytes:
+        with self.fs.open_input_stream(f"{self.base}/{ref.path}") as f:
+            return f.read()
+
+
+class ListSource(Source):
+    """A CSV or parquet file listing image paths (column ``path``; ``id`` and metadata optional).
+
+    Relative paths are relative to the list file's folder; absolute paths and URIs are kept.
+    """
+
+    def __init__(self, list_file: str | os.PathLike):
+        import pandas as pd
+
+        self.list_file = Path(list_file)
+        self.root = str(self.list_file.resolve().parent)
+        try:
+            df = pd.read_parquet(list_file) if self.list_file.suffix.lower() == ".parquet" else pd.read_csv(list_file, dtype={"id": str})
+        except FileNotFoundError:
+            raise CatalogError(f"List file {str(list_file)!r} does not exist.") from None
+        col = next((c for c in df.columns if c.lower() in ("path",) + FILE_COLUMNS), None)
+        if col is None:
+            raise CatalogError(f"List file {str(list_file)!r} needs a 'path' column with the image paths or URIs.")
+        df = df.rename(columns={col: "path"})
+        df["path"] = df["path"].astype(str)
+        if "id" not in df.columns:
+            df["id"] = [r.id for r in _refs_from_paths(list(df["path"]), keep_order=True)]
+        df["id"] = df["id"].astype(str)
+        dup = df["id"][df["id"].duplicated()]
+        if len(dup):
+            raise CatalogError(f"List file {str(list_file)!r} names id {dup.iloc[0]!r} twice; ids must be unique.")
+        self._paths = dict(zip(df["id"], df["path"]))
+        meta = df.drop(columns=["path"]).set_index("id")
+        self.metadata = meta if len(meta.columns) else None
+
+    def refs(self) -> list[ImageRef]:
+        return [ImageRef(id=i, path=p) for i, p in sorted(self._paths.items())]
+
+    def _where(self, ref: ImageRef):
+        if "://" in ref.path:
+            return _filesystem(ref.path)
+        return None, str(Path(self.root) / ref.path)
+
+    def stat(self, ref: ImageRef) -> tuple[int, int]:
+        fs, path = self._where(ref)
+        if fs is None:
+            st = os.stat(path)
+            return st.st_size, st.st_mtime_ns
+        info = fs.get_file_info(path)
+        return info.size or 0, info.mtime_ns or 0
+
+    def read(self, ref: ImageRef) -> bytes:
+        fs, path = self._where(ref)
+        if fs is None:
+            with open(path, "rb") as f:
+                return f.read()
+        with fs.open_input_stream(path) as f:
+            return f.read()
+
+
+def _refs_from_paths(paths: list[str], keep_order: bool = False) -> list[ImageRef]:
+    """Ids for paths: the path without extension, keeping the extension where two would clash."""
     stems: dict[str, int] = {}
-    for p in paths:
-        stem = p.rsplit(".", 1)[0]
-        stems[stem] = stems.get(stem, 0) + 1
-    return [ImageRef(id=p.rsplit(".", 1)[0] if stems[p.rsplit(".", 1)[0]] == 1 else p, path=p) for p in paths]
+    base = [p.split("://", 1)[-1].rsplit(".", 1)[0] if "://" in p else p.rsplit(".", 1)[0] for p in paths]
+    base = [b.split("/")[-1] if ("://" in p or p.startswith("/")) else b for b, p in zip(base, paths)]
+    for b in base:
+        stems[b] = stems.get(b, 0) + 1
+    return [ImageRef(id=b if stems[b] == 1 else p, path=p) for b, p in zip(base, paths)]
+
+
+def open_source(src: str | os.PathLike | Source) -> Source:
+    """A Source for a folder, a URI, or a CSV/parquet list of image paths."""
+    if isinstance(src, Source):
+        return src
+    s = str(src)
+    if "://" in s:
+        if s.startswith("file://") and Path(s[len("file://"):]).suffix.lower() in LIST_SUFFIXES:
+            return ListSource(s[len("file://"):])
+        return FileSystemSource(s)
+    if Path(s).suffix.lower() in LIST_SUFFIXES and not Path(s).is_dir():
+        return ListSource(s)
+    return FolderSource(s)
 
 
 def content_hash(data: bytes) -> str:
     """A short content fingerprint: what incremental runs compare to find changed files."""
     return hashlib.blake2b(data, digest_size=16).hexdigest()
-
-
-def read_bytes(root: str | os.PathLike, ref: ImageRef) -> bytes:
-    with open(Path(root) / ref.path, "rb") as f:
-        return f.read()
 
 
 def decode_image(data: bytes, min_size: int = 0) -> Image.Image:

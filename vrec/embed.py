@@ -1,9 +1,12 @@
-"""``vrec embed``: from a folder of photos to vectors in the store, incrementally.
+"""``vrec embed``: from photos to vectors in the store, incrementally, on one machine or a cluster.
 
 The work is a chain of stage functions over batches -- find -> plan -> read+decode+preprocess
--> encode -> write -- so that any engine can drive them: :func:`embed` runs them locally with a
-thread pool decoding ahead of the model (Pillow releases the GIL while decoding and resizing),
-and a cluster engine can map the same functions over its own batches.
+-> encode -> write -- that every engine calls:
+
+- ``local`` (default): a thread pool decodes ahead of the model (Pillow releases the GIL while
+  decoding and resizing), the model encodes full batches, a :class:`Recorder` writes the store;
+- ``ray``: the same :func:`process_file` runs in Ray tasks, the same encoders in an actor pool,
+  and the same Recorder writes the same store on the driver (see ``vrec.ray_engine``).
 
 No lost work: finished batches are committed as store shards every few seconds and on Ctrl-C,
 so an interrupted run resumes where it stopped. All models share one decode of each photo.
@@ -14,27 +17,26 @@ import os
 import time
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
-from pathlib import Path
 from typing import Callable, Iterable, Sequence
 
 import numpy as np
 
-from .catalog import BadImage, ImageRef, chunked, content_hash, decode_image, find_images, read_metadata
+from .catalog import BadImage, ImageRef, Source, chunked, content_hash, decode_image, open_source, read_metadata
 from .errors import CatalogError
 from .preprocess import to_pixels
 from .store import ITEM_COLUMNS, Store
 
 COMMIT_SECONDS = float(os.environ.get("VREC_COMMIT_SECONDS", "10"))
 DECODE_NICENESS = int(os.environ.get("VREC_DECODE_NICENESS", "10"))
+ENGINES = ("local", "ray")
 
 
 @dataclass
 class ModelPlan:
     """What one model must do in this run."""
 
-    todo: set[str] = field(default_factory=set)  # ids to (re-)embed
+    todo: set[str] = field(default_factory=set)  # ids to embed (new)
     new: int = 0
-    changed: int = 0
     removed_rows: list[int] = field(default_factory=list)
     unchanged: int = 0
 
@@ -61,15 +63,16 @@ class EmbedReport:
     interrupted: bool = False
     load_seconds: float = 0.0  # building the models
     embed_seconds: float = 0.0  # reading, decoding, encoding and writing
+    engine: str = "local"
+
+    @property
+    def embedded(self) -> int:
+        return sum(m.embedded for m in self.models)
 
     @property
     def images_per_second(self) -> float:
         done = max((m.embedded for m in self.models), default=0)
         return done / self.embed_seconds if self.embed_seconds else 0.0
-
-    @property
-    def embedded(self) -> int:
-        return sum(m.embedded for m in self.models)
 
 
 @dataclass
@@ -88,16 +91,11 @@ class Decoded:
 
 # --- stages -----------------------------------------------------------------------------------
 
-def stat_of(root: Path, ref: ImageRef) -> tuple[int, int]:
-    st = os.stat(root / ref.path)
-    return st.st_size, st.st_mtime_ns
-
-
 def plan_model(refs: Sequence[ImageRef], stats: dict[str, tuple[int, int]], items) -> tuple[ModelPlan, set[str]]:
-    """Compare the folder with a model's stored items.
+    """Compare the catalog with a model's stored items.
 
-    Returns the plan, and the ids whose stat changed but which may still hold the same bytes
-    (these are read and hashed before deciding).
+    Returns the plan, and the ids whose size or mtime changed but which may still hold the same
+    bytes (these are read and hashed before deciding).
     """
     plan = ModelPlan()
     known = {r.id: r for r in items.itertuples(index=False)} if len(items) else {}
@@ -116,7 +114,7 @@ def plan_model(refs: Sequence[ImageRef], stats: dict[str, tuple[int, int]], item
     return plan, maybe
 
 
-def process_file(root: Path, ref: ImageRef, specs: dict, min_size: int, known_hash: dict | None = None) -> Decoded:
+def process_file(source: Source, ref: ImageRef, specs: dict, min_size: int, known_hash: dict | None = None) -> Decoded:
     """Read, hash, decode and preprocess one file for the model keys in ``specs``.
 
     ``known_hash`` maps model key -> stored hash; models whose stored hash equals the file's are
@@ -125,12 +123,10 @@ def process_file(root: Path, ref: ImageRef, specs: dict, min_size: int, known_ha
     """
     out = Decoded(ref)
     try:
-        st = os.stat(root / ref.path)
-        out.size, out.mtime = st.st_size, st.st_mtime_ns
-        with open(root / ref.path, "rb") as f:
-            data = f.read()
+        out.size, out.mtime = source.stat(ref)
+        data = source.read(ref)
     except OSError as e:
-        out.error = f"cannot read ({e.strerror})"
+        out.error = f"cannot read ({e.strerror or e})"
         return out
     out.hash = content_hash(data)
     if known_hash:
@@ -154,10 +150,86 @@ def item_rows(done: Sequence[Decoded]):
     )
 
 
-# --- the local engine -------------------------------------------------------------------------
+@dataclass
+class Job:
+    """Everything an engine needs: the source, which files to read, and for which models."""
+
+    source: Source
+    refs: list[ImageRef]
+    to_read: list[ImageRef]
+    plans: dict  # model key -> ModelPlan
+    maybe: dict  # id -> {model key: stored hash}
+    specs: dict  # model key -> PreprocessSpec
+    names: dict  # model key -> model name
+
+    def needs(self, ref: ImageRef) -> dict:
+        """Model key -> preprocessing spec for the models that may need this file."""
+        return {k: s for k, s in self.specs.items() if ref.id in self.plans[k].todo or k in self.maybe.get(ref.id, {})}
+
+    @property
+    def min_size(self) -> int:
+        return max((s.decode_size for s in self.specs.values()), default=0)
+
+    def process(self, ref: ImageRef) -> Decoded:
+        return process_file(self.source, ref, self.needs(ref), self.min_size, self.maybe.get(ref.id))
+
+
+class Recorder:
+    """Driver-side bookkeeping shared by every engine: counts, skipped files, and store writes.
+
+    Engines hand it decoded files (:meth:`accept`) and vectors (:meth:`write`); it commits the
+    store every few seconds (:meth:`tick`) so that finished work survives an interruption.
+    """
+
+    def __init__(self, job: Job, stores: dict, writers: dict):
+        self.job, self.stores, self.writers = job, stores, writers
+        self.reports = {k: ModelReport(model=stores[k].name) for k in job.plans}
+        self.skipped: list[tuple[str, str]] = []
+        self.old_rows = {k: _rows_by_id(stores[k]) for k in job.plans}
+        self.last_commit = time.monotonic()
+        for k, plan in job.plans.items():
+            writers[k].delete_rows(plan.removed_rows)
+            self.reports[k].removed = len(plan.removed_rows)
+
+    def accept(self, d: Decoded) -> list[str]:
+        """Record one processed file; returns the model keys whose vectors it still needs."""
+        if d.error:
+            self.skipped.append((d.ref.path, d.error))
+            for k in self.job.plans:
+                if d.ref.id in self.old_rows[k]:  # a file that went bad: its old vector no longer applies
+                    self.writers[k].delete_rows([self.old_rows[k][d.ref.id]])
+                    self.reports[k].removed += 1
+            return []
+        need = []
+        for k in self.job.plans:
+            if d.ref.id in self.job.plans[k].todo:
+                self.reports[k].new += 1
+                need.append(k)
+            elif k in self.job.maybe.get(d.ref.id, {}):
+                if self.job.maybe[d.ref.id][k] != d.hash:
+                    self.reports[k].changed += 1
+                    need.append(k)
+                else:
+                    self.reports[k].unchanged += 1
+        return need
+
+    def write(self, k: str, done: Sequence[Decoded], vectors: np.ndarray) -> None:
+        old = self.old_rows[k]
+        self.writers[k].delete_rows([old[d.ref.id] for d in done if d.ref.id in old])
+        self.writers[k].add(item_rows(done), vectors)
+        self.reports[k].embedded += len(done)
+
+    def tick(self) -> None:
+        if time.monotonic() - self.last_commit >= COMMIT_SECONDS:
+            for w in self.writers.values():
+                w.flush()
+            self.last_commit = time.monotonic()
+
+
+# --- the entry point --------------------------------------------------------------------------
 
 def embed(
-    folder: str | os.PathLike,
+    folder: str | os.PathLike | Source,
     models: Sequence[str] = ("siglip", "cnn"),
     store: str | os.PathLike | Store | None = None,
     metadata: str | os.PathLike | None = None,
@@ -168,46 +240,53 @@ def embed(
     workers: int | None = None,
     progress: Callable[[int, int], None] | None = None,
     on_model: Callable[[str], None] | None = None,
+    engine: str = "local",
+    ray_options: dict | None = None,
 ) -> EmbedReport:
-    """Embed every image below ``folder`` with each model, writing only what is new or changed.
+    """Embed every image of a catalog with each model, writing only what is new or changed.
 
-    ``weights`` maps a model name to a local weights file. ``progress(done, total)`` is called
-    as files are processed; ``on_model(name)`` before each model loads. Returns an EmbedReport.
+    ``folder`` is a local folder, a ``file://``/``s3://``/``gs://`` URI, or a CSV/parquet list of
+    image paths (with optional ``id`` and metadata columns). ``weights`` maps a model name to a
+    local weights file. ``progress(done, total)`` is called as files are processed; ``on_model(name)``
+    before each model loads. ``engine`` is ``local`` or ``ray`` (``ray_options``: address,
+    concurrency, gpus_per_worker). Returns an EmbedReport.
     """
-    from .encoders import create_encoder, default_batch_size, expected_config, pick_device, resolve, store_key
+    from .encoders import default_batch_size, expected_config, pick_device, resolve, store_key
 
-    device = pick_device(device)
+    if engine not in ENGINES:
+        raise CatalogError(f"Unknown engine {engine!r}; use one of: {', '.join(ENGINES)}.")
+    device = pick_device(device) if engine == "local" else device
     batch_size = batch_size or default_batch_size(device)
     if batch_size < 1:
         raise CatalogError("--batch-size must be at least 1.")
     st = store if isinstance(store, Store) else Store(store)
-    root = Path(folder)
-    refs = find_images(root)
+    source = open_source(folder)
+    refs = source.refs()
     if not refs:
         raise CatalogError(
-            f"No images found in {str(folder)!r} (looked for {', '.join(sorted({'.jpg', '.png', '.webp', '.bmp', '.gif', '.tif'}))} "
-            f"files, recursively); pass the folder that holds your product photos."
+            f"No images found in {str(folder)!r} (looked for .jpg, .jpeg, .png, .webp, .bmp, .gif and .tif files, "
+            f"recursively); pass the folder that holds your product photos."
         )
     weights = weights or {}
     entries = [resolve(m) for m in dict.fromkeys(models)]
-    st.create(root)
+    configs = {store_key(e.name): expected_config(e, weights.get(e.name)) for e in entries}
+    st.create(source.root)
     meta_report = None
+    if source.metadata is not None and metadata is None:
+        st.write_metadata(source.metadata)
+        meta_report = {"rows": len(source.metadata), "matched": len(source.metadata), "unmatched_rows": 0,
+                       "items_without_metadata": 0}
     if metadata is not None:
         meta, meta_report = read_metadata(metadata, refs)
         st.write_metadata(meta)
 
     # plan: which ids does each model need, and which files must be read at all
-    stats = {}
-    for ref in refs:
-        stats[ref.id] = stat_of(root, ref)
-    by_id = {r.id: r for r in refs}
-    plans: dict[str, ModelPlan] = {}
-    maybe: dict[str, dict[str, str]] = {}  # id -> {model key: stored hash} for stat-changed files
-    stores = {}
+    stats = {ref.id: source.stat(ref) for ref in refs}
+    plans, maybe, stores = {}, {}, {}
     for e in entries:
         key = store_key(e.name)
         ms = st.model_for_writing(e.name)
-        ms.check_config(expected_config(e, weights.get(e.name)))
+        ms.check_config(configs[key])
         items = ms.items() if ms.exists() else _empty_items()
         plans[key], maybe_ids = plan_model(refs, stats, items)
         stored = dict(zip(items["id"], items["hash"])) if len(items) else {}
@@ -215,43 +294,38 @@ def embed(
             maybe.setdefault(i, {})[key] = stored[i]
         stores[key] = ms
     to_read = [r for r in refs if r.id in maybe or any(r.id in p.todo for p in plans.values())]
+    busy = [k for k in plans if to_read and (plans[k].todo or any(k in m for m in maybe.values()))]
+    job = Job(source, refs, to_read, plans, maybe, {k: resolve(stores[k].name).preprocess for k in busy},
+              {k: stores[k].name for k in busy})
 
-    reports = {k: ModelReport(model=stores[k].name) for k in plans}
-    skipped: list[tuple[str, str]] = []
-    encoders = {}
-    t_load = time.perf_counter()
-    for e in entries:
-        key = store_key(e.name)
-        if to_read and (plans[key].todo or any(key in m for m in maybe.values())):
-            if on_model:
-                on_model(e.name)
-            encoders[key] = create_encoder(e.name, weights=weights.get(e.name), device=device, precision=precision)
-
-    t_embed = time.perf_counter()
     interrupted = False
-    writers = {k: stores[k].writer(expected_config(resolve(stores[k].name), weights.get(stores[k].name))) for k in plans}
+    writers = {k: stores[k].writer(configs[k]) for k in plans}
     for w in writers.values():
         w.__enter__()
     try:
-        for k, plan in plans.items():
-            writers[k].delete_rows(plan.removed_rows)
-            reports[k].removed = len(plan.removed_rows)
+        recorder = Recorder(job, stores, writers)
         try:
-            _run_local(root, to_read, plans, maybe, encoders, writers, stores, reports, skipped,
-                       batch_size, workers, progress)
+            if engine == "ray":
+                from .ray_engine import run_ray
+
+                t_load, t_embed = run_ray(job, recorder, batch_size, weights, precision, ray_options or {}, progress)
+            else:
+                t_load, t_embed = _run_local(job, recorder, batch_size, workers, weights, device, precision,
+                                             progress, on_model)
         except KeyboardInterrupt:
             interrupted = True
+            t_load = t_embed = time.perf_counter()
     finally:
         for w in writers.values():
             w.__exit__(None, None, None)
-    for k, r in reports.items():
-        p = plans[k]
-        r.unchanged = p.unchanged + r.unchanged
+    for k, r in recorder.reports.items():
+        r.unchanged += plans[k].unchanged
         stores[k].refresh()
         r.total = len(stores[k].items())
-    st.write_skipped(skipped)
-    report = EmbedReport(found=len(refs), models=list(reports.values()), skipped=skipped, metadata=meta_report,
-                         interrupted=interrupted, load_seconds=t_embed - t_load, embed_seconds=time.perf_counter() - t_embed)
+    st.write_skipped(recorder.skipped)
+    report = EmbedReport(found=len(refs), models=list(recorder.reports.values()), skipped=recorder.skipped,
+                         metadata=meta_report, interrupted=interrupted, load_seconds=t_embed - t_load,
+                         embed_seconds=time.perf_counter() - t_embed, engine=engine)
     if interrupted:
         raise EmbedInterrupted(report)
     _update_indexes(st, [stores[k].name for k in plans])
@@ -284,63 +358,42 @@ def _background_thread() -> None:
         pass
 
 
-def _run_local(root, to_read, plans, maybe, encoders, writers, stores, reports, skipped,
-               batch_size, workers, progress):
+def _run_local(job: Job, recorder: Recorder, batch_size, workers, weights, device, precision, progress, on_model):
     """Decode ahead in a thread pool; encode full batches; commit every few seconds."""
-    specs = {k: enc.entry.preprocess for k, enc in encoders.items()}
-    min_size = max((s.decode_size for s in specs.values()), default=0)
-    old_rows = {k: _rows_by_id(stores[k]) for k in plans}
-    pending: dict[str, list[Decoded]] = {k: [] for k in encoders}
-    workers = workers or min(8, (os.cpu_count() or 2))
-    total, done = len(to_read), 0
-    last_commit = time.monotonic()
+    from .encoders import create_encoder
 
-    def job(ref: ImageRef) -> Decoded:
-        need = {k: s for k, s in specs.items() if ref.id in plans[k].todo or k in maybe.get(ref.id, {})}
-        return process_file(root, ref, need, min_size, maybe.get(ref.id))
+    t_load = time.perf_counter()
+    encoders = {}
+    for k, name in job.names.items():
+        if on_model:
+            on_model(name)
+        encoders[k] = create_encoder(name, weights=weights.get(name), device=device, precision=precision)
+    t_embed = time.perf_counter()
+    pending: dict[str, list[Decoded]] = {k: [] for k in encoders}
+    total, done = len(job.to_read), 0
 
     def encode(k: str, batch: list[Decoded]) -> None:
-        vectors = encoders[k].encode_pixels(np.stack([d.pixels[k] for d in batch]))
-        writers[k].delete_rows([old_rows[k][d.ref.id] for d in batch if d.ref.id in old_rows[k]])
-        writers[k].add(item_rows(batch), vectors)
-        reports[k].embedded += len(batch)
+        recorder.write(k, batch, encoders[k].encode_pixels(np.stack([d.pixels[k] for d in batch])))
 
-    with ThreadPoolExecutor(max_workers=workers, initializer=_background_thread) as pool:
-        # keep a bounded number of batches in flight so memory stays at a few batches of pixels
-        for chunk in chunked(to_read, batch_size * 4):
-            for d in pool.map(job, chunk):
+    with ThreadPoolExecutor(max_workers=workers or min(8, os.cpu_count() or 2), initializer=_background_thread) as pool:
+        # a bounded number of batches in flight, so memory stays at a few batches of pixels
+        for chunk in chunked(job.to_read, batch_size * 4):
+            for d in pool.map(job.process, chunk):
                 done += 1
-                if d.error:
-                    skipped.append((d.ref.path, d.error))
-                    for k in plans:
-                        if d.ref.id in old_rows[k]:  # a file that went bad: its old vector no longer applies
-                            writers[k].delete_rows([old_rows[k][d.ref.id]])
-                            reports[k].removed += 1
-                    continue
-                for k in plans:
-                    if d.ref.id in plans[k].todo:
-                        reports[k].new += 1
-                    elif k in maybe.get(d.ref.id, {}):
-                        if k in d.pixels:
-                            reports[k].changed += 1
-                        else:
-                            reports[k].unchanged += 1
-                for k in d.pixels:
+                for k in recorder.accept(d):
                     pending[k].append(d)
                     if len(pending[k]) >= batch_size:
                         encode(k, pending[k])
                         pending[k] = []
                 if progress:
                     progress(done, total)
-            if time.monotonic() - last_commit >= COMMIT_SECONDS:
-                for w in writers.values():
-                    w.flush()
-                last_commit = time.monotonic()
+            recorder.tick()
         for k, batch in pending.items():
             if batch:
                 encode(k, batch)
         if progress:
             progress(total, total)
+    return t_load, t_embed
 
 
 def _rows_by_id(ms) -> dict[str, int]:

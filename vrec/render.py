@@ -415,3 +415,115 @@ def write_eval_report(ev, path: str | Path) -> None:
         from .errors import VrecError
 
         raise VrecError(f"Unknown report type {path.suffix!r}; name the file .md, .html or .json.")
+
+
+# --- tags and style maps ----------------------------------------------------------------------
+
+CLUSTER_COLOURS = ("#2a6ad8", "#e08a00", "#2e9e5b", "#b03a8c", "#c0392b", "#7f8c8d", "#8e44ad", "#16a085",
+                   "#d35400", "#2c3e50", "#f1c40f", "#27ae60", "#e84393", "#0984e3", "#6c5ce7", "#00b894",
+                   "#fdcb6e", "#e17055", "#636e72", "#a29bfe")
+
+
+def tags_table(result, catalog, limit: int = 30):
+    from rich.table import Table
+
+    t = Table(title=f"Zero-shot tags (match probability ≥ {result.threshold}, at most {result.top} per group)",
+              title_justify="left")
+    t.add_column("id", overflow="fold")
+    for c in display_columns(catalog)[:1]:
+        t.add_column(c, overflow="fold")
+    t.add_column("tags (probability)", overflow="fold")
+    merged = result.table.merge(catalog, on="id", how="left", suffixes=("", "_meta"))
+    cols = display_columns(catalog)[:1]
+    for _, r in merged.head(limit).iterrows():
+        pairs = ", ".join(f"{a} ({b})" for a, b in zip(r["tags"].split(", "), r["tag_probabilities"].split(", "))) if r["tags"] else "—"
+        t.add_row(rich_text(r["id"]), *[rich_text(fmt(r[c])) for c in cols], rich_text(pairs))
+    if len(merged) > limit:
+        t.caption = f"... {len(merged) - limit} more items (all are saved; see --csv)"
+    return t
+
+
+def tag_counts_table(result):
+    from rich.table import Table
+
+    t = Table(title="Tag counts", title_justify="left")
+    for c in ("group", "tag", "items"):
+        t.add_column(c, justify="right" if c == "items" else "left")
+    counts = result.long.groupby(["group", "tag"]).size().reset_index(name="n").sort_values(["group", "n"], ascending=[True, False])
+    for _, r in counts.iterrows():
+        t.add_row(r["group"], rich_text(r["tag"]), str(r["n"]))
+    return t
+
+
+def map_table(sm):
+    from rich.table import Table
+
+    t = Table(title=f"{sm.k} style clusters ({sm.criterion})", title_justify="left")
+    t.add_column("#", justify="right")
+    t.add_column("name", overflow="fold")
+    t.add_column("items", justify="right")
+    if sm.label:
+        t.add_column(f"{sm.label} mix", overflow="fold")
+    t.add_column("price min / median / max", justify="right")
+    t.add_column("representatives", overflow="fold")
+    for c in sm.clusters:
+        row = [str(c.id), rich_text(c.name), str(c.size)]
+        if sm.label:
+            row.append(rich_text(", ".join(f"{a} {b}" for a, b in c.label_mix)))
+        row.append("—" if c.price is None else f"{c.price[0]:g} / {c.price[1]:g} / {c.price[2]:g}")
+        row.append(rich_text(", ".join(c.representatives[:3])))
+        t.add_row(*row)
+    return t
+
+
+def gaps_tables(gap_list, over, threshold: float, min_items: int):
+    from rich.table import Table
+
+    out = []
+    for title, rows in ((f"Possible gaps: concepts fewer than {min_items} items match (p ≥ {threshold})", gap_list),
+                        ("Over-served concepts: matched by the largest share of the catalog", over)):
+        t = Table(title=title, title_justify="left")
+        for c in ("group", "concept", "items ≥ threshold", "best p", "closest items"):
+            t.add_column(c, overflow="fold", justify="right" if c in ("items ≥ threshold", "best p") else "left")
+        for g in rows[:25]:
+            t.add_row(g.group, rich_text(g.concept), str(g.items_above), f"{g.best_probability:.3f}", rich_text(", ".join(g.closest)))
+        if not rows:
+            t.add_row("—", "none", "", "", "")
+        out.append(t)
+    return out
+
+
+def map_html(sm, max_points: int = 3000) -> str:
+    """The body of a style-map page: a 2-D scatter coloured by cluster, then a row per cluster."""
+    items = sm.items
+    if len(items) > max_points:
+        items = items.sample(max_points, random_state=0)
+    w, h, pad = 720, 480, 20
+    x, y = items["x"].to_numpy(), items["y"].to_numpy()
+    sx = lambda v: pad + (v - x.min()) / max(x.max() - x.min(), 1e-9) * (w - 2 * pad)  # noqa: E731
+    sy = lambda v: h - pad - (v - y.min()) / max(y.max() - y.min(), 1e-9) * (h - 2 * pad)  # noqa: E731
+    title_col = next((c for c in ("title", "productDisplayName") if c in items.columns), "id")
+    dots = "".join(
+        f"<circle cx='{sx(r.x):.1f}' cy='{sy(r.y):.1f}' r='4' fill='{CLUSTER_COLOURS[(r.cluster - 1) % len(CLUSTER_COLOURS)]}' "
+        f"fill-opacity='0.75'><title>{html.escape(str(getattr(r, title_col)))} — cluster {r.cluster}: "
+        f"{html.escape(r.cluster_name)}</title></circle>" for r in items.itertuples())
+    legend = "".join(f"<div><span style='display:inline-block;width:10px;height:10px;background:"
+                     f"{CLUSTER_COLOURS[(c.id - 1) % len(CLUSTER_COLOURS)]}'></span> {c.id}. {html.escape(c.name)} ({c.size})</div>"
+                     for c in sm.clusters)
+    parts = [f"<p class='meta'>{sm.k} clusters ({html.escape(sm.criterion)}); map = first two principal components; "
+             f"hover a point for the product.</p>",
+             f"<div style='display:flex;gap:16px'><svg width='{w}' height='{h}' style='background:#fff;border:1px solid #ddd'>"
+             f"{dots}</svg><div style='font-size:13px'>{legend}</div></div>"]
+    root = Path(sm.root)
+    paths = dict(zip(sm.items["id"], sm.items["path"]))
+    titles = dict(zip(sm.items["id"], sm.items[title_col])) if title_col in sm.items.columns else {}
+    for c in sm.clusters:
+        mix = f" · {html.escape(sm.label)}: " + ", ".join(f"{html.escape(a)} {b}" for a, b in c.label_mix) if c.label_mix else ""
+        price = f" · price {c.price[0]:g}–{c.price[2]:g} (median {c.price[1]:g})" if c.price else ""
+        concepts = ", ".join(f"{html.escape(n)} ({p:.2f})" for n, p in c.concepts)
+        parts.append(f"<h2 style='color:{CLUSTER_COLOURS[(c.id - 1) % len(CLUSTER_COLOURS)]}'>{c.id}. {html.escape(c.name)} "
+                     f"<span class='meta'>{c.size} items{mix}{price}</span></h2>"
+                     + (f"<p class='meta'>closest concepts: {concepts}</p>" if concepts else ""))
+        cards = [card(root / paths[i], [html.escape(str(titles.get(i, i)))]) for i in c.representatives]
+        parts.append("<div class='grid'>" + "".join(cards) + "</div>")
+    return "".join(parts)

@@ -38,12 +38,16 @@ class SearchResult:
 
 
 def catalog_table(st: Store, ms: ModelStore):
-    """A model's live items joined with the product metadata, in store order."""
+    """A model's live items joined with the product metadata and saved tags, in store order."""
     items = ms.items()
     meta = st.metadata()
     if len(meta.columns):
         cols = [c for c in meta.columns if c not in items.columns]
         items = items.join(meta[cols], on="id")
+    tags = st.tags()
+    if tags is not None and "tags" not in items.columns:
+        items = items.join(tags.rename("tags"), on="id")
+        items["tags"] = items["tags"].fillna("")
     return items.reset_index(drop=True)
 
 
@@ -123,7 +127,7 @@ def search_text(query: str, k: int = 10, model: str = "siglip", store=None, temp
 
     from .encoders import no_text_tower, resolve
 
-    if not resolve(model).text:  # say so before loading anything
+    if encoder is None and not resolve(model).text:  # say so before loading anything
         raise no_text_tower(model)
     st, ms = open_model(store, model)
     table = catalog_table(st, ms)

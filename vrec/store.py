@@ -142,10 +142,11 @@ class Store:
 
     def create(self, root: str | os.PathLike) -> dict:
         """Create the store for a catalog folder, or check that it belongs to that folder."""
-        root_abs = str(Path(root).resolve())
+        root_abs = str(root) if "://" in str(root) else str(Path(root).resolve())
         if self.exists():
             info = self.info()
-            if info.get("root") and info["root"] != root_abs and Path(info["root"]).exists():
+            moved_away = "://" in info.get("root", "") or not Path(info.get("root", "")).exists()
+            if info.get("root") and info["root"] != root_abs and not moved_away:
                 raise StoreError(
                     f"The store {str(self.path)!r} belongs to the catalog {info['root']!r}; embedding "
                     f"{root_abs!r} into it would replace that catalog. Use --store for a separate store."
@@ -202,6 +203,15 @@ class Store:
 
     def write_metadata(self, df) -> None:
         write_parquet(self.path / "metadata.parquet", df.reset_index())
+
+    def tags(self):
+        """Saved zero-shot tags per item id ('tag1, tag2', best first), or None if never tagged."""
+        import pandas as pd
+
+        p = self.path / "tags.parquet"
+        if not p.is_file():
+            return None
+        return pd.read_parquet(p).groupby("id", sort=False)["tag"].agg(", ".join)
 
     def skipped(self):
         import pandas as pd

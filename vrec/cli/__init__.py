@@ -11,6 +11,7 @@ from . import embed as _embed  # noqa: F401
 from . import evaluate as _evaluate  # noqa: F401
 from . import models as _models  # noqa: F401
 from . import search as _search  # noqa: F401
+from . import tags as _tags  # noqa: F401
 from .common import app
 
 

@@ -1,0 +1,145 @@
+"""Zero-shot tags, style maps and gaps, with a fake encoder whose right answers are known."""
+from __future__ import annotations
+
+import numpy as np
+import pandas as pd
+import pytest
+
+from clihelp import vrec
+from conftest import handmade_store
+from vrec.errors import CatalogError, QueryError
+from vrec.search import catalog_table, search_text
+from vrec.store import Store
+from vrec.stylemap import choose_k, kmeans, silhouette, style_map
+from vrec.tags import gaps, read_vocab, tag
+
+AXES = ["minimalist", "bohemian", "leather", "denim", "silk"]
+
+
+class FakeEncoder:
+    """Each known concept is one axis; a text names its concept somewhere in the prompt."""
+
+    logit_scale, logit_bias = 10.0, -5.0
+    has_text = True
+
+    def encode_texts(self, texts):
+        out = np.zeros((len(texts), len(AXES)), np.float32)
+        for i, t in enumerate(texts):
+            out[i, next(j for j, a in enumerate(AXES) if a in t)] = 1
+        return out
+
+
+@pytest.fixture
+def vocab(tmp_path):
+    p = tmp_path / "v.txt"
+    p.write_text("# test vocabulary\nstyle:\nminimalist\nbohemian\nmaterial: leather\nmaterial: denim\nmaterial: silk\n")
+    return p
+
+
+@pytest.fixture
+def catalog(tmp_path):
+    """minimalist leather x3, bohemian denim x3, and one minimalist-only item; nothing is silk."""
+    e = np.eye(len(AXES))
+    v = [e[0] + e[2]] * 3 + [e[1] + e[3]] * 3 + [e[0]]
+    rng = np.random.default_rng(0)
+    v = np.array(v) + 0.02 * rng.normal(size=(7, len(AXES)))
+    meta = pd.DataFrame({"id": [f"item{i}" for i in range(7)], "title": [f"product {i}" for i in range(7)],
+                         "category": ["bags"] * 3 + ["dresses"] * 3 + ["bags"], "price": [10, 20, 30, 40, 50, 60, 70]})
+    return handmade_store(tmp_path / "s", {"fake": v}, meta)
+
+
+def test_vocabulary_files_and_builtins(vocab):
+    concepts = read_vocab(vocab)
+    assert [(c.group, c.name) for c in concepts] == [("style", "minimalist"), ("style", "bohemian"),
+                                                      ("material", "leather"), ("material", "denim"), ("material", "silk")]
+    fashion = read_vocab("fashion")
+    assert {"style", "occasion", "material", "pattern"} <= {c.group for c in fashion}
+    assert {"style", "room", "material"} <= {c.group for c in read_vocab("home")}
+    with pytest.raises(CatalogError, match="Did you mean 'fashion'"):
+        read_vocab("fashon")
+
+
+def test_the_right_tags_win_with_sigmoid_probabilities(catalog, vocab):
+    r = tag(model="fake", store=catalog, vocab=[vocab], threshold=0.5, top=2, encoder=FakeEncoder())
+    t = r.table.set_index("id")
+    assert t.loc["item0", "tags"].split(", ") == ["minimalist", "leather"] or \
+        set(t.loc["item0", "tags"].split(", ")) == {"minimalist", "leather"}
+    assert set(t.loc["item4", "tags"].split(", ")) == {"bohemian", "denim"}
+    assert t.loc["item6", "tags"] == "minimalist"  # no material reaches 0.5
+    p = r.long.query("id == 'item0' and tag == 'leather'")["probability"].iloc[0]
+    cos = 1 / np.sqrt(2)
+    assert p == pytest.approx(1 / (1 + np.exp(-(10 * cos - 5))), abs=0.02)  # sigmoid(scale*cos + bias)
+
+
+def test_threshold_and_top(catalog, vocab):
+    strict = tag(model="fake", store=catalog, vocab=[vocab], threshold=0.99, encoder=FakeEncoder(), save=False)
+    assert (strict.table["tags"] == "").sum() >= 6  # only the single-concept item clears 0.99
+    one = tag(model="fake", store=catalog, vocab=[vocab], threshold=0.0, top=1, encoder=FakeEncoder(), save=False)
+    assert one.long.groupby(["id", "group"]).size().max() == 1  # at most one per group
+    assert len(one.long) == 7 * 2
+    with pytest.raises(QueryError, match="between 0 and 1"):
+        tag(model="fake", store=catalog, vocab=[vocab], threshold=2, encoder=FakeEncoder())
+
+
+def test_saved_tags_filter_and_show(catalog, vocab):
+    tag(model="fake", store=catalog, vocab=[vocab], threshold=0.5, encoder=FakeEncoder())
+    st = Store(catalog)
+    t = catalog_table(st, st.model("fake"))
+    assert "tags" in t.columns and "leather" in t.set_index("id").loc["item1", "tags"]
+    r = search_text("bohemian", model="fake", store=catalog, k=10, filters=["tag:minimalist"], encoder=FakeEncoder())
+    assert set(r.table["id"]) == {"item0", "item1", "item2", "item6"} and "tags" in r.table.columns
+
+
+def test_gaps_find_the_missing_concept(catalog, vocab):
+    gap_list, over = gaps(model="fake", store=catalog, vocab=[vocab], threshold=0.5, min_items=2, encoder=FakeEncoder())
+    assert [g.concept for g in gap_list] == ["silk"] and gap_list[0].items_above == 0
+    assert over[0].concept == "minimalist" and over[0].items_above == 4
+
+
+def test_kmeans_and_silhouette_on_obvious_groups():
+    rng = np.random.default_rng(1)
+    v = np.concatenate([np.eye(4)[i] + 0.05 * rng.normal(size=(20, 4)) for i in range(3)])
+    v /= np.linalg.norm(v, axis=1, keepdims=True)
+    centres, labels = kmeans(v, 3, seed=0)
+    assert len(set(labels[:20])) == len(set(labels[20:40])) == len(set(labels[40:])) == 1 and len(set(labels)) == 3
+    assert silhouette(v, labels) > 0.8
+    assert choose_k(v)[0] == 3
+
+
+def test_style_map_names_clusters_by_concepts(catalog, vocab, tmp_path):
+    sm = style_map(model="fake", store=catalog, clusters=2, label="category", vocab=[vocab], encoder=FakeEncoder())
+    assert sm.k == 2 and sorted(c.size for c in sm.clusters) == [3, 4]
+    names = {c.name for c in sm.clusters}
+    assert any("minimalist" in n for n in names) and any("bohemian" in n for n in names)
+    big = sm.clusters[0]
+    assert big.size == 4 and big.label_mix == [("bags", 4)] and big.price == (10.0, 25.0, 70.0)
+    assert set(sm.items.columns) >= {"id", "cluster", "cluster_name", "x", "y"}
+    auto = style_map(model="fake", store=catalog, clusters="auto", vocab=[vocab], encoder=FakeEncoder())
+    assert auto.k == 2 and "silhouette" in auto.criterion
+
+
+def test_map_html_shows_points_and_clusters(catalog, vocab):
+    from vrec.render import map_html
+
+    sm = style_map(model="fake", store=catalog, clusters=2, label="category", vocab=[vocab], encoder=FakeEncoder())
+    body = map_html(sm)
+    assert body.count("<circle") == 7 and body.count("<h2") == 2 and "minimalist" in body
+
+
+def test_commands_end_to_end_on_the_sample_catalog(tiny_store, tmp_path):
+    r = vrec("tag", "--model", "tiny-siglip", "--store", tiny_store, "--threshold", "0", "--top", "1",
+             "--csv", tmp_path / "tags.csv")
+    assert "Zero-shot tags" in r.stdout and (tmp_path / "tags.csv").is_file()
+    assert len(pd.read_csv(tmp_path / "tags.csv")) == 60
+    r = vrec("map", "--model", "tiny-siglip", "--store", tiny_store, "--label", "category",
+             "--html", tmp_path / "map.html", "--csv", tmp_path / "map.csv")
+    assert "style clusters" in r.stdout
+    html = (tmp_path / "map.html").read_text()
+    assert html.count("<circle") == 60 and "data:image/jpeg;base64," in html
+    assert set(pd.read_csv(tmp_path / "map.csv").columns) >= {"id", "cluster", "cluster_name", "x", "y"}
+    r = vrec("map", "--gaps", "--model", "tiny-siglip", "--store", tiny_store, "--vocab", "home")
+    assert "Possible gaps" in r.stdout and "Over-served" in r.stdout
+    r = vrec("map", "--model", "tiny-cnn", "--store", tiny_store, "--clusters", "3")
+    assert "3 style clusters" in r.stdout  # a CNN has no text: clusters are named by their contents
+    r = vrec("tag", "--model", "tiny-cnn", "--store", tiny_store, ok=False)
+    assert r.exit_code == 1 and "no text tower" in r.stderr
