@@ -2,13 +2,13 @@ PYTHON ?= python3
 VENV   ?= .venv
 BIN     = $(VENV)/bin
 
-.PHONY: install test demo bench clean
+.PHONY: install test demo bench bench-quick clean
 
-## install: create .venv and install vrec (editable) with its test extras
+## install: create .venv and install vrec (editable) with its test and Ray extras
 install:
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
 	$(BIN)/python -m pip install -q --upgrade pip
-	$(BIN)/python -m pip install -q -e '.[test]'
+	$(BIN)/python -m pip install -q -e '.[test,ray]'
 	@$(BIN)/vrec --version
 
 ## test: run the test suite
@@ -25,6 +25,10 @@ demo:
 ## bench: measure throughput and search speed, write BENCHMARKS.md (not part of make test)
 bench:
 	$(BIN)/python bench/run.py
+
+## bench-quick: the same at small sizes (under 3 minutes)
+bench-quick:
+	$(BIN)/python bench/run.py --quick --out BENCHMARKS-quick.md
 
 clean:
 	rm -rf .vrec-demo .pytest_cache build *.egg-info

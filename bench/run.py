@@ -13,7 +13,6 @@ import argparse
 import json
 import os
 import platform
-import resource
 import shutil
 import subprocess
 import sys
@@ -221,10 +220,14 @@ def bench_search(sizes: list[int], dim: int, tmp: Path, queries: int = 200) -> l
         del vectors
         ms = st.model("bench")
         efc = 200 if n <= 200_000 else 64
-        rss0 = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
-        t0 = time.perf_counter()
-        s = ix.build_index(ms, ef_construction=efc)
-        build = time.perf_counter() - t0
+        # `vrec index` in a process of its own, so its peak memory is its own
+        code = (f"from vrec.store import Store\nfrom vrec.index import build_index, peak_rss_mb\n"
+                f"s = build_index(Store({str(st.path)!r}).model('bench'), ef_construction={efc})\n"
+                f"print(s.build_seconds, peak_rss_mb())")
+        out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True, cwd=ROOT).stdout
+        build, index_rss = (float(x) for x in out.split()[-2:])
+        ms = st.model("bench")
+        s = ix.stats(ms)
         index = ix.load_index(ms)
         lat = {"hnsw": [], "exact": []}
         found = {"hnsw": [], "exact": []}
@@ -243,12 +246,56 @@ def bench_search(sizes: list[int], dim: int, tmp: Path, queries: int = 200) -> l
                "index_mb": s.size_bytes / 1e6, "recall_at_10_tuning": s.recall_at_10, "recall_at_10_heldout": float(recall),
                "hnsw_p50_ms": 1000 * float(np.percentile(lat["hnsw"], 50)), "hnsw_p99_ms": 1000 * float(np.percentile(lat["hnsw"], 99)),
                "exact_p50_ms": 1000 * float(np.percentile(lat["exact"], 50)), "exact_p99_ms": 1000 * float(np.percentile(lat["exact"], 99)),
-               "peak_rss_growth_mb": (resource.getrusage(resource.RUSAGE_SELF).ru_maxrss - rss0) / 1024}
+               "index_peak_rss_mb": index_rss}
+        if n == max(sizes):
+            row.update(bench_append(st, ms, cfg, 10_000, dim))
         rows.append(row)
         log(f"  {n:>9,} x {dim}: build {build:.1f} s, ef {s.ef}, recall@10 {recall:.3f}, "
             f"HNSW p50 {row['hnsw_p50_ms']:.2f} ms vs exact {row['exact_p50_ms']:.2f} ms")
         del vec, index, ms
         shutil.rmtree(tmp / f"search-{n}", ignore_errors=True)
+    return rows
+
+
+def bench_append(st, ms, cfg: dict, n_new: int, dim: int) -> dict:
+    """Adding n_new items to a large store: seconds and bytes written (only the new shard)."""
+    import pandas as pd
+
+    files = {f: f.stat().st_size for f in ms.shard_dir.iterdir()}
+    vectors, _ = clustered(n_new, dim, seed=99)
+    items = pd.DataFrame({"id": [f"new{j}" for j in range(n_new)], "path": "", "hash": "", "size": 0, "mtime": 0,
+                          "width": 0, "height": 0})
+    t0 = time.perf_counter()
+    with ms.writer(cfg) as w:
+        w.add(items, vectors)
+    seconds = time.perf_counter() - t0
+    written = sum(f.stat().st_size for f in ms.shard_dir.iterdir() if f not in files)
+    written += ms.manifest_path.stat().st_size
+    total = sum(files.values()) + written
+    log(f"  append {n_new:,} to {len(ms):,}: {seconds:.2f} s, {written / 1e6:.1f} MB written of {total / 1e6:.0f} MB")
+    return {"append_items": n_new, "append_seconds": seconds, "append_mb": written / 1e6, "store_mb": total / 1e6}
+
+
+def bench_ray(weights: Path, folder: Path, batch: int, tmp: Path) -> list[dict]:
+    """Ray engine vs local engine images/s on this machine (the overhead of Ray)."""
+    try:
+        import ray
+    except ImportError:
+        return []
+    from vrec.embed import embed
+
+    ray.init(num_cpus=os.cpu_count(), include_dashboard=False, logging_level="ERROR", log_to_driver=False)
+    rows = []
+    try:
+        for name, w in (("effnet-lite0", None), ("siglip", weights)):
+            kw = {"weights": {name: str(w)}} if w else {}
+            local = embed(folder, models=[name], store=tmp / f"rl-{name}", batch_size=batch, device="cpu", **kw)
+            remote = embed(folder, models=[name], store=tmp / f"rr-{name}", batch_size=batch, engine="ray", **kw)
+            rows.append({"model": name, "images": local.models[0].embedded, "local_img_s": local.images_per_second,
+                         "ray_img_s": remote.images_per_second, "ratio": remote.images_per_second / local.images_per_second})
+            log(f"  {name}: local {local.images_per_second:.2f} img/s, ray {remote.images_per_second:.2f} img/s")
+    finally:
+        ray.shutdown()
     return rows
 
 
@@ -358,12 +405,24 @@ def write_markdown(results: dict, path: Path) -> None:
               "the `ef` that `vrec index` chose (tuned on catalog samples), measured on held-out queries against exact "
               "search. Latency: one query at a time. **Targets: recall@10 ≥ 0.99; HNSW faster than exact from the size "
               "where vrec switches to it** (20,000 items).", "",
-              "| items | dim | M | ef_construction | ef | build s | index MB (≈ RAM) | recall@10 (tuning) | recall@10 (held-out) | HNSW p50 / p99 ms | exact p50 / p99 ms |",
-              "| ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: |"]
+              "| items | dim | M | ef_construction | ef | build s | index MB | `vrec index` peak RSS MB | recall@10 (tuning) | recall@10 (held-out) | HNSW p50 / p99 ms | exact p50 / p99 ms |",
+              "| ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: |"]
     for r in results["search"]:
         lines.append(f"| {r['n']:,} | {r['dim']} | {r['m']} | {r['ef_construction']} | {r['ef']} | {r['build_s']:.1f} | "
-                     f"{r['index_mb']:.0f} | {r['recall_at_10_tuning']:.3f} | {r['recall_at_10_heldout']:.3f} | "
+                     f"{r['index_mb']:.0f} | {r['index_peak_rss_mb']:.0f} | {r['recall_at_10_tuning']:.3f} | {r['recall_at_10_heldout']:.3f} | "
                      f"{r['hnsw_p50_ms']:.2f} / {r['hnsw_p99_ms']:.2f} | {r['exact_p50_ms']:.2f} / {r['exact_p99_ms']:.2f} |")
+    big = results["search"][-1]
+    lines += ["", "## Store growth", "",
+              f"Adding {big['append_items']:,} items to the {big['n']:,}-item store: {big['append_seconds']:.2f} s, "
+              f"{big['append_mb']:.1f} MB written (a new shard and the manifest) of a {big['store_mb']:.0f} MB store; "
+              "no existing shard is rewritten."]
+    if results.get("ray"):
+        lines += ["", "## Ray engine overhead", "",
+                  "`vrec embed --engine ray` on a local Ray with all cores versus the local engine, same photos and batch. "
+                  "The Ray figure includes starting the actors and loading the model inside them.", "",
+                  "| model | images | local img/s | ray img/s | ray / local |", "| --- | ---: | ---: | ---: | ---: |"]
+        lines += [f"| {r['model']} | {r['images']} | {r['local_img_s']:.2f} | {r['ray_img_s']:.2f} | {r['ratio']:.2f} |"
+                  for r in results["ray"]]
     c = results["cold"]
     lines += ["", "## Cold text query", "",
               "Wall time of one `vrec search-text` process on a 10,000-item store of ViT-B-16-SigLIP vectors (768-d), "
@@ -403,6 +462,8 @@ def main() -> None:
         results["memory"] = bench_memory(tmp, base, (1, 3) if quick else (1, 5))
         log("search")
         results["search"] = bench_search(sizes, 768, tmp)
+        log("ray engine")
+        results["ray"] = bench_ray(w["siglip"], next(iter(folders.values())), 32, tmp)
         log("cold query")
         results["cold"] = bench_cold_query(w["siglip"], tmp, runs_wanted=2 if quick else 3)
     finally:

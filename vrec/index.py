@@ -42,6 +42,7 @@ class IndexStats:
     size_bytes: int
     generation: int
     fresh: bool
+    peak_rss_mb: float | None = None  # of the process that built it
 
     @property
     def memory_bytes(self) -> int:
@@ -78,43 +79,66 @@ def _top(scores: np.ndarray, ids: np.ndarray, k: int) -> tuple[np.ndarray, np.nd
     return ids[order], scores[order]
 
 
+def exact_topk_store(ms: ModelStore, queries: np.ndarray, k: int) -> tuple[np.ndarray, np.ndarray]:
+    """Exact top-k global rows over every shard, one memory-mapped shard at a time (no full copy)."""
+    queries = np.atleast_2d(queries).astype(np.float32, copy=False)
+    best_r = np.zeros((len(queries), 0), np.int64)
+    best_s = np.zeros((len(queries), 0), np.float32)
+    for rows, vec in ms.iter_live():
+        if not len(rows):
+            continue
+        pos, sc = exact_topk(vec, queries, k)
+        cand_r, cand_s = np.concatenate([best_r, rows[pos]], 1), np.concatenate([best_s, sc], 1)
+        picked = [_top(cs, cr, k) for cs, cr in zip(cand_s, cand_r)]
+        best_r = np.stack([p[0] for p in picked])
+        best_s = np.stack([p[1] for p in picked])
+    return best_r, best_s
+
+
+def peak_rss_mb() -> float | None:
+    """This process's peak resident memory so far (Linux VmHWM), for reports."""
+    try:
+        with open("/proc/self/status") as f:
+            return next(int(line.split()[1]) / 1024 for line in f if line.startswith("VmHWM"))
+    except (OSError, StopIteration):
+        return None
+
+
 def _index_dir(ms: ModelStore):
     return ms.path / "index"
 
 
-def _recall(index, vectors: np.ndarray, truth: np.ndarray, rows: np.ndarray, k: int = 10) -> float:
-    labels, _ = index.knn_query(vectors, k=k)
-    found = rows[truth]  # exact answers as labels
-    hits = sum(len(set(a) & set(b)) for a, b in zip(labels.tolist(), found.tolist()))
-    return hits / found.size
+def _recall(index, queries: np.ndarray, truth: np.ndarray, k: int = 10) -> float:
+    """Share of the exact top-k (global rows, which are the index labels) that HNSW returns."""
+    labels, _ = index.knn_query(queries, k=k)
+    hits = sum(len(set(a) & set(b)) for a, b in zip(labels.tolist(), truth.tolist()))
+    return hits / truth.size
 
 
-def tuning_queries(vectors: np.ndarray, sample: int, seed: int) -> np.ndarray:
+def tuning_queries(rows: np.ndarray, fetch, sample: int, seed: int) -> np.ndarray:
     """Queries to measure recall with: half catalog items ("find similar"), half points between two
     random items (new photos and text queries rarely coincide with a catalog vector, and those
-    are the harder case for a graph index)."""
+    are the harder case for a graph index). ``fetch(rows)`` reads vectors by row."""
     rng = np.random.default_rng(seed)
-    n = len(vectors)
+    n = len(rows)
     m = min(sample, n)
-    own = np.asarray(vectors[np.sort(rng.choice(n, size=(m + 1) // 2, replace=False))], np.float32)
-    a = np.asarray(vectors[rng.integers(0, n, m // 2)], np.float32)
-    b = np.asarray(vectors[rng.integers(0, n, m // 2)], np.float32)
+    own = fetch(rows[np.sort(rng.choice(n, size=(m + 1) // 2, replace=False))])
+    a = fetch(rows[rng.integers(0, n, m // 2)])
+    b = fetch(rows[rng.integers(0, n, m // 2)])
     mid = a + b
     mid /= np.maximum(np.linalg.norm(mid, axis=1, keepdims=True), 1e-12)
     return np.concatenate([own, mid])
 
 
 def _tune_ef(index, ms: ModelStore, target: float, sample: int, seed: int) -> tuple[int, float]:
-    items = ms.items()
-    rows = items["row"].to_numpy()
-    vectors = ms.vectors()
-    queries = tuning_queries(vectors, sample, seed)
+    rows = ms.items()["row"].to_numpy()
+    queries = tuning_queries(rows, ms.vectors_for_rows, sample, seed)
     k = min(10, len(rows))
-    truth, _ = exact_topk(vectors, queries, k)
+    truth, _ = exact_topk_store(ms, queries, k)
     recall = 0.0
     for ef in EF_LADDER:
         index.set_ef(max(ef, k))
-        recall = _recall(index, queries, truth, rows, k)
+        recall = _recall(index, queries, truth, k)
         if recall >= target:
             return max(ef, k), recall
     return max(EF_LADDER[-1], k), recall
@@ -149,7 +173,8 @@ def _save(ms, index, live_rows, m, ef_construction, ef, recall, target, seconds)
     entry = {"file": f"{name}.bin", "rows_file": f"{name}.rows.npy", "m": m, "ef_construction": ef_construction,
              "ef": int(ef), "recall_at_10": round(float(recall), 4), "target_recall": target,
              "build_seconds": round(seconds, 3), "generation": gen, "layout": manifest.get("layout", 0),
-             "items": int(len(live_rows)), "size_bytes": os.path.getsize(d / f"{name}.bin"), "built": now()}
+             "items": int(len(live_rows)), "size_bytes": os.path.getsize(d / f"{name}.bin"), "built": now(),
+             "peak_rss_mb": peak_rss_mb()}
     write_json(ms.manifest_path, {**manifest, "index": entry})
     ms.refresh()
     for f in d.iterdir():  # older index files
@@ -164,7 +189,7 @@ def stats(ms: ModelStore) -> IndexStats | None:
         return None
     return IndexStats(ms.name, e["items"], e["m"], e["ef_construction"], e["ef"], e["recall_at_10"],
                       e["target_recall"], e["build_seconds"], e["size_bytes"], e["generation"],
-                      e["generation"] == ms.generation)
+                      e["generation"] == ms.generation, e.get("peak_rss_mb"))
 
 
 def load_index(ms: ModelStore):

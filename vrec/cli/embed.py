@@ -11,7 +11,7 @@ from .common import DeviceOpt, StoreOpt, app, err, out
 
 @app.command()
 def embed(
-    folder: str = typer.Argument(..., help="Folder of product photos (searched recursively)."),
+    folder: str = typer.Argument(..., metavar="SRC", help="Folder of product photos (searched recursively), a URI, or a list file."),
     model: Optional[List[str]] = typer.Option(None, "--model", "-m", help="Model to embed with; repeat for several "
                                               "[default: siglip and cnn]. See 'vrec models'."),
     store: Optional[str] = StoreOpt,
@@ -24,11 +24,19 @@ def embed(
                                   "quantisation of Linear layers) on a CPU. See BENCHMARKS.md for speed and fidelity."),
     weights: Optional[str] = typer.Option(None, "--weights", help="Local weights file for the (single) --model."),
     quiet: bool = typer.Option(False, "--quiet", "-q", help="No progress bar or summary."),
+    engine: str = typer.Option("local", "--engine", envvar="VREC_ENGINE", show_envvar=True,
+                               help="local (this process) or ray (Ray Data, on a local Ray or a cluster)."),
+    ray_address: Optional[str] = typer.Option(None, "--ray-address", envvar="RAY_ADDRESS", show_envvar=True,
+                                              help="With --engine ray: the cluster to join [default: start a local Ray]."),
+    concurrency: Optional[int] = typer.Option(None, "--concurrency", help="With --engine ray: number of encoder actors."),
+    gpus_per_worker: float = typer.Option(0, "--gpus-per-worker", help="With --engine ray: GPUs per encoder actor."),
 ) -> None:
     """Embed every photo in FOLDER and keep the vectors in the store.
 
-    Re-running embeds only new or changed photos and drops deleted ones; an interrupted run keeps
-    what it finished and the next run resumes. Unreadable files are skipped and listed.
+    FOLDER may also be a file://, s3:// or gs:// URI, or a CSV/parquet list of image paths (column
+    'path'; 'id' and metadata columns optional). Re-running embeds only new or changed photos and
+    drops deleted ones; an interrupted run keeps what it finished and the next run resumes.
+    Unreadable files are skipped and listed.
     """
     from ..embed import EmbedInterrupted, embed as run
     from ..encoders import DEFAULT_MODELS
@@ -43,7 +51,8 @@ def embed(
     try:
         with progress:
             report = run(folder, models=models, store=store, metadata=metadata, batch_size=batch_size, device=device,
-                         precision=precision,
+                         precision=precision, engine=engine,
+                         ray_options={"address": ray_address, "concurrency": concurrency, "gpus_per_worker": gpus_per_worker},
                          weights={models[0]: weights} if weights else None,
                          progress=lambda d, t: progress.update(task, completed=d, total=t, description="embedding"),
                          on_model=lambda name: progress.update(task, description=f"loading {name}"))
@@ -89,6 +98,10 @@ def _summary(report) -> None:
         t.add_row(m.model, str(m.new), str(m.changed), str(m.removed), str(m.unchanged), str(len(report.skipped)),
                   str(m.total))
     err.print(t)
+    if report.embedded:
+        err.print(f"embedded {report.embedded} vector(s) in {report.embed_seconds:.1f} s "
+                  f"({report.images_per_second:.1f} images/s; models loaded in {report.load_seconds:.1f} s, "
+                  f"{report.engine} engine)")
     if report.metadata:
         md = report.metadata
         err.print(f"metadata: {md['matched']} of {md['rows']} rows matched an image; "
@@ -120,7 +133,7 @@ def index(
     if not names:
         raise VrecError(f"The store {str(st.path)!r} holds no vectors yet; run 'vrec embed FOLDER' first.")
     table = Table(title="HNSW indexes", title_justify="left")
-    for c in ("model", "items", "M", "ef_construction", "ef", "recall@10", "build s", "size MB (= RAM)", "state"):
+    for c in ("model", "items", "M", "ef_construction", "ef", "recall@10", "build s", "size MB (= RAM)", "peak MB", "state"):
         table.add_column(c, justify="left" if c in ("model", "state") else "right")
     for name in names:
         ms = st.model(name)
@@ -132,5 +145,6 @@ def index(
         if len(ms) < ix.EXACT_BELOW:
             state += " (searched exactly: small catalog)"
         table.add_row(name, str(s.items), str(s.m), str(s.ef_construction), str(s.ef), f"{s.recall_at_10:.3f}",
-                      f"{s.build_seconds:.2f}", f"{s.size_bytes / 1e6:.2f}", state)
+                      f"{s.build_seconds:.2f}", f"{s.size_bytes / 1e6:.2f}",
+                      f"{s.peak_rss_mb:.0f}" if s.peak_rss_mb else "—", state)
     out.print(table)
