@@ -1,7 +1,6 @@
 """``vrec embed --engine ray``: the same pipeline and store on a local Ray started by the tests."""
 from __future__ import annotations
 
-import numpy as np
 import pandas as pd
 import pytest
 

@@ -9,10 +9,8 @@ from collections import Counter
 
 import numpy as np
 import pandas as pd
-import pytest
 import torch
 
-from clihelp import vrec
 from vrec.search import catalog_table, search_image
 from vrec.store import Store
 

@@ -4,12 +4,11 @@ from __future__ import annotations
 import json
 
 import numpy as np
-import pandas as pd
 import pytest
 
 import vrec.index as ix
 from clihelp import vrec
-from vrec.errors import FilterError, QueryError, StaleIndex, UnknownItem
+from vrec.errors import FilterError, StaleIndex
 from vrec.filters import apply_filters
 from vrec.search import search_image, search_text
 from vrec.store import Store
@@ -186,7 +185,6 @@ def test_no_store_and_unreadable_query_image(tmp_path, shared_tiny_store):
 def test_stale_index_is_refused_not_silently_used(tiny_store, sample_dir, monkeypatch):
     vrec("index", "--store", tiny_store)
     ms = Store(tiny_store).model("tiny-cnn")
-    from test_store import rows
 
     with ms.writer(ms.config) as w:  # vectors change behind the index's back
         w.delete_rows([0])

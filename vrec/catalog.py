@@ -15,7 +15,7 @@ from pathlib import Path
 from typing import Iterable, Sequence
 
 import numpy as np
-from PIL import Image, ImageFile, ImageOps
+from PIL import Image, ImageOps
 
 from .errors import CatalogError
 
@@ -24,7 +24,7 @@ IMAGE_EXTENSIONS = frozenset({".jpg", ".jpeg", ".png", ".webp", ".bmp", ".gif", 
 # Pillow warns above MAX_IMAGE_PIXELS (~89 Mpx) and only raises at twice that; a product photo
 # is never that large, so refuse at the warning threshold.
 MAX_PIXELS = Image.MAX_IMAGE_PIXELS or 89_478_485
-DRAFT_MIN = 448  # JPEG draft decoding keeps at least this short side (2x a 224 model input)
+DRAFT_MIN = 256  # JPEG draft decoding keeps at least this short side (above every 224-256 px model input)
 
 
 @dataclass(frozen=True)
@@ -311,7 +311,7 @@ def load_image(path: str | os.PathLike, min_size: int = 0) -> Image.Image:
 FILE_COLUMNS = ("file", "filename", "path", "image", "image_path")
 
 
-def read_metadata(csv_path: str | os.PathLike, refs: Sequence[ImageRef]) -> tuple["pd.DataFrame", dict]:
+def read_metadata(csv_path: str | os.PathLike, refs: Sequence[ImageRef]) -> tuple[object, dict]:
     """Read a product CSV and key it by item id.
 
     Rows are matched by an ``id`` column equal to the item id (the file name without extension),

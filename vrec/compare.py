@@ -16,7 +16,7 @@ import numpy as np
 from .errors import QueryError
 from .index import search_rows
 from .search import catalog_table, load_encoder, resolve_item, unknown_item
-from .store import Store
+from .store import as_store
 
 SUMMARY_MAX_QUERIES = 20_000  # larger catalogs are summarised on a seeded sample of this many items
 TITLE_COLUMNS = ("title", "productDisplayName", "name")
@@ -76,7 +76,7 @@ class _Pair:
     """The two model stores restricted to the items both hold, aligned by id."""
 
     def __init__(self, store, left: str, right: str):
-        self.st = store if isinstance(store, Store) else Store(store)
+        self.st = as_store(store)
         self.ms = {"left": self.st.model(left), "right": self.st.model(right)}
         tables = {s: catalog_table(self.st, m) for s, m in self.ms.items()}
         shared = sorted(set(tables["left"]["id"]) & set(tables["right"]["id"]))

@@ -24,7 +24,7 @@ import numpy as np
 from .catalog import BadImage, ImageRef, Source, chunked, content_hash, decode_image, open_source, read_metadata
 from .errors import CatalogError
 from .preprocess import to_pixels
-from .store import ITEM_COLUMNS, Store
+from .store import ITEM_COLUMNS, Store, as_store
 
 COMMIT_SECONDS = float(os.environ.get("VREC_COMMIT_SECONDS", "10"))
 DECODE_NICENESS = int(os.environ.get("VREC_DECODE_NICENESS", "10"))
@@ -259,7 +259,7 @@ def embed(
     batch_size = batch_size or default_batch_size(device)
     if batch_size < 1:
         raise CatalogError("--batch-size must be at least 1.")
-    st = store if isinstance(store, Store) else Store(store)
+    st = as_store(store)
     source = open_source(folder)
     refs = source.refs()
     if not refs:

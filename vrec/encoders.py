@@ -19,7 +19,6 @@ import os
 import re
 import sys
 from dataclasses import dataclass, field, replace
-from pathlib import Path
 from typing import Sequence
 
 import numpy as np

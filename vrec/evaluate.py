@@ -24,7 +24,7 @@ import numpy as np
 from .errors import QueryError, suggest
 from .index import search_rows
 from .search import catalog_table, load_encoder
-from .store import Store
+from .store import as_store
 
 IMAGE_METRICS = ("precision", "recall", "map", "ndcg")
 TEXT_METRICS = ("recall", "mrr")
@@ -157,7 +157,7 @@ def evaluate(models: Sequence[str] = ("siglip", "cnn"), labels: Sequence[str] = 
     """Evaluate embedded models on a labelled catalog. See the module docstring for the definitions."""
     import pandas as pd
 
-    st = store if isinstance(store, Store) else Store(store)
+    st = as_store(store)
     if not labels and not queries:
         raise QueryError("Name at least one --label COLUMN (e.g. --label category) or give --queries FILE.")
     ks = sorted({int(k) for k in ks})

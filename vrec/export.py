@@ -15,7 +15,7 @@ from .errors import QueryError
 from .filters import apply_filters
 from .index import search_rows
 from .search import catalog_table
-from .store import Store, atomic_path
+from .store import atomic_path, as_store
 
 FORMATS = ("parquet", "npy", "csv")
 
@@ -36,7 +36,7 @@ def export_vectors(out: str | os.PathLike, model: str = "siglip", store=None, fm
     import pyarrow as pa
     import pyarrow.parquet as pq
 
-    st = store if isinstance(store, Store) else Store(store)
+    st = as_store(store)
     ms = st.model(model)
     out = Path(out)
     fmt = fmt or (out.suffix.lstrip(".").lower() or "parquet")
@@ -100,7 +100,7 @@ def similar_items(out: str | os.PathLike, model: str = "siglip", store=None, k: 
 
     if k < 1:
         raise QueryError("--k must be at least 1.")
-    st = store if isinstance(store, Store) else Store(store)
+    st = as_store(store)
     ms = st.model(model)
     table = catalog_table(st, ms)
     rows = table["row"].to_numpy()

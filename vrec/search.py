@@ -18,7 +18,7 @@ import numpy as np
 from .errors import QueryError, UnknownItem, suggest
 from .filters import apply_filters
 from .index import search_rows
-from .store import ModelStore, Store
+from .store import ModelStore, Store, as_store
 
 DEFAULT_TEMPLATE = "a photo of {}."
 
@@ -52,7 +52,7 @@ def catalog_table(st: Store, ms: ModelStore):
 
 
 def open_model(store: str | os.PathLike | Store | None, model: str) -> tuple[Store, ModelStore]:
-    st = store if isinstance(store, Store) else Store(store)
+    st = as_store(store)
     return st, st.model(model)
 
 

@@ -26,7 +26,6 @@ import datetime as _dt
 import fcntl
 import json
 import os
-import shutil
 import tempfile
 from dataclasses import dataclass
 from pathlib import Path
@@ -512,6 +511,7 @@ class ModelWriter:
                 f.unlink(missing_ok=True)
 
 
-def remove_model(store: Store, name: str) -> None:
-    ms = store.model(name)
-    shutil.rmtree(ms.path)
+def as_store(store: "str | os.PathLike | Store | None") -> Store:
+    """A Store from a path (or the default), passing an existing Store through."""
+    return store if isinstance(store, Store) else Store(store)
+

@@ -16,7 +16,7 @@ import numpy as np
 
 from .errors import QueryError
 from .search import catalog_table
-from .store import Store
+from .store import as_store
 
 FIT_SAMPLE = 50_000  # k-means is fitted on at most this many items, then every item is assigned
 SILHOUETTE_SAMPLE = 2_000
@@ -116,7 +116,7 @@ def style_map(model: str = "siglip", store=None, clusters: int | str = "auto", l
     """Group the assortment into style clusters and describe each one."""
     from .tags import _text_encoder, concept_vectors, match_probability, read_vocabs
 
-    st = store if isinstance(store, Store) else Store(store)
+    st = as_store(store)
     ms = st.model(model)
     table = catalog_table(st, ms)
     if label is not None and label not in table.columns:

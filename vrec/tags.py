@@ -20,8 +20,8 @@ from typing import Sequence
 import numpy as np
 
 from .errors import CatalogError, QueryError, suggest
-from .search import catalog_table, load_encoder
-from .store import Store, write_parquet
+from .search import load_encoder
+from .store import as_store, write_parquet
 
 BUILTIN_VOCABS = ("fashion", "home")
 # Prompt ensembling: each concept's text vector is the mean of these (re-normalised).
@@ -109,6 +109,15 @@ def probabilities(ms, enc, concepts: Sequence[Concept], batch: int = 8192) -> np
     return np.concatenate(parts) if parts else np.zeros((0, len(concepts)))
 
 
+def _catalog_probabilities(model, store, vocab, encoder, device):
+    """(store, concepts, items x concepts probabilities, item ids) for a model's catalog."""
+    st = as_store(store)
+    ms = st.model(model)
+    concepts = read_vocabs(vocab)
+    probs = probabilities(ms, _text_encoder(ms, encoder, device), concepts)
+    return st, concepts, probs, ms.items()["id"].to_numpy()
+
+
 @dataclass
 class TagResult:
     """Per item: its tags (best first) and their probabilities; ``long`` has one row per (item, tag)."""
@@ -134,12 +143,7 @@ def tag(model: str = "siglip", store=None, vocab: Sequence[str | os.PathLike] = 
         raise QueryError("--threshold is a probability between 0 and 1, e.g. 0.1.")
     if top < 1:
         raise QueryError("--top must be at least 1.")
-    st = store if isinstance(store, Store) else Store(store)
-    ms = st.model(model)
-    enc = _text_encoder(ms, encoder, device)
-    concepts = read_vocabs(vocab)
-    probs = probabilities(ms, enc, concepts)
-    ids = ms.items()["id"].to_numpy()
+    st, concepts, probs, ids = _catalog_probabilities(model, store, vocab, encoder, device)
     groups = sorted({c.group for c in concepts}, key=[c.group for c in concepts].index)
     rows = []
     for g in groups:
@@ -177,12 +181,7 @@ def gaps(model: str = "siglip", store=None, vocab: Sequence[str | os.PathLike] =
     or more (its best item may still be a weak match). Over-served concepts are the ones matched
     by the largest share of the catalog. Returns (gaps, over_served), each sorted by items above.
     """
-    st = store if isinstance(store, Store) else Store(store)
-    ms = st.model(model)
-    enc = _text_encoder(ms, encoder, device)
-    concepts = read_vocabs(vocab)
-    probs = probabilities(ms, enc, concepts)
-    ids = ms.items()["id"].to_numpy()
+    _, concepts, probs, ids = _catalog_probabilities(model, store, vocab, encoder, device)
     out = []
     for j, c in enumerate(concepts):
         p = probs[:, j]

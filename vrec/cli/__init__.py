@@ -6,12 +6,12 @@ registers its commands on ``app``.
 """
 from __future__ import annotations
 
-from . import compare as _compare  # noqa: F401
-from . import embed as _embed  # noqa: F401
-from . import evaluate as _evaluate  # noqa: F401
-from . import models as _models  # noqa: F401
+from . import embed as _embed  # noqa: F401  (the order here is the order in --help)
 from . import search as _search  # noqa: F401
+from . import compare as _compare  # noqa: F401
+from . import evaluate as _evaluate  # noqa: F401
 from . import tags as _tags  # noqa: F401
+from . import models as _models  # noqa: F401
 from .common import app
 
 

@@ -5,7 +5,6 @@ import time
 
 START = time.perf_counter()  # when the CLI module was imported: for --timings
 
-from typing import Optional
 
 import typer
 from rich.console import Console
@@ -28,6 +27,9 @@ and SigLIP each consider "similar". Typical session:
 [bold]vrec search-image photo.jpg[/bold]
 
 [bold]vrec compare --label category[/bold]
+
+Then: vrec eval (evidence on labelled data), vrec export / neighbours (for recommenders), vrec tag
+and vrec map (zero-shot tags, style clusters, assortment gaps). Every command has --help.
 """
 
 out = Console()  # results: stdout

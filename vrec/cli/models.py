@@ -1,7 +1,6 @@
 """``vrec models``: what can embed, and getting weights onto an offline machine."""
 from __future__ import annotations
 
-from typing import Optional
 
 import typer
 

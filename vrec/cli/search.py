@@ -7,7 +7,7 @@ import typer
 
 from .common import START, DeviceOpt, FilterOpt, FormatOpt, StoreOpt, WeightsOpt, app, check_format, err, out
 
-SCORES_HELP = (" Scores: 'score' is the cosine similarity of the query and item vectors (1 = identical direction);"
+SCORES_HELP = ("Scores: 'score' is the cosine similarity of the query and item vectors (1 = identical direction);"
                " for text queries on SigLIP models, 'match p' is SigLIP's own probability that the text describes"
                " the photo, sigmoid(logit_scale x cosine + logit_bias), comparable across queries.")
 
@@ -29,7 +29,8 @@ def render(result, fmt: str, html_path: Optional[str], store) -> None:
         err.print(f"wrote {html_path}")
 
 
-@app.command("search-text", help="Find catalog items that match a text, e.g. \"minimalist leather tote\"." + SCORES_HELP)
+@app.command("search-text", help="Find catalog items that match a text, e.g. \"minimalist leather tote\".\n\n" + SCORES_HELP,
+             short_help="Find catalog items that match a text, e.g. \"minimalist leather tote\".")
 def search_text(
     query: str = typer.Argument(..., help="What to look for, in plain words."),
     k: int = typer.Option(10, "--k", "-k", help="Number of results."),
@@ -59,7 +60,8 @@ def search_text(
 
 
 @app.command("search-image", help="Find items similar to a photo or to a catalog item (by id); optionally steer "
-             "with text: --plus handbag --minus red. Score: cosine similarity of the query and item vectors.")
+             "with text: --plus handbag --minus red.\n\nScore: cosine similarity of the query and item vectors.",
+             short_help="Find items similar to a photo or a catalog item (\"find similar\").")
 def search_image(
     query: str = typer.Argument(..., help="A photo file, or a catalog item id (the item itself is left out)."),
     k: int = typer.Option(10, "--k", "-k", help="Number of results."),
