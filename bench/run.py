@@ -401,7 +401,10 @@ def write_markdown(results: dict, path: Path) -> None:
               "| ---: | ---: | ---: | ---: | ---: | ---: | ---: |",
               f"| {p['fp32_img_s']:.2f} | {p['int8_img_s']:.2f} | {p['speedup']:.2f}× | {p['cos_min']:.4f} / {p['cos_mean']:.4f} | "
               f"{p['top10_overlap']:.2f} | {p['fp32_text_ms']:.0f} ms | {p['int8_text_ms']:.0f} ms |", "",
-              "fp16/bf16 are offered on GPUs only: on this CPU (no AVX-512/BF16) bf16 autocast is several times slower than fp32.", "",
+              "Kept opt-in only: vrec's bar for a precision is cosine ≥ 0.99 to fp32; int8 prints a warning until "
+              "it is shown to pass on real weights. fp16/bf16 are offered on GPUs only: on this CPU (no "
+              "AVX-512/BF16) bf16 autocast is several times slower than fp32. No GPU was lent to the session that "
+              "wrote this file, so there are no GPU figures yet.", "",
               "## Memory while embedding", "",
               "Peak resident memory of a `vrec embed` process (tiny-cnn, so the pipeline rather than the model dominates): "
               "it must stay flat as the catalog grows, since only a few batches of pixels are in flight.", "",
