@@ -283,7 +283,7 @@ def bench_append(st, ms, cfg: dict, n_new: int, dim: int) -> dict:
     return {"append_items": n_new, "append_seconds": seconds, "append_mb": written / 1e6, "store_mb": total / 1e6}
 
 
-def bench_ray(weights: Path, folder: Path, batch: int, tmp: Path) -> list[dict]:
+def bench_ray(weights: Path, folder: Path, batch: int, tmp: Path, quick: bool = False) -> list[dict]:
     """Ray engine vs local engine images/s on this machine (the overhead of Ray)."""
     try:
         import ray
@@ -294,7 +294,7 @@ def bench_ray(weights: Path, folder: Path, batch: int, tmp: Path) -> list[dict]:
     ray.init(num_cpus=os.cpu_count(), include_dashboard=False, logging_level="ERROR", log_to_driver=False)
     rows = []
     try:
-        for name, w in (("effnet-lite0", None), ("siglip", weights)):
+        for name, w in (("effnet-lite0", None),) + ((("siglip", weights),) if not quick else ()):
             kw = {"weights": {name: str(w)}} if w else {}
             local = embed(folder, models=[name], store=tmp / f"rl-{name}", batch_size=batch, device="cpu", **kw)
             remote = embed(folder, models=[name], store=tmp / f"rr-{name}", batch_size=batch, engine="ray", **kw)
@@ -454,13 +454,13 @@ def main() -> None:
     args = ap.parse_args()
     t_start = time.perf_counter()
     quick = args.quick
-    sizes = [int(s) for s in args.sizes.split(",")] if args.sizes else ([10_000, 50_000] if quick else [10_000, 100_000, 1_000_000])
+    sizes = [int(s) for s in args.sizes.split(",")] if args.sizes else ([10_000, 30_000] if quick else [10_000, 100_000, 1_000_000])
     results = {"command": "python bench/run.py" + (" --quick" if quick else ""), "date": time.strftime("%Y-%m-%d"),
                "machine": machine(), "notes": []}
     tmp = Path(tempfile.mkdtemp(prefix="vrec-bench-"))
     try:
         log("inputs")
-        folders = photo_folders(tmp, n_small=32 if quick else 128, n_large=32 if quick else 64)
+        folders = photo_folders(tmp, n_small=24 if quick else 128, n_large=16 if quick else 64)
         w = {name: random_weights(name, tmp) for name in ("siglip", "cnn")}
         log("embedding")
         results["embed"] = []
@@ -470,11 +470,11 @@ def main() -> None:
         results["precision"] = bench_precision("siglip", w["siglip"], next(iter(folders.values())), batch=32)
         log("memory")
         base = FASHION if FASHION.is_dir() else ROOT / "sample_catalog"
-        results["memory"] = bench_memory(tmp, base, (1, 3) if quick else (1, 5))
+        results["memory"] = bench_memory(tmp, base, (1, 2) if quick else (1, 5))
         log("search")
         results["search"] = bench_search(sizes, 768, tmp)
         log("ray engine")
-        results["ray"] = bench_ray(w["siglip"], next(iter(folders.values())), 32, tmp)
+        results["ray"] = bench_ray(w["siglip"], next(iter(folders.values())), 32, tmp, quick)
         log("cold query")
         results["cold"] = bench_cold_query(w["siglip"], tmp, runs_wanted=2 if quick else 3)
     finally:
