@@ -20,7 +20,7 @@ demo:
 	$(BIN)/vrec embed sample_catalog --metadata sample_catalog/catalog.csv --model tiny-siglip --model tiny-cnn --store .vrec-demo
 	$(BIN)/vrec index --store .vrec-demo --stats
 	$(BIN)/vrec search-text "red bag" --model tiny-siglip --store .vrec-demo --k 5
-	$(BIN)/vrec compare --left tiny-cnn --right tiny-siglip --store .vrec-demo --sample 2 --k 4
+	$(BIN)/vrec compare --left tiny-cnn --right tiny-siglip --store .vrec-demo --sample 2 --k 4 --label category
 
 ## bench: measure throughput and search speed, write BENCHMARKS.md (not part of make test)
 bench:

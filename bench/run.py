@@ -460,7 +460,7 @@ def main() -> None:
     tmp = Path(tempfile.mkdtemp(prefix="vrec-bench-"))
     try:
         log("inputs")
-        folders = photo_folders(tmp, n_small=24 if quick else 128, n_large=16 if quick else 64)
+        folders = photo_folders(tmp, n_small=24 if quick else 96, n_large=16 if quick else 64)
         w = {name: random_weights(name, tmp) for name in ("siglip", "cnn")}
         log("embedding")
         results["embed"] = []
@@ -474,7 +474,11 @@ def main() -> None:
         log("search")
         results["search"] = bench_search(sizes, 768, tmp)
         log("ray engine")
-        results["ray"] = bench_ray(w["siglip"], next(iter(folders.values())), 32, tmp, quick)
+        ray_folder = tmp / "ray-photos"
+        ray_folder.mkdir()
+        for f in sorted(next(iter(folders.values())).glob("*.jpg"))[:64]:
+            shutil.copy(f, ray_folder / f.name)
+        results["ray"] = bench_ray(w["siglip"], ray_folder, 32, tmp, quick)
         log("cold query")
         results["cold"] = bench_cold_query(w["siglip"], tmp, runs_wanted=2 if quick else 3)
     finally:

@@ -102,6 +102,7 @@ PRODUCTS = {
     "watches": (watch, ["classic", "sport", "square"]),
 }
 NOUNS = {"bags": "bag", "shoes": "shoes", "shirts": "shirt", "dresses": "dress", "watches": "watch"}
+SINGULAR = {"bags": "bag", "shoes": "shoe", "shirts": "shirt", "dresses": "dress", "watches": "watch"}
 
 
 def render_all(out: Path = HERE) -> list[dict]:
@@ -117,7 +118,7 @@ def render_all(out: Path = HERE) -> list[dict]:
                 d = ImageDraw.Draw(img)
                 draw_fn(d, COLOURS[colour], style)
                 img = img.filter(ImageFilter.SMOOTH)
-                pid = f"{category[:-1] if category != 'dresses' else 'dress'}-{style}-{colour}"
+                pid = f"{SINGULAR[category]}-{style}-{colour}"
                 folder = out / category
                 folder.mkdir(parents=True, exist_ok=True)
                 file = f"{category}/{pid}.jpg"
