@@ -487,6 +487,8 @@ def main() -> None:
     if not FASHION.is_dir():
         results["notes"].append("The shared fashion sample was absent: the bundled sample catalog was used instead.")
     results["notes"].append("The 1M-item index is built with ef_construction 64 to fit the run; vrec's default is 200.")
+    results["notes"].append("On shared machines the embedding ratios vary from run to run (0.78-1.03 was seen for the "
+                            "same code on a 2-core VM): compare figures within one run, not across runs.")
     out = Path(args.out)
     write_markdown(results, out)
     out.with_suffix(".json").write_text(json.dumps(results, indent=2, default=float))
