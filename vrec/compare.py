@@ -192,20 +192,15 @@ def sample_items(pair: _Pair, n: int, seed: int, label: str | None) -> list[int]
             picks += [int(g[depth]) for g in groups if depth < len(g)][: n - len(picks)]
             depth += 1
         return picks
+    from .stylemap import kmeans
+
     v = pair.vectors("right", np.arange(len(table)))
-    centres = v[rng.choice(len(v), n, replace=False)]
-    for _ in range(20):
-        assign = np.argmax(v @ centres.T, axis=1)
-        for c in range(n):
-            members = v[assign == c]
-            if len(members):
-                m = members.mean(0)
-                centres[c] = m / max(np.linalg.norm(m), 1e-12)
-    picks = []
+    centres, _ = kmeans(v, n, seed)
+    nearest: list[int] = []
     for c in range(n):
         order = np.argsort(-(v @ centres[c]))
-        picks.append(int(next(p for p in order if p not in picks)))
-    return picks
+        nearest.append(int(next(p for p in order if p not in nearest)))
+    return nearest
 
 
 def _side_table(pair: _Pair, model: str, neighbours, common: set[int], label: str | None):

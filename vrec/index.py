@@ -44,11 +44,6 @@ class IndexStats:
     fresh: bool
     peak_rss_mb: float | None = None  # of the process that built it
 
-    @property
-    def memory_bytes(self) -> int:
-        """hnswlib keeps the whole graph and vectors in RAM: about the file size."""
-        return self.size_bytes
-
 
 def exact_topk(vectors: np.ndarray, queries: np.ndarray, k: int) -> tuple[np.ndarray, np.ndarray]:
     """Top-k positions and scores by inner product, in chunks so memory stays bounded."""
