@@ -133,6 +133,14 @@ def compare(items: Sequence[str] = (), left: str = "cnn", right: str = "siglip",
     return result
 
 
+def _item_query(pair: _Pair, pos: int, label: str | None) -> dict:
+    """A catalog item as a query: its stored vectors in both models, and what to show of it."""
+    row = pair.table.iloc[pos]
+    return {"query": row["id"], "title": _title(row), "path": str(pair.st.root / row["path"]),
+            "label": row.get(label) if label else None, "pos": pos,
+            "vectors": {s: pair.vectors(s, [pos]) for s in ("left", "right")}}
+
+
 def _queries(pair: _Pair, items, sample, seed, label, device) -> list[dict]:
     table = pair.table
     out = []
@@ -140,10 +148,7 @@ def _queries(pair: _Pair, items, sample, seed, label, device) -> list[dict]:
     for text in items:
         pos = resolve_item(table, str(text))
         if pos is not None:
-            row = table.iloc[pos]
-            out.append({"query": row["id"], "title": _title(row), "path": str(pair.st.root / row["path"]),
-                        "label": row.get(label) if label else None, "pos": pos,
-                        "vectors": {s: pair.vectors(s, [pos]) for s in ("left", "right")}})
+            out.append(_item_query(pair, pos, label))
         elif Path(text).is_file():
             from .catalog import BadImage, load_image
 
@@ -163,10 +168,7 @@ def _queries(pair: _Pair, items, sample, seed, label, device) -> list[dict]:
             raise unknown_item(table, str(text))
     if not items:
         for pos in sample_items(pair, sample, seed, label):
-            row = table.iloc[pos]
-            out.append({"query": row["id"], "title": _title(row), "path": str(pair.st.root / row["path"]),
-                        "label": row.get(label) if label else None, "pos": pos,
-                        "vectors": {s: pair.vectors(s, [pos]) for s in ("left", "right")}})
+            out.append(_item_query(pair, pos, label))
     return out
 
 

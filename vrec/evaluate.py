@@ -129,7 +129,7 @@ def _labels_of(table, label: str) -> np.ndarray:
     return table[label].astype("string").fillna("").to_numpy(dtype=object)
 
 
-def _image_relevance(st, ms, table, labels: dict[str, np.ndarray], kmax: int, batch: int = 2048):
+def _image_relevance(ms, table, labels: dict[str, np.ndarray], kmax: int, batch: int = 2048):
     """Per label: bool [n, kmax] relevance of each item's neighbours (itself excluded), in rank order."""
     n = len(table)
     rows = table["row"].to_numpy()
@@ -176,7 +176,7 @@ def evaluate(models: Sequence[str] = ("siglip", "cnn"), labels: Sequence[str] = 
         table = table[table["id"].isin(shared)].sort_values("id").reset_index(drop=True)
         labs = {lab: _labels_of(table, lab) for lab in labels}
         if labels:
-            rel = _image_relevance(st, ms, table, labs, max(ks))
+            rel = _image_relevance(ms, table, labs, max(ks))
             for lab, r in rel.items():
                 values = labs[lab]
                 counts = pd.Series(values).value_counts()
