@@ -40,10 +40,10 @@ def test_store_layout_manifest_and_vectors(tiny_store):
 
 
 def test_embedding_is_deterministic(tmp_path, tiny_store, sample_dir):
-    embed(sample_dir, models=["tiny-siglip"], store=tmp_path / "again", batch_size=7)
+    embed(sample_dir, models=["tiny-siglip"], store=tmp_path / "again", batch_size=7, workers=1)
     a = Store(tiny_store).model("tiny-siglip").vectors()
     b = Store(tmp_path / "again").model("tiny-siglip").vectors()
-    assert np.allclose(a, b, atol=1e-6)  # batch size does not change the vectors
+    assert np.allclose(a, b, atol=1e-6)  # neither batch size nor decode threads change the vectors
 
 
 def test_second_run_reports_nothing_new(tiny_store, sample_dir):
@@ -156,6 +156,12 @@ def test_a_folder_of_only_bad_files_fails(tmp_path):
     (tmp_path / "bad" / "a.jpg").write_bytes(b"")
     r = vrec("embed", tmp_path / "bad", "--model", "tiny-cnn", "--store", tmp_path / "s", ok=False)
     assert r.exit_code == 1 and "None of the 1 images could be read" in r.stderr
+
+
+@pytest.mark.parametrize("option", ["--batch-size", "--workers"])
+def test_zero_batch_size_or_workers_is_refused(tmp_path, sample_dir, option):
+    r = vrec("embed", sample_dir, "--model", "tiny-cnn", "--store", tmp_path / "s", option, "0", ok=False)
+    assert r.exit_code == 1 and f"{option} must be at least 1" in r.stderr
 
 
 @pytest.mark.parametrize("setup,message", [

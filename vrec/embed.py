@@ -247,7 +247,8 @@ def embed(
 
     ``folder`` is a local folder, a ``file://``/``s3://``/``gs://`` URI, or a CSV/parquet list of
     image paths (with optional ``id`` and metadata columns). ``weights`` maps a model name to a
-    local weights file. ``progress(done, total)`` is called as files are processed; ``on_model(name)``
+    local weights file; ``workers`` the number of decode threads (default: one per core).
+    ``progress(done, total)`` is called as files are processed; ``on_model(name)``
     before each model loads. ``engine`` is ``local`` or ``ray`` (``ray_options``: address,
     concurrency, gpus_per_worker). Returns an EmbedReport.
     """
@@ -256,9 +257,11 @@ def embed(
     if engine not in ENGINES:
         raise CatalogError(f"Unknown engine {engine!r}; use one of: {', '.join(ENGINES)}.")
     device = pick_device(device) if engine == "local" else device
-    batch_size = batch_size or default_batch_size(device)
+    batch_size = default_batch_size(device) if batch_size is None else batch_size
     if batch_size < 1:
         raise CatalogError("--batch-size must be at least 1.")
+    if workers is not None and workers < 1:
+        raise CatalogError("--workers must be at least 1.")
     st = as_store(store)
     source = open_source(folder)
     refs = source.refs()
@@ -375,7 +378,9 @@ def _run_local(job: Job, recorder: Recorder, batch_size, workers, weights, devic
     def encode(k: str, batch: list[Decoded]) -> None:
         recorder.write(k, batch, encoders[k].encode_pixels(np.stack([d.pixels[k] for d in batch])))
 
-    with ThreadPoolExecutor(max_workers=workers or min(8, os.cpu_count() or 2), initializer=_background_thread) as pool:
+    # one decode thread per core: on a GPU host decoding is the bottleneck, and on a CPU host the
+    # threads run at low priority, filling the model's gaps rather than competing with it
+    with ThreadPoolExecutor(max_workers=workers or os.cpu_count() or 2, initializer=_background_thread) as pool:
         # a bounded number of batches in flight, so memory stays at a few batches of pixels
         for chunk in chunked(job.to_read, batch_size * 4):
             for d in pool.map(job.process, chunk):

@@ -354,6 +354,37 @@ def pick_device(device: str = "auto") -> str:
     return "cpu"
 
 
+def keep_freed_memory() -> bool:
+    """Ask glibc to keep freed memory for reuse instead of handing it back to the kernel.
+
+    A CPU forward pass allocates and frees activations of tens of MB on every batch; by default
+    glibc returns each one to the kernel (munmap/trim) and the next batch page-faults it back in,
+    zero-filled. vrec's benchmark measured ResNet-50 on 2 cores 10 -> 15 img/s and the kernel's
+    share of CPU time 20% -> 4% with this setting; the cost is that the process keeps its peak
+    heap. Left alone when the user set glibc's own MALLOC_*_THRESHOLD_ variables, or off glibc.
+    Returns whether the setting was applied.
+    """
+    global _memory_kept
+    if _memory_kept is not None:
+        return _memory_kept
+    _memory_kept = False
+    if sys.platform.startswith("linux") and not any(v in os.environ for v in ("MALLOC_MMAP_THRESHOLD_", "MALLOC_TRIM_THRESHOLD_")):
+        import ctypes
+
+        try:
+            libc = ctypes.CDLL("libc.so.6")
+            m_trim_threshold, m_mmap_threshold = -1, -3
+            # older glibc caps the mmap threshold at 32 MB: then the largest it allows
+            libc.mallopt(m_mmap_threshold, 1 << 30) or libc.mallopt(m_mmap_threshold, 32 << 20)
+            _memory_kept = bool(libc.mallopt(m_trim_threshold, 2**31 - 1))
+        except (OSError, AttributeError):  # not glibc (musl, ...): its defaults stay
+            pass
+    return _memory_kept
+
+
+_memory_kept: bool | None = None
+
+
 def default_batch_size(device: str) -> int:
     """Big enough to keep the device busy, small enough that a batch of pixels stays modest."""
     return 128 if device.startswith("cuda") else 32
@@ -513,6 +544,8 @@ def create_encoder(name: str, weights: str | os.PathLike | None = None, device: 
     weights_id = expected_config(entry, weights)["weights"]
     device = pick_device(device)
     _check_precision(precision, device)
+    if device == "cpu":
+        keep_freed_memory()
     build = _build_open_clip if entry.family == "open_clip" else _build_timm
     enc = build(entry, weights, device, weights_id, text_only)
     enc.precision = precision

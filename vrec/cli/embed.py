@@ -23,6 +23,8 @@ def embed(
     precision: str = typer.Option("fp32", "--precision", help="fp32; fp16 or bf16 on a GPU; int8 (dynamic "
                                   "quantisation of Linear layers) on a CPU. See BENCHMARKS.md for speed and fidelity."),
     weights: Optional[str] = typer.Option(None, "--weights", help="Local weights file for the (single) --model."),
+    workers: Optional[int] = typer.Option(None, "--workers", help="Threads that read and decode photos ahead of the "
+                                          "model [default: one per CPU core]."),
     quiet: bool = typer.Option(False, "--quiet", "-q", help="No progress bar or summary."),
     engine: str = typer.Option("local", "--engine", envvar="VREC_ENGINE", show_envvar=True,
                                help="local (this process) or ray (Ray Data, on a local Ray or a cluster)."),
@@ -51,7 +53,7 @@ def embed(
     try:
         with progress:
             report = run(folder, models=models, store=store, metadata=metadata, batch_size=batch_size, device=device,
-                         precision=precision, engine=engine,
+                         precision=precision, engine=engine, workers=workers,
                          ray_options={"address": ray_address, "concurrency": concurrency, "gpus_per_worker": gpus_per_worker},
                          weights={models[0]: weights} if weights else None,
                          progress=lambda d, t: progress.update(task, completed=d, total=t, description="embedding"),
