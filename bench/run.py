@@ -74,7 +74,14 @@ def random_weights(name: str, tmp: Path) -> Path:
 
 # --- embedding --------------------------------------------------------------------------------
 
-def bench_embed(name: str, weights: Path, folders: dict, batch: int, tmp: Path) -> list[dict]:
+def bench_embed(name: str, weights: Path, folders: dict, batch: int, tmp: Path, repeats: int) -> list[dict]:
+    """End-to-end `vrec embed` against the bare model, in ``repeats`` back-to-back pairs.
+
+    On a shared VM the speed of both sides drifts by +-15% over minutes (other tenants), far
+    more than the pipeline's own overhead. Each pair runs both sides within seconds of each
+    other, so the drift mostly cancels in the pair's ratio; the median over pairs discards the
+    pair that a burst of outside load hit on one side only.
+    """
     import torch
 
     from vrec.catalog import decode_image, find_images
@@ -87,7 +94,7 @@ def bench_embed(name: str, weights: Path, folders: dict, batch: int, tmp: Path) 
         refs = find_images(folder)
         # bare model: the same pictures, already decoded and preprocessed, same batch and threads
         pixels = np.stack([enc.preprocess(decode_image((folder / r.path).read_bytes())) for r in refs])
-        enc.encode_pixels(pixels[:2])  # warm-up
+        enc.encode_pixels(pixels[:batch])  # warm-up: the first full batch also pays for growing the heap
 
         def bare_rate() -> float:
             t0 = time.perf_counter()
@@ -95,12 +102,20 @@ def bench_embed(name: str, weights: Path, folders: dict, batch: int, tmp: Path) 
                 enc.encode_pixels(pixels[i:i + batch])
             return len(pixels) / (time.perf_counter() - t0)
 
-        before = bare_rate()
-        # vrec embed end to end, model loading excluded (the report times it separately)
-        store = tmp / f"store-{name}-{label.replace(' ', '-')}"
-        report = embed(folder, models=[name], store=store, weights={name: str(weights)}, batch_size=batch, device="cpu")
-        e2e = report.images_per_second
-        bare = (before + bare_rate()) / 2  # before and after, against drift on a shared machine
+        def embed_rate(r: int) -> float:
+            # vrec embed end to end into a new store, model loading excluded (the report times it apart)
+            store = tmp / f"store-{name}-{label.replace(' ', '-')}-{r}"
+            report = embed(folder, models=[name], store=store, weights={name: str(weights)}, batch_size=batch, device="cpu")
+            return report.images_per_second
+
+        bare, e2e = [], []
+        for r in range(repeats):  # alternate which side goes first, so a steady drift cancels out too
+            if r % 2:
+                e2e.append(embed_rate(r))
+                bare.append(bare_rate())
+            else:
+                bare.append(bare_rate())
+                e2e.append(embed_rate(r))
         # naive: one image at a time, decoded in full on the main thread
         n_naive = min(len(refs), max(8, len(refs) // 4))
         t0 = time.perf_counter()
@@ -108,11 +123,101 @@ def bench_embed(name: str, weights: Path, folders: dict, batch: int, tmp: Path) 
             img = decode_image((folder / r.path).read_bytes())
             enc.encode_images([img])
         naive = n_naive / (time.perf_counter() - t0)
+        ratios = [e / b for e, b in zip(e2e, bare)]
         rows.append({"model": name, "photos": label, "images": len(refs), "batch": batch,
-                     "torch_threads": torch.get_num_threads(), "bare_img_s": bare, "embed_img_s": e2e,
-                     "naive_img_s": naive, "ratio_embed_vs_bare": e2e / bare, "ratio_embed_vs_naive": e2e / naive})
-        log(f"  {name} {label}: bare {bare:.2f} img/s, embed {e2e:.2f} ({e2e / bare:.2f} of bare), naive {naive:.2f}")
+                     "torch_threads": torch.get_num_threads(), "pairs": repeats, "bare_runs": bare, "embed_runs": e2e,
+                     "bare_img_s": float(np.median(bare)), "embed_img_s": float(np.median(e2e)), "naive_img_s": naive,
+                     "ratio_embed_vs_bare": float(np.median(ratios)), "ratio_min": min(ratios), "ratio_max": max(ratios),
+                     "ratio_embed_vs_naive": float(np.median(e2e)) / naive})
+        log(f"  {name} {label}: bare {_runs(bare)} img/s, embed {_runs(e2e)} -> median {np.median(ratios):.2f} "
+            f"of bare ({min(ratios):.2f}-{max(ratios):.2f}); naive {naive:.2f}")
     return rows
+
+
+def _runs(rates: list[float]) -> str:
+    return "/".join(f"{r:.2f}" for r in rates)
+
+
+def _decode_job(args) -> None:
+    from vrec.embed import process_file
+
+    source, ref, specs, min_size = args
+    process_file(source, ref, specs, min_size)
+
+
+def bench_decode(folders: dict, at_least: int) -> list[dict]:
+    """Read + decode + preprocess alone (no model), for vrec's default models: one thread, a thread
+    per core (what `vrec embed` uses), and a process per core. Processes only pay where the GIL
+    limits threads; this table says whether that happens on the machine at hand."""
+    from concurrent.futures import ProcessPoolExecutor, ThreadPoolExecutor
+
+    from vrec.catalog import open_source
+    from vrec.encoders import DEFAULT_MODELS, resolve
+
+    specs = {m: resolve(m).preprocess for m in DEFAULT_MODELS}
+    min_size = max(s.decode_size for s in specs.values())
+    cores = os.cpu_count() or 2
+    rows = []
+    for label, folder in folders.items():
+        source = open_source(folder)
+        refs = source.refs()
+        jobs = [(source, ref, specs, min_size) for ref in refs] * max(1, at_least // len(refs))  # a second or more each
+        row = {"photos": label, "images": len(refs), "workers": cores}
+        for kind, pool in (("one_thread", None), ("threads", ThreadPoolExecutor), ("processes", ProcessPoolExecutor)):
+            if pool is None:
+                t0 = time.perf_counter()
+                for j in jobs:
+                    _decode_job(j)
+            else:
+                with pool(cores) as ex:
+                    list(ex.map(_decode_job, jobs[:cores]))  # start-up (processes fork and import) left out
+                    t0 = time.perf_counter()
+                    list(ex.map(_decode_job, jobs, chunksize=8))
+            row[kind + "_img_s"] = len(jobs) / (time.perf_counter() - t0)
+        rows.append(row)
+        log(f"  decode {label}: 1 thread {row['one_thread_img_s']:.0f} img/s, {cores} threads "
+            f"{row['threads_img_s']:.0f}, {cores} processes {row['processes_img_s']:.0f}")
+    return rows
+
+
+ALLOCATOR_PROBE = """
+import sys, time
+import numpy as np
+from vrec.encoders import create_encoder, keep_freed_memory
+enc = create_encoder(sys.argv[1], weights=sys.argv[2], device="cpu")
+px = np.random.default_rng(0).integers(0, 256, (32 + int(sys.argv[3]), 224, 224, 3), dtype=np.uint8)
+enc.encode_pixels(px[:32])  # the first full batch grows the heap either way
+t0, c0 = time.perf_counter(), __import__("os").times()
+for i in range(32, len(px), 32):
+    enc.encode_pixels(px[i:i + 32])
+t1, c1 = time.perf_counter(), __import__("os").times()
+print(keep_freed_memory(), (len(px) - 32) / (t1 - t0), (c1.system - c0.system) / ((c1.user + c1.system) - (c0.user + c0.system)))
+"""
+
+
+def bench_allocator(name: str, weights: Path, images: int, pairs: int) -> dict:
+    """The bare model with and without :func:`vrec.encoders.keep_freed_memory`, in fresh processes
+    (glibc's settings are per process): setting glibc's own MALLOC_TRIM_THRESHOLD_ to its default
+    makes vrec leave the allocator alone."""
+    runs = {"kept": [], "glibc": []}
+    for _ in range(pairs):
+        for tag, env in (("kept", {}), ("glibc", {"MALLOC_TRIM_THRESHOLD_": "131072"})):
+            out = subprocess.run([sys.executable, "-c", ALLOCATOR_PROBE, name, str(weights), str(images)],
+                                 capture_output=True, text=True, check=True, cwd=ROOT, env={**os.environ, **env})
+            applied, rate, kernel = out.stdout.split()[-3:]
+            if (applied == "True") != (tag == "kept"):
+                raise RuntimeError(f"the allocator setting did not take the expected state: {out.stdout}")
+            runs[tag].append((float(rate), float(kernel)))
+    ratios = [k[0] / g[0] for k, g in zip(runs["kept"], runs["glibc"])]
+    row = {"model": name, "images": images, "pairs": pairs,
+           "kept_img_s": float(np.median([r for r, _ in runs["kept"]])),
+           "glibc_img_s": float(np.median([r for r, _ in runs["glibc"]])),
+           "kept_kernel_share": float(np.median([k for _, k in runs["kept"]])),
+           "glibc_kernel_share": float(np.median([k for _, k in runs["glibc"]])),
+           "speedup": float(np.median(ratios))}
+    log(f"  allocator {name}: {row['glibc_img_s']:.2f} -> {row['kept_img_s']:.2f} img/s ({row['speedup']:.2f}x); kernel "
+        f"share of CPU time {row['glibc_kernel_share']:.0%} -> {row['kept_kernel_share']:.0%}")
+    return row
 
 
 def offline_tokenizer() -> None:
@@ -383,16 +488,39 @@ def write_markdown(results: dict, path: Path) -> None:
              f"Python {m['python']}, torch {m['torch']}, open_clip {m['open_clip']}, timm {m['timm']}, "
              f"hnswlib {m['hnswlib']}, numpy {m['numpy']}.", "",
              "## Embedding throughput", "",
-             "`embed` = `vrec embed` end to end (read, decode, preprocess in a thread pool, encode, write the store); "
-             "`bare` = the model alone on already-decoded tensors, same batch and threads; `naive` = one image at a time, "
-             "decoded in full on the main thread. Random weights (speed does not depend on their values). "
-             "**Target: embed/bare ≥ 0.9 on CPU.**", "",
-             "| model | photos | images | batch | torch threads | bare img/s | embed img/s | naive img/s | embed / bare | embed / naive |",
-             "| --- | --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: |"]
+             "`embed` = `vrec embed` end to end (read, decode, preprocess in a thread pool, encode, write the store; "
+             "model loading excluded); `bare` = the model alone on already-decoded tensors, same batch and threads; "
+             "`naive` = one image at a time, decoded in full on the main thread. Random weights (speed does not depend "
+             "on their values). Both sides run back to back in pairs, and embed / bare is the median of the pairs' "
+             "ratios (range in brackets): on a shared VM speed drifts by ±15% over minutes, more than the pipeline's "
+             "own overhead, and pairing cancels most of it. **Target: embed/bare ≥ 0.9 on CPU.**", "",
+             "| model | photos | images | batch | torch threads | pairs | bare img/s | embed img/s | naive img/s | "
+             "embed / bare | embed / naive |",
+             "| --- | --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: |"]
     for r in results["embed"]:
-        lines.append(f"| {r['model']} | {r['photos']} | {r['images']} | {r['batch']} | {r['torch_threads']} | "
+        lines.append(f"| {r['model']} | {r['photos']} | {r['images']} | {r['batch']} | {r['torch_threads']} | {r['pairs']} | "
                      f"{r['bare_img_s']:.2f} | {r['embed_img_s']:.2f} | {r['naive_img_s']:.2f} | "
-                     f"**{r['ratio_embed_vs_bare']:.2f}** | {r['ratio_embed_vs_naive']:.2f} |")
+                     f"**{r['ratio_embed_vs_bare']:.2f}** ({r['ratio_min']:.2f}–{r['ratio_max']:.2f}) | "
+                     f"{r['ratio_embed_vs_naive']:.2f} |")
+    lines += ["", "### Memory allocator", ""]
+    if results.get("allocator"):
+        lines += ["The bare model in a fresh process with vrec's allocator setting (`keep_freed_memory`: glibc keeps freed "
+                  "memory instead of returning it to the kernel after every batch) and with glibc's defaults. "
+                  "Median of back-to-back pairs; the kernel's share is of the process's CPU time.", "",
+                  "| model | images | pairs | glibc defaults img/s | vrec img/s | speed-up | kernel share, defaults | "
+                  "kernel share, vrec |", "| --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: |"]
+        lines += [f"| {a['model']} | {a['images']} | {a['pairs']} | {a['glibc_img_s']:.2f} | {a['kept_img_s']:.2f} | "
+                  f"**{a['speedup']:.2f}×** | {a['glibc_kernel_share']:.0%} | {a['kept_kernel_share']:.0%} |"
+                  for a in results["allocator"]]
+    else:
+        lines.append("Measured by the full run only (`make bench`).")
+    lines += ["", "### Decoding: threads or processes", "",
+              "Read + decode + preprocess alone (no model) for vrec's default models, in images/s. `vrec embed` decodes "
+              "in one thread per core (Pillow releases the GIL while decoding and resizing); processes would only pay "
+              "where the GIL held threads back, which shows here as processes beating threads.", "",
+              "| photos | images | workers | 1 thread | threads | processes |", "| --- | ---: | ---: | ---: | ---: | ---: |"]
+    lines += [f"| {d['photos']} | {d['images']} | {d['workers']} | {d['one_thread_img_s']:.0f} | {d['threads_img_s']:.0f} | "
+              f"{d['processes_img_s']:.0f} |" for d in results["decode"]]
     p = results["precision"]
     lines += ["", "## Precision (CPU): int8 dynamic quantisation of Linear layers vs fp32", "",
               f"{p['model']} with random weights, {p['images']} photos. Fidelity is measured against the fp32 vectors "
@@ -446,6 +574,20 @@ def write_markdown(results: dict, path: Path) -> None:
     path.write_text("\n".join(lines) + "\n")
 
 
+class Sections:
+    """Logs each part of the run as it starts and records how long it took (to keep the run short)."""
+
+    def __init__(self, seconds: dict):
+        self.seconds, self.name, self.t0 = seconds, None, time.perf_counter()
+
+    def __call__(self, name: str) -> None:
+        now = time.perf_counter()
+        if self.name:
+            self.seconds[self.name] = round(now - self.t0, 1)
+        self.name, self.t0 = name, now
+        log(name)
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--quick", action="store_true", help="small sizes, under 3 minutes")
@@ -458,37 +600,43 @@ def main() -> None:
     results = {"command": "python bench/run.py" + (" --quick" if quick else ""), "date": time.strftime("%Y-%m-%d"),
                "machine": machine(), "notes": []}
     tmp = Path(tempfile.mkdtemp(prefix="vrec-bench-"))
+    section = Sections(results.setdefault("section_seconds", {}))
     try:
-        log("inputs")
-        folders = photo_folders(tmp, n_small=24 if quick else 96, n_large=16 if quick else 64)
+        section("inputs")
+        folders = photo_folders(tmp, n_small=16 if quick else 64, n_large=8 if quick else 32)
         w = {name: random_weights(name, tmp) for name in ("siglip", "cnn")}
-        log("embedding")
+        section("embedding")
         results["embed"] = []
-        for name in ("siglip", "cnn"):
-            results["embed"] += bench_embed(name, w[name], folders, batch=32, tmp=tmp)
-        log("precision")
+        for name, pairs in (("siglip", 1 if quick else 4), ("cnn", 2 if quick else 5)):
+            results["embed"] += bench_embed(name, w[name], folders, batch=32, tmp=tmp, repeats=pairs)
+        section("decoding")
+        results["decode"] = bench_decode(folders, 200 if quick else 400)
+        if not quick:  # fresh processes that load the models: too slow for the quick run
+            section("allocator")
+            results["allocator"] = [bench_allocator("cnn", w["cnn"], 64, 2), bench_allocator("siglip", w["siglip"], 32, 1)]
+        section("precision")
         results["precision"] = bench_precision("siglip", w["siglip"], next(iter(folders.values())), batch=32)
-        log("memory")
+        section("memory")
         base = FASHION if FASHION.is_dir() else ROOT / "sample_catalog"
         results["memory"] = bench_memory(tmp, base, (1, 2) if quick else (1, 5))
-        log("search")
+        section("search")
         results["search"] = bench_search(sizes, 768, tmp)
-        log("ray engine")
+        section("ray engine")
         ray_folder = tmp / "ray-photos"
         ray_folder.mkdir()
-        for f in sorted(next(iter(folders.values())).glob("*.jpg"))[:64]:
+        for f in sorted(next(iter(folders.values())).glob("*.jpg"))[:32]:
             shutil.copy(f, ray_folder / f.name)
         results["ray"] = bench_ray(w["siglip"], ray_folder, 32, tmp, quick)
-        log("cold query")
+        section("cold query")
         results["cold"] = bench_cold_query(w["siglip"], tmp, runs_wanted=2 if quick else 3)
+        section("")
     finally:
         shutil.rmtree(tmp, ignore_errors=True)
     results["seconds"] = time.perf_counter() - t_start
     if not FASHION.is_dir():
         results["notes"].append("The shared fashion sample was absent: the bundled sample catalog was used instead.")
     results["notes"].append("The 1M-item index is built with ef_construction 64 to fit the run; vrec's default is 200.")
-    results["notes"].append("On shared machines the embedding ratios vary from run to run (0.78-1.03 was seen for the "
-                            "same code on a 2-core VM): compare figures within one run, not across runs.")
+    results["notes"].append("Time per part of this run (s): " + ", ".join(f"{k} {v:.0f}" for k, v in results["section_seconds"].items()) + ".")
     out = Path(args.out)
     write_markdown(results, out)
     out.with_suffix(".json").write_text(json.dumps(results, indent=2, default=float))
