@@ -2,7 +2,7 @@ PYTHON ?= python3
 VENV   ?= .venv
 BIN     = $(VENV)/bin
 
-.PHONY: install test demo bench bench-quick clean
+.PHONY: install test demo bench bench-quick bench-gpu clean
 
 ## install: create .venv and install vrec (editable) with its test and Ray extras
 install:
@@ -29,6 +29,10 @@ bench:
 ## bench-quick: the same at small sizes (under 3 minutes)
 bench-quick:
 	$(BIN)/python bench/run.py --quick --out BENCHMARKS-quick.md
+
+## bench-gpu: on a machine with a CUDA GPU, only the GPU figures (fp32/fp16/bf16), into BENCHMARKS-gpu.md
+bench-gpu:
+	$(BIN)/python bench/run.py --gpu-only
 
 clean:
 	rm -rf .vrec-demo .pytest_cache build *.egg-info

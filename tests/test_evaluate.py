@@ -101,6 +101,8 @@ def test_text_to_image_and_reports_with_tiny_siglip(shared_tiny_store, tmp_path)
     assert all(f"r_charts/{c.name}" in md for c in charts) and "<rect" in charts[0].read_text()
     html = (tmp_path / "r.html").read_text()
     assert html.count("<svg") == len(charts) and "precision@5" in html
+    # both formats carry the same tables: metrics, then the paired comparison with its own header
+    assert "## Paired comparison" in md and "<h2>Paired comparison</h2>" in html and html.count("<th>winner</th>") == 1
 
 
 def test_queries_file(shared_tiny_store, tmp_path):

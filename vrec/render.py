@@ -348,30 +348,45 @@ def eval_charts(ev) -> list[tuple[str, str]]:
     return charts
 
 
-def eval_markdown(ev, chart_dir_name: str) -> str:
-    """A Markdown report; charts are SVG files in ``chart_dir_name`` beside it."""
-    lines = [f"# vrec evaluation: {', '.join(ev.models)}", "",
-             f"{ev.items} items; labels: {', '.join(ev.labels) or '—'}; k = {', '.join(map(str, ev.ks))}. "
-             "Values are means over queries with 95% bootstrap intervals.", ""]
+class Strong(str):
+    """A table cell to show in bold (a difference whose interval excludes zero)."""
+
+
+def eval_tables(ev) -> list[tuple[str, str, list[str], list[list[str]]]]:
+    """The report's tables as plain cells -- (title, caption, header, rows) -- for every format."""
     df = ev.table()
-    lines += ["| task | label | metric | " + " | ".join(ev.models) + " |",
-              "| --- | --- | --- | " + " | ".join("---:" for _ in ev.models) + " |"]
+    rows = []
     for (task, label, metric, k), grp in df.groupby(["task", "label", "metric", "k"], dropna=False, sort=False):
         by = grp.set_index("model")
         cells = [f"{by.loc[m, 'value']:.3f} [{by.loc[m, 'ci_low']:.3f}, {by.loc[m, 'ci_high']:.3f}]" if m in by.index else "—"
                  for m in ev.models]
         name = METRIC_NAMES[metric].replace("@k", f"@{int(k)}" if k == k else "")
-        lines.append(f"| {TASK_NAMES[task]} | {label} | {name} | " + " | ".join(cells) + " |")
+        rows.append([TASK_NAMES[task], str(label), name] + cells)
+    tables = [("", "", ["task", "label", "metric"] + list(ev.models), rows)]
     if ev.comparisons:
-        lines += ["", "## Paired comparison", "",
-                  f"Difference {ev.models[0]} − {ev.models[1]} over the same queries; **bold** where the 95% interval excludes zero.", "",
-                  "| task | label | metric | difference | 95% interval | winner |", "| --- | --- | --- | ---: | --- | --- |"]
+        rows = []
         for c in ev.comparisons:
             d = f"{c['difference']:+.3f}"
-            d = f"**{d}**" if c["excludes_zero"] else d
             name = METRIC_NAMES[c["metric"]].replace("@k", f"@{c['k']}" if c["k"] else "")
-            lines.append(f"| {TASK_NAMES[c['task']]} | {c['label']} | {name} | {d} | [{c['ci'][0]:+.3f}, {c['ci'][1]:+.3f}] | "
-                         f"{c['winner'] if c['excludes_zero'] else 'no clear winner'} |")
+            rows.append([TASK_NAMES[c["task"]], str(c["label"]), name, Strong(d) if c["excludes_zero"] else d,
+                         f"[{c['ci'][0]:+.3f}, {c['ci'][1]:+.3f}]", c["winner"] if c["excludes_zero"] else "no clear winner"])
+        tables.append(("Paired comparison",
+                       f"Difference {ev.models[0]} − {ev.models[1]} over the same queries; bold where the 95% interval "
+                       "excludes zero.", ["task", "label", "metric", "difference", "95% interval", "winner"], rows))
+    return tables
+
+
+def eval_markdown(ev, chart_dir_name: str) -> str:
+    """A Markdown report; charts are SVG files in ``chart_dir_name`` beside it."""
+    lines = [f"# vrec evaluation: {', '.join(ev.models)}", "",
+             f"{ev.items} items; labels: {', '.join(ev.labels) or '—'}; k = {', '.join(map(str, ev.ks))}. "
+             "Values are means over queries with 95% bootstrap intervals.", ""]
+    for title, caption, header, rows in eval_tables(ev):
+        if title:
+            lines += ["", f"## {title}", "", caption, ""]
+        numeric = [i >= 3 and header[i] not in ("95% interval", "winner") for i in range(len(header))]
+        lines += ["| " + " | ".join(header) + " |", "| " + " | ".join("---:" if n else "---" for n in numeric) + " |"]
+        lines += ["| " + " | ".join(f"**{c}**" if isinstance(c, Strong) else c for c in r) + " |" for r in rows]
     lines += ["", "## Charts", ""]
     for name, _ in eval_charts(ev):
         lines.append(f"![{name}]({chart_dir_name}/{name}.svg)")
@@ -381,15 +396,20 @@ def eval_markdown(ev, chart_dir_name: str) -> str:
 
 
 def eval_html(ev) -> str:
-    md_table = eval_markdown(ev, "").split("## Charts")[0]
-    rows = [line for line in md_table.splitlines() if line.startswith("|") and "---" not in line]
-    table = "<table class='summary'>" + "".join(
-        "<tr>" + "".join(f"<td>{html.escape(c.strip()).replace('**', '')}</td>" for c in r.strip("|").split("|")) + "</tr>"
-        for r in rows) + "</table>"
+    def cell(c: str, tag: str = "td") -> str:
+        text = html.escape(c)
+        return f"<{tag}>" + (f"<strong>{text}</strong>" if isinstance(c, Strong) else text) + f"</{tag}>"
+
+    tables = ""
+    for title, caption, header, rows in eval_tables(ev):
+        if title:
+            tables += f"<h2>{html.escape(title)}</h2><p class='meta'>{html.escape(caption)}</p>"
+        tables += ("<table class='summary'><tr>" + "".join(cell(h, "th") for h in header) + "</tr>"
+                   + "".join("<tr>" + "".join(cell(c) for c in r) + "</tr>" for r in rows) + "</table>")
     charts = "".join(f"<div style='display:inline-block;margin:8px'>{svg}</div>" for _, svg in eval_charts(ev))
     notes = "".join(f"<li>{html.escape(n)}</li>" for n in ev.notes)
     return (f"<p class='meta'>{ev.items} items; k = {', '.join(map(str, ev.ks))}; 95% bootstrap intervals</p>"
-            f"{table}<h2>Charts</h2>{charts}" + (f"<h2>Notes</h2><ul>{notes}</ul>" if notes else ""))
+            f"{tables}<h2>Charts</h2>{charts}" + (f"<h2>Notes</h2><ul>{notes}</ul>" if notes else ""))
 
 
 def write_eval_report(ev, path: str | Path) -> None:
