@@ -3,7 +3,6 @@ from __future__ import annotations
 
 import subprocess
 import sys
-import time
 
 import numpy as np
 import pytest
@@ -43,15 +42,31 @@ def test_open_clip_names_resolve_to_entries():
 
 
 @pytest.mark.parametrize("name", ["tiny-siglip", "tiny-cnn"])
-def test_tiny_models_are_fast_seeded_and_give_unit_vectors(name):
-    t0 = time.perf_counter()
+def test_tiny_models_are_seeded_and_give_unit_vectors(name):
     a = create_encoder(name, device="cpu")
-    assert time.perf_counter() - t0 < 5  # "well under a second" once torch is imported; generous for CI
     b = create_encoder(name, device="cpu")
     va, vb = a.encode_images(pictures()), b.encode_images(pictures())
     assert va.dtype == np.float32 and va.shape == (3, a.dim)
     assert np.allclose(np.linalg.norm(va, axis=1), 1, atol=1e-5)
     assert np.array_equal(va, vb)  # same seed, same weights, same vectors
+
+
+def test_int8_quantises_linear_layers_and_stays_within_the_fidelity_bar():
+    fp32 = create_encoder("tiny-siglip", device="cpu")
+    int8 = create_encoder("tiny-siglip", device="cpu", precision="int8")
+    assert any("quantized" in type(m).__module__ for m in int8.model.modules())
+    pics = pictures()
+    assert (fp32.encode_images(pics) * int8.encode_images(pics)).sum(1).min() >= 0.99
+    texts = ["a red bag", "a blue shoe"]
+    assert (fp32.encode_texts(texts) * int8.encode_texts(texts)).sum(1).min() >= 0.99
+
+
+def test_half_precision_on_a_cpu_is_refused_with_the_alternatives(tmp_path, sample_dir):
+    from clihelp import vrec
+
+    r = vrec("embed", sample_dir, "--model", "tiny-cnn", "--store", tmp_path / "s", "--device", "cpu",
+             "--precision", "fp16", ok=False)
+    assert r.exit_code == 1 and "needs a GPU" in r.stderr and "int8" in r.stderr
 
 
 def test_text_tower_and_sigmoid_head():
