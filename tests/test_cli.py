@@ -37,3 +37,9 @@ def test_the_library_offers_what_the_cli_does(shared_tiny_store):
     hits = vrec.search_text("red bag", model="tiny-siglip", store=shared_tiny_store, k=3)
     assert list(hits.table["rank"]) == [1, 2, 3] and "probability" in hits.table
     assert isinstance(vrec.Store(shared_tiny_store).model("tiny-cnn").vectors(), __import__("numpy").ndarray)
+
+
+def test_help_shows_the_defaults_written_in_brackets():
+    # rich reads "[...]" as markup and silently drops it unless escaped
+    text = " ".join(vrec("embed", "--help").stdout.replace("│", " ").split())
+    assert "[default: 32 on CPU, 128 on GPU]" in text and "[default: one per CPU core]" in text

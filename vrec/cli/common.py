@@ -66,7 +66,7 @@ def _root(version: bool = typer.Option(False, "--version", callback=_version, is
 
 
 StoreOpt = typer.Option(None, "--store", envvar="VREC_STORE", show_envvar=True,
-                        help="Store folder [default: ./.vrec].")
+                        help="Store folder \\[default: ./.vrec].")
 WeightsOpt = typer.Option(None, "--weights", help="Local weights file (safetensors or PyTorch state dict) for the model.")
 DeviceOpt = typer.Option("auto", "--device", help="auto, cpu, cuda or mps.")
 FilterOpt = typer.Option(None, "--filter", "-f", help="Metadata filter such as category=bags, price<200, "

@@ -10,7 +10,7 @@ from .common import DeviceOpt, StoreOpt, app, check_format, err, out
 
 @app.command()
 def compare(
-    items: Optional[List[str]] = typer.Argument(None, help="Catalog item ids or photo paths [default: a sample]."),
+    items: Optional[List[str]] = typer.Argument(None, help="Catalog item ids or photo paths \\[default: a sample]."),
     left: str = typer.Option("cnn", "--left", help="Model shown on the left."),
     right: str = typer.Option("siglip", "--right", help="Model shown on the right."),
     k: int = typer.Option(5, "--k", "-k", help="Neighbours per model."),

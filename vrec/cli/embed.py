@@ -13,23 +13,23 @@ from .common import DeviceOpt, StoreOpt, app, err, out
 def embed(
     folder: str = typer.Argument(..., metavar="SRC", help="Folder of product photos (searched recursively), a URI, or a list file."),
     model: Optional[List[str]] = typer.Option(None, "--model", "-m", help="Model to embed with; repeat for several "
-                                              "[default: siglip and cnn]. See 'vrec models'."),
+                                              "\\[default: siglip and cnn]. See 'vrec models'."),
     store: Optional[str] = StoreOpt,
     metadata: Optional[str] = typer.Option(None, "--metadata", help="CSV of product data with an 'id' or file column "
                                            "(title, category, price, ...); may be re-applied at any time."),
     batch_size: Optional[int] = typer.Option(None, "--batch-size", help="Images per model batch "
-                                             "[default: 32 on CPU, 128 on GPU]."),
+                                             "\\[default: 32 on CPU, 128 on GPU]."),
     device: str = DeviceOpt,
     precision: str = typer.Option("fp32", "--precision", help="fp32; fp16 or bf16 on a GPU; int8 (dynamic "
                                   "quantisation of Linear layers) on a CPU. See BENCHMARKS.md for speed and fidelity."),
     weights: Optional[str] = typer.Option(None, "--weights", help="Local weights file for the (single) --model."),
     workers: Optional[int] = typer.Option(None, "--workers", help="Threads that read and decode photos ahead of the "
-                                          "model [default: one per CPU core]."),
+                                          "model \\[default: one per CPU core]."),
     quiet: bool = typer.Option(False, "--quiet", "-q", help="No progress bar or summary."),
     engine: str = typer.Option("local", "--engine", envvar="VREC_ENGINE", show_envvar=True,
                                help="local (this process) or ray (Ray Data, on a local Ray or a cluster)."),
     ray_address: Optional[str] = typer.Option(None, "--ray-address", envvar="RAY_ADDRESS", show_envvar=True,
-                                              help="With --engine ray: the cluster to join [default: start a local Ray]."),
+                                              help="With --engine ray: the cluster to join \\[default: start a local Ray]."),
     concurrency: Optional[int] = typer.Option(None, "--concurrency", help="With --engine ray: number of encoder actors."),
     gpus_per_worker: float = typer.Option(0, "--gpus-per-worker", help="With --engine ray: GPUs per encoder actor."),
 ) -> None:
@@ -112,7 +112,7 @@ def _summary(report) -> None:
 
 @app.command()
 def index(
-    model: Optional[List[str]] = typer.Option(None, "--model", "-m", help="Model(s) to index [default: all in the store]."),
+    model: Optional[List[str]] = typer.Option(None, "--model", "-m", help="Model(s) to index \\[default: all in the store]."),
     store: Optional[str] = StoreOpt,
     m: int = typer.Option(16, "--m", help="HNSW graph degree (M)."),
     ef_construction: int = typer.Option(200, "--ef-construction", help="HNSW build-time search width."),

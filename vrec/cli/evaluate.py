@@ -17,7 +17,7 @@ def eval_(
     queries: Optional[str] = typer.Option(None, "--queries", help="CSV of text queries: 'query' plus 'relevant_ids' "
                                           "(';'-separated) or 'filter' (e.g. articleType=Watches)."),
     text_template: Optional[str] = typer.Option(None, "--text-template", help="Text queries built from labels, e.g. "
-                                                "'a photo of a {baseColour} {articleType}' [default: 'a photo of a {LABEL}.']."),
+                                                "'a photo of a {baseColour} {articleType}' \\[default: 'a photo of a {LABEL}.']."),
     report: Optional[List[str]] = typer.Option(None, "--report", help="Write a report: FILE.md (with SVG charts), "
                                                "FILE.html or FILE.json; repeatable."),
     bootstrap: int = typer.Option(1000, "--bootstrap", help="Bootstrap resamples for the 95% intervals."),
@@ -55,7 +55,7 @@ def eval_(
 def export(
     out_path: str = typer.Argument(..., metavar="OUT", help="Output file (.parquet, .npy or .csv)."),
     model: str = typer.Option("siglip", "--model", "-m", help="Model whose vectors to export."),
-    fmt: Optional[str] = typer.Option(None, "--format", help="parquet, npy or csv [default: from OUT's extension]."),
+    fmt: Optional[str] = typer.Option(None, "--format", help="parquet, npy or csv \\[default: from OUT's extension]."),
     store: Optional[str] = StoreOpt,
 ) -> None:
     """Export vectors with item ids and metadata for downstream models (e.g. a two-tower recommender)."""

@@ -8,7 +8,7 @@ import typer
 from .common import DeviceOpt, StoreOpt, app, err, out
 
 VocabOpt = typer.Option(None, "--vocab", help="Vocabulary file (one concept per line, 'group:' lines start a "
-                        "group), or a built-in one: fashion, home; repeatable [default: fashion].")
+                        "group), or a built-in one: fashion, home; repeatable \\[default: fashion].")
 
 
 @app.command()
