@@ -92,6 +92,20 @@ def random_weights(name: str, tmp: Path) -> Path:
 
 # --- embedding --------------------------------------------------------------------------------
 
+def folder_pixels(name: str, folder: Path, refs) -> np.ndarray:
+    """The photos decoded and preprocessed for a model, as one uint8 array (the bare model's input)."""
+    from vrec.catalog import decode_image
+    from vrec.encoders import resolve
+    from vrec.preprocess import to_pixels
+
+    spec = resolve(name).preprocess
+    return np.stack([to_pixels(decode_image((folder / r.path).read_bytes()), spec) for r in refs])
+
+
+def encode_all(enc, pixels: np.ndarray, batch: int) -> np.ndarray:
+    return np.concatenate([enc.encode_pixels(pixels[i:i + batch]) for i in range(0, len(pixels), batch)])
+
+
 def bench_embed(name: str, weights: Path, folders: dict, batch: int, tmp: Path, repeats: int,
                 device: str = "cpu", precision: str = "fp32") -> list[dict]:
     """End-to-end `vrec embed` against the bare model, in ``repeats`` back-to-back pairs.
@@ -112,7 +126,7 @@ def bench_embed(name: str, weights: Path, folders: dict, batch: int, tmp: Path, 
     for label, folder in folders.items():
         refs = find_images(folder)
         # bare model: the same pictures, already decoded and preprocessed, same batch and threads
-        pixels = np.stack([enc.preprocess(decode_image((folder / r.path).read_bytes())) for r in refs])
+        pixels = folder_pixels(name, folder, refs)
         enc.encode_pixels(pixels[:batch])  # warm-up: the first full batch also pays for growing the heap
 
         def bare_rate() -> float:
@@ -288,21 +302,20 @@ def bench_precision(name: str, weights: Path, folder: Path, batch: int, half_ima
     """int8 dynamic quantisation vs fp32 on the CPU: speed and fidelity. Also the fidelity of fp16
     and bf16, computed on the CPU on a few photos (their speed belongs to GPUs: on this CPU they
     are several times slower than fp32, which is why vrec offers them on GPUs only)."""
-    import torch
 
-    from vrec.catalog import decode_image, find_images
+    from vrec.catalog import find_images
     from vrec.encoders import _apply_precision, create_encoder
 
     offline_tokenizer()
     fp32 = create_encoder(name, weights=weights, device="cpu")
     int8 = create_encoder(name, weights=weights, device="cpu", precision="int8")
     refs = find_images(folder)
-    pixels = np.stack([fp32.preprocess(decode_image((folder / r.path).read_bytes())) for r in refs])
+    pixels = folder_pixels(name, folder, refs)
     out = {}
     for tag, enc in (("fp32", fp32), ("int8", int8)):
         enc.encode_pixels(pixels[:2])
         t0 = time.perf_counter()
-        vecs = np.concatenate([enc.encode_pixels(pixels[i:i + batch]) for i in range(0, len(pixels), batch)])
+        vecs = encode_all(enc, pixels, batch)
         out[tag] = (len(pixels) / (time.perf_counter() - t0), vecs)
         texts = ["a red leather handbag", "minimalist white sneakers", "a floral summer dress"]
         enc.encode_texts(texts[:1])
@@ -315,8 +328,7 @@ def bench_precision(name: str, weights: Path, folder: Path, batch: int, half_ima
         enc = create_encoder(name, weights=weights, device="cpu")
         _apply_precision(enc, tag)  # what --precision does on a GPU, here on the CPU
         enc.precision = tag
-        with torch.inference_mode():
-            vecs = enc.encode_pixels(pixels[:half_images])
+        vecs = enc.encode_pixels(pixels[:half_images])
         half.append({"precision": tag, "images": half_images, **fidelity(out["fp32"][1][:half_images], vecs)})
         del enc
     return {"model": name, "images": len(refs), "fp32_img_s": out["fp32"][0], "int8_img_s": out["int8"][0],
@@ -339,7 +351,7 @@ def bench_gpu(weights: dict, tmp: Path, quick: bool, device: str) -> dict:
     """On a GPU: `vrec embed` end to end vs the bare model per precision, on enough photos to keep
     the GPU busy for seconds, and the fidelity of fp16/bf16 vectors to fp32 ones. Here decoding
     rather than the model is expected to set the pace (see the decoding table for the host)."""
-    from vrec.catalog import decode_image, find_images
+    from vrec.catalog import find_images
     from vrec.encoders import create_encoder, default_batch_size
 
     if device == "cpu":  # a smoke run of the same code
@@ -354,11 +366,11 @@ def bench_gpu(weights: dict, tmp: Path, quick: bool, device: str) -> dict:
             out["embed"] += bench_embed(name, weights[name], folders, batch, tmp, repeats=2, device=device, precision=p)
         folder = next(iter(folders.values()))
         refs = find_images(folder)[:512]
+        pixels = folder_pixels(name, folder, refs)  # once: every precision sees the same input
         vecs = {}
         for p in precisions:
             enc = create_encoder(name, weights=weights[name], device=device, precision=p)
-            pixels = np.stack([enc.preprocess(decode_image((folder / r.path).read_bytes())) for r in refs])
-            vecs[p] = np.concatenate([enc.encode_pixels(pixels[i:i + batch]) for i in range(0, len(pixels), batch)])
+            vecs[p] = encode_all(enc, pixels, batch)
             del enc
         for p in precisions[1:]:
             out["fidelity"].append({"model": name, "precision": p, "images": len(refs), **fidelity(vecs["fp32"], vecs[p])})
