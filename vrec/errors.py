@@ -60,3 +60,32 @@ def suggest(name: str, choices: Iterable[str], n: int = 3) -> str:
     if not close:
         return ""
     return " Did you mean " + " or ".join(repr(c) for c in close) + "?"
+
+
+def check_number(name: str, value, *, min: float | None = None, max: float | None = None,
+                 integer: bool = False, hint: str = "") -> None:
+    """Refuse a numeric option outside its range (and NaN or infinity) with one clear sentence.
+
+    Every numeric value a user types goes through here before it reaches numpy or native code
+    (hnswlib segfaults on M=0), so the CLI and the web app refuse bad input the same way.
+    ``min``/``max`` are inclusive; ``hint`` is appended (e.g. "e.g. 16").
+    """
+    import math
+
+    try:
+        f = float(value)
+    except (TypeError, ValueError):
+        raise VrecError(f"{name} must be a number (not {value!r}).") from None
+    if math.isnan(f) or math.isinf(f):
+        raise VrecError(f"{name} must be a finite number (not {value!r}).")
+    if integer and f != int(f):
+        raise VrecError(f"{name} must be a whole number (not {value!r}).")
+    if (min is not None and f < min) or (max is not None and f > max):
+        fmt = (lambda x: str(int(x)) if float(x).is_integer() else str(x))
+        if min is not None and max is not None:
+            rng = f"between {fmt(min)} and {fmt(max)}"
+        elif min is not None:
+            rng = f"at least {fmt(min)}"
+        else:
+            rng = f"at most {fmt(max)}"
+        raise VrecError(f"{name} must be {rng} (not {value!r})" + (f"; {hint}" if hint else "") + ".")

@@ -53,16 +53,40 @@ def now() -> str:
 
 # --- atomic files -----------------------------------------------------------------------------
 
+def _umask() -> int:
+    """The process umask (read without changing it for good: set and restore at once)."""
+    mask = os.umask(0o022)
+    os.umask(mask)
+    return mask
+
+
 @contextlib.contextmanager
 def atomic_path(path: str | os.PathLike) -> Iterator[str]:
-    """Yield a temporary path beside ``path``; rename it over ``path`` only if the block succeeds."""
+    """Yield a temporary path beside ``path``; rename it over ``path`` only if the block succeeds.
+
+    Every file vrec writes (store files, exports, pages, reports) goes through here, so this is
+    where an unusable output path becomes one clear StoreError rather than a traceback, and where
+    the file gets the permissions the umask asks for (mkstemp alone would make it 0600, which
+    other users and web servers cannot read).
+    """
     path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+    if path.is_dir():
+        raise StoreError(f"{str(path)!r} is a folder; give a file name to write to (e.g. {str(path / 'out')!r}).")
+    if path.exists() and not path.is_file():  # /dev/null, a pipe, a socket: never replace those
+        raise StoreError(f"{str(path)!r} is not a regular file; give the name of a file to write to.")
+    try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+    except OSError as e:
+        raise StoreError(f"Cannot write {str(path)!r} ({e.strerror or e}); choose a writable location.") from None
     os.close(fd)
     try:
         yield tmp
-        os.replace(tmp, path)
+        os.chmod(tmp, 0o666 & ~_umask())
+        try:
+            os.replace(tmp, path)
+        except OSError as e:
+            raise StoreError(f"Cannot write {str(path)!r} ({e.strerror or e}); choose a writable location.") from None
     finally:
         if os.path.exists(tmp):
             os.unlink(tmp)
