@@ -37,7 +37,12 @@ err = Console(stderr=True)  # progress, notes and warnings: stderr
 
 
 class VrecGroup(TyperGroup):
-    """Turns library errors (VrecError) into one 'Error: ...' line on stderr and exit status 1."""
+    """One way to report every mistake: a single 'Error: ...' line on stderr, no traceback.
+
+    Library errors (VrecError) exit with status 1. Usage errors that Click finds while parsing
+    (an unknown option, '--k abc', a missing argument) exit with status 2, as Click's do, but are
+    printed the same plain way plus a pointer to --help, instead of a box.
+    """
 
     def invoke(self, ctx):
         from ..errors import VrecError
@@ -47,6 +52,27 @@ class VrecGroup(TyperGroup):
         except VrecError as e:
             err.print(f"[bold red]Error:[/bold red] {rich_escape(str(e))}", highlight=False, soft_wrap=True)
             ctx.exit(1)
+
+    def main(self, args=None, prog_name=None, complete_var=None, standalone_mode=True, **extra):
+        import sys
+
+        # typer may bundle its own copy of Click: take its exception classes from typer itself
+        click_error = next(c for c in typer.BadParameter.__mro__ if c.__name__ == "ClickException")
+        if not standalone_mode:
+            return super().main(args, prog_name, complete_var, standalone_mode=False, **extra)
+        try:
+            rv = super().main(args, prog_name, complete_var, standalone_mode=False, **extra)
+        except click_error as e:
+            err.print(f"[bold red]Error:[/bold red] {rich_escape(e.format_message())}", highlight=False,
+                      soft_wrap=True)
+            ctx = getattr(e, "ctx", None)
+            if ctx is not None:
+                err.print(f"Try '{ctx.command_path} --help'.", highlight=False, soft_wrap=True)
+            sys.exit(e.exit_code)
+        except typer.Abort:
+            err.print("Aborted.")
+            sys.exit(1)
+        sys.exit(rv if isinstance(rv, int) else 0)
 
 
 app = typer.Typer(cls=VrecGroup, help=HELP, no_args_is_help=True, add_completion=False, pretty_exceptions_enable=False,
