@@ -7,10 +7,10 @@ import pytest
 
 from clihelp import vrec
 from conftest import handmade_store
-from vrec.errors import CatalogError, QueryError
+from vrec.errors import CatalogError, VrecError
 from vrec.search import catalog_table, search_text
 from vrec.store import Store
-from vrec.stylemap import choose_k, kmeans, silhouette, style_map
+from vrec.stylemap import auto_k_range, choose_k, kmeans, silhouette, style_map
 from vrec.tags import gaps, read_vocab, tag
 
 AXES = ["minimalist", "bohemian", "leather", "denim", "silk"]
@@ -59,6 +59,14 @@ def test_vocabulary_files_and_builtins(vocab):
         read_vocab("fashon")
 
 
+def test_a_comma_separates_concepts(tmp_path):
+    """Tags are listed comma-separated (table, --csv, --filter tag:), so "red, blue" is two concepts."""
+    p = tmp_path / "v.txt"
+    p.write_text("colour:\nred, blue\nmaterial: leather , denim,\n")
+    assert [(c.group, c.name) for c in read_vocab(p)] == [("colour", "red"), ("colour", "blue"),
+                                                          ("material", "leather"), ("material", "denim")]
+
+
 def test_the_right_tags_win_with_sigmoid_probabilities(catalog, vocab):
     r = tag(model="fake", store=catalog, vocab=[vocab], threshold=0.5, top=2, encoder=FakeEncoder())
     t = r.table.set_index("id")
@@ -77,8 +85,10 @@ def test_threshold_and_top(catalog, vocab):
     one = tag(model="fake", store=catalog, vocab=[vocab], threshold=0.0, top=1, encoder=FakeEncoder(), save=False)
     assert one.long.groupby(["id", "group"]).size().max() == 1  # at most one per group
     assert len(one.long) == 7 * 2
-    with pytest.raises(QueryError, match="between 0 and 1"):
+    with pytest.raises(VrecError, match="between 0 and 1"):
         tag(model="fake", store=catalog, vocab=[vocab], threshold=2, encoder=FakeEncoder())
+    with pytest.raises(VrecError, match="--top must be a whole number"):
+        tag(model="fake", store=catalog, vocab=[vocab], top=1.5, encoder=FakeEncoder())
 
 
 def test_saved_tags_filter_and_show(catalog, vocab):
@@ -104,6 +114,41 @@ def test_kmeans_and_silhouette_on_obvious_groups():
     assert len(set(labels[:20])) == len(set(labels[20:40])) == len(set(labels[40:])) == 1 and len(set(labels)) == 3
     assert silhouette(v, labels) > 0.8
     assert choose_k(v)[0] == 3
+
+
+def test_auto_k_range_grows_with_the_catalog():
+    """K from about half to 1.5 times sqrt(n/2), never under 2 nor over 40 (see vrec.stylemap)."""
+    assert auto_k_range(7) == (2, 3)
+    assert auto_k_range(60) == (3, 8)
+    assert auto_k_range(800) == (10, 30)
+    assert auto_k_range(5_000) == (20, 40) == auto_k_range(10**7)
+    rng = np.random.default_rng(0)  # two obvious groups of 400: still split to a reviewable size
+    v = np.concatenate([np.eye(8)[i] + 0.3 * rng.normal(size=(400, 8)) for i in range(2)])
+    v /= np.linalg.norm(v, axis=1, keepdims=True)
+    k, scores = choose_k(v)
+    assert 10 <= k <= 30 and set(scores) == set(range(10, 31))
+
+
+def test_auto_clusters_on_real_fashion_photos_are_recognisable(fashion_store):
+    """800 photos of 40-odd article types: silhouette alone chose K = 3 (watches / shoes / the rest);
+    auto must give clusters a merchandiser recognises, each mostly one kind of product."""
+    sm = style_map(model="effnet-lite0", store=fashion_store, label="articleType")
+    assert 10 <= sm.k <= 30 and "silhouette" in sm.criterion
+    assert max(c.size for c in sm.clusters) <= 0.25 * len(sm.items)  # no "everything else" cluster
+    st = Store(fashion_store)
+    table = catalog_table(st, st.model("effnet-lite0"))
+    assert list(table["id"]) == list(sm.items["id"])
+
+    def top_share(column):  # per cluster: the share of its items with its most common value
+        df = pd.DataFrame({"cluster": sm.items["cluster"].to_numpy(), "value": table[column].to_numpy()})
+        return df.groupby("cluster")["value"].agg(lambda s: s.value_counts(normalize=True).iloc[0])
+
+    sub, art = top_share("subCategory"), top_share("articleType")
+    assert (sub >= 0.5).mean() >= 2 / 3  # most clusters are mostly one of topwear, shoes, watches, bags...
+    assert (art >= 0.4).mean() >= 0.5  # and half are led by one article type
+    assert (art >= 0.9).sum() >= 3  # some are pure: watches, sunglasses, handbags
+    names = {c.name for c in sm.clusters}  # no text tower: clusters are named by their label mix
+    assert {"Watches", "Sunglasses", "Handbags"} <= names
 
 
 def test_style_map_names_clusters_by_concepts(catalog, vocab, tmp_path):

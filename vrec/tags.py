@@ -8,6 +8,9 @@ vocabulary (a softmax across labels would force every photo to pick one winner).
 
 Vocabulary files hold one concept per line; a line ``group:`` starts a group (``style:``,
 ``occasion:``, ...), and ``group: concept`` puts one concept in a group; ``#`` starts a comment.
+A comma separates concepts (``material: leather, denim`` is two concepts): tags are listed
+comma-separated everywhere (the table, ``--csv``, ``--filter tag:NAME``), so a concept name never
+holds a comma.
 """
 from __future__ import annotations
 
@@ -19,7 +22,7 @@ from typing import Sequence
 
 import numpy as np
 
-from .errors import CatalogError, QueryError, suggest
+from .errors import CatalogError, StoreError, check_number, suggest
 from .search import load_encoder
 from .store import as_store, write_parquet
 
@@ -41,12 +44,20 @@ def read_vocab(source: str | os.PathLike) -> list[Concept]:
     if str(source) in BUILTIN_VOCABS:
         text = resources.files("vrec").joinpath(f"vocab/{source}.txt").read_text(encoding="utf-8")
     else:
+        path = Path(source)
+        if path.is_dir():
+            raise CatalogError(f"Vocabulary {str(source)!r} is a folder; give a text file with one concept per line.")
         try:
-            text = Path(source).read_text(encoding="utf-8")
+            text = path.read_text(encoding="utf-8")
         except FileNotFoundError:
             raise CatalogError(
                 f"Vocabulary {str(source)!r} is neither a file nor a built-in vocabulary "
                 f"({', '.join(BUILTIN_VOCABS)}).{suggest(str(source), BUILTIN_VOCABS)}") from None
+        except UnicodeDecodeError:
+            raise CatalogError(f"Vocabulary {str(source)!r} is not UTF-8 text; save it as UTF-8 "
+                               f"(one concept per line).") from None
+        except OSError as e:
+            raise CatalogError(f"Cannot read vocabulary {str(source)!r} ({e.strerror or e}).") from None
     concepts, group = [], "tag"
     for raw in text.splitlines():
         line = raw.split("#", 1)[0].strip()
@@ -56,7 +67,8 @@ def read_vocab(source: str | os.PathLike) -> list[Concept]:
             group = line[:-1].strip().lower() or "tag"
             continue
         g, sep, name = line.partition(":")
-        concepts.append(Concept(name.strip(), g.strip().lower()) if sep and name.strip() else Concept(line, group))
+        line_group, names = (g.strip().lower(), name) if sep and name.strip() else (group, line)
+        concepts += [Concept(n.strip(), line_group) for n in names.split(",") if n.strip()]
     seen, out = set(), []
     for c in concepts:
         if (c.group, c.name.lower()) not in seen:
@@ -139,10 +151,9 @@ def tag(model: str = "siglip", store=None, vocab: Sequence[str | os.PathLike] = 
     """
     import pandas as pd
 
-    if not 0 <= threshold <= 1:
-        raise QueryError("--threshold is a probability between 0 and 1, e.g. 0.1.")
-    if top < 1:
-        raise QueryError("--top must be at least 1.")
+    check_number("--threshold", threshold, min=0, max=1, hint="it is a match probability, e.g. 0.1")
+    check_number("--top", top, min=1, integer=True, hint="tags per vocabulary group and item, e.g. 2")
+    top = int(top)
     st, concepts, probs, ids = _catalog_probabilities(model, store, vocab, encoder, device)
     groups = sorted({c.group for c in concepts}, key=[c.group for c in concepts].index)
     rows = []
@@ -160,8 +171,38 @@ def tag(model: str = "siglip", store=None, vocab: Sequence[str | os.PathLike] = 
                                              tag_probabilities=("probability", lambda s: ", ".join(f"{x:.2f}" for x in s)))
     table = pd.DataFrame({"id": ids}).join(agg, on="id").fillna({"tags": "", "tag_probabilities": ""})
     if save:
-        write_parquet(st.path / "tags.parquet", long)
+        save_tags(st, long)
     return TagResult(table, long, list(concepts), threshold, top)
+
+
+def save_tags(store, long) -> None:
+    """Keep tags (``TagResult.long``) in the store, for ``--filter tag:NAME``, search and compare."""
+    write_parquet(as_store(store).path / "tags.parquet", long)
+
+
+def check_output_file(path: str | os.PathLike, option: str) -> None:
+    """Refuse an output path that cannot become a file (a folder, a device, a file where a folder
+    should be, a read-only place) before any work is done, so that nothing is written on failure."""
+    p = Path(path)
+    if p.is_dir():
+        raise StoreError(f"{option} {str(p)!r} is a folder; give a file name to write to (e.g. {str(p / 'out')!r}).")
+    if p.exists() and not p.is_file():
+        raise StoreError(f"{option} {str(p)!r} is not a regular file; give the name of a file to write to.")
+    parent = p.absolute().parent
+    while not parent.exists() and parent != parent.parent:
+        parent = parent.parent
+    if not parent.is_dir():
+        raise StoreError(f"Cannot write {option} {str(p)!r}: {str(parent)!r} is a file, not a folder; "
+                         f"choose a writable location.")
+    if not os.access(parent, os.W_OK | os.X_OK):
+        raise StoreError(f"Cannot write {option} {str(p)!r}: {str(parent)!r} is not writable; "
+                         f"choose a writable location.")
+
+
+def check_gap_options(threshold: float, min_items: int) -> None:
+    """The range checks of :func:`gaps`' numbers, usable before any work is done."""
+    check_number("--threshold", threshold, min=0, max=1, hint="it is a match probability, e.g. 0.1")
+    check_number("--min-items", min_items, min=1, integer=True, hint="e.g. 3")
 
 
 @dataclass
@@ -181,6 +222,7 @@ def gaps(model: str = "siglip", store=None, vocab: Sequence[str | os.PathLike] =
     or more (its best item may still be a weak match). Over-served concepts are the ones matched
     by the largest share of the catalog. Returns (gaps, over_served), each sorted by items above.
     """
+    check_gap_options(threshold, min_items)
     _, concepts, probs, ids = _catalog_probabilities(model, store, vocab, encoder, device)
     out = []
     for j, c in enumerate(concepts):
@@ -192,3 +234,12 @@ def gaps(model: str = "siglip", store=None, vocab: Sequence[str | os.PathLike] =
     n = max(len(ids), 1)
     over = [g for g in served if g.items_above / n >= 0.25][:10] or served[:5]
     return gap_list, over
+
+
+def gaps_frame(gap_list: Sequence[Gap], over: Sequence[Gap]):
+    """Gaps and over-served concepts as one table (``kind`` says which), e.g. for ``--csv``."""
+    import pandas as pd
+
+    rows = [(kind, g.group, g.concept, g.items_above, round(g.best_probability, 4), ", ".join(g.closest))
+            for kind, gs in (("gap", gap_list), ("over-served", over)) for g in gs]
+    return pd.DataFrame(rows, columns=["kind", "group", "concept", "items_above", "best_probability", "closest"])
