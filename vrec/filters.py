@@ -1,7 +1,9 @@
 """``--filter`` expressions over item metadata: ``category=bags``, ``price<200``, ``colour in (red,black)``.
 
-Several filters combine with AND. Text comparisons ignore case; ``<``, ``<=``, ``>``, ``>=`` compare
-numbers. ``tag:NAME`` keeps items carrying that zero-shot tag (see ``vrec tag``).
+Several filters combine with AND. Text comparisons ignore case; on a numeric column ``=`` and ``in``
+also compare as numbers (``price=120`` matches 120.0). ``<``, ``<=``, ``>``, ``>=`` compare numbers
+and refuse a text column. ``tag:NAME`` keeps items carrying that zero-shot tag (see ``vrec tag``).
+Metadata columns named like vrec's own are filtered as ``meta_<name>`` (see ``search.catalog_table``).
 """
 from __future__ import annotations
 
@@ -17,13 +19,23 @@ _CMP = re.compile(r"^\s*([\w.-]+)\s*(!=|<=|>=|==|=|<|>)\s*(.*?)\s*$")
 _TAG = re.compile(r"^\s*tag\s*:\s*(.+?)\s*$", re.I)
 
 
+INTERNAL = ("row", "hash", "size", "mtime")  # search bookkeeping: filterable, but never offered
+RESULT_COLUMNS = ("rank", "score", "probability")  # computed by the search, after filtering
+
+
 def _column(df, name: str):
     if name in df.columns:
         return df[name]
     lower = {c.lower(): c for c in df.columns}
     if name.lower() in lower:
         return df[lower[name.lower()]]
-    raise FilterError(f"No column {name!r} to filter on.{suggest(name, df.columns)} Columns: {', '.join(map(str, df.columns))}.")
+    shown = [str(c) for c in df.columns if c not in INTERNAL]
+    if name.lower() in RESULT_COLUMNS:
+        why = f"Cannot filter on {name!r}: search results get it after filtering"
+        if f"meta_{name.lower()}" in df.columns:
+            raise FilterError(f"{why}; your metadata column {name!r} is named 'meta_{name.lower()}' here.")
+        raise FilterError(f"{why}; filter on item metadata instead (columns: {', '.join(shown)}).")
+    raise FilterError(f"No column {name!r} to filter on.{suggest(name, shown)} Columns: {', '.join(shown)}.")
 
 
 def _text(series):
@@ -50,8 +62,8 @@ def parse_filter(expr: str, df) -> np.ndarray:
     m = _IN.match(expr)
     if m:
         col, op, values = m.group(1), m.group(2).lower(), m.group(3)
-        wanted = {_unquote(v).lower() for v in values.split(",") if v.strip()}
-        hit = _text(_column(df, col)).isin(wanted).to_numpy()
+        wanted = [_unquote(v) for v in values.split(",") if v.strip()]
+        hit = _equals(_column(df, col), wanted)
         return ~hit if op.startswith("not") else hit
     m = _CMP.match(expr)
     if not m or not m.group(3):
@@ -60,17 +72,42 @@ def parse_filter(expr: str, df) -> np.ndarray:
         )
     col, op, value = m.group(1), m.group(2), _unquote(m.group(3))
     series = _column(df, col)
-    if op in ("=", "=="):
-        return (_text(series) == value.lower()).to_numpy()
-    if op == "!=":
-        return (_text(series) != value.lower()).to_numpy()
+    if op in ("=", "==", "!="):
+        hit = _equals(series, [value])
+        return ~hit if op == "!=" else hit
     try:
         number = float(value)
     except ValueError:
         raise FilterError(f"Filter {expr!r} compares with {op}, which needs a number, not {value!r}.") from None
-    nums = pd.to_numeric(series, errors="coerce")
+    if number != number:
+        raise FilterError(f"Filter {expr!r} compares with NaN, which matches nothing; give a number.")
+    nums = _numbers(series)
+    if nums.notna().sum() == 0 and series.notna().any():
+        example = series.dropna().astype(str).iloc[0][:40]
+        raise FilterError(f"Column {series.name!r} holds text (e.g. {example!r}), not numbers, so {expr!r} cannot "
+                          f"compare it with {op}; use {series.name}=VALUE or '{series.name} in (A,B)'.")
     result = {"<": nums < number, "<=": nums <= number, ">": nums > number, ">=": nums >= number}[op]
     return result.fillna(False).to_numpy(dtype=bool)
+
+
+def _numbers(series):
+    import pandas as pd
+
+    if series.dtype == bool:
+        return series.astype(float)
+    return pd.to_numeric(series, errors="coerce")
+
+
+def _equals(series, values) -> np.ndarray:
+    """Rows equal to any of ``values``: as numbers in a numeric column (so 120 matches 120.0), else as text."""
+    import pandas as pd
+
+    text = _text(series).isin([v.strip().lower() for v in values]).to_numpy()
+    if pd.api.types.is_numeric_dtype(series) and series.dtype != bool:
+        wanted = pd.to_numeric(pd.Series(values, dtype=object), errors="coerce").dropna()
+        if len(wanted):
+            text = text | series.isin(wanted.astype(float).tolist()).to_numpy()
+    return text
 
 
 def apply_filters(df, filters: Sequence[str]) -> np.ndarray:

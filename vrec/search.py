@@ -7,6 +7,7 @@ image-text pair, so unlike a softmax over results it means the same thing in eve
 """
 from __future__ import annotations
 
+import difflib
 import os
 import time
 from dataclasses import dataclass, field
@@ -15,12 +16,13 @@ from typing import Sequence
 
 import numpy as np
 
-from .errors import QueryError, UnknownItem, suggest
+from .errors import QueryError, UnknownItem, check_number, suggest
 from .filters import apply_filters
 from .index import search_rows
 from .store import ModelStore, Store, as_store
 
 DEFAULT_TEMPLATE = "a photo of {}."
+MAX_WEIGHT = 10.0  # --weight range is 0..MAX_WEIGHT: beyond it the text alone decides the ranking
 
 
 @dataclass
@@ -37,15 +39,62 @@ class SearchResult:
     notes: list[str] = field(default_factory=list)
 
 
-def catalog_table(st: Store, ms: ModelStore):
-    """A model's live items joined with the product metadata and saved tags, in store order."""
+# vrec's own columns in search results and exports; "v<N>" (vector components in CSV exports) too.
+# A metadata column with one of these names is kept, renamed "meta_<name>" (see catalog_table).
+VREC_COLUMNS = ("rank", "score", "probability", "id", "path", "width", "height", "tags", "vector",
+                "row", "hash", "size", "mtime")
+INTERNAL_COLUMNS = ("row", "hash", "size", "mtime")  # used to search, never shown nor exported
+
+
+def is_vrec_column(name) -> bool:
+    name = str(name)
+    return name in VREC_COLUMNS or (len(name) > 1 and name[0] == "v" and name[1:].isdigit())
+
+
+def _rename_clashes(meta, items, notes: list | None):
+    """Metadata with columns named like vrec's own renamed ``meta_<name>`` (one note says so).
+
+    A clashing column that only repeats vrec's own values for every item (e.g. a ``path`` file
+    column that matched the photos) is left out instead: nothing is lost.
+    """
+    renames, dropped = {}, []
+    taken = set(map(str, meta.columns)) | set(VREC_COLUMNS)
+    for c in meta.columns:
+        if not is_vrec_column(c):
+            continue
+        if c in items.columns:
+            theirs = items["id"].map(meta[c])
+            if (theirs.isna() | (theirs.astype(str) == items[c].astype(str))).all():
+                dropped.append(c)
+                continue
+        new = f"meta_{c}"
+        while new in taken:
+            new += "_"
+        taken.add(new)
+        renames[c] = new
+    if renames and notes is not None:
+        olds, news = ", ".join(map(repr, renames)), ", ".join(map(repr, renames.values()))
+        if len(renames) == 1:
+            notes.append(f"metadata column {olds} is named {news} here: {olds} is one of vrec's own columns.")
+        else:
+            notes.append(f"metadata columns {olds} are named {news} here: those are vrec's own column names.")
+    return meta.drop(columns=dropped).rename(columns=renames)
+
+
+def catalog_table(st: Store, ms: ModelStore, notes: list | None = None):
+    """A model's live items joined with the product metadata and saved tags, in store order.
+
+    vrec's own columns (``VREC_COLUMNS``) keep their names; a metadata column named like one of
+    them is renamed ``meta_<name>`` everywhere (results, filters, exports), and a note saying so
+    is appended to ``notes``.
+    """
     items = ms.items()
     meta = st.metadata()
     if len(meta.columns):
-        cols = [c for c in meta.columns if c not in items.columns]
-        items = items.join(meta[cols], on="id")
+        meta = _rename_clashes(meta, items, notes)
+        items = items.join(meta, on="id")
     tags = st.tags()
-    if tags is not None and "tags" not in items.columns:
+    if tags is not None:
         items = items.join(tags.rename("tags"), on="id")
         items["tags"] = items["tags"].fillna("")
     return items.reset_index(drop=True)
@@ -65,47 +114,76 @@ def load_encoder(ms: ModelStore, weights: str | None = None, device: str = "auto
     return create_encoder(ms.name, weights=weights, device=device, text_only=text_only, precision=precision)
 
 
+def _tail_matches(table, text: str) -> list[int]:
+    """Positions whose id or path ends with ``/text`` (a short id such as 'bag-tote-red')."""
+    for col in ("id", "path"):
+        tail = np.flatnonzero(table[col].astype(str).str.endswith("/" + text).to_numpy())
+        if len(tail):
+            return [int(p) for p in tail]
+    return []
+
+
 def resolve_item(table, text: str) -> int | None:
-    """Position of the item called ``text`` (its id, or a unique id/path ending), or None."""
+    """Position of the item called ``text`` (its id, or a unique id/path ending), or None.
+
+    None also when the ending is ambiguous; ``unknown_item`` then lists the candidates.
+    """
     ids = table["id"].astype(str)
     exact = np.flatnonzero((ids == text).to_numpy())
     if len(exact):
         return int(exact[0])
-    for col in ("id", "path"):
-        tail = np.flatnonzero(table[col].astype(str).str.endswith("/" + text).to_numpy())
-        if len(tail) == 1:
-            return int(tail[0])
-    return None
+    tail = _tail_matches(table, text)
+    return tail[0] if len(tail) == 1 else None
 
 
 def unknown_item(table, text: str) -> UnknownItem:
+    """The error for a query that ``resolve_item`` did not find: ambiguous, or unknown with close ids."""
+    tail = _tail_matches(table, text)
+    if len(tail) > 1:
+        ids = table["id"].astype(str).iloc[tail].tolist()
+        shown = ", ".join(map(repr, ids[:5])) + (f" and {len(ids) - 5} more" if len(ids) > 5 else "")
+        return UnknownItem(f"{text!r} is ambiguous: {len(ids)} items end with it ({shown}); give the full id.")
     ids = table["id"].astype(str).tolist()
-    stems = {i.rsplit("/", 1)[-1]: i for i in ids}
-    hint = suggest(text, ids) or suggest(text, stems)
+    hint = suggest(text, ids)
+    if not hint:  # a mistyped short id: compare with the last part of each id, name the full ids
+        by_stem: dict[str, list[str]] = {}
+        for i in ids:
+            by_stem.setdefault(i.rsplit("/", 1)[-1], []).append(i)
+        close = difflib.get_close_matches(text, list(by_stem), n=3, cutoff=0.6)
+        full = [i for stem in close for i in by_stem[stem]][:3]
+        hint = (" Did you mean " + " or ".join(map(repr, full)) + "?") if full else ""
     return UnknownItem(f"{text!r} is neither an item id in the store nor an image file.{hint}")
 
 
 def _rank(st, ms, table, queries: np.ndarray, k: int, filters: Sequence[str], exclude: set[int] = frozenset()):
-    if k < 1:
-        raise QueryError("--k must be at least 1.")
-    mask = apply_filters(table, filters)
+    check_number("--k", k, min=1, integer=True)
+    k = int(k)
+    matching = apply_filters(table, filters)
+    mask = matching.copy()
+    if exclude:
+        mask[list(exclude)] = False
+    available = int(mask.sum())
     notes = []
-    if not mask.all():
-        if exclude:
-            mask[list(exclude)] = False
+    if available < k:  # k beyond what exists: every candidate is returned, and a note says so
+        if not matching.all():
+            notes.append(f"only {available} items match the filters")
+        elif available:
+            notes.append(f"the catalog holds only {available} items{' besides the query' if exclude else ''}; "
+                         "all are shown")
+        else:
+            notes.append(f"model {ms.name!r} holds no items{' besides the query' if exclude else ''}")
+    if not matching.all():
         allowed = table["row"].to_numpy()[mask]
-        if len(allowed) < k:
-            notes.append(f"only {len(allowed)} items match the filters")
-        rows, scores = search_rows(ms, queries, k, allowed_rows=allowed)
+        rows, scores = search_rows(ms, queries, min(k, available), allowed_rows=allowed)
     else:
-        rows, scores = search_rows(ms, queries, k + len(exclude))
+        rows, scores = search_rows(ms, queries, min(k, available) + len(exclude))
     pos_of = dict(zip(table["row"].tolist(), range(len(table))))
     pos = [pos_of[int(r)] for r in rows[0]]
     keep = [(p, s) for p, s in zip(pos, scores[0]) if p not in exclude][:k]
     out = table.iloc[[p for p, _ in keep]].copy()
     out.insert(0, "score", np.array([s for _, s in keep], dtype=np.float32))
     out.insert(0, "rank", np.arange(1, len(out) + 1))
-    return out.drop(columns=["row", "size", "mtime", "hash"], errors="ignore").reset_index(drop=True), notes
+    return out.drop(columns=list(INTERNAL_COLUMNS), errors="ignore").reset_index(drop=True), notes
 
 
 def search_text(query: str, k: int = 10, model: str = "siglip", store=None, template: str = DEFAULT_TEMPLATE,
@@ -118,6 +196,10 @@ def search_text(query: str, k: int = 10, model: str = "siglip", store=None, temp
     """
     if not query or not query.strip():
         raise QueryError("The query is empty; give a few words, e.g. vrec search-text \"red leather bag\".")
+    if "{}" not in (template or ""):
+        raise QueryError(f"--template {template!r} has no {{}} for the query; write it like 'a photo of {{}}.' "
+                         "(or '{}' to use the query as typed).")
+    check_number("--k", k, min=1, integer=True)
     clock = [time.perf_counter()]
     timings = {}
 
@@ -130,14 +212,15 @@ def search_text(query: str, k: int = 10, model: str = "siglip", store=None, temp
     if encoder is None and not resolve(model).text:  # say so before loading anything
         raise no_text_tower(model)
     st, ms = open_model(store, model)
-    table = catalog_table(st, ms)
+    meta_notes: list[str] = []
+    table = catalog_table(st, ms, meta_notes)
     lap("store")
     if encoder is None:
         import open_clip  # noqa: F401  (timed on its own: it is most of a cold start)
         lap("torch+open_clip import")
     enc = encoder or load_encoder(ms, weights, device, text_only=True, precision=precision)
     lap("model load")
-    text = template.replace("{}", query.strip()) if template and "{}" in template else query.strip()
+    text = template.replace("{}", query.strip())
     q = enc.encode_texts([text])
     lap("text encoding")
     out, notes = _rank(st, ms, table, q, k, filters)
@@ -145,7 +228,7 @@ def search_text(query: str, k: int = 10, model: str = "siglip", store=None, temp
         z = enc.logit_scale * out["score"].to_numpy(np.float64) + enc.logit_bias
         out.insert(2, "probability", (1.0 / (1.0 + np.exp(-z))).astype(np.float32))
     lap("search")
-    return SearchResult(query, "text", model, out, notes=notes, timings=timings)
+    return SearchResult(query, "text", model, out, notes=meta_notes + notes, timings=timings)
 
 
 def search_image(query: str, k: int = 10, model: str = "siglip", store=None, filters: Sequence[str] = (),
@@ -160,8 +243,12 @@ def search_image(query: str, k: int = 10, model: str = "siglip", store=None, fil
 
     if not query or not str(query).strip():
         raise QueryError("The query is empty; give a photo path or a catalog item id.")
+    check_number("--k", k, min=1, integer=True)
+    check_number("--weight", weight, min=0, max=MAX_WEIGHT,
+                 hint="it scales each --plus/--minus text vector against the unit image vector (default 1)")
     st, ms = open_model(store, model)
-    table = catalog_table(st, ms)
+    meta_notes: list[str] = []
+    table = catalog_table(st, ms, meta_notes)
     pos = resolve_item(table, str(query))
     enc = encoder
     exclude: set[int] = set()
@@ -170,7 +257,7 @@ def search_image(query: str, k: int = 10, model: str = "siglip", store=None, fil
         q = ms.vectors_for_rows([int(table["row"].iloc[pos])])
         exclude = {pos}
         query_path = str(st.root / table["path"].iloc[pos])
-        query_item = table.iloc[pos].drop(labels=["row", "size", "mtime"], errors="ignore").to_dict()
+        query_item = table.iloc[pos].drop(labels=list(INTERNAL_COLUMNS), errors="ignore").to_dict()
     elif Path(query).is_file():
         enc = enc or load_encoder(ms, weights, device)
         try:  # decoded exactly as catalog photos are, so a catalog file finds itself with score 1
@@ -192,4 +279,5 @@ def search_image(query: str, k: int = 10, model: str = "siglip", store=None, fil
         q = q / max(float(np.linalg.norm(q)), 1e-12)
     out, notes = _rank(st, ms, table, q.astype(np.float32), k, filters, exclude)
     label = str(query) + "".join(f" +{p!r}" for p in plus) + "".join(f" -{m!r}" for m in minus)
-    return SearchResult(label, "image", model, out, query_path=query_path, query_item=query_item, notes=notes)
+    return SearchResult(label, "image", model, out, query_path=query_path, query_item=query_item,
+                        notes=meta_notes + notes)

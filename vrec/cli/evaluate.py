@@ -53,23 +53,33 @@ def eval_(
 
 @app.command()
 def export(
-    out_path: str = typer.Argument(..., metavar="OUT", help="Output file (.parquet, .npy or .csv)."),
+    out_path: str = typer.Argument(..., metavar="OUT", help="Output file; its extension picks the format: "
+                                   ".parquet, .npy or .csv."),
     model: str = typer.Option("siglip", "--model", "-m", help="Model whose vectors to export."),
-    fmt: Optional[str] = typer.Option(None, "--format", help="parquet, npy or csv \\[default: from OUT's extension]."),
+    fmt: Optional[str] = typer.Option(None, "--format", help="parquet, npy or csv, for an OUT without extension "
+                                      "\\[default: from OUT's extension; parquet without one]."),
     store: Optional[str] = StoreOpt,
 ) -> None:
-    """Export vectors with item ids and metadata for downstream models (e.g. a two-tower recommender)."""
+    """Export vectors with item ids and metadata for downstream models (e.g. a two-tower recommender).
+
+    Metadata columns named like vrec's own (id, path, width, height, tags, vector, v0, ...) are
+    written as meta_NAME.
+    """
     from ..export import export_vectors
 
     info = export_vectors(out_path, model=model, store=store, fmt=fmt)
+    for note in info["notes"]:
+        err.print(f"[yellow]Note:[/yellow] {note}", highlight=False)
     err.print(f"exported {info['items']} vectors of dim {info['dim']} ({info['format']}): {', '.join(info['files'])}")
 
 
 @app.command()
 def neighbours(
-    out_path: str = typer.Argument(..., metavar="OUT.parquet", help="Output parquet file."),
+    out_path: str = typer.Argument(..., metavar="OUT", help="Output file: .parquet or .csv (by its extension; "
+                                   "parquet without one)."),
     model: str = typer.Option("siglip", "--model", "-m", help="Model whose neighbours to use."),
-    k: int = typer.Option(20, "--k", "-k", help="Neighbours per item."),
+    k: int = typer.Option(20, "--k", "-k", help="Neighbours per item (at least 1; beyond the catalog, all "
+                          "other items)."),
     filter: Optional[List[str]] = FilterOpt,
     store: Optional[str] = StoreOpt,
 ) -> None:
@@ -81,4 +91,6 @@ def neighbours(
     from ..export import similar_items
 
     info = similar_items(out_path, model=model, store=store, k=k, filters=filter or ())
+    for note in info["notes"]:
+        err.print(f"[yellow]Note:[/yellow] {note}", highlight=False)
     err.print(f"wrote {info['rows']} rows ({info['items']} items x up to {info['k']} neighbours) to {info['file']}")

@@ -16,6 +16,8 @@ def render(result, fmt: str, html_path: Optional[str], store) -> None:
     from .. import render as r
     from ..store import Store
 
+    if html_path:  # first: an unwritable page is an error before any result is printed
+        r.write_page(html_path, f"vrec {result.kind} search: {result.query}", r.search_html(result, Store(store).root))
     for note in result.notes:
         err.print(f"[yellow]Note:[/yellow] {note}")
     if fmt == "json":
@@ -25,7 +27,6 @@ def render(result, fmt: str, html_path: Optional[str], store) -> None:
     else:
         out.print(r.results_table(result))
     if html_path:
-        r.write_page(html_path, f"vrec {result.kind} search: {result.query}", r.search_html(result, Store(store).root))
         err.print(f"wrote {html_path}")
 
 
@@ -33,9 +34,10 @@ def render(result, fmt: str, html_path: Optional[str], store) -> None:
              short_help="Find catalog items that match a text, e.g. \"minimalist leather tote\".")
 def search_text(
     query: str = typer.Argument(..., help="What to look for, in plain words."),
-    k: int = typer.Option(10, "--k", "-k", help="Number of results."),
+    k: int = typer.Option(10, "--k", "-k", help="Number of results (at least 1; beyond the catalog, all items)."),
     model: str = typer.Option("siglip", "--model", "-m", help="A model with a text tower (siglip, tiny-siglip, open_clip:...)."),
-    template: str = typer.Option("a photo of {}.", "--template", help="Prompt template; {} is replaced by the query."),
+    template: str = typer.Option("a photo of {}.", "--template", help="Prompt template; {} is replaced by the query "
+                                  "(required; '{}' alone uses the query as typed)."),
     filter: Optional[List[str]] = FilterOpt,
     fmt: str = FormatOpt,
     html: Optional[str] = typer.Option(None, "--html", help="Also write a self-contained HTML page of the results."),
@@ -64,11 +66,12 @@ def search_text(
              short_help="Find items similar to a photo or a catalog item (\"find similar\").")
 def search_image(
     query: str = typer.Argument(..., help="A photo file, or a catalog item id (the item itself is left out)."),
-    k: int = typer.Option(10, "--k", "-k", help="Number of results."),
+    k: int = typer.Option(10, "--k", "-k", help="Number of results (at least 1; beyond the catalog, all items)."),
     model: str = typer.Option("siglip", "--model", "-m", help="Model whose vectors to search."),
     plus: Optional[List[str]] = typer.Option(None, "--plus", help="Text to add to the query (needs a text tower)."),
     minus: Optional[List[str]] = typer.Option(None, "--minus", help="Text to subtract from the query."),
-    weight: float = typer.Option(1.0, "--weight", help="Weight of each --plus/--minus text vector."),
+    weight: float = typer.Option(1.0, "--weight", help="Weight of each --plus/--minus text vector against the "
+                                 "unit image vector, 0 to 10."),
     filter: Optional[List[str]] = FilterOpt,
     fmt: str = FormatOpt,
     html: Optional[str] = typer.Option(None, "--html", help="Also write a self-contained HTML page of the results."),
