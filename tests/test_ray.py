@@ -1,6 +1,9 @@
 """``vrec embed --engine ray``: the same pipeline and store on a local Ray started by the tests."""
 from __future__ import annotations
 
+import os
+import secrets
+
 import pandas as pd
 import pytest
 
@@ -17,9 +20,18 @@ ray = pytest.importorskip("ray")
 
 @pytest.fixture(scope="module")
 def local_ray():
+    # A local Ray turns token auth on and, without a token, writes one to ~/.ray/auth_token, after which
+    # every 'ray start --head' on the machine asks for it: a token of its own keeps the tests out of $HOME.
+    saved = {k: os.environ.get(k) for k in ("RAY_AUTH_MODE", "RAY_AUTH_TOKEN")}
+    os.environ["RAY_AUTH_TOKEN"] = secrets.token_hex(32)
     ray.init(num_cpus=2, include_dashboard=False, logging_level="ERROR", log_to_driver=False)
     yield
     ray.shutdown()
+    for k, v in saved.items():
+        if v is None:
+            os.environ.pop(k, None)
+        else:
+            os.environ[k] = v
 
 
 def vectors_by_id(store, model):
@@ -103,3 +115,60 @@ def test_missing_ray_and_unreachable_cluster_are_clear_errors(monkeypatch):
 
     with pytest.raises(VrecError, match="Cannot reach the Ray cluster at '10.255.255.1:6379'"):
         re._connect(Unreachable, "10.255.255.1:6379")
+
+
+class Refusing:
+    """A stand-in for ray whose init fails the way Ray 2.60 does (test_ray_cluster.py runs the real thing)."""
+
+    error: Exception
+
+    @staticmethod
+    def is_initialized():
+        return False
+
+    @classmethod
+    def init(cls, **kw):
+        raise cls.error
+
+
+def refused(message: str) -> ConnectionError:
+    """ConnectionError('Failed to connect to Ray cluster ...') from RuntimeError(<the GCS client's traceback text>)."""
+    e = ConnectionError("Failed to connect to Ray cluster at 192.0.2.2:6380")
+    e.__cause__ = RuntimeError(f"Failed to connect to GCS. Last connection error: Traceback (most recent call last):\n"
+                               f"ray.exceptions.AuthenticationError: {message}")
+    return e
+
+
+def test_a_cluster_that_refuses_the_token_says_what_to_set(monkeypatch, tmp_path):
+    import vrec.ray_engine as re
+
+    for var in ("RAY_AUTH_MODE", "RAY_AUTH_TOKEN", "RAY_AUTH_TOKEN_PATH"):
+        monkeypatch.delenv(var, raising=False)
+    Refusing.error = refused("RPC error: InvalidAuthToken: Authentication token is missing or incorrect. "
+                             "Note: RAY_AUTH_MODE is currently 'disabled' (not 'token').")
+    with pytest.raises(VrecError, match=r"^The Ray cluster at 'head:6380' requires token authentication; set "
+                                        r"RAY_AUTH_MODE=token and put the head's token .*RAY_AUTH_TOKEN_PATH"):
+        re._connect(Refusing, "head:6380")
+
+    monkeypatch.setenv("RAY_AUTH_MODE", "token")
+    Refusing.error = refused("RPC error: InvalidAuthToken: Authentication token is missing or incorrect.")
+    with pytest.raises(VrecError, match=r"refused the token from ~/\.ray/auth_token; put the head's token"):
+        re._connect(Refusing, "head:6380")
+    monkeypatch.setenv("RAY_AUTH_TOKEN_PATH", str(tmp_path / "t"))
+    with pytest.raises(VrecError, match=f"refused the token from RAY_AUTH_TOKEN_PATH={tmp_path / 't'};"):
+        re._connect(Refusing, "head:6380")
+    monkeypatch.setenv("RAY_AUTH_TOKEN", "0" * 64)  # Ray reads it before the file
+    with pytest.raises(VrecError, match="refused the token from RAY_AUTH_TOKEN;"):
+        re._connect(Refusing, "head:6380")
+
+    Refusing.error = ray.exceptions.AuthenticationError(
+        "Token authentication is enabled but no authentication token was found")
+    with pytest.raises(VrecError, match="^RAY_AUTH_MODE=token is set but no Ray token was found here; put"):
+        re._connect(Refusing, "head:6380")
+    Refusing.error = ValueError("Ray Client requires pip package `ray[client]`. If you installed the minimal Ray ...")
+    with pytest.raises(VrecError, match=r"needs Ray Client: pip install 'ray\[client\]'"):
+        re._connect(Refusing, "ray://head:10001")
+    # anything else is still "cannot reach"
+    Refusing.error = RuntimeError("Failed to connect to GCS. Last connection error: deadline exceeded")
+    with pytest.raises(VrecError, match="Cannot reach the Ray cluster at 'head:6380'"):
+        re._connect(Refusing, "head:6380")

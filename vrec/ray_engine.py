@@ -13,7 +13,9 @@ from __future__ import annotations
 
 import json
 import os
+import sys
 import time
+from collections import Counter
 
 import numpy as np
 
@@ -37,7 +39,8 @@ def _import_ray():
 
 
 def _connect(ray, address: str | None) -> bool:
-    """Join the cluster at ``address`` (or RAY_ADDRESS), or start a local Ray. True if we started it."""
+    """Join the cluster at ``address`` (or RAY_ADDRESS), or start a local Ray. True if this call connected
+    (run_ray then disconnects), False if Ray was already initialised by the caller."""
     if ray.is_initialized():
         return False
     address = address or os.environ.get("RAY_ADDRESS") or None
@@ -49,15 +52,52 @@ def _connect(ray, address: str | None) -> bool:
         ray.init(address=address, include_dashboard=False, logging_level="ERROR", log_to_driver=False,
                  configure_logging=True)
     except Exception as e:  # ConnectionError, TimeoutError, RuntimeError... all mean the same here
+        refused = _auth_refusal(e, address)
+        if refused:
+            raise RayError(refused) from None
+        if "ray[client]" in str(e):
+            raise RayError(f"A ray:// address ({address!r}) needs Ray Client: pip install 'ray[client]', or give the "
+                           f"head's HEAD_IP:PORT address (6379 unless 'ray start --head --port' said otherwise).") from None
         raise RayError(f"Cannot reach the Ray cluster at {address!r} ({type(e).__name__}: {str(e).splitlines()[0]}); "
                        f"check the address, or start one with 'ray start --head'.") from None
     return True
+
+
+def _auth_refusal(error: BaseException, address: str | None) -> str | None:
+    """The message for a cluster that refused this driver's token (or the lack of one); None for other failures.
+
+    Ray 2.60 reads RAY_AUTH_MODE, then the token from RAY_AUTH_TOKEN, the file named by
+    RAY_AUTH_TOKEN_PATH, or ~/.ray/auth_token, in that order. A driver that joins by address never
+    turns token mode on by itself, so against a cluster with token auth it needs RAY_AUTH_MODE=token.
+    Ray reports a refusal as a ConnectionError caused by an AuthenticationError (or only its text).
+    """
+    chain, seen = [], set()
+    while error is not None and id(error) not in seen:
+        seen.add(id(error))
+        chain.append(error)
+        error = error.__cause__ or error.__context__
+    text = " ".join(f"{type(x).__name__}: {x}" for x in chain)
+    if not any(k in text for k in ("AuthenticationError", "InvalidAuthToken", "Unauthenticated")):
+        return None
+    where = f"The Ray cluster at {address!r}" if address else "The Ray cluster"
+    give = ("put the head's token ('ray get-auth-token' on the head prints it) in RAY_AUTH_TOKEN, in a file named by "
+            "RAY_AUTH_TOKEN_PATH, or in ~/.ray/auth_token")
+    if os.environ.get("RAY_AUTH_MODE", "").lower() != "token":
+        return f"{where} requires token authentication; set RAY_AUTH_MODE=token and {give}."
+    if "no authentication token was found" in text:
+        return f"RAY_AUTH_MODE=token is set but no Ray token was found here; {give}."
+    source = ("RAY_AUTH_TOKEN" if os.environ.get("RAY_AUTH_TOKEN") else
+              f"RAY_AUTH_TOKEN_PATH={os.environ['RAY_AUTH_TOKEN_PATH']}" if os.environ.get("RAY_AUTH_TOKEN_PATH") else
+              "~/.ray/auth_token")
+    return f"{where} refused the token from {source}; {give}."
 
 
 def _decode_stage(source, specs: dict, min_size: int):
     """A Ray Data batch function: read, decode and preprocess the rows' files for the models they need."""
 
     def decode(batch: dict) -> dict:
+        import ray
+
         from .embed import process_file
 
         n = len(batch["id"])
@@ -76,6 +116,7 @@ def _decode_stage(source, specs: dict, min_size: int):
                 px[k][i] = p
                 need[k][i] = True
         result = {c: np.asarray(v) for c, v in out.items()}
+        result["decoded_on"] = np.full(n, ray.get_runtime_context().get_node_id())
         for k in specs:
             result[f"px_{k}"] = px[k]
             result[f"need_{k}"] = need[k]
@@ -88,17 +129,20 @@ class EncodeActor:
     """Holds the models (loaded once per actor) and turns pixel columns into vector columns."""
 
     def __init__(self, names: dict, weights: dict, device: str, precision: str, threads: int):
+        import ray
         import torch
 
         from .encoders import create_encoder
 
         if threads:
             torch.set_num_threads(threads)
+        self.node = ray.get_runtime_context().get_node_id()
         self.encoders = {k: create_encoder(n, weights=weights.get(n), device=device, precision=precision)
                          for k, n in names.items()}
 
     def __call__(self, batch: dict) -> dict:
-        out = {c: batch[c] for c in META_COLUMNS}
+        out = {c: batch[c] for c in META_COLUMNS + ("decoded_on",)}
+        out["encoded_on"] = np.full(len(batch["id"]), self.node)
         for k, enc in self.encoders.items():
             mask = batch[f"need_{k}"] & (batch["error"] == "")
             vec = np.zeros((len(mask), enc.dim), np.float32)
@@ -107,6 +151,17 @@ class EncodeActor:
             out[f"vec_{k}"] = vec
             out[f"need_{k}"] = mask
         return out
+
+
+def _work_note(work: dict, nodes: list) -> str:
+    """One line: which nodes decoded and encoded how many photos, of how many nodes in the cluster."""
+    ip = {n["NodeID"]: n.get("NodeManagerAddress", "?") for n in nodes}
+    parts = []
+    for stage, counts in work.items():
+        where = ", ".join(f"{ip.get(node, '?')} {node[:8]}: {k}" for node, k in sorted(counts.items()))
+        parts.append(f"{stage} on {len(counts)} node(s) ({where})")
+    alive = sum(1 for n in nodes if n.get("Alive", True))
+    return f"Ray: {'; '.join(parts)}; the cluster has {alive} node(s)."
 
 
 def plan_workers(cpus: float, gpus: float, concurrency: int | None, gpus_per_worker: float) -> tuple[int, int]:
@@ -128,6 +183,7 @@ def run_ray(job, recorder, batch_size: int, weights: dict, precision: str, optio
     from .embed import Decoded
 
     ray = _import_ray()
+    joined = bool(options.get("address") or os.environ.get("RAY_ADDRESS"))
     started = _connect(ray, options.get("address"))
     t0 = time.perf_counter()
     try:
@@ -154,7 +210,10 @@ def run_ray(job, recorder, batch_size: int, weights: dict, precision: str, optio
                             batch_size=batch_size, batch_format="numpy", compute=ray.data.ActorPoolStrategy(size=actors),
                             num_cpus=cpus_per_actor, **({"num_gpus": gpw} if gpw else {}))
         done, total = 0, len(rows)
+        work = {"decoded": Counter(), "encoded": Counter()}  # node id -> photos
         for batch in ds.iter_batches(batch_size=None, batch_format="numpy"):
+            work["decoded"].update(str(n) for n in batch["decoded_on"])
+            work["encoded"].update(str(n) for n in batch["encoded_on"])
             per_model: dict[str, tuple[list, list]] = {}
             for i in range(len(batch["id"])):
                 d = Decoded(ImageRef(id=str(batch["id"][i]), path=str(batch["path"][i])), hash=str(batch["hash"][i]),
@@ -170,6 +229,9 @@ def run_ray(job, recorder, batch_size: int, weights: dict, precision: str, optio
             done += len(batch["id"])
             if progress:
                 progress(done, total)
+        nodes = ray.nodes()
+        if joined or len(nodes) > 1:  # on a cluster, say which nodes did the work (one missing did not join or got none)
+            print(_work_note(work, nodes), file=sys.stderr)
         return t0, t0
     finally:
         if started:
