@@ -15,12 +15,9 @@ install:
 test:
 	$(BIN)/python -m pytest -q
 
-## demo: embed the bundled sample catalog with the offline tiny models, then search and compare
+## demo: embed sample_catalog/ (146 real product photos) with effnet-lite0 and SigLIP, then search and compare
 demo:
-	$(BIN)/vrec embed sample_catalog --metadata sample_catalog/catalog.csv --model tiny-siglip --model tiny-cnn --store .vrec-demo
-	$(BIN)/vrec index --store .vrec-demo --stats
-	$(BIN)/vrec search-text "red bag" --model tiny-siglip --store .vrec-demo --k 5
-	$(BIN)/vrec compare --left tiny-cnn --right tiny-siglip --store .vrec-demo --sample 2 --k 4 --label category
+	$(BIN)/python sample_catalog/demo.py --store .vrec-demo
 
 ## bench: measure throughput and search speed, write BENCHMARKS.md (not part of make test)
 bench:

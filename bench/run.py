@@ -34,7 +34,7 @@ def log(*a):
 # --- inputs -----------------------------------------------------------------------------------
 
 def photo_folders(tmp: Path, n_small: int, n_large: int, repeat: int = 1) -> dict[str, Path]:
-    """Real JPEGs (the shared fashion sample, else the sample catalog) and studio-size upscales;
+    """Real JPEGs (the shared fashion sample, else the demo photos in sample_catalog/) and studio-size upscales;
     ``repeat`` links each file that many times (for a GPU, which needs thousands)."""
     from PIL import Image
 
@@ -803,7 +803,7 @@ def main() -> None:
         shutil.rmtree(tmp, ignore_errors=True)
     results["seconds"] = time.perf_counter() - t_start
     if not FASHION.is_dir():
-        results["notes"].append("The shared fashion sample was absent: the bundled sample catalog was used instead.")
+        results["notes"].append("The shared fashion sample was absent: the 146 photos bundled in sample_catalog/ were used instead.")
     if "search" in results:
         results["notes"].append("The 1M-item index is built with ef_construction 64 to fit the run; vrec's default is 200.")
     results["notes"].append("Time per part of this run (s): " + ", ".join(f"{k} {v:.0f}" for k, v in results["section_seconds"].items()) + ".")

@@ -1,4 +1,4 @@
-"""Shared fixtures: the bundled sample catalog, stores embedded with tiny models, bad image files."""
+"""Shared fixtures: the drawn test catalog, stores embedded with tiny models, bad image files."""
 from __future__ import annotations
 
 import io
@@ -10,7 +10,7 @@ import pytest
 from PIL import Image
 
 ROOT = Path(__file__).resolve().parents[1]
-SAMPLE = ROOT / "sample_catalog"
+SAMPLE = ROOT / "tests" / "data" / "drawn_catalog"  # 60 drawn pictures; sample_catalog/ holds the demo's real photos
 FASHION = ROOT.parent / "shared" / "datasets" / "fashion-sample"
 TINY = ["tiny-siglip", "tiny-cnn"]
 
@@ -38,7 +38,7 @@ def _tiny_store_master(tmp_path_factory) -> Path:
 
 @pytest.fixture
 def tiny_store(_tiny_store_master, tmp_path) -> Path:
-    """A store of the sample catalog embedded with the tiny models (a private copy per test)."""
+    """A store of the drawn test catalog embedded with the tiny models (a private copy per test)."""
     dst = tmp_path / "store"
     shutil.copytree(_tiny_store_master, dst)
     return dst
@@ -62,7 +62,7 @@ def fashion_store(fashion, tmp_path_factory) -> Path:
 
 
 def catalog_copy(tmp_path: Path, n: int | None = None) -> Path:
-    """A writable copy of the sample catalog (optionally its first n images)."""
+    """A writable copy of the drawn test catalog (optionally its first n images)."""
     dst = tmp_path / "photos"
     files = sorted(SAMPLE.rglob("*.jpg"))[:n]
     for f in files:

@@ -1,7 +1,8 @@
-"""Render vrec's sample catalog: simple product pictures drawn with Pillow, deterministically.
+"""Render vrec's drawn test catalog: simple product pictures drawn with Pillow, deterministically.
 
-Run ``python sample_catalog/render.py`` to (re)create the images and catalog.csv. No photo from
-elsewhere is used: every picture is a silhouette of a product on a light studio background.
+Run ``python tests/data/drawn_catalog/render.py`` to (re)create the images and catalog.csv. No photo
+from elsewhere is used: every picture is a silhouette of a product on a light studio background.
+The unit tests use these (tests/conftest.py ``SAMPLE``); the demo's real photos are in sample_catalog/.
 """
 from __future__ import annotations
 
