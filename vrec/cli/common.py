@@ -1,6 +1,7 @@
 """Shared pieces of the CLI: the app, consoles, and options used by several commands."""
 from __future__ import annotations
 
+import sys
 import time
 
 START = time.perf_counter()  # when the CLI module was imported: for --timings
@@ -32,8 +33,11 @@ Then: vrec eval (evidence on labelled data), vrec export / neighbours (for recom
 and vrec map (zero-shot tags, style clusters, assortment gaps). Every command has --help.
 """
 
-out = Console()  # results: stdout
-err = Console(stderr=True)  # progress, notes and warnings: stderr
+# On a terminal rich fits what it prints to the terminal's width. On a pipe or a file it would assume 80
+# columns (or $COLUMNS); give it room instead, so lines and tables come out whole, at their natural width.
+PIPE_WIDTH = 100_000
+out = Console(width=None if sys.stdout.isatty() else PIPE_WIDTH)  # results: stdout
+err = Console(stderr=True, width=None if sys.stderr.isatty() else PIPE_WIDTH)  # progress, notes and warnings: stderr
 
 
 class VrecGroup(TyperGroup):

@@ -91,13 +91,15 @@ def _progress(quiet: bool):
 
 
 def _summary(report) -> None:
-    from rich.table import Table
+    from rich.markup import escape
 
-    t = Table(title=f"{report.found} images found", title_justify="left")
+    from ..render import new_table
+
+    t = new_table(f"{report.found} images found")
     for c in ("model", "new", "changed", "removed", "unchanged", "skipped", "in store"):
-        t.add_column(c, justify="right" if c != "model" else "left")
+        t.add_column(c, justify="right" if c != "model" else "left", whole=True)
     for m in report.models:
-        t.add_row(m.model, str(m.new), str(m.changed), str(m.removed), str(m.unchanged), str(len(report.skipped)),
+        t.add_row(escape(m.model), str(m.new), str(m.changed), str(m.removed), str(m.unchanged), str(len(report.skipped)),
                   str(m.total))
     err.print(t)
     if report.embedded:
@@ -121,10 +123,11 @@ def index(
     stats_only: bool = typer.Option(False, "--stats", help="Print the index statistics; build only where missing or stale."),
 ) -> None:
     """Build an HNSW index per model, tuned to reach the target recall, and save it in the store."""
-    from rich.table import Table
+    from rich.markup import escape
 
     from .. import index as ix
     from ..errors import VrecError
+    from ..render import new_table
     from ..store import Store
 
     if not 0 < target_recall <= 1:
@@ -134,9 +137,9 @@ def index(
     names = list(model or st.model_names())
     if not names:
         raise VrecError(f"The store {str(st.path)!r} holds no vectors yet; run 'vrec embed FOLDER' first.")
-    table = Table(title="HNSW indexes", title_justify="left")
+    table = new_table("HNSW indexes")
     for c in ("model", "items", "M", "ef_construction", "ef", "recall@10", "build s", "size MB (= RAM)", "peak MB", "state"):
-        table.add_column(c, justify="left" if c in ("model", "state") else "right")
+        table.add_column(c, justify="left" if c in ("model", "state") else "right", whole=c != "state")
     for name in names:
         ms = st.model(name)
         s = ix.stats(ms)
@@ -146,7 +149,7 @@ def index(
         state = "fresh" if s.fresh else "stale"
         if len(ms) < ix.EXACT_BELOW:
             state += " (searched exactly: small catalog)"
-        table.add_row(name, str(s.items), str(s.m), str(s.ef_construction), str(s.ef), f"{s.recall_at_10:.3f}",
+        table.add_row(escape(name), str(s.items), str(s.m), str(s.ef_construction), str(s.ef), f"{s.recall_at_10:.3f}",
                       f"{s.build_seconds:.2f}", f"{s.size_bytes / 1e6:.2f}",
                       f"{s.peak_rss_mb:.0f}" if s.peak_rss_mb else "—", state)
     out.print(table)

@@ -17,16 +17,17 @@ def models_list(ctx: typer.Context,
     """List the models vrec knows (also any open_clip:ARCH[@TAG] or hf-hub:ORG/NAME)."""
     if ctx.invoked_subcommand:
         return
-    from rich.table import Table
+    from rich.markup import escape
 
     from ..encoders import is_available_offline, list_models
+    from ..render import new_table
 
-    t = Table(title="Models (any open_clip:ARCH[@TAG] or hf-hub:ORG/NAME works too)", title_justify="left")
+    t = new_table(escape("Models (any open_clip:ARCH[@TAG] or hf-hub:ORG/NAME works too)"))
     for c in ("name", "dim", "text", "size", "offline", "description"):
-        t.add_column(c, justify="right" if c in ("dim", "size") else "left")
+        t.add_column(c, justify="right" if c in ("dim", "size") else "left", whole=c != "description")
     for e in list_models(pattern):
-        t.add_row(e.name, str(e.dim), "yes" if e.text else "no", f"{e.size_mb} MB",
-                  "yes" if is_available_offline(e) else "no", e.description)
+        t.add_row(escape(e.name), str(e.dim), "yes" if e.text else "no", f"{e.size_mb} MB",
+                  "yes" if is_available_offline(e) else "no", escape(e.description))
     out.print(t)
 
 
