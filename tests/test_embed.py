@@ -75,26 +75,54 @@ def test_incremental_add_change_delete(tmp_path):
     assert all(embed(photos, models=TINY, store=store).models[i].unchanged == 12 for i in range(2))
 
 
-SLOW_EMBED = """
-import sys, time
+# A model that encodes two batches, then blocks inside the third until the test has signalled it:
+# the test waits for the marker file, so what is committed at the signal is exactly two batches,
+# however fast or loaded the machine is (no sleeps, no races).
+BLOCKING_EMBED = """
+import os, sys, time
 import vrec.encoders as e
 orig = e.Encoder.encode_pixels
-def slow(self, pixels):
-    time.sleep(0.4)
+calls = []
+def blocking(self, pixels):
+    calls.append(1)
+    if len(calls) == 3:
+        open(os.environ["VREC_TEST_MARKER"], "w").close()
+        deadline = time.monotonic() + 120
+        while time.monotonic() < deadline:  # a signal ends this wait (or the process)
+            time.sleep(0.02)
+        sys.exit(99)  # never signalled: fail loudly rather than hang
     return orig(self, pixels)
-e.Encoder.encode_pixels = slow
+e.Encoder.encode_pixels = blocking
 sys.argv = ["vrec"] + sys.argv[1:]
 from vrec.cli import main
 main()
 """
+BATCH = 4
 
 
-def _slow_run(photos, store, **env):
+def _blocking_run(photos, store, marker, ignore_sigint=False, tty=None):
+    """vrec embed with the blocking model; ``tty``: a pty that becomes its controlling terminal."""
+    def child_setup():
+        if ignore_sigint:  # as a non-interactive shell starts a background job ('make test &')
+            signal.signal(signal.SIGINT, signal.SIG_IGN)
+        if tty is not None:
+            _take_terminal(tty)
+
     return subprocess.Popen(
-        [sys.executable, "-c", SLOW_EMBED, "embed", str(photos), "--model", "tiny-cnn", "--store", str(store),
-         "--batch-size", "4", "--quiet"],
-        env={**os.environ, "VREC_COMMIT_SECONDS": "0", **env}, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
-        text=True, cwd=ROOT)
+        [sys.executable, "-c", BLOCKING_EMBED, "embed", str(photos), "--model", "tiny-cnn", "--store", str(store),
+         "--batch-size", str(BATCH), "--workers", "1"] + ([] if tty is not None else ["--quiet"]),
+        env={**os.environ, "VREC_COMMIT_SECONDS": "0", "VREC_TEST_MARKER": str(marker)},
+        stdin=tty, stdout=tty if tty is not None else subprocess.PIPE, stderr=tty if tty is not None else subprocess.PIPE,
+        text=True, cwd=ROOT, preexec_fn=child_setup if (ignore_sigint or tty is not None) else None,
+        start_new_session=tty is not None)
+
+
+def _take_terminal(fd):
+    """In the child: make the pty our controlling terminal, as a shell does for a foreground job."""
+    import fcntl
+    import termios
+
+    fcntl.ioctl(fd, termios.TIOCSCTTY, 0)
 
 
 def _committed(store: Path) -> int:
@@ -105,35 +133,95 @@ def _committed(store: Path) -> int:
         return 0
 
 
-def _wait_for_rows(store, proc, rows=8, limit=120):
-    t0 = time.time()
-    while _committed(store) < rows:
+def _wait_for(marker: Path, proc, limit=180):
+    t0 = time.monotonic()
+    while not marker.exists():
         assert proc.poll() is None, proc.communicate()
-        assert time.time() - t0 < limit
-        time.sleep(0.05)
+        assert time.monotonic() - t0 < limit, "the embed never reached its third batch"
+        time.sleep(0.02)
 
 
-@pytest.mark.parametrize("sig", [signal.SIGKILL, signal.SIGINT])
-def test_interrupted_run_keeps_finished_batches_and_resumes(tmp_path, sig, sample_dir):
-    photos = catalog_copy(tmp_path, n=40)
-    store = tmp_path / "store"
-    proc = _slow_run(photos, store)
-    _wait_for_rows(store, proc)
-    proc.send_signal(sig)
-    _, stderr = proc.communicate(timeout=60)
-    kept = _committed(store)
-    assert 8 <= kept < 40
-    if sig == signal.SIGINT:
-        assert proc.returncode == 130 and "run the same command again to resume" in stderr
+N_PHOTOS = 20
+
+
+@pytest.fixture(scope="module")
+def clean_vectors(tmp_path_factory) -> dict:
+    """What an uninterrupted run stores for the same photos: the resumed store must equal it."""
+    tmp = tmp_path_factory.mktemp("clean")
+    photos = catalog_copy(tmp, n=N_PHOTOS)
+    embed(photos, models=["tiny-cnn"], store=tmp / "store")
+    ms = Store(tmp / "store").model("tiny-cnn")
+    return dict(zip(ms.items()["id"], ms.vectors()))
+
+
+def _check_resume(photos, store, kept, clean: dict | None = None):
     ms = Store(store).model("tiny-cnn")
     assert len(ms) == kept and np.allclose(np.linalg.norm(ms.vectors(), axis=1), 1, atol=1e-5)
     r = embed(photos, models=["tiny-cnn"], store=store)
-    assert r.models[0].new == 40 - kept and r.models[0].total == 40
-    embed(photos, models=["tiny-cnn"], store=tmp_path / "clean")
-    a, b = Store(store).model("tiny-cnn"), Store(tmp_path / "clean").model("tiny-cnn")
-    va = dict(zip(a.items()["id"], a.vectors()))
-    vb = dict(zip(b.items()["id"], b.vectors()))
-    assert va.keys() == vb.keys() and all(np.allclose(va[k], vb[k], atol=1e-6) for k in va)
+    assert r.models[0].new == N_PHOTOS - kept and r.models[0].total == N_PHOTOS
+    if clean is not None:
+        a = Store(store).model("tiny-cnn")
+        va = dict(zip(a.items()["id"], a.vectors()))
+        assert va.keys() == clean.keys() and all(np.allclose(va[k], clean[k], atol=1e-6) for k in va)
+
+
+@pytest.mark.parametrize("sig,ignore_sigint", [
+    (signal.SIGINT, False),  # Ctrl-C sent by kill
+    (signal.SIGINT, True),  # ... to a run started in the background of a script (SIGINT ignored)
+    (signal.SIGTERM, False),  # a plain 'kill'
+    (signal.SIGTERM, True),
+    (signal.SIGKILL, False),  # nothing can be done at the signal: the commits made before count
+], ids=["sigint", "sigint-background", "sigterm", "sigterm-background", "sigkill"])
+def test_interrupted_run_keeps_finished_batches_and_resumes(tmp_path, sig, ignore_sigint, clean_vectors):
+    photos = catalog_copy(tmp_path, n=N_PHOTOS)
+    store, marker = tmp_path / "store", tmp_path / "third-batch"
+    proc = _blocking_run(photos, store, marker, ignore_sigint=ignore_sigint)
+    _wait_for(marker, proc)
+    proc.send_signal(sig)
+    _, stderr = proc.communicate(timeout=120)
+    kept = _committed(store)
+    assert kept == 2 * BATCH  # every finished batch was committed before the signal
+    if sig != signal.SIGKILL:
+        assert proc.returncode == 130, stderr
+        assert "run the same command again to resume" in stderr and "Traceback" not in stderr
+    _check_resume(photos, store, kept, clean_vectors)
+
+
+def test_ctrl_c_in_a_terminal_stops_the_run_cleanly(tmp_path):
+    """Ctrl-C typed at a terminal: the tty sends SIGINT to the foreground job (here, vrec on a pty)."""
+    import pty
+    import threading
+
+    photos = catalog_copy(tmp_path, n=N_PHOTOS)
+    store, marker = tmp_path / "store", tmp_path / "third-batch"
+    master, slave = pty.openpty()
+    screen = bytearray()
+
+    def read_screen():  # a terminal always drains what the program writes (the progress bar too)
+        while True:
+            try:
+                chunk = os.read(master, 65536)
+            except OSError:  # the child has gone and the pty is closed
+                return
+            if not chunk:
+                return
+            screen.extend(chunk)
+
+    reader = threading.Thread(target=read_screen, daemon=True)
+    reader.start()
+    try:
+        proc = _blocking_run(photos, store, marker, tty=slave)
+        _wait_for(marker, proc)
+        os.write(master, b"\x03")  # what the Ctrl-C key sends
+        proc.wait(timeout=120)
+    finally:
+        os.close(slave)
+        reader.join(timeout=10)
+        os.close(master)
+    assert proc.returncode == 130, bytes(screen)
+    assert b"run the same command again to resume" in screen
+    assert _committed(store) == 2 * BATCH
+    _check_resume(photos, store, kept=2 * BATCH)
 
 
 def test_bad_files_are_skipped_listed_and_recorded(tmp_path):
@@ -161,7 +249,7 @@ def test_a_folder_of_only_bad_files_fails(tmp_path):
 @pytest.mark.parametrize("option", ["--batch-size", "--workers"])
 def test_zero_batch_size_or_workers_is_refused(tmp_path, sample_dir, option):
     r = vrec("embed", sample_dir, "--model", "tiny-cnn", "--store", tmp_path / "s", option, "0", ok=False)
-    assert r.exit_code == 1 and f"{option} must be at least 1" in r.stderr
+    assert r.exit_code == 1 and f"Error: {option} must be between 1 and" in r.stderr
 
 
 @pytest.mark.parametrize("setup,message", [

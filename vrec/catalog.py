@@ -6,9 +6,11 @@ cluster can all call them.
 """
 from __future__ import annotations
 
+import errno
 import hashlib
 import io
 import os
+import stat
 import warnings
 from dataclasses import dataclass
 from pathlib import Path
@@ -37,6 +39,40 @@ class ImageRef:
 
 class BadImage(Exception):
     """An image file that cannot be used; the message is the reason recorded in the store."""
+
+
+def _kind(mode: int) -> str:
+    for test, name in ((stat.S_ISFIFO, "a named pipe"), (stat.S_ISSOCK, "a socket"), (stat.S_ISCHR, "a device"),
+                       (stat.S_ISBLK, "a device"), (stat.S_ISDIR, "a folder")):
+        if test(mode):
+            return name
+    return "not a regular file"
+
+
+def stat_regular(path: str | os.PathLike) -> os.stat_result:
+    """``os.stat`` that refuses anything but a regular file (following symlinks).
+
+    Reading a named pipe or a device called ``x.jpg`` would block forever, so such entries are
+    refused with an OSError whose text says what they are; broken or looping symlinks raise
+    OSError here too. Callers skip and list the file.
+    """
+    st = os.stat(path)
+    if not stat.S_ISREG(st.st_mode):
+        raise OSError(errno.EINVAL, f"not a regular file: {_kind(st.st_mode)}")
+    return st
+
+
+def read_regular(path: str | os.PathLike) -> bytes:
+    """A regular file's bytes; never blocks on a pipe or device that replaced the file meanwhile."""
+    fd = os.open(path, os.O_RDONLY | os.O_NONBLOCK)
+    try:
+        st = os.fstat(fd)
+        if not stat.S_ISREG(st.st_mode):
+            raise OSError(errno.EINVAL, f"not a regular file: {_kind(st.st_mode)}")
+        with os.fdopen(fd, "rb", closefd=False) as f:
+            return f.read()
+    finally:
+        os.close(fd)
 
 
 def find_images(root: str | os.PathLike) -> list[ImageRef]:
@@ -98,12 +134,11 @@ class FolderSource(Source):
         return find_images(self.folder)
 
     def stat(self, ref: ImageRef) -> tuple[int, int]:
-        st = os.stat(self.folder / ref.path)
+        st = stat_regular(self.folder / ref.path)
         return st.st_size, st.st_mtime_ns
 
     def read(self, ref: ImageRef) -> bytes:
-        with open(self.folder / ref.path, "rb") as f:
-            return f.read()
+        return read_regular(self.folder / ref.path)
 
 
 def _filesystem(uri: str):
@@ -114,6 +149,12 @@ def _filesystem(uri: str):
         return pafs.FileSystem.from_uri(uri)
     except (pafs.ArrowInvalid if hasattr(pafs, "ArrowInvalid") else Exception, OSError, ValueError) as e:
         raise CatalogError(f"Cannot open {uri!r} ({e}); use a folder, or a file://, s3:// or gs:// URI.") from None
+
+
+def _file_type():
+    import pyarrow.fs as pafs
+
+    return pafs.FileType
 
 
 class FileSystemSource(Source):
@@ -193,16 +234,17 @@ class ListSource(Source):
     def stat(self, ref: ImageRef) -> tuple[int, int]:
         fs, path = self._where(ref)
         if fs is None:
-            st = os.stat(path)
+            st = stat_regular(path)
             return st.st_size, st.st_mtime_ns
         info = fs.get_file_info(path)
+        if info.type != _file_type().File:
+            raise OSError(errno.ENOENT, "no such file" if info.type == _file_type().NotFound else "not a regular file")
         return info.size or 0, info.mtime_ns or 0
 
     def read(self, ref: ImageRef) -> bytes:
         fs, path = self._where(ref)
         if fs is None:
-            with open(path, "rb") as f:
-                return f.read()
+            return read_regular(path)
         with fs.open_input_stream(path) as f:
             return f.read()
 
@@ -300,9 +342,9 @@ def to_rgb(img: Image.Image) -> Image.Image:
 def load_image(path: str | os.PathLike, min_size: int = 0) -> Image.Image:
     """Open one image file as RGB (for queries); raises BadImage when it cannot be used."""
     try:
-        data = Path(path).read_bytes()
+        data = read_regular(path)
     except OSError as e:
-        raise BadImage(f"cannot read {str(path)!r} ({e.strerror})") from None
+        raise BadImage(f"cannot read {str(path)!r} ({e.strerror or e})") from None
     return decode_image(data, min_size=min_size)
 
 
@@ -314,42 +356,68 @@ FILE_COLUMNS = ("file", "filename", "path", "image", "image_path")
 def read_metadata(csv_path: str | os.PathLike, refs: Sequence[ImageRef]) -> tuple[object, dict]:
     """Read a product CSV and key it by item id.
 
-    Rows are matched by an ``id`` column equal to the item id (the file name without extension),
-    or by a file column (``file``, ``filename``, ``path``, ``image``) equal to the relative path
-    or the file name. Returns the table indexed by ``id`` and a small report of what matched.
+    Rows are matched by an ``id`` column equal to the item id (``bags/tote-01``), its unique last
+    part (``tote-01``, the file name without extension) or the file name, or by a file column (``file``, ``filename``, ``path``, ``image``) equal to the relative path
+    or the file name. Ids and file names are read exactly as written (an id ``NA`` or ``007``
+    stays that string). Returns the table indexed by ``id`` and a report of what matched,
+    including ids that appear on more than one row (the last row wins, and the report says so).
+    Raises CatalogError when no row matches any item: applying such a table would wipe the
+    metadata the store has, so it is refused with an example of each side's ids.
     """
     import pandas as pd
 
+    if Path(csv_path).is_dir():
+        raise CatalogError(f"--metadata {str(csv_path)!r} is a folder; pass the CSV file of product data.")
     try:
-        df = pd.read_csv(csv_path, dtype={"id": str})
+        df = pd.read_csv(csv_path)
+        # keys exactly as written: no 'NA' -> NaN, no '007' -> 7
+        raw = pd.read_csv(csv_path, dtype=str, keep_default_na=False)
     except FileNotFoundError:
         raise CatalogError(f"Metadata file {str(csv_path)!r} does not exist.") from None
-    except (pd.errors.ParserError, pd.errors.EmptyDataError, UnicodeDecodeError) as e:
+    except (pd.errors.ParserError, pd.errors.EmptyDataError, UnicodeDecodeError, OSError) as e:
         raise CatalogError(f"Cannot read metadata file {str(csv_path)!r} as CSV ({e}).") from None
     ids = {r.id for r in refs}
     by_path = {r.path: r.id for r in refs}
     by_name: dict[str, str] = {}
     for r in refs:
         by_name.setdefault(Path(r.path).name, r.id)
-    file_col = next((c for c in df.columns if c.lower() in FILE_COLUMNS), None)
+    file_col = next((c for c in df.columns if str(c).lower() in FILE_COLUMNS), None)
     keys = None
     if file_col is not None:
-        f = df[file_col].astype(str).str.replace("\\", "/", regex=False)
+        f = raw[file_col].str.replace("\\", "/", regex=False)
         keys = f.map(lambda s: by_path.get(s) or by_path.get(s.lstrip("./")) or by_name.get(Path(s).name))
     if "id" in df.columns:
-        id_keys = df["id"].astype(str).where(df["id"].astype(str).isin(ids))
+        # an item id, else its unique last part ('tote-01' for 'bags/tote-01'), else a file name
+        stems: dict[str, list[str]] = {}
+        for i in ids:
+            stems.setdefault(i.rsplit("/", 1)[-1], []).append(i)
+        id_keys = raw["id"].map(lambda s: s if s in ids else (stems[s][0] if len(stems.get(s, ())) == 1
+                                                               else by_name.get(s)))
         keys = id_keys if keys is None else keys.fillna(id_keys)
     if keys is None:
         raise CatalogError(
             f"Metadata file {str(csv_path)!r} needs an 'id' column (the file name without extension) "
             f"or a file column ({', '.join(FILE_COLUMNS)})."
         )
+    if len(df) and keys.notna().sum() == 0 and ids:
+        col = "id" if "id" in df.columns else file_col
+        example_item = sorted(ids)[0]
+        raise CatalogError(
+            f"None of the {len(df)} rows of {str(csv_path)!r} matches an image (its {col!r} values look like "
+            f"{str(raw[col].iloc[0])!r}; item ids look like {example_item!r}, file paths like "
+            f"{by_path and sorted(by_path)[0]!r}); the store's metadata was left as it was."
+        )
+    if file_col is not None and file_col != "id":
+        df[file_col] = raw[file_col]
     df = df.drop(columns=[c for c in ("id",) if c in df.columns])
     df.insert(0, "id", keys)
     unmatched = int(df["id"].isna().sum())
-    df = df.dropna(subset=["id"]).drop_duplicates(subset=["id"], keep="last").set_index("id")
-    report = {"rows": int(len(df) + unmatched), "matched": int(len(df)), "unmatched_rows": unmatched,
-              "items_without_metadata": int(len(ids - set(df.index)))}
+    df = df.dropna(subset=["id"])
+    dup = df["id"][df["id"].duplicated(keep="last")]
+    df = df.drop_duplicates(subset=["id"], keep="last").set_index("id")
+    report = {"rows": int(len(df) + len(dup) + unmatched), "matched": int(len(df) + len(dup)),
+              "unmatched_rows": unmatched, "items_without_metadata": int(len(ids - set(df.index))),
+              "duplicate_rows": int(len(dup)), "duplicate_ids": sorted(set(dup))[:5]}
     return df, report
 
 

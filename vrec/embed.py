@@ -8,11 +8,12 @@ The work is a chain of stage functions over batches -- find -> plan -> read+deco
 - ``ray``: the same :func:`process_file` runs in Ray tasks, the same encoders in an actor pool,
   and the same Recorder writes the same store on the driver (see ``vrec.ray_engine``).
 
-No lost work: finished batches are committed as store shards every few seconds and on Ctrl-C,
+No lost work: finished batches are committed as store shards every COMMIT_SECONDS (3 s) and on Ctrl-C,
 so an interrupted run resumes where it stopped. All models share one decode of each photo.
 """
 from __future__ import annotations
 
+import contextlib
 import os
 import time
 from concurrent.futures import ThreadPoolExecutor
@@ -22,11 +23,14 @@ from typing import Callable, Iterable, Sequence
 import numpy as np
 
 from .catalog import BadImage, ImageRef, Source, chunked, content_hash, decode_image, open_source, read_metadata
-from .errors import CatalogError
+from .errors import CatalogError, check_number
 from .preprocess import to_pixels
 from .store import ITEM_COLUMNS, Store, as_store
 
-COMMIT_SECONDS = float(os.environ.get("VREC_COMMIT_SECONDS", "10"))
+# Finished batches are committed once this many seconds have passed since the last commit
+# (checked after every model batch), and on Ctrl-C or kill: a hard kill loses at most this much
+# finished work plus the batches in progress. README states the same figure.
+COMMIT_SECONDS = float(os.environ.get("VREC_COMMIT_SECONDS", "3"))
 DECODE_NICENESS = int(os.environ.get("VREC_DECODE_NICENESS", "10"))
 ENGINES = ("local", "ray")
 
@@ -50,6 +54,7 @@ class ModelReport:
     unchanged: int = 0
     embedded: int = 0
     total: int = 0  # items in the store afterwards
+    repaired: int = 0  # rows dropped because their shard file had gone missing (embedded again)
 
 
 @dataclass
@@ -91,11 +96,13 @@ class Decoded:
 
 # --- stages -----------------------------------------------------------------------------------
 
-def plan_model(refs: Sequence[ImageRef], stats: dict[str, tuple[int, int]], items) -> tuple[ModelPlan, set[str]]:
+def plan_model(refs: Sequence[ImageRef], stats: dict[str, tuple[int, int]], items,
+               verify: bool = False) -> tuple[ModelPlan, set[str]]:
     """Compare the catalog with a model's stored items.
 
     Returns the plan, and the ids whose size or mtime changed but which may still hold the same
-    bytes (these are read and hashed before deciding).
+    bytes (these are read and hashed before deciding). With ``verify``, every stored id is
+    hashed again, whatever its size and mtime.
     """
     plan = ModelPlan()
     known = {r.id: r for r in items.itertuples(index=False)} if len(items) else {}
@@ -105,7 +112,7 @@ def plan_model(refs: Sequence[ImageRef], stats: dict[str, tuple[int, int]], item
         if old is None:
             plan.todo.add(ref.id)
             plan.new += 1
-        elif old.path == ref.path and (int(old.size), int(old.mtime)) == stats[ref.id]:
+        elif not verify and old.path == ref.path and (int(old.size), int(old.mtime)) == stats[ref.id]:
             plan.unchanged += 1
         else:
             maybe.add(ref.id)
@@ -218,6 +225,7 @@ class Recorder:
         self.writers[k].delete_rows([old[d.ref.id] for d in done if d.ref.id in old])
         self.writers[k].add(item_rows(done), vectors)
         self.reports[k].embedded += len(done)
+        self.tick()  # after every batch: a hard kill loses at most COMMIT_SECONDS of finished work
 
     def tick(self) -> None:
         if time.monotonic() - self.last_commit >= COMMIT_SECONDS:
@@ -242,6 +250,7 @@ def embed(
     on_model: Callable[[str], None] | None = None,
     engine: str = "local",
     ray_options: dict | None = None,
+    verify: bool = False,
 ) -> EmbedReport:
     """Embed every image of a catalog with each model, writing only what is new or changed.
 
@@ -250,18 +259,24 @@ def embed(
     local weights file; ``workers`` the number of decode threads (default: one per core).
     ``progress(done, total)`` is called as files are processed; ``on_model(name)``
     before each model loads. ``engine`` is ``local`` or ``ray`` (``ray_options``: address,
-    concurrency, gpus_per_worker). Returns an EmbedReport.
+    concurrency, gpus_per_worker). A file counts as unchanged when its path, size and
+    modification time match what the store recorded; a file whose size or time changed is read
+    and hashed, and re-embedded only if its content differs. ``verify`` hashes every file, to
+    catch a photo replaced by another of the same size and time. Returns an EmbedReport.
     """
-    from .encoders import default_batch_size, expected_config, pick_device, resolve, store_key
+    from .encoders import check_precision, default_batch_size, expected_config, pick_device, resolve, store_key
 
+    # every option is checked before anything is read or written
     if engine not in ENGINES:
         raise CatalogError(f"Unknown engine {engine!r}; use one of: {', '.join(ENGINES)}.")
-    device = pick_device(device) if engine == "local" else device
+    if engine == "local":
+        device = pick_device(device)
+        check_precision(precision, device)
+    if batch_size is not None:
+        check_number("--batch-size", batch_size, min=1, max=65536, integer=True)
     batch_size = default_batch_size(device) if batch_size is None else batch_size
-    if batch_size < 1:
-        raise CatalogError("--batch-size must be at least 1.")
-    if workers is not None and workers < 1:
-        raise CatalogError("--workers must be at least 1.")
+    if workers is not None:
+        check_number("--workers", workers, min=1, max=1024, integer=True)
     st = as_store(store)
     source = open_source(folder)
     refs = source.refs()
@@ -272,41 +287,49 @@ def embed(
         )
     weights = weights or {}
     entries = [resolve(m) for m in dict.fromkeys(models)]
-    configs = {store_key(e.name): expected_config(e, weights.get(e.name)) for e in entries}
-    st.create(source.root)
-    meta_report = None
-    if source.metadata is not None and metadata is None:
-        st.write_metadata(source.metadata)
-        meta_report = {"rows": len(source.metadata), "matched": len(source.metadata), "unmatched_rows": 0,
-                       "items_without_metadata": 0}
+    configs = {store_key(e.name): {**expected_config(e, weights.get(e.name)), "precision": precision}
+               for e in entries}
+    # metadata is read before the store is touched: a table that cannot be used changes nothing
+    meta, meta_report = None, None
     if metadata is not None:
         meta, meta_report = read_metadata(metadata, refs)
+    elif source.metadata is not None:
+        meta = source.metadata
+        meta_report = {"rows": len(meta), "matched": len(meta), "unmatched_rows": 0, "items_without_metadata": 0}
+    st.create(source.root)
+    if meta is not None:
         st.write_metadata(meta)
 
-    # plan: which ids does each model need, and which files must be read at all
-    stats = {ref.id: source.stat(ref) for ref in refs}
-    plans, maybe, stores = {}, {}, {}
-    for e in entries:
-        key = store_key(e.name)
-        ms = st.model_for_writing(e.name)
-        ms.check_config(configs[key])
-        items = ms.items() if ms.exists() else _empty_items()
-        plans[key], maybe_ids = plan_model(refs, stats, items)
-        stored = dict(zip(items["id"], items["hash"])) if len(items) else {}
-        for i in maybe_ids:
-            maybe.setdefault(i, {})[key] = stored[i]
-        stores[key] = ms
-    to_read = [r for r in refs if r.id in maybe or any(r.id in p.todo for p in plans.values())]
-    busy = [k for k in plans if to_read and (plans[k].todo or any(k in m for m in maybe.values()))]
-    job = Job(source, refs, to_read, plans, maybe, {k: resolve(stores[k].name).preprocess for k in busy},
-              {k: stores[k].name for k in busy})
+    # files that vanished, broken or looping symlinks, pipes and devices: skipped and listed
+    stats, unusable = {}, []
+    for ref in refs:
+        try:
+            stats[ref.id] = source.stat(ref)
+        except OSError as e:
+            unusable.append((ref.path, f"cannot read ({e.strerror or e})"))
+    usable = [r for r in refs if r.id in stats]
 
     interrupted = False
-    writers = {k: stores[k].writer(configs[k]) for k in plans}
-    for w in writers.values():
-        w.__enter__()
-    try:
+    with contextlib.ExitStack() as held:
+        # each model's writer holds its lock from planning to the last commit, so two runs never
+        # plan against the same vectors; it also repairs shards whose files went missing
+        plans, maybe, stores, writers = {}, {}, {}, {}
+        for e in entries:
+            key = store_key(e.name)
+            ms = st.model_for_writing(e.name)
+            writers[key] = held.enter_context(ms.writer(configs[key]))
+            items = ms.items() if ms.exists() else _empty_items()
+            plans[key], maybe_ids = plan_model(usable, stats, items, verify=verify)
+            stored = dict(zip(items["id"], items["hash"])) if len(items) else {}
+            for i in maybe_ids:
+                maybe.setdefault(i, {})[key] = stored[i]
+            stores[key] = ms
+        to_read = [r for r in usable if r.id in maybe or any(r.id in p.todo for p in plans.values())]
+        busy = [k for k in plans if to_read and (plans[k].todo or any(k in m for m in maybe.values()))]
+        job = Job(source, usable, to_read, plans, maybe, {k: resolve(stores[k].name).preprocess for k in busy},
+                  {k: stores[k].name for k in busy})
         recorder = Recorder(job, stores, writers)
+        recorder.skipped.extend(unusable)
         try:
             if engine == "ray":
                 from .ray_engine import run_ray
@@ -318,13 +341,11 @@ def embed(
         except KeyboardInterrupt:
             interrupted = True
             t_load = t_embed = time.perf_counter()
-    finally:
-        for w in writers.values():
-            w.__exit__(None, None, None)
     for k, r in recorder.reports.items():
         r.unchanged += plans[k].unchanged
+        r.repaired = writers[k].repaired
         stores[k].refresh()
-        r.total = len(stores[k].items())
+        r.total = len(stores[k].items()) if stores[k].exists() else 0
     st.write_skipped(recorder.skipped)
     report = EmbedReport(found=len(refs), models=list(recorder.reports.values()), skipped=recorder.skipped,
                          metadata=meta_report, interrupted=interrupted, load_seconds=t_embed - t_load,
@@ -380,7 +401,8 @@ def _run_local(job: Job, recorder: Recorder, batch_size, workers, weights, devic
 
     # one decode thread per core: on a GPU host decoding is the bottleneck, and on a CPU host the
     # threads run at low priority, filling the model's gaps rather than competing with it
-    with ThreadPoolExecutor(max_workers=workers or os.cpu_count() or 2, initializer=_background_thread) as pool:
+    pool = ThreadPoolExecutor(max_workers=workers or os.cpu_count() or 2, initializer=_background_thread)
+    try:
         # a bounded number of batches in flight, so memory stays at a few batches of pixels
         for chunk in chunked(job.to_read, batch_size * 4):
             for d in pool.map(job.process, chunk):
@@ -398,6 +420,10 @@ def _run_local(job: Job, recorder: Recorder, batch_size, workers, weights, devic
                 encode(k, batch)
         if progress:
             progress(total, total)
+    finally:
+        # on Ctrl-C or kill, do not wait for decodes still queued: the finished batches are committed
+        # by the caller at once
+        pool.shutdown(wait=False, cancel_futures=True)
     return t_load, t_embed
 
 
@@ -413,6 +439,6 @@ def _update_indexes(st: Store, names: Iterable[str]) -> None:
     from . import index as index_mod
 
     for name in names:
-        ms = st.model(name)
-        if ms.manifest().get("index"):
+        ms = st.model_for_writing(name)
+        if ms.exists() and ms.manifest().get("index"):
             index_mod.update_index(ms)

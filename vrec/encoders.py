@@ -310,7 +310,11 @@ def load_state_dict(path: str | os.PathLike, skip_prefix: str | None = None) -> 
         else:
             sd = torch.load(p, map_location="cpu", weights_only=True)
     except Exception as e:
-        raise ModelUnavailable(f"Cannot read weights file {p!r} as safetensors or a PyTorch state dict ({e}).") from None
+        reason = str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__
+        if len(reason) > 120:  # torch's pickle errors run to paragraphs: keep the gist
+            reason = reason[:117] + "..."
+        raise ModelUnavailable(f"Cannot read weights file {p!r} as safetensors or a PyTorch state dict ({reason}); "
+                               f"pass the model's own weights file.") from None
     if isinstance(sd, dict) and "state_dict" in sd and isinstance(sd["state_dict"], dict):
         sd = sd["state_dict"]
     if not isinstance(sd, dict):
@@ -342,16 +346,31 @@ def expected_config(entry: ModelEntry, weights: str | os.PathLike | None = None)
 PRECISIONS = ("fp32", "fp16", "bf16", "int8")
 
 
+DEVICES = ("auto", "cpu", "cuda", "mps")
+
+
 def pick_device(device: str = "auto") -> str:
-    if device != "auto":
+    """The torch device to run on: ``auto`` picks CUDA, then Apple's MPS, then the CPU.
+
+    A device named outright is checked here, before any work, so that asking for a GPU this
+    machine lacks is one clear error rather than a torch traceback halfway through a run.
+    """
+    base = device.split(":", 1)[0]
+    if base not in DEVICES:
+        raise UnknownModel(f"Unknown device {device!r}; use one of: {', '.join(DEVICES)}.")
+    if device == "cpu":
         return device
     import torch
 
-    if torch.cuda.is_available():
-        return "cuda"
-    if getattr(torch.backends, "mps", None) is not None and torch.backends.mps.is_available():
-        return "mps"
-    return "cpu"
+    cuda = torch.cuda.is_available()
+    mps = getattr(torch.backends, "mps", None) is not None and torch.backends.mps.is_available()
+    if base == "cuda" and not cuda:
+        raise UnknownModel(f"--device {device}: no CUDA GPU is visible to PyTorch here; use --device cpu (or auto).")
+    if base == "mps" and not mps:
+        raise UnknownModel(f"--device {device}: Apple's MPS is not available here; use --device cpu (or auto).")
+    if device != "auto":
+        return device
+    return "cuda" if cuda else "mps" if mps else "cpu"
 
 
 _memory_kept: bool | None = None  # keep_freed_memory's answer, once asked
@@ -542,7 +561,7 @@ def create_encoder(name: str, weights: str | os.PathLike | None = None, device: 
     entry = resolve(name)
     weights_id = expected_config(entry, weights)["weights"]
     device = pick_device(device)
-    _check_precision(precision, device)
+    check_precision(precision, device)
     if device == "cpu":
         keep_freed_memory()
     build = _build_open_clip if entry.family == "open_clip" else _build_timm
@@ -552,7 +571,8 @@ def create_encoder(name: str, weights: str | os.PathLike | None = None, device: 
     return enc
 
 
-def _check_precision(precision: str, device: str) -> None:
+def check_precision(precision: str, device: str) -> None:
+    """Refuse a precision that does not exist or does not suit the device (checked before any work)."""
     if precision not in PRECISIONS:
         raise UnknownModel(f"Unknown precision {precision!r}; use one of: {', '.join(PRECISIONS)}.")
     if precision in ("fp16", "bf16") and device == "cpu":

@@ -19,7 +19,7 @@ from typing import Sequence
 
 import numpy as np
 
-from .errors import StaleIndex
+from .errors import StaleIndex, VrecError, check_number
 from .store import ModelStore, atomic_path, now, write_json, write_npy
 
 # Below this many items exact search (one matrix-vector product) answers as fast as HNSW and is
@@ -139,11 +139,26 @@ def _tune_ef(index, ms: ModelStore, target: float, sample: int, seed: int) -> tu
     return max(EF_LADDER[-1], k), recall
 
 
+M_RANGE = (2, 100)  # hnswlib's documented useful range; M=0 crashes the native code
+EF_CONSTRUCTION_RANGE = (10, 5000)
+
+
+def check_index_options(m: int, ef_construction: int, target_recall: float) -> None:
+    """Refuse HNSW settings outside what hnswlib handles, before they reach native code."""
+    check_number("--m", m, min=M_RANGE[0], max=M_RANGE[1], integer=True, hint="16 suits most catalogs")
+    check_number("--ef-construction", ef_construction, min=EF_CONSTRUCTION_RANGE[0], max=EF_CONSTRUCTION_RANGE[1],
+                 integer=True, hint="200 suits most catalogs")
+    check_number("--target-recall", target_recall, min=0, max=1, hint="e.g. 0.99")
+    if target_recall == 0:
+        raise VrecError("--target-recall must be above 0 (not 0); e.g. 0.99.")
+
+
 def build_index(ms: ModelStore, m: int = 16, ef_construction: int = 200, target_recall: float = 0.99,
                 sample: int = 200, seed: int = 0, threads: int = -1) -> IndexStats:
     """Build an HNSW index over the live vectors, tune ``ef`` for the target recall, save it."""
     import hnswlib
 
+    check_index_options(m, ef_construction, target_recall)
     t0 = time.perf_counter()
     n = len(ms)
     index = hnswlib.Index(space="ip", dim=ms.dim)

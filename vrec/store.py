@@ -155,7 +155,14 @@ class Store:
     def exists(self) -> bool:
         return self.info_path.is_file()
 
+    def _check_folder(self) -> None:
+        """A --store that is a file, a device or a pipe: one clear error, before anything else."""
+        if self.path.exists() and not self.path.is_dir():
+            raise StoreError(f"--store {str(self.path)!r} is a file, not a folder; pass a folder for the store "
+                             f"(it is created if missing), e.g. --store ./.vrec.")
+
     def info(self) -> dict:
+        self._check_folder()
         if not self.exists():
             raise StoreError(
                 f"No vrec store at {str(self.path)!r}; run 'vrec embed FOLDER' first "
@@ -166,6 +173,7 @@ class Store:
     def create(self, root: str | os.PathLike) -> dict:
         """Create the store for a catalog folder, or check that it belongs to that folder."""
         root_abs = str(root) if "://" in str(root) else str(Path(root).resolve())
+        self._check_folder()
         if self.exists():
             info = self.info()
             moved_away = "://" in info.get("root", "") or not Path(info.get("root", "")).exists()
@@ -210,7 +218,7 @@ class Store:
                 + (f" (it has {', '.join(have)})" if have else "")
                 + f"; run 'vrec embed FOLDER --model {name}'.{hint}"
             )
-        return ms
+        return ms.checked()
 
     def model_for_writing(self, name: str) -> "ModelStore":
         from .encoders import store_key
@@ -284,6 +292,13 @@ class ModelStore:
             self._cache = {"manifest": m}
         return m
 
+    def checked(self) -> "ModelStore":
+        """This model store, after checking that every file its manifest lists is there."""
+        if not self._cache.get("checked"):
+            self._check_files()
+            self._cache["checked"] = True
+        return self
+
     def refresh(self) -> None:
         self._cache = {}
 
@@ -303,17 +318,45 @@ class ModelStore:
         return [Shard(**s) for s in self.manifest()["shards"]]
 
     def check_config(self, config: dict) -> None:
-        """Refuse to mix vectors of two configurations under one model name."""
-        if not self.exists():
+        """Refuse to mix vectors of two configurations (or precisions) under one model name.
+
+        A model folder that holds no vectors yet (an earlier run failed before its first batch)
+        binds nothing: its configuration is replaced by the next run's.
+        """
+        if not self.exists() or not self.manifest()["shards"]:
             return
         have = self.config
-        diffs = [k for k in ("architecture", "weights", "dim", "preprocess") if have.get(k) != config.get(k)]
+        defaults = {"precision": "fp32"}  # stores written before precision was recorded hold fp32
+        diffs = [k for k in ("architecture", "weights", "dim", "preprocess", "precision")
+                 if have.get(k, defaults.get(k)) != config.get(k, defaults.get(k))]
         if diffs:
             k = diffs[0]
+            what = "precision" if k == "precision" else f"another {k}"
             raise ConfigMismatch(
-                f"The store {str(self.store.path)!r} holds {self.name!r} vectors made with another {k} "
-                f"({have.get(k)!r}, now {config.get(k)!r}); vectors of two models are never mixed. Use another "
-                f"--store, or delete {str(self.path)!r} to embed again from scratch."
+                f"The store {str(self.store.path)!r} holds {self.name!r} vectors made with {what} "
+                f"({have.get(k, defaults.get(k))!r}, now {config.get(k, defaults.get(k))!r}); vectors of two "
+                f"configurations are never mixed. "
+                + (f"Run with --precision {have.get(k, 'fp32')}, use another --store, or delete "
+                   if k == "precision" else "Use another --store, or delete ")
+                + f"{str(self.path)!r} to embed again from scratch."
+            )
+
+    def missing_files(self) -> list[str]:
+        """Files the manifest lists that are not on disk (deleted by hand, or a damaged copy)."""
+        missing = []
+        for s in self.manifest()["shards"]:
+            for f in (f"{s['name']}.npy", f"{s['name']}.parquet") + ((s["deleted"],) if s.get("deleted") else ()):
+                if not (self.shard_dir / f).is_file():
+                    missing.append(f)
+        return missing
+
+    def _check_files(self) -> None:
+        missing = self.missing_files()
+        if missing:
+            raise StoreError(
+                f"The {self.name!r} vectors in {str(self.store.path)!r} are damaged: {len(missing)} file(s) the "
+                f"manifest lists are missing (e.g. {missing[0]!r}); run 'vrec embed' on the catalog again with "
+                f"--model {self.name} to re-embed the rows they held."
             )
 
     # -- reading --
@@ -410,30 +453,64 @@ class ModelWriter:
         self._pending: list[tuple] = []  # (items DataFrame, vectors)
         self._deletes: list[int] = []  # global rows to tombstone
         self.rows_written = 0
+        self.repaired = 0
 
     def __enter__(self) -> "ModelWriter":
         self.ms.check_config(self.config)
-        self.ms.shard_dir.mkdir(parents=True, exist_ok=True)
-        self._lock = open(self.ms.path / ".lock", "w")
+        try:
+            self.ms.shard_dir.mkdir(parents=True, exist_ok=True)
+            self._lock = open(self.ms.path / ".lock", "w")
+        except OSError as e:
+            raise StoreError(f"Cannot write to the store {str(self.ms.store.path)!r} ({e.strerror or e}); "
+                             f"check its permissions or pass another --store.") from None
         try:
             fcntl.flock(self._lock, fcntl.LOCK_EX | fcntl.LOCK_NB)
         except BlockingIOError:
             self._lock.close()
             raise StoreError(f"Another vrec process is writing {str(self.ms.path)!r}; wait for it to finish.") from None
-        if not self.ms.exists():
-            self._commit_manifest({"schema_version": SCHEMA_VERSION, "model": self.config, "vrec_version": __version__,
-                                   "created": now(), "updated": now(), "generation": 0, "layout": 0,
-                                   "shards": [], "index": None})
+        self.repaired = self._drop_missing_shards()
         self._remove_orphans()
         return self
 
     def __exit__(self, *exc) -> None:
         try:
-            if exc[0] is None or issubclass(exc[0], (KeyboardInterrupt, SystemExit)):
-                self.flush()  # keep every finished batch, also on Ctrl-C
+            self.flush()  # every finished batch is kept, also on Ctrl-C, kill, or an error elsewhere
+        except Exception:
+            if exc[0] is None:
+                raise  # a failed commit is the error to report; otherwise the original one is
         finally:
             fcntl.flock(self._lock, fcntl.LOCK_UN)
             self._lock.close()
+
+    def _manifest(self) -> dict:
+        """The committed manifest, or a new one: a model's configuration is first committed
+        together with its first vectors, so a run that fails before that leaves no trace."""
+        if self.ms.exists():
+            self.ms.refresh()
+            return self.ms.manifest()
+        return {"schema_version": SCHEMA_VERSION, "model": self.config, "vrec_version": __version__,
+                "created": now(), "updated": now(), "generation": 0, "layout": 0, "shards": [], "index": None}
+
+    def _drop_missing_shards(self) -> int:
+        """Repair a store whose shard files were deleted by hand: drop those shards from the
+        manifest (their rows are then new again, and get embedded), and renumber rows (a new
+        layout, so indexes rebuild). Returns how many rows were dropped."""
+        if not self.ms.exists():
+            return 0
+        m = self._manifest()
+        missing = set(self.ms.missing_files())
+        if not missing:
+            return 0
+        keep, dropped = [], 0
+        for s in m["shards"]:
+            # any lost file loses the shard: without its tombstones, removed rows would come back
+            if {f"{s['name']}.npy", f"{s['name']}.parquet", s.get("deleted")} & missing:
+                dropped += s["rows"] - s.get("deleted_count", 0)
+            else:
+                keep.append(s)
+        self._commit_manifest({**m, "updated": now(), "generation": m["generation"] + 1,
+                               "layout": m.get("layout", 0) + 1, "shards": keep})
+        return dropped
 
     def add(self, items, vectors: np.ndarray) -> None:
         """Queue rows (a DataFrame with ITEM_COLUMNS, and their vectors) for the next commit."""
@@ -456,8 +533,7 @@ class ModelWriter:
 
         if not self._pending and not self._deletes:
             return
-        self.ms.refresh()
-        m = self.ms.manifest()
+        m = self._manifest()
         gen = m["generation"] + 1
         shards = [Shard(**s) for s in m["shards"]]
         if self._deletes:
@@ -524,7 +600,7 @@ class ModelWriter:
 
     def _remove_orphans(self) -> None:
         """Delete shard files no manifest lists: left-overs of an interrupted or superseded commit."""
-        m = self.ms.manifest()
+        m = self._manifest()
         keep = set()
         for s in m["shards"]:
             keep |= {f"{s['name']}.npy", f"{s['name']}.parquet"}

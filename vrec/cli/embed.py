@@ -32,6 +32,8 @@ def embed(
                                               help="With --engine ray: the cluster to join \\[default: start a local Ray]."),
     concurrency: Optional[int] = typer.Option(None, "--concurrency", help="With --engine ray: number of encoder actors."),
     gpus_per_worker: float = typer.Option(0, "--gpus-per-worker", help="With --engine ray: GPUs per encoder actor."),
+    verify: bool = typer.Option(False, "--verify", help="Read and hash every photo, to catch one replaced by another "
+                                "of the same size and modification time (slower: every file is read)."),
 ) -> None:
     """Embed every photo in FOLDER and keep the vectors in the store.
 
@@ -48,21 +50,26 @@ def embed(
     if weights and len(models) != 1:
         raise VrecError("--weights needs exactly one --model, the one the weights belong to.")
     progress, task = _progress(quiet)
-    # a plain 'kill' should stop as gently as Ctrl-C: finished batches are kept
+    # Ctrl-C and a plain 'kill' stop the run the same gentle way: finished batches are committed.
+    # SIGINT is set explicitly because a shell starts background jobs with it ignored, and Python
+    # then never installs its own handler; an embed started that way must still stop on SIGINT.
+    signal.signal(signal.SIGINT, signal.default_int_handler)
     signal.signal(signal.SIGTERM, signal.default_int_handler)
     try:
         with progress:
             report = run(folder, models=models, store=store, metadata=metadata, batch_size=batch_size, device=device,
                          precision=precision, engine=engine, workers=workers,
                          ray_options={"address": ray_address, "concurrency": concurrency, "gpus_per_worker": gpus_per_worker},
-                         weights={models[0]: weights} if weights else None,
+                         weights={models[0]: weights} if weights else None, verify=verify,
                          progress=lambda d, t: progress.update(task, completed=d, total=t, description="embedding"),
                          on_model=lambda name: progress.update(task, description=f"loading {name}"))
     except EmbedInterrupted as e:
         err.print(f"Interrupted: kept {e.report.embedded} new vectors; run the same command again to resume.")
+        _exit_now_if_stuck(130)
         raise typer.Exit(130)
     if not quiet:
         _summary(report)
+    _notes(report)
     if report.skipped and not quiet:
         err.print(f"[yellow]Skipped {len(report.skipped)} file(s) that could not be used:[/yellow]")
         for path, reason in report.skipped[:20]:
@@ -71,6 +78,36 @@ def embed(
             err.print(f"  ... and {len(report.skipped) - 20} more (see skipped.parquet in the store)")
     if report.found and len(report.skipped) == report.found:
         raise VrecError(f"None of the {report.found} images could be read; see the list above.")
+
+
+def _notes(report) -> None:
+    """Warnings a user must see even with --quiet: repaired damage and duplicate metadata rows."""
+    for m in report.models:
+        if m.repaired:
+            err.print(f"[yellow]Repaired:[/yellow] {m.repaired} {m.model} vector(s) whose shard files were missing "
+                      f"were embedded again.", highlight=False)
+    md = report.metadata or {}
+    if md.get("duplicate_rows"):
+        err.print(f"[yellow]Note:[/yellow] {md['duplicate_rows']} metadata row(s) repeat an id already given "
+                  f"(e.g. {', '.join(repr(i) for i in md['duplicate_ids'])}); the last row of each id was kept.",
+                  highlight=False)
+
+
+def _exit_now_if_stuck(code: int) -> None:
+    """After an interrupt, leave at once if a decode thread is still blocked (a hung network file
+    system, say): Python would otherwise wait for it at exit, and the run would never stop. The
+    store is already committed at this point."""
+    import os
+    import sys
+    import threading
+
+    decoders = [t for t in threading.enumerate() if t.name.startswith("ThreadPoolExecutor")]
+    for t in decoders:
+        t.join(timeout=2)  # an idle decoder leaves at once; only a blocked one stays
+    if any(t.is_alive() for t in decoders):
+        sys.stdout.flush()
+        sys.stderr.flush()
+        os._exit(code)
 
 
 def _progress(quiet: bool):
@@ -130,8 +167,7 @@ def index(
     from ..render import new_table
     from ..store import Store
 
-    if not 0 < target_recall <= 1:
-        raise VrecError("--target-recall must be between 0 and 1, e.g. 0.99.")
+    ix.check_index_options(m, ef_construction, target_recall)  # before any work: a bad value is a typo
     st = Store(store)
     st.info()
     names = list(model or st.model_names())

@@ -1,0 +1,245 @@
+"""Bad input at the edges of embed, index and the store: one clear error, nothing lost or hung.
+
+Each case runs the CLI as a user would and checks what they would notice: the exit status,
+exactly one ``Error:`` line and no traceback, and -- where the command failed -- a store that is
+still readable and byte-for-byte unchanged.
+"""
+from __future__ import annotations
+
+import hashlib
+import os
+import re
+import stat
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import pytest
+
+from clihelp import vrec
+from conftest import ROOT, catalog_copy
+from vrec.embed import embed
+from vrec.store import Store
+
+
+def fails(*args, code: int = 1, says: str = ""):
+    """Run vrec, expecting one clean error: exit ``code``, one 'Error:' line, no traceback."""
+    r = vrec(*args, ok=False)
+    errors = [line for line in r.stderr.splitlines() if line.startswith("Error:")]
+    assert r.exit_code == code, (r.exit_code, r.stdout, r.stderr)
+    assert len(errors) == 1 and "Traceback" not in r.stderr + r.stdout, r.stderr
+    assert says.lower() in " ".join(r.stderr.split()).lower(), r.stderr
+    return r
+
+
+def snapshot(folder: Path) -> dict:
+    """Every file below ``folder`` with its content hash (lock files aside)."""
+    return {p.relative_to(folder).as_posix(): hashlib.sha1(p.read_bytes()).hexdigest()
+            for p in sorted(folder.rglob("*")) if p.is_file() and p.name != ".lock"}
+
+
+@pytest.fixture
+def cnn_store(tmp_path) -> tuple[Path, Path]:
+    """12 photos embedded with tiny-cnn, with metadata: (photos, store)."""
+    photos = catalog_copy(tmp_path, n=12)
+    ids = sorted(p.relative_to(photos).with_suffix("").as_posix() for p in photos.rglob("*.jpg"))
+    meta = tmp_path / "meta.csv"
+    pd.DataFrame({"id": ids, "title": [f"item {i}" for i in range(len(ids))]}).to_csv(meta, index=False)
+    embed(photos, models=["tiny-cnn"], store=tmp_path / "store", metadata=meta)
+    return photos, tmp_path / "store"
+
+
+# --- 1. crashes and hangs ---------------------------------------------------------------------
+
+@pytest.mark.parametrize("value", ["0", "-1", "1", "100000"])
+def test_hnsw_degree_out_of_range_is_refused_before_native_code(cnn_store, value):
+    _, store = cnn_store
+    before = snapshot(store)
+    fails("index", "--store", store, "--m", value, says="--m must be between 2 and 100")
+    assert snapshot(store) == before
+
+
+@pytest.mark.parametrize("option,value", [("--ef-construction", "0"), ("--ef-construction", "99999999"),
+                                          ("--target-recall", "nan"), ("--target-recall", "0"),
+                                          ("--target-recall", "1.5")])
+def test_other_index_options_out_of_range(cnn_store, option, value):
+    fails("index", "--store", cnn_store[1], option, value, says=option)
+
+
+def test_pipes_devices_and_broken_links_are_skipped_not_hung(tmp_path):
+    photos = catalog_copy(tmp_path, n=3)
+    os.mkfifo(photos / "pipe.jpg")  # reading this would block forever
+    (photos / "broken.jpg").symlink_to(photos / "nowhere.jpg")
+    (photos / "loop.jpg").symlink_to(photos / "loop.jpg")
+    # a real process with a time limit: a hang fails the test instead of stalling the suite
+    r = subprocess.run([str(Path(sys.executable).parent / "vrec"), "embed", str(photos), "-m", "tiny-cnn",
+                        "--store", str(tmp_path / "s")], capture_output=True, text=True, timeout=300)
+    assert r.returncode == 0, r.stderr
+    assert "pipe.jpg: cannot read (not a regular file: a named pipe)" in " ".join(r.stderr.split())
+    assert "broken.jpg" in r.stderr and "loop.jpg" in r.stderr
+    assert len(Store(tmp_path / "s").model("tiny-cnn")) == 3
+    assert set(Store(tmp_path / "s").skipped()["path"]) == {"pipe.jpg", "broken.jpg", "loop.jpg"}
+
+
+def test_a_list_file_naming_a_missing_photo_skips_it(tmp_path):
+    photos = catalog_copy(tmp_path, n=2)
+    first = sorted(photos.rglob("*.jpg"))[0]
+    lst = tmp_path / "list.csv"
+    pd.DataFrame({"path": [str(first), str(photos / "gone.jpg")]}).to_csv(lst, index=False)
+    r = vrec("embed", lst, "-m", "tiny-cnn", "--store", tmp_path / "s")
+    assert "gone.jpg" in r.stderr and len(Store(tmp_path / "s").model("tiny-cnn")) == 1
+
+
+# --- 2. the store survives failed and partial runs --------------------------------------------
+
+def test_failed_weights_leave_no_configuration_behind(tmp_path):
+    photos = catalog_copy(tmp_path, n=4)
+    bad = tmp_path / "wrong.pt"
+    bad.write_bytes(b"not a state dict")
+    fails("embed", photos, "-m", "tiny-cnn", "--weights", bad, "--store", tmp_path / "s",
+          says="Cannot read weights file")
+    vrec("embed", photos, "-m", "tiny-cnn", "--store", tmp_path / "s")  # a plain run is not refused
+    assert len(Store(tmp_path / "s").model("tiny-cnn")) == 4
+
+
+def test_metadata_matching_no_item_is_refused_and_keeps_the_old(cnn_store, tmp_path):
+    photos, store = cnn_store
+    before = Store(store).metadata()
+    wrong = tmp_path / "idonly.csv"
+    pd.DataFrame({"id": ["sku-1.png", "sku-2.png"], "title": ["a", "b"]}).to_csv(wrong, index=False)
+    r = fails("embed", photos, "-m", "tiny-cnn", "--store", store, "--metadata", wrong, says="None of the 2 rows")
+    assert "item ids look like" in r.stderr
+    pd.testing.assert_frame_equal(Store(store).metadata(), before)
+
+
+def test_metadata_ids_are_read_as_written_and_duplicates_reported(tmp_path):
+    photos = tmp_path / "p"
+    photos.mkdir()
+    src = sorted((ROOT / "tests").rglob("*.jpg"))[0]
+    for name in ("NA", "007", "7"):
+        (photos / f"{name}.jpg").write_bytes(src.read_bytes())
+    meta = tmp_path / "m.csv"
+    meta.write_text("id,title\nNA,not missing\n007,double-oh\n7,seven\n7,seven again\n")
+    r = vrec("embed", photos, "-m", "tiny-cnn", "--store", tmp_path / "s", "--metadata", meta)
+    md = Store(tmp_path / "s").metadata()
+    assert md.loc["NA", "title"] == "not missing" and md.loc["007", "title"] == "double-oh"
+    assert md.loc["7", "title"] == "seven again"
+    text = " ".join(r.stderr.split())
+    assert "1 metadata row(s) repeat an id" in text and "'7'" in text
+    assert "4 of 4 rows matched" in text
+
+
+def test_a_deleted_shard_is_reported_then_repaired(cnn_store):
+    photos, store = cnn_store
+    item = _first_id(store)
+    for f in (store / "models" / "tiny-cnn" / "shards").glob("*.npy"):
+        f.unlink()
+    fails("search-image", item, "-m", "tiny-cnn", "--store", store, says="are damaged")
+    r = vrec("embed", photos, "-m", "tiny-cnn", "--store", store)
+    assert "Repaired: 12 tiny-cnn vector(s)" in " ".join(r.stderr.split())
+    ms = Store(store).model("tiny-cnn")
+    assert len(ms) == 12 and np.allclose(np.linalg.norm(ms.vectors(), axis=1), 1, atol=1e-5)
+    vrec("search-image", item, "-m", "tiny-cnn", "--store", store)
+
+
+def _first_id(store: Path) -> str:
+    return str(Store(store).model("tiny-cnn").items()["id"].iloc[0])
+
+
+def test_a_photo_swapped_with_same_size_and_time_is_caught_by_verify(cnn_store):
+    photos, store = cnn_store
+    files = sorted(photos.rglob("*.jpg"))
+    a = files[0]
+    st = a.stat()
+    other = next(f.read_bytes() for f in files[1:] if f.stat().st_size != st.st_size)
+    a.write_bytes(other[: st.st_size].ljust(st.st_size, b"\0"))  # other bytes, same size ...
+    os.utime(a, ns=(st.st_atime_ns, st.st_mtime_ns))  # ... and the same modification time
+    plain = embed(photos, models=["tiny-cnn"], store=store)
+    assert plain.models[0].changed == 0  # the cheap check (README says so) cannot see it
+    checked = embed(photos, models=["tiny-cnn"], store=store, verify=True)
+    assert checked.models[0].changed + len(checked.skipped) == 1
+
+
+def test_vectors_of_another_precision_are_not_mixed_in(cnn_store):
+    photos, store = cnn_store
+    (photos / "new.jpg").write_bytes(sorted(photos.rglob("*.jpg"))[0].read_bytes())
+    before = snapshot(store)
+    fails("embed", photos, "-m", "tiny-cnn", "--store", store, "--precision", "int8",
+          says="made with precision ('fp32', now 'int8')")
+    assert snapshot(store) == before
+    assert Store(store).model("tiny-cnn").config["precision"] == "fp32"
+
+
+@pytest.mark.parametrize("args,says", [(["--precision", "fp64"], "Unknown precision 'fp64'"),
+                                       (["--device", "tpu"], "Unknown device 'tpu'"),
+                                       (["--device", "cuda"], "no CUDA GPU"),
+                                       (["--batch-size", "0"], "--batch-size must be between 1"),
+                                       (["--workers", "-1"], "--workers must be between 1")])
+def test_bad_embed_options_are_refused_even_when_nothing_is_new(cnn_store, args, says):
+    photos, store = cnn_store
+    if "cuda" in args:
+        import torch
+
+        if torch.cuda.is_available():
+            pytest.skip("this machine has a CUDA GPU")
+    before = snapshot(store)
+    fails("embed", photos, "-m", "tiny-cnn", "--store", store, *args, says=says)
+    assert snapshot(store) == before
+
+
+def test_commit_interval_is_what_readme_says():
+    from vrec.embed import COMMIT_SECONDS
+
+    readme = " ".join((ROOT / "README.md").read_text().split())
+    m = re.search(r"committed at least every (\d+) seconds", readme)
+    assert m, "README must state the commit interval"
+    assert float(m.group(1)) == COMMIT_SECONDS <= 5
+
+
+# --- 5. one Error line, never a traceback ------------------------------------------------------
+
+@pytest.mark.parametrize("command", [["embed", "PHOTOS", "-m", "tiny-cnn"], ["index"], ["tag", "-m", "tiny-cnn"],
+                                     ["search-text", "red", "-m", "tiny-siglip"]])
+@pytest.mark.parametrize("where", ["a file", "/dev/null", "unwritable"])
+def test_a_store_that_is_not_a_usable_folder(tmp_path, command, where):
+    photos = catalog_copy(tmp_path, n=2)
+    target = {"a file": tmp_path / "afile", "/dev/null": Path("/dev/null"),
+              "unwritable": Path("/proc/self/vrec-store")}[where]  # /proc refuses even root
+    if where == "a file":
+        target.write_text("x")
+    args = [str(photos) if a == "PHOTOS" else a for a in command]
+    fails(*args, "--store", target)
+
+
+def test_metadata_that_is_a_folder(tmp_path):
+    photos = catalog_copy(tmp_path, n=2)
+    fails("embed", photos, "-m", "tiny-cnn", "--store", tmp_path / "s", "--metadata", tmp_path,
+          says="is a folder")
+
+
+# --- 7. files are written as the umask says ----------------------------------------------------
+
+def test_written_files_follow_the_umask(tmp_path):
+    old = os.umask(0o022)
+    try:
+        photos = catalog_copy(tmp_path, n=2)
+        embed(photos, models=["tiny-cnn"], store=tmp_path / "s")
+        vrec("export", tmp_path / "v.npy", "-m", "tiny-cnn", "--store", tmp_path / "s")
+    finally:
+        os.umask(old)
+    files = [p for p in (tmp_path / "s").rglob("*") if p.is_file() and p.name != ".lock"]
+    files += list(tmp_path.glob("v*.npy"))
+    assert files and all(stat.S_IMODE(p.stat().st_mode) == 0o644 for p in files), \
+        {p.name: oct(stat.S_IMODE(p.stat().st_mode)) for p in files}
+
+
+# --- 8. usage errors ----------------------------------------------------------------------------
+
+@pytest.mark.parametrize("args,says", [(["search-text", "--k", "abc", "red"], "Invalid value for '--k'"),
+                                       (["search-text"], "Missing argument"),
+                                       (["no-such-command"], "No such command")])
+def test_usage_errors_are_one_line_with_exit_2(args, says):
+    r = fails(*args, code=2, says=says)
+    assert "--help" in r.stderr and "╭" not in r.stderr
