@@ -243,3 +243,66 @@ def test_written_files_follow_the_umask(tmp_path):
 def test_usage_errors_are_one_line_with_exit_2(args, says):
     r = fails(*args, code=2, says=says)
     assert "--help" in r.stderr and "╭" not in r.stderr
+
+
+# --- the sweep: every numeric option of every command at the edges -----------------------------
+
+def _numeric_options() -> list[tuple[str, str, type]]:
+    """(command, option, int or float) for every numeric option the CLI has, found by looking."""
+    import typing
+
+    import typer
+
+    from vrec.cli import app
+
+    found = []
+    group = typer.main.get_command(app)
+    for name, command in group.commands.items():
+        if not command.callback:
+            continue
+        hints = typing.get_type_hints(command.callback)
+        for p in command.params:
+            t = hints.get(p.name)
+            t = next((a for a in typing.get_args(t) if a is not type(None)), t)  # Optional[int] -> int
+            if t in (int, float) and p.param_type_name == "option":
+                found.append((name, p.opts[0], t))
+    return found
+
+
+BASE_ARGS = {
+    "embed": ["embed", "DRAWN", "-m", "tiny-cnn"],
+    "index": ["index"],
+    "search-text": ["search-text", "red bag", "-m", "tiny-siglip"],
+    "search-image": ["search-image", "bags/bag-tote-red", "-m", "tiny-siglip", "--plus", "red"],
+    "compare": ["compare", "--left", "tiny-cnn", "--right", "tiny-siglip", "--sample", "2"],
+    "eval": ["eval", "--models", "tiny-siglip,tiny-cnn", "--label", "category", "--bootstrap", "20"],
+    "neighbours": ["neighbours", "OUT.parquet", "-m", "tiny-cnn"],
+    "tag": ["tag", "-m", "tiny-siglip"],
+    "map": ["map", "-m", "tiny-siglip", "--clusters", "3"],
+}
+# options for which any large value means what it says: a seed, "at most N tags", "fewer than N items"
+UNBOUNDED = ("--seed", "--top", "--min-items")
+EDGES = {int: ["0", "-1", "100000000000", "nan"], float: ["0", "-1", "1e39", "nan"]}
+
+
+def test_the_sweep_knows_every_command_with_numbers():
+    assert {c for c, _, _ in _numeric_options()} <= set(BASE_ARGS)
+
+
+@pytest.mark.parametrize("command,option,kind", _numeric_options(), ids=lambda v: getattr(v, "__name__", v))
+def test_numeric_options_at_the_edges_never_crash(tiny_store, sample_dir, tmp_path, command, option, kind):
+    for value in EDGES[kind]:
+        args = [str(sample_dir) if a == "DRAWN" else str(tmp_path / "out.parquet") if a == "OUT.parquet" else a
+                for a in BASE_ARGS[command]]
+        args = [a for i, a in enumerate(args) if not (args[i - 1:i] == [option] or a == option)]  # ours wins
+        r = vrec(*args, option, value, "--store", tiny_store, ok=False)
+        said = f"vrec {' '.join(args)} {option} {value}"
+        assert "Traceback" not in r.stdout + r.stderr, said
+        assert r.exit_code in (0, 1, 2), (said, r.exit_code, r.stderr)
+        if r.exit_code:  # refused: one clear line (2 = not a number for an int option)
+            errors = [line for line in r.stderr.splitlines() if line.startswith("Error:")]
+            assert len(errors) == 1, (said, r.stderr)
+        else:  # accepted: 0 where it is in range; a huge value only as a clamp that says so
+            assert value not in ("nan", "-1"), said
+            if value != "0" and option not in UNBOUNDED:
+                assert "note" in r.stderr.lower(), (said, r.stderr)

@@ -277,6 +277,11 @@ def embed(
     batch_size = default_batch_size(device) if batch_size is None else batch_size
     if workers is not None:
         check_number("--workers", workers, min=1, max=1024, integer=True)
+    ray_options = ray_options or {}
+    if ray_options.get("concurrency") is not None:
+        check_number("--concurrency", ray_options["concurrency"], min=1, max=100_000, integer=True)
+    if ray_options.get("gpus_per_worker") is not None:
+        check_number("--gpus-per-worker", ray_options["gpus_per_worker"], min=0, max=64)
     st = as_store(store)
     source = open_source(folder)
     refs = source.refs()
@@ -334,7 +339,7 @@ def embed(
             if engine == "ray":
                 from .ray_engine import run_ray
 
-                t_load, t_embed = run_ray(job, recorder, batch_size, weights, precision, ray_options or {}, progress)
+                t_load, t_embed = run_ray(job, recorder, batch_size, weights, precision, ray_options, progress)
             else:
                 t_load, t_embed = _run_local(job, recorder, batch_size, workers, weights, device, precision,
                                              progress, on_model)
