@@ -4,6 +4,14 @@ The claim behind vrec is that SigLIP neighbours share *meaning* (style, use) whe
 share colour and texture. This module makes that visible per query, and measurable per catalog:
 overlap@k between the two models' neighbour lists, and -- with a label column -- each model's
 label agreement@k (the share of neighbours carrying the query's label).
+
+Rules, the same per item and in the summary:
+
+- k is at most the number of *other* shared items (n - 1); a larger --k is lowered to it, with a
+  note, so overlap@k is always "shared neighbours / neighbours shown".
+- label agreement leaves out queries without a label value, or with a value no other item has
+  (nothing could agree) -- the rule ``vrec eval`` uses for image->image. A neighbour without a
+  label counts as not agreeing. A note says how many queries were left out.
 """
 from __future__ import annotations
 
@@ -13,13 +21,14 @@ from typing import Sequence
 
 import numpy as np
 
-from .errors import QueryError
+from .errors import QueryError, check_number
 from .index import search_rows
 from .search import catalog_table, load_encoder, resolve_item, unknown_item
 from .store import as_store
 
 SUMMARY_MAX_QUERIES = 20_000  # larger catalogs are summarised on a seeded sample of this many items
 TITLE_COLUMNS = ("title", "productDisplayName", "name")
+MAX_SAMPLE = 200  # items shown one by one; catalog-wide figures come from the summary
 
 
 @dataclass
@@ -47,8 +56,9 @@ class Summary:
     k: int
     mean_overlap: float
     label: str | None = None
-    left_agreement: float | None = None
+    left_agreement: float | None = None  # None when no query has a label value another item shares
     right_agreement: float | None = None
+    labelled: int | None = None  # queries in the label agreement (the others are left out; see the module doc)
     per_label: "object | None" = None  # DataFrame: label value, items, left, right
     sampled: bool = False
 
@@ -114,8 +124,11 @@ def compare(items: Sequence[str] = (), left: str = "cnn", right: str = "siglip",
     the catalog (across label values with ``label``, else across clusters), reproducibly by ``seed``.
     ``summary`` (default: when items are sampled) adds catalog-wide overlap and label agreement.
     """
-    if k < 1:
-        raise QueryError("--k must be at least 1.")
+    check_number("--k", k, min=1, integer=True, hint="e.g. --k 5")
+    check_number("--sample", sample, min=0, max=MAX_SAMPLE, integer=True,
+                 hint="0 shows only the catalog summary, which covers every item")
+    check_number("--seed", seed, min=0, integer=True)
+    k, sample, seed = int(k), int(sample), int(seed)
     if left == right:
         raise QueryError("--left and --right name the same model; compare two different models.")
     pair = _Pair(store, left, right)
@@ -124,20 +137,42 @@ def compare(items: Sequence[str] = (), left: str = "cnn", right: str = "siglip",
         from .errors import suggest
 
         raise QueryError(f"No column {label!r} in the metadata for --label.{suggest(label, table.columns)}")
-    result = Comparison(left, right, k, label, str(pair.st.root), notes=list(pair.notes))
+    n = len(table)
+    if n < 2:
+        raise QueryError(f"{left} and {right} share only {n} item; comparing neighbours needs at least two.")
+    result = Comparison(left, right, min(k, n - 1), label, str(pair.st.root), notes=list(pair.notes))
+    if k > n - 1:
+        result.notes.append(f"--k {k} is more than the {n - 1} other items; showing and scoring all {n - 1} "
+                            f"(overlap@{n - 1}), per item and in the summary alike")
+    k = result.k
+    if sample > n and not items:
+        result.notes.append(f"--sample {sample} is more than the {n} shared items; showing all {n}")
     queries = _queries(pair, items, sample, seed, label, device)
     for q in queries:
         result.queries.append(_compare_one(pair, q, k, label))
     if summary if summary is not None else not items:
         result.summary = summarise(pair, k, label, seed)
+        s = result.summary
+        if label and s.labelled == 0:
+            result.notes.append(f"no label agreement figure: no item has a {label} value that another item shares "
+                                f"(all unique or missing), so no neighbour could agree")
+        elif label and s.labelled < s.items:
+            result.notes.append(f"label agreement is over the {s.labelled} of {s.items} items whose {label} another "
+                                f"item shares; the other {s.items - s.labelled} are left out (as in vrec eval)")
     return result
+
+
+def label_values(table, label: str) -> np.ndarray:
+    """The label column as strings, '' where missing (the same reading as ``vrec eval``)."""
+    return table[label].astype("string").fillna("").str.strip().to_numpy(dtype=object)
 
 
 def _item_query(pair: _Pair, pos: int, label: str | None) -> dict:
     """A catalog item as a query: its stored vectors in both models, and what to show of it."""
     row = pair.table.iloc[pos]
+    value = label_values(pair.table.iloc[[pos]], label)[0] if label else ""
     return {"query": row["id"], "title": _title(row), "path": str(pair.st.root / row["path"]),
-            "label": row.get(label) if label else None, "pos": pos,
+            "label": value or None, "pos": pos,
             "vectors": {s: pair.vectors(s, [pos]) for s in ("left", "right")}}
 
 
@@ -176,8 +211,9 @@ def sample_items(pair: _Pair, n: int, seed: int, label: str | None) -> list[int]
     """Positions of ``n`` items spread over the catalog, the same for the same seed.
 
     With a label: one item from each of the ``n`` most common label values (more when n exceeds
-    them, round-robin). Otherwise: the item nearest each centre of an n-cluster k-means of the
-    right model's vectors, so the sample covers the catalog's visual range.
+    them, round-robin; then items without a label value). Otherwise: the item nearest each centre
+    of an n-cluster k-means of the right model's vectors, so the sample covers the catalog's
+    visual range.
     """
     table = pair.table
     n = min(max(n, 0), len(table))
@@ -185,15 +221,18 @@ def sample_items(pair: _Pair, n: int, seed: int, label: str | None) -> list[int]
     if n == 0:
         return []
     if label:
-        groups = [np.flatnonzero((table[label] == v).to_numpy()) for v in table[label].value_counts().index]
+        values = label_values(table, label)
+        counts = pd_value_counts(values[values != ""])
+        groups = [np.flatnonzero(values == v) for v in counts] + [np.flatnonzero(values == "")]
         for g in groups:
             rng.shuffle(g)
+        labelled, unlabelled = groups[:-1], groups[-1]
         picks: list[int] = []
         depth = 0
-        while len(picks) < n:
-            picks += [int(g[depth]) for g in groups if depth < len(g)][: n - len(picks)]
+        while len(picks) < n and any(depth < len(g) for g in labelled):
+            picks += [int(g[depth]) for g in labelled if depth < len(g)][: n - len(picks)]
             depth += 1
-        return picks
+        return picks + [int(p) for p in unlabelled[: n - len(picks)]]
     from .stylemap import kmeans
 
     v = pair.vectors("right", np.arange(len(table)))
@@ -205,15 +244,23 @@ def sample_items(pair: _Pair, n: int, seed: int, label: str | None) -> list[int]
     return nearest
 
 
+def pd_value_counts(values: np.ndarray) -> list:
+    """Distinct values, most common first (ties in order of first appearance)."""
+    import pandas as pd
+
+    return pd.Series(values, dtype=object).value_counts(sort=True).index.tolist()
+
+
 def _side_table(pair: _Pair, model: str, neighbours, common: set[int], label: str | None):
     import pandas as pd
 
     t = pair.table
+    labels = label_values(t, label) if label else None
     rows = []
     for rank, (pos, score) in enumerate(neighbours, 1):
         r = t.iloc[pos]
         rows.append({"rank": rank, "id": r["id"], "path": r["path"], "title": _title(r),
-                     **({label: r[label]} if label else {}), "score": score, "common": pos in common})
+                     **({label: labels[pos]} if label else {}), "score": score, "common": pos in common})
     return Side(model, pd.DataFrame(rows))
 
 
@@ -235,9 +282,12 @@ def overlap_at_k(a: np.ndarray, b: np.ndarray) -> np.ndarray:
 
 
 def label_agreement(neighbours: np.ndarray, labels: np.ndarray, query_labels: np.ndarray | None = None) -> np.ndarray:
-    """Per query, the share of its neighbours (positions; -1 = none) whose label equals the query's."""
+    """Per query, the share of its neighbours (positions; -1 = none) whose label equals the query's.
+
+    A missing label ('') never agrees; queries without a label are left out by the caller (summarise).
+    """
     query_labels = labels if query_labels is None else query_labels
-    same = (labels[neighbours] == query_labels[:, None]) & (neighbours >= 0)
+    same = (labels[neighbours] == query_labels[:, None]) & (neighbours >= 0) & (labels[neighbours] != "")
     return same.mean(axis=1)
 
 
@@ -264,10 +314,15 @@ def summarise(pair: _Pair, k: int, label: str | None, seed: int = 0, batch: int 
     s = Summary(items=len(queries), k=k, mean_overlap=float(overlap_at_k(nbs["left"], nbs["right"]).mean()),
                 label=label, sampled=sampled)
     if label:
-        labels = pair.table[label].astype(str).to_numpy()
-        qlabels = labels[queries]
-        agree = {side: label_agreement(nbs[side], labels, qlabels) for side in nbs}
-        s.left_agreement, s.right_agreement = float(agree["left"].mean()), float(agree["right"].mean())
+        labels = label_values(pair.table, label)
+        counts = pd.Series(labels).value_counts()
+        has_peer = (counts.reindex(labels).to_numpy() > 1) & (labels != "")
+        kept = has_peer[queries]
+        qlabels = labels[queries][kept]
+        agree = {side: label_agreement(nbs[side][kept], labels, qlabels) for side in nbs}
+        s.labelled = int(kept.sum())
+        if s.labelled:
+            s.left_agreement, s.right_agreement = float(agree["left"].mean()), float(agree["right"].mean())
         per = pd.DataFrame({label: qlabels, "left": agree["left"], "right": agree["right"]})
         s.per_label = (per.groupby(label).agg(items=("left", "size"), left=("left", "mean"), right=("right", "mean"))
                        .sort_values("items", ascending=False).reset_index())
@@ -284,6 +339,7 @@ def to_dict(c: Comparison) -> dict:
     if c.summary:
         s = c.summary
         out["summary"] = {"items": s.items, "k": s.k, "mean_overlap": s.mean_overlap, "label": s.label,
-                          "left_agreement": s.left_agreement, "right_agreement": s.right_agreement, "sampled": s.sampled,
+                          "labelled": s.labelled, "left_agreement": s.left_agreement,
+                          "right_agreement": s.right_agreement, "sampled": s.sampled,
                           "per_label": to_records(s.per_label) if s.per_label is not None else None}
     return out

@@ -11,23 +11,32 @@ classification accuracy for each label column.
 Uncertainty: a bootstrap over queries gives 95% intervals, and a paired bootstrap over the same
 queries says which of two models wins, by how much, and whether the interval excludes zero.
 
+Cut-offs larger than the catalog: with n items each image query ranks the n - 1 others, so any k
+above n - 1 is computed as k = n - 1 (precision@k divides by n - 1), and a note says so. A metric
+with no usable query (e.g. a label whose values are all unique) has no figure: its value and
+interval are NaN in Python, "—" in tables and null in JSON, and a note says why.
+
 Neighbours come from the index search (exact below its threshold), in batches: no n x n matrix.
 """
 from __future__ import annotations
 
-import re
+import math
+import string
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Sequence
 
 import numpy as np
 
-from .errors import QueryError, suggest
+from .errors import FilterError, QueryError, check_number, suggest
 from .index import search_rows
 from .search import catalog_table, load_encoder
 from .store import as_store
 
 IMAGE_METRICS = ("precision", "recall", "map", "ndcg")
 TEXT_METRICS = ("recall", "mrr")
+MAX_BOOTSTRAP = 100_000  # resamples; the interval is steady long before this
+_BOOT_CELLS = 4_000_000  # resampled values held in memory at once
 
 
 # --- metrics on relevance lists -------------------------------------------------------------
@@ -72,15 +81,20 @@ def bootstrap_ci(values: np.ndarray, n_boot: int = 1000, seed: int = 0, alpha: f
     if len(values) == 0:
         return (float("nan"), float("nan"))
     rng = np.random.default_rng(seed)
-    means = values[rng.integers(0, len(values), (n_boot, len(values)))].mean(1)
+    # resample in chunks so memory stays bounded; the draws are the same as in one call
+    step = max(1, _BOOT_CELLS // len(values))
+    means = np.concatenate([values[rng.integers(0, len(values), (min(step, n_boot - s), len(values)))].mean(1)
+                            for s in range(0, n_boot, step)])
     return float(np.quantile(means, alpha / 2)), float(np.quantile(means, 1 - alpha / 2))
 
 
 def paired_difference(a: np.ndarray, b: np.ndarray, n_boot: int = 1000, seed: int = 0) -> dict:
     """Mean of a - b over the same queries, with a bootstrap interval; who wins and whether it is clear."""
     d = np.asarray(a, np.float64) - np.asarray(b, np.float64)
+    if not len(d):
+        raise QueryError("A paired comparison needs at least one query both models answered.")
     lo, hi = bootstrap_ci(d, n_boot, seed)
-    mean = float(d.mean()) if len(d) else float("nan")
+    mean = float(d.mean())
     return {"difference": mean, "ci": [lo, hi], "excludes_zero": bool(lo > 0 or hi < 0),
             "winner": "first" if mean > 0 else "second" if mean < 0 else "tie"}
 
@@ -126,7 +140,7 @@ def _labels_of(table, label: str) -> np.ndarray:
     if label not in table.columns:
         raise QueryError(f"No column {label!r} in the metadata for --label.{suggest(label, table.columns)} "
                          f"Add labels with 'vrec embed FOLDER --metadata CSV'.")
-    return table[label].astype("string").fillna("").to_numpy(dtype=object)
+    return table[label].astype("string").fillna("").str.strip().to_numpy(dtype=object)
 
 
 def _image_relevance(ms, table, labels: dict[str, np.ndarray], kmax: int, batch: int = 2048):
@@ -157,60 +171,115 @@ def evaluate(models: Sequence[str] = ("siglip", "cnn"), labels: Sequence[str] = 
     """Evaluate embedded models on a labelled catalog. See the module docstring for the definitions."""
     import pandas as pd
 
-    st = as_store(store)
+    models = list(dict.fromkeys(str(m).strip() for m in models if str(m).strip()))
+    if not models:
+        raise QueryError("Name at least one embedded model to evaluate, e.g. --models siglip,cnn.")
     if not labels and not queries:
         raise QueryError("Name at least one --label COLUMN (e.g. --label category) or give --queries FILE.")
+    for k in ks:
+        check_number("--k", k, min=1, integer=True, hint="e.g. --k 1,5,10")
     ks = sorted({int(k) for k in ks})
-    if not ks or ks[0] < 1:
-        raise QueryError("--k takes positive numbers, e.g. --k 1,5,10.")
+    if not ks:
+        raise QueryError("--k takes positive whole numbers, e.g. --k 1,5,10.")
+    check_number("--bootstrap", n_boot, min=10, max=MAX_BOOTSTRAP, integer=True, hint="1000 gives steady intervals")
+    check_number("--seed", seed, min=0, integer=True)
+    n_boot, seed = int(n_boot), int(seed)
+    if text_template is not None:
+        template_fields(text_template)  # a malformed template fails here, before any work
+    st = as_store(store)
     stores = {m: st.model(m) for m in models}
     tables = {m: catalog_table(st, ms) for m, ms in stores.items()}
     shared = set.intersection(*(set(t["id"]) for t in tables.values()))
     ev = Evaluation(list(models), list(labels), ks, len(shared))
     if any(len(t) != len(shared) for t in tables.values()):
         ev.notes.append(f"models cover different items; evaluating on the {len(shared)} items all of them hold")
+    n = len(shared)
+    if n < 2:
+        raise QueryError(f"Evaluation needs at least two items that every model holds (found {n}); "
+                         "embed the same folder with each model.")
+    if ks[-1] > n - 1:
+        big = ", ".join(str(k) for k in ks if k > n - 1)
+        ev.notes.append(f"k={big} is more than the {n - 1} other items: image->image ranks all of them "
+                        f"(computed as k={n - 1}) and text->image counts a hit anywhere among the {n} items")
+    # everything that can be checked on the metadata alone is checked before any model runs
+    ref = _shared_table(tables[models[0]], shared)
+    labs = {lab: _labels_of(ref, lab) for lab in labels}
+    text_models = [m for m in models if _has_text(m)]
+    sets = _text_query_sets(ref, labels, queries, text_template, ev.notes)
+    if sets and not text_models:
+        if not labels:
+            raise QueryError(f"Text queries need a model with a text tower (e.g. siglip), and none of "
+                             f"{', '.join(models)} has one; add such a model, or --label COLUMN for image->image.")
+        if queries or text_template:
+            ev.notes.append(f"text queries skipped: none of {', '.join(models)} has a text tower")
     per_value_rows = []
     per_query: dict[tuple, np.ndarray] = {}
     for m, ms in stores.items():
-        table = tables[m]
-        table = table[table["id"].isin(shared)].sort_values("id").reset_index(drop=True)
-        labs = {lab: _labels_of(table, lab) for lab in labels}
+        table = _shared_table(tables[m], shared)
         if labels:
-            rel = _image_relevance(ms, table, labs, max(ks))
+            rel = _image_relevance(ms, table, labs, min(max(ks), n - 1))
             for lab, r in rel.items():
                 values = labs[lab]
                 counts = pd.Series(values).value_counts()
                 n_rel = counts.reindex(values).to_numpy() - 1
                 keep = (n_rel > 0) & (values != "")
                 for k in ks:
-                    for metric, fn in (("precision", lambda: precision_at_k(r, min(k, len(table) - 1))),
-                                       ("recall", lambda: recall_at_k(r, n_rel, k)),
-                                       ("map", lambda: ap_at_k(r, n_rel, k)),
-                                       ("ndcg", lambda: ndcg_at_k(r, n_rel, k))):
+                    kk = min(k, n - 1)
+                    for metric, fn in (("precision", lambda: precision_at_k(r, kk)),
+                                       ("recall", lambda: recall_at_k(r, n_rel, kk)),
+                                       ("map", lambda: ap_at_k(r, n_rel, kk)),
+                                       ("ndcg", lambda: ndcg_at_k(r, n_rel, kk))):
                         v = fn()[keep]
                         ev.metrics.append(Metric("image", lab, metric, k, m, float(v.mean()) if len(v) else float("nan"),
                                                  bootstrap_ci(v, n_boot, seed), int(keep.sum()), v))
                         per_query[("image", lab, metric, k, m)] = v
                         for val, grp in pd.Series(v).groupby(values[keep]):
                             per_value_rows.append(("image", lab, val, metric, k, m, float(grp.mean()), len(grp)))
-                if (~keep).any():
-                    ev.notes.append(f"{int((~keep).sum())} items have no other item with the same {lab} "
-                                    f"(or none at all) and are left out of image->image {lab}")
-        if _has_text(m):
+                if not keep.any():
+                    ev.notes.append(f"no image->image figure for {lab}: no item has a {lab} value that another item "
+                                    f"shares (all unique or missing), so there is nothing relevant to find")
+                elif (~keep).any():
+                    ev.notes.append(f"{int((~keep).sum())} items have no {lab} value, or one no other item shares, "
+                                    f"and are left out of image->image {lab} (vrec compare's label agreement "
+                                    f"leaves them out the same way)")
+        if m in text_models:
             enc = load_encoder(ms, device=device)
-            _text_eval(ev, m, ms, table, labs, enc, ks, queries, text_template, zero_shot, n_boot, seed,
-                       per_query, per_value_rows)
+            _text_eval(ev, m, ms, table, labs, enc, ks, sets, zero_shot, n_boot, seed, per_query, per_value_rows)
     ev.per_value = pd.DataFrame(per_value_rows, columns=["task", "label", "value", "metric", "k", "model", "score", "queries"])
     if len(models) == 2:
         a, b = models
         for key in [k for k in per_query if k[-1] == a]:
             other = key[:-1] + (b,)
-            if other in per_query and len(per_query[key]) == len(per_query[other]):
+            if other in per_query and len(per_query[key]) == len(per_query[other]) and len(per_query[key]):
                 res = paired_difference(per_query[key], per_query[other], n_boot, seed)
                 res.update({"task": key[0], "label": key[1], "metric": key[2], "k": key[3], "first": a, "second": b,
                             "winner": {"first": a, "second": b, "tie": "tie"}[res["winner"]]})
                 ev.comparisons.append(res)
+    ev.notes = list(dict.fromkeys(ev.notes))  # the same note from every model once
     return ev
+
+
+def _shared_table(table, shared: set):
+    """A model's catalog table restricted to the shared items, in id order (the same rows for every model)."""
+    return table[table["id"].isin(shared)].sort_values("id").reset_index(drop=True)
+
+
+def _text_query_sets(table, labels, queries, text_template, notes) -> list[tuple[str, list]]:
+    """(name, [(text, relevant mask)]) for each text query set, checked against the metadata."""
+    sets = []
+    if queries:
+        sets.append(("file", text_queries_from_file(table, queries, notes)))
+    if text_template:
+        qs = text_queries_from_template(table, text_template)
+        if qs:
+            sets.append(("template", qs))
+        else:
+            notes.append(f"the text template {text_template!r} gives no query: no item has a value in every "
+                         f"column it names")
+    elif labels and not queries:
+        lab = labels[0]
+        sets.append((lab, text_queries_from_template(table, "a photo of a {" + lab + "}.")))
+    return sets
 
 
 def _has_text(name: str) -> bool:
@@ -222,60 +291,136 @@ def _has_text(name: str) -> bool:
         return False
 
 
-_FIELD = re.compile(r"\{(\w+)\}")
+def template_fields(template: str) -> list[str]:
+    """The metadata columns a text template names, e.g. ['baseColour', 'articleType'].
+
+    Placeholders are ``{column}``; ``{{`` and ``}}`` stand for literal braces. A template without
+    a placeholder, or one that is not well formed, is refused: it would give one query for all.
+    """
+    example = "e.g. 'a photo of a {baseColour} {articleType}'"
+    try:
+        parts = list(string.Formatter().parse(template))
+    except ValueError as e:
+        raise QueryError(f"The text template {template!r} is not well formed ({e}); write placeholders as "
+                         f"{{column}} and literal braces as {{{{ }}}}, {example}.") from None
+    cols = []
+    for _, field_name, spec, conv in parts:
+        if field_name is None:
+            continue
+        if not field_name.strip() or spec or conv:
+            raise QueryError(f"The text template {template!r} has a placeholder that is not a plain "
+                             f"{{column}} name; {example}.")
+        cols.append(field_name)
+    if not cols:
+        raise QueryError(f"The text template {template!r} names no metadata column, so every query would be the "
+                         f"same text; put a column in braces, {example}.")
+    return list(dict.fromkeys(cols))
 
 
 def text_queries_from_template(table, template: str) -> list[tuple[str, np.ndarray]]:
     """One query per combination of label values named in the template, with its relevant items."""
-    cols = _FIELD.findall(template)
+    cols = template_fields(template)
     for c in cols:
         if c not in table.columns:
             raise QueryError(f"The text template names {{{c}}}, which is not a metadata column.{suggest(c, table.columns)}")
+    parts = list(string.Formatter().parse(template))
     out = []
     for values, grp in table.groupby(cols, dropna=True):
-        values = values if isinstance(values, tuple) else (values,)
-        text = template
-        for c, v in zip(cols, values):
-            text = text.replace("{" + c + "}", str(v))
+        values = dict(zip(cols, values if isinstance(values, tuple) else (values,)))
+        if any(str(v).strip() == "" for v in values.values()):
+            continue
+        text = "".join(lit + (str(values[f]) if f is not None else "") for lit, f, _, _ in parts)
         mask = np.zeros(len(table), bool)
         mask[grp.index.to_numpy()] = True
         out.append((text, mask))
     return out
 
 
-def text_queries_from_file(table, path: str) -> list[tuple[str, np.ndarray]]:
-    """A CSV with a 'query' column and either 'relevant_ids' (separated by ';') or 'filter'."""
+MAX_ROW_NOTES = 5  # skipped rows of a queries file named one by one; the rest are counted
+
+
+def text_queries_from_file(table, path: str, notes: list[str] | None = None) -> list[tuple[str, np.ndarray]]:
+    """A CSV with a 'query' column and either 'relevant_ids' (separated by ';') or 'filter'.
+
+    A row that cannot be scored -- no query text, no relevant_ids and no filter, ids that are all
+    unknown, a filter matching nothing -- is skipped with a note (appended to ``notes``), so one
+    bad row does not stop a long file; a file with no usable row is an error.
+    """
     import pandas as pd
 
     from .filters import apply_filters
 
+    if Path(path).is_dir():
+        raise QueryError(f"Queries file {path!r} is a folder; give a CSV file.")
     try:
-        df = pd.read_csv(path, dtype=str).fillna("")
+        df = pd.read_csv(path, dtype=str, keep_default_na=False, skipinitialspace=True)
     except FileNotFoundError:
         raise QueryError(f"Queries file {path!r} does not exist.") from None
+    except pd.errors.EmptyDataError:
+        raise QueryError(f"Queries file {path!r} is empty; it needs a header 'query,relevant_ids' (or "
+                         f"'query,filter') and one row per query.") from None
+    except (pd.errors.ParserError, UnicodeDecodeError) as e:
+        reason = str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__
+        raise QueryError(f"Cannot read queries file {path!r} as CSV ({reason}); save it as UTF-8 CSV.") from None
+    except OSError as e:
+        raise QueryError(f"Cannot read queries file {path!r} ({e.strerror or e}).") from None
+    df.columns = [str(c).strip() for c in df.columns]
     if "query" not in df.columns or not ({"relevant_ids", "filter"} & set(df.columns)):
         raise QueryError(f"Queries file {path!r} needs a 'query' column and a 'relevant_ids' or 'filter' column.")
+    if not len(df):
+        raise QueryError(f"Queries file {path!r} has no queries; add one row per query below the header.")
     ids = table["id"].astype(str)
-    out = []
-    for row in df.itertuples(index=False):
-        rel_ids = getattr(row, "relevant_ids", "")
+    known = set(ids)
+    out, skipped, partial = [], [], []
+    for i, row in enumerate(df.to_dict("records"), start=1):
+        text = row["query"].strip()
+        rel_ids = row.get("relevant_ids", "").strip()
+        flt = row.get("filter", "").strip()
+        where = f"row {i}" + (f" ({text!r})" if text else "")
+        if not text:
+            skipped.append(f"{where} has no query text")
+            continue
         if rel_ids:
-            mask = ids.isin([s.strip() for s in rel_ids.split(";") if s.strip()]).to_numpy()
+            wanted = list(dict.fromkeys(s.strip() for s in rel_ids.split(";") if s.strip()))
+            missing = [w for w in wanted if w not in known]
+            mask = ids.isin(wanted).to_numpy()
+            if not mask.any():
+                skipped.append(f"{where}: none of its relevant_ids ({_some(missing)}) is among the evaluated items")
+                continue
+            if missing:
+                partial.append(f"{where}: {len(missing)} of its {len(wanted)} relevant_ids are not among the evaluated "
+                               f"items ({_some(missing)}); scored on the others")
+        elif flt:
+            try:
+                mask = apply_filters(table, [f.strip() for f in flt.split("&&") if f.strip()])
+            except FilterError as e:
+                raise FilterError(f"Queries file {path!r}, {where}: {e}") from None
+            if not mask.any():
+                skipped.append(f"{where}: its filter {flt!r} matches no item")
+                continue
         else:
-            mask = apply_filters(table, [f.strip() for f in row.filter.split("&&") if f.strip()])
-        out.append((row.query, mask))
+            skipped.append(f"{where} has neither relevant_ids nor a filter, so nothing would count as a hit")
+            continue
+        out.append((text, mask))
+    if not out:
+        raise QueryError(f"None of the {len(df)} queries in {path!r} can be scored ({skipped[0]}); give each row "
+                         f"relevant_ids of catalog items or a filter that matches some.")
+    if notes is not None:
+        notes += [f"queries file {p}" for p in partial[:MAX_ROW_NOTES]]
+        notes += [f"queries file {s}; row skipped" for s in skipped[:MAX_ROW_NOTES]]
+        more = len(partial[MAX_ROW_NOTES:]) + len(skipped[MAX_ROW_NOTES:])
+        if more:
+            notes.append(f"queries file: {more} more rows like those above")
+        if skipped:
+            notes.append(f"text->image 'file' uses {len(out)} of the {len(df)} queries in {path!r}")
     return out
 
 
-def _text_eval(ev, m, ms, table, labs, enc, ks, queries, text_template, zero_shot, n_boot, seed, per_query, pv_rows):
-    sets = []
-    if queries:
-        sets.append(("file", text_queries_from_file(table, queries)))
-    if text_template:
-        sets.append(("template", text_queries_from_template(table, text_template)))
-    elif labs and not queries:
-        lab = next(iter(labs))
-        sets.append((lab, text_queries_from_template(table, "a photo of a {" + lab + "}.")))
+def _some(values: list[str], n: int = 3) -> str:
+    return ", ".join(values[:n]) + (f" and {len(values) - n} more" if len(values) > n else "")
+
+
+def _text_eval(ev, m, ms, table, labs, enc, ks, sets, zero_shot, n_boot, seed, per_query, pv_rows):
     vectors = ms.vectors_for_rows(table["row"].to_numpy())
     for name, qs in sets:
         qs = [(t, mask) for t, mask in qs if mask.any()]
@@ -319,6 +464,19 @@ def to_dict(ev: Evaluation) -> dict:
     """JSON-ready evaluation: overall metrics with intervals, per label value, paired comparisons."""
     from .render import to_records
 
-    return {"models": ev.models, "labels": ev.labels, "k": ev.ks, "items": ev.items,
-            "metrics": to_records(ev.table()), "per_value": to_records(ev.per_value),
-            "comparisons": ev.comparisons, "notes": ev.notes}
+    return json_safe({"models": ev.models, "labels": ev.labels, "k": ev.ks, "items": ev.items,
+                      "metrics": to_records(ev.table()), "per_value": to_records(ev.per_value),
+                      "comparisons": ev.comparisons, "notes": ev.notes})
+
+
+def json_safe(obj):
+    """``obj`` with NaN and infinities as None (JSON's null) and numpy scalars as Python numbers."""
+    if isinstance(obj, dict):
+        return {k: json_safe(v) for k, v in obj.items()}
+    if isinstance(obj, (list, tuple)):
+        return [json_safe(v) for v in obj]
+    if isinstance(obj, np.generic):
+        obj = obj.item()
+    if isinstance(obj, float) and not math.isfinite(obj):
+        return None
+    return obj

@@ -308,11 +308,15 @@ def summary_table(c):
         t.add_column("items", justify="right")
         t.add_column(f"{rich_text(c.left)} agreement@{s.k}", justify="right")
         t.add_column(f"{rich_text(c.right)} agreement@{s.k}", justify="right")
-        t.add_row("[bold]all[/bold]", str(s.items), f"{s.left_agreement:.3f}", f"{s.right_agreement:.3f}")
+        t.add_row("[bold]all[/bold]", str(s.labelled if s.labelled is not None else s.items),
+                  figure(s.left_agreement, None, None)[0], figure(s.right_agreement, None, None)[0])
         for _, r in s.per_label.head(25).iterrows():
             t.add_row(rich_text(r[s.label]), str(r["items"]), f"{r['left']:.3f}", f"{r['right']:.3f}")
         if len(s.per_label) > 25:
             t.add_row(f"... {len(s.per_label) - 25} more values", "", "", "")
+        if s.labelled is not None and s.labelled < s.items:
+            t.caption = (f"agreement over the {s.labelled} items whose {rich_text(s.label)} another item shares; "
+                         f"the other {s.items - s.labelled} are left out (as in vrec eval)")
     else:
         t.add_column("note")
         t.add_row("add --label COLUMN to see which model groups items by that label")
@@ -334,8 +338,10 @@ def compare_html(c) -> str:
             parts.append(
                 f"<table class='summary'><tr><th>{html.escape(s.label)}</th><th>items</th>"
                 f"<th>{html.escape(c.left)} agreement@{s.k}</th><th>{html.escape(c.right)} agreement@{s.k}</th></tr>"
-                f"<tr><td><b>all</b></td><td>{s.items}</td><td>{_bar(s.left_agreement)} {s.left_agreement:.2f}</td>"
-                f"<td>{_bar(s.right_agreement)} {s.right_agreement:.2f}</td></tr>{rows}</table>")
+                f"<tr><td><b>all</b></td><td>{s.labelled if s.labelled is not None else s.items}</td>"
+                + "".join(f"<td>{_bar(a)} {a:.2f}</td>" if a is not None else "<td>—</td>"
+                          for a in (s.left_agreement, s.right_agreement))
+                + f"</tr>{rows}</table>")
     for n in c.notes:
         parts.append(f"<p class='meta'>{html.escape(n)}</p>")
     parts.append("<p class='meta'>Orange frames: neighbours both models found.</p>")
@@ -364,6 +370,16 @@ TASK_NAMES = {"image": "img→img", "text": "text→img", "zeroshot": "zero-shot
 PALETTE = ("#2a6ad8", "#e08a00", "#2e9e5b", "#b03a8c")
 
 
+def figure(value, low, high, sep: str = "–", signed: bool = False) -> tuple[str, str]:
+    """(value, interval) as text rounded alike (3 decimals); ('—', '') when there is no figure (NaN)."""
+    f = "{:+.3f}" if signed else "{:.3f}"
+    if value is None or value != value:
+        return "—", ""
+    if low is None or high is None or low != low or high != high:
+        return f.format(value), ""
+    return f.format(value), f.format(low) + sep + f.format(high)
+
+
 def metric_label(task: str, label: str, metric: str, k) -> str:
     name = METRIC_NAMES[metric].replace("@k", f"@{int(k)}" if k == k and k is not None else "")
     return f"{TASK_NAMES[task]} {label}: {name}"
@@ -385,13 +401,13 @@ def eval_table(ev):
         cells = [TASK_NAMES[task], rich_text(label), METRIC_NAMES[metric].replace("@k", f"@{int(k)}" if k == k else "")]
         by = grp.set_index("model")
         for m in ev.models:
-            cells.append(f"{by.loc[m, 'value']:.3f} [dim]{by.loc[m, 'ci_low']:.2f}–{by.loc[m, 'ci_high']:.2f}[/dim]"
-                         if m in by.index else "—")
+            v, ci = figure(*by.loc[m, ["value", "ci_low", "ci_high"]]) if m in by.index else ("—", "")
+            cells.append(v + (f" [dim]{ci}[/dim]" if ci else ""))
         if len(ev.models) == 2:
             c = comps.get((task, label, metric, None if k != k else int(k)))
-            cells.append("" if c is None else
-                         f"{'[bold]' if c['excludes_zero'] else ''}{c['difference']:+.3f}{'[/bold]' if c['excludes_zero'] else ''}"
-                         f" [dim]{c['ci'][0]:+.2f}–{c['ci'][1]:+.2f}[/dim]")
+            d, ci = ("", "") if c is None else figure(c["difference"], *c["ci"], signed=True)
+            bold = c is not None and c["excludes_zero"]
+            cells.append((f"[bold]{d}[/bold]" if bold else d) + (f" [dim]{ci}[/dim]" if ci else ""))
         t.add_row(*cells)
     return t
 
@@ -446,6 +462,8 @@ def eval_charts(ev) -> list[tuple[str, str]]:
                 series[m] = [(g.loc[k, "value"], g.loc[k, "ci_low"], g.loc[k, "ci_high"]) if k in g.index else (float("nan"),) * 3 for k in ks]
             else:
                 series[m] = [(g["value"].iloc[0], g["ci_low"].iloc[0], g["ci_high"].iloc[0])]
+        if all(v != v for vals in series.values() for v, _, _ in vals):
+            continue  # no figure to draw (a note says why)
         title = f"{TASK_NAMES[task]} · {label} · {METRIC_NAMES[metric].replace('@k', '')}"
         name = re.sub(r"[^A-Za-z0-9]+", "-", f"{task}-{label}-{metric}").strip("-").lower()
         charts.append((name, bar_chart_svg(title, groups, series)))
@@ -462,18 +480,20 @@ def eval_tables(ev) -> list[tuple[str, str, list[str], list[list[str]]]]:
     rows = []
     for (task, label, metric, k), grp in df.groupby(["task", "label", "metric", "k"], dropna=False, sort=False):
         by = grp.set_index("model")
-        cells = [f"{by.loc[m, 'value']:.3f} [{by.loc[m, 'ci_low']:.3f}, {by.loc[m, 'ci_high']:.3f}]" if m in by.index else "—"
-                 for m in ev.models]
+        cells = []
+        for m in ev.models:
+            v, ci = figure(*by.loc[m, ["value", "ci_low", "ci_high"]], sep=", ") if m in by.index else ("—", "")
+            cells.append(v + (f" [{ci}]" if ci else ""))
         name = METRIC_NAMES[metric].replace("@k", f"@{int(k)}" if k == k else "")
         rows.append([TASK_NAMES[task], str(label), name] + cells)
     tables = [("", "", ["task", "label", "metric"] + list(ev.models), rows)]
     if ev.comparisons:
         rows = []
         for c in ev.comparisons:
-            d = f"{c['difference']:+.3f}"
+            d, ci = figure(c["difference"], *c["ci"], sep=", ", signed=True)
             name = METRIC_NAMES[c["metric"]].replace("@k", f"@{c['k']}" if c["k"] else "")
             rows.append([TASK_NAMES[c["task"]], str(c["label"]), name, Strong(d) if c["excludes_zero"] else d,
-                         f"[{c['ci'][0]:+.3f}, {c['ci'][1]:+.3f}]", c["winner"] if c["excludes_zero"] else "no clear winner"])
+                         f"[{ci}]" if ci else "", c["winner"] if c["excludes_zero"] else "no clear winner"])
         tables.append(("Paired comparison",
                        f"Difference {ev.models[0]} − {ev.models[1]} over the same queries; bold where the 95% interval "
                        "excludes zero.", ["task", "label", "metric", "difference", "95% interval", "winner"], rows))
@@ -516,29 +536,75 @@ def eval_html(ev) -> str:
             f"{tables}<h2>Charts</h2>{charts}" + (f"<h2>Notes</h2><ul>{notes}</ul>" if notes else ""))
 
 
+REPORT_TYPES = (".md", ".html", ".htm", ".json")
+
+
+def check_report_path(path: str | Path) -> None:
+    """Refuse a report path that cannot be written, cheaply and before any evaluation runs.
+
+    The same cases atomic_path refuses at write time (a folder, a device, a place that cannot be
+    written), plus an unknown report type and, for .md, a file where the charts folder goes; so a
+    long evaluation never ends in an error, and nothing is left half-written.
+    """
+    import os
+
+    from .errors import StoreError, VrecError
+
+    path = Path(path)
+    if path.is_dir():
+        raise StoreError(f"{str(path)!r} is a folder; give a file name to write to (e.g. {str(path / 'eval.html')!r}).")
+    if path.exists() and not path.is_file():
+        raise StoreError(f"{str(path)!r} is not a regular file; give the name of a file to write to.")
+    if path.suffix.lower() not in REPORT_TYPES:
+        raise VrecError(f"Unknown report type {path.suffix or path.name!r}; name the file .md, .html or .json.")
+    chart_dir = path.with_name(path.stem + "_charts")
+    if path.suffix.lower() == ".md" and chart_dir.exists() and not chart_dir.is_dir():
+        raise StoreError(f"{str(chart_dir)!r} is a file, but the Markdown report puts its charts in a folder of "
+                         "that name; move the file or name the report differently.")
+    folder = path.absolute().parent
+    while not folder.exists() and folder != folder.parent:
+        folder = folder.parent
+    if not folder.is_dir():
+        raise StoreError(f"Cannot write {str(path)!r} ({str(folder)!r} is not a folder); choose a writable location.")
+    if not os.access(folder, os.W_OK | os.X_OK):
+        raise StoreError(f"Cannot write {str(path)!r} (permission denied); choose a writable location.")
+
+
 def write_eval_report(ev, path: str | Path) -> None:
-    """Write the report as .md (with an SVG folder beside it), .html (self-contained) or .json."""
+    """Write the report as .md (with an SVG folder beside it), .html (self-contained) or .json.
+
+    Metrics without a figure are null in JSON (never a bare NaN, which is not JSON).
+    """
+    import shutil
+
+    from .errors import StoreError
     from .evaluate import to_dict
 
+    check_report_path(path)
     path = Path(path)
     suffix = path.suffix.lower()
     if suffix == ".json":
         with atomic_path(path) as tmp:
-            Path(tmp).write_text(json.dumps(to_dict(ev), indent=2))
+            Path(tmp).write_text(json.dumps(to_dict(ev), indent=2, allow_nan=False))
     elif suffix in (".html", ".htm"):
         write_page(path, f"vrec evaluation: {', '.join(ev.models)}", eval_html(ev))
-    elif suffix == ".md":
-        chart_dir = path.with_name(path.stem + "_charts")
-        chart_dir.mkdir(parents=True, exist_ok=True)
-        for name, svg in eval_charts(ev):
-            with atomic_path(chart_dir / f"{name}.svg") as tmp:
-                Path(tmp).write_text(svg)
-        with atomic_path(path) as tmp:
-            Path(tmp).write_text(eval_markdown(ev, chart_dir.name))
     else:
-        from .errors import VrecError
-
-        raise VrecError(f"Unknown report type {path.suffix!r}; name the file .md, .html or .json.")
+        chart_dir = path.with_name(path.stem + "_charts")
+        made = not chart_dir.exists()
+        try:
+            chart_dir.mkdir(parents=True, exist_ok=True)
+        except OSError as e:
+            raise StoreError(f"Cannot write {str(chart_dir)!r} ({e.strerror or e}); choose a writable location.") from None
+        try:
+            for name, svg in eval_charts(ev):
+                with atomic_path(chart_dir / f"{name}.svg") as tmp:
+                    Path(tmp).write_text(svg)
+            with atomic_path(path) as tmp:
+                Path(tmp).write_text(eval_markdown(ev, chart_dir.name))
+        except BaseException:
+            if made:  # leave no half-written chart folder behind
+                shutil.rmtree(chart_dir, ignore_errors=True)
+            raise
 
 
 # --- tags and style maps ----------------------------------------------------------------------

@@ -13,9 +13,11 @@ def compare(
     items: Optional[List[str]] = typer.Argument(None, help="Catalog item ids or photo paths \\[default: a sample]."),
     left: str = typer.Option("cnn", "--left", help="Model shown on the left."),
     right: str = typer.Option("siglip", "--right", help="Model shown on the right."),
-    k: int = typer.Option(5, "--k", "-k", help="Neighbours per model."),
-    sample: int = typer.Option(5, "--sample", help="Without ITEMs: how many items to pick across the catalog."),
-    seed: int = typer.Option(0, "--seed", help="Seed for the sample (same seed, same items)."),
+    k: int = typer.Option(5, "--k", "-k", help="Neighbours per model (at most the other items in the catalog; "
+                          "a larger k is lowered, with a note)."),
+    sample: int = typer.Option(5, "--sample", help="Without ITEMs: how many items to pick across the catalog "
+                               "(0 to 200; 0 = only the summary)."),
+    seed: int = typer.Option(0, "--seed", help="Seed for the sample (same seed, same items; 0 or more)."),
     label: Optional[str] = typer.Option(None, "--label", help="Metadata column (e.g. category, articleType): "
                                         "shown beside neighbours, and each model's agreement with it is measured."),
     summary: bool = typer.Option(False, "--summary", help="Only the catalog-wide summary, no per-item tables."),
@@ -29,6 +31,8 @@ def compare(
     Neighbours found by both are marked. Without ITEMs, a sample spread across the catalog is shown
     and followed by a catalog summary: mean overlap@k between the models and, with --label, each
     model's label agreement@k (share of neighbours sharing the query's label), per label value.
+    Items without a label value, or with one no other item has, are left out of label agreement
+    (as in vrec eval); a note says how many.
     """
     import json
 

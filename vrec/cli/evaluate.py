@@ -13,15 +13,16 @@ def eval_(
     models: str = typer.Option("siglip,cnn", "--models", help="Comma-separated embedded models to evaluate."),
     label: Optional[List[str]] = typer.Option(None, "--label", help="Metadata column whose values define relevance "
                                               "(same value = relevant); repeat for several."),
-    k: str = typer.Option("1,5,10", "--k", help="Cut-offs, comma-separated."),
+    k: str = typer.Option("1,5,10", "--k", help="Cut-offs, comma-separated; a k above the catalog ranks every item "
+                          "(a note says so)."),
     queries: Optional[str] = typer.Option(None, "--queries", help="CSV of text queries: 'query' plus 'relevant_ids' "
                                           "(';'-separated) or 'filter' (e.g. articleType=Watches)."),
     text_template: Optional[str] = typer.Option(None, "--text-template", help="Text queries built from labels, e.g. "
                                                 "'a photo of a {baseColour} {articleType}' \\[default: 'a photo of a {LABEL}.']."),
     report: Optional[List[str]] = typer.Option(None, "--report", help="Write a report: FILE.md (with SVG charts), "
                                                "FILE.html or FILE.json; repeatable."),
-    bootstrap: int = typer.Option(1000, "--bootstrap", help="Bootstrap resamples for the 95% intervals."),
-    seed: int = typer.Option(0, "--seed", help="Seed for the bootstrap."),
+    bootstrap: int = typer.Option(1000, "--bootstrap", help="Bootstrap resamples for the 95% intervals (10 to 100000)."),
+    seed: int = typer.Option(0, "--seed", help="Seed for the bootstrap (0 or more)."),
     store: Optional[str] = StoreOpt,
     device: str = DeviceOpt,
 ) -> None:
@@ -40,6 +41,8 @@ def eval_(
     except ValueError:
         raise VrecError(f"--k takes comma-separated whole numbers, e.g. 1,5,10 (not {k!r}).") from None
     names = [m.strip() for m in models.split(",") if m.strip()]
+    for path in report or ():
+        r.check_report_path(path)  # before the evaluation, which can take long
     with err.status("evaluating"):
         ev = evaluate(names, labels=label or (), ks=ks, store=store, queries=queries, text_template=text_template,
                       n_boot=bootstrap, seed=seed, device=device)
