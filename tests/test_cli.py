@@ -43,3 +43,13 @@ def test_help_shows_the_defaults_written_in_brackets():
     # rich reads "[...]" as markup and silently drops it unless escaped
     text = " ".join(vrec("embed", "--help").stdout.replace("│", " ").split())
     assert "[default: 32 on CPU, 128 on GPU]" in text and "[default: one per CPU core]" in text
+
+
+def test_help_paragraphs_wrap_to_the_terminal_not_to_the_docstring():
+    # typer keeps a docstring's own line breaks; at 80 columns that cut sentences in two
+    from typer.testing import CliRunner
+
+    from vrec.cli import app
+
+    text = CliRunner().invoke(app, ["tag", "--help"], terminal_width=200).stdout
+    assert "pair, not a softmax across tags" in text

@@ -12,7 +12,9 @@ from . import compare as _compare  # noqa: F401
 from . import evaluate as _evaluate  # noqa: F401
 from . import tags as _tags  # noqa: F401
 from . import models as _models  # noqa: F401
-from .common import app
+from .common import app, reflow_help
+
+reflow_help(app)  # after every module above has registered its commands
 
 
 def main() -> None:

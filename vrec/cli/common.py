@@ -104,6 +104,36 @@ FilterOpt = typer.Option(None, "--filter", "-f", help="Metadata filter such as c
 FormatOpt = typer.Option("table", "--format", help="table, json or csv.")
 
 
+def reflow_help(typer_app: typer.Typer) -> None:
+    """Join the lines of each help paragraph, so --help wraps prose to the terminal's width.
+
+    Typer's rich help keeps a docstring's own line breaks, which at 80 columns cut sentences in
+    two ("pair, not a" / "softmax ..."); a blank line still separates paragraphs.
+    """
+    import inspect
+    import re
+
+    def reflow(text: str) -> str:
+        paragraphs = re.split(r"\n\s*\n", inspect.cleandoc(text))
+        return "\n\n".join(" ".join(line.strip() for line in p.splitlines()) for p in paragraphs)
+
+    infos = list(typer_app.registered_commands) + [typer_app.registered_callback] + [
+        g for g in typer_app.registered_groups]
+    for info in infos:
+        if info is None:
+            continue
+        if getattr(info, "help", None) and isinstance(info.help, str):
+            info.help = reflow(info.help)
+        cb = getattr(info, "callback", None)
+        if cb is not None and cb.__doc__:
+            cb.__doc__ = reflow(cb.__doc__)
+        sub = getattr(info, "typer_instance", None)
+        if isinstance(sub, typer.Typer):
+            reflow_help(sub)
+    if isinstance(getattr(typer_app.info, "help", None), str):
+        typer_app.info.help = reflow(typer_app.info.help)
+
+
 def check_format(fmt: str, allowed=("table", "json", "csv")) -> str:
     from ..errors import VrecError
 
