@@ -202,7 +202,7 @@ def _runs(rates: list[float]) -> str:
 
 
 def _decode_job(args) -> None:
-    from vrec.embed import process_file
+    from vrec.pipeline import process_file
 
     source, ref, specs, min_size = args
     process_file(source, ref, specs, min_size)

@@ -190,7 +190,7 @@ def test_bad_embed_options_are_refused_even_when_nothing_is_new(cnn_store, args,
 
 
 def test_commit_interval_is_what_readme_says():
-    from vrec.embed import COMMIT_SECONDS
+    from vrec.pipeline import COMMIT_SECONDS
 
     readme = " ".join((ROOT / "README.md").read_text().split())
     m = re.search(r"committed at least every (\d+) seconds", readme)

@@ -331,7 +331,7 @@ def summarise(pair: _Pair, k: int, label: str | None, seed: int = 0, batch: int 
 
 def to_dict(c: Comparison) -> dict:
     """JSON-ready form of a comparison."""
-    from .render import to_records
+    from .records import to_records
 
     out = {"left": c.left, "right": c.right, "k": c.k, "label": c.label, "notes": c.notes,
            "queries": [{"query": q.query, "title": q.title, "label": q.label, "overlap": q.overlap,

@@ -20,7 +20,6 @@ Neighbours come from the index search (exact below its threshold), in batches: n
 """
 from __future__ import annotations
 
-import math
 import string
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -30,6 +29,7 @@ import numpy as np
 
 from .errors import FilterError, QueryError, check_number, suggest
 from .index import search_rows
+from .records import json_safe, to_records
 from .search import catalog_table, load_encoder
 from .store import as_store
 
@@ -462,21 +462,6 @@ def pd_mode(values: np.ndarray):
 
 def to_dict(ev: Evaluation) -> dict:
     """JSON-ready evaluation: overall metrics with intervals, per label value, paired comparisons."""
-    from .render import to_records
-
     return json_safe({"models": ev.models, "labels": ev.labels, "k": ev.ks, "items": ev.items,
                       "metrics": to_records(ev.table()), "per_value": to_records(ev.per_value),
                       "comparisons": ev.comparisons, "notes": ev.notes})
-
-
-def json_safe(obj):
-    """``obj`` with NaN and infinities as None (JSON's null) and numpy scalars as Python numbers."""
-    if isinstance(obj, dict):
-        return {k: json_safe(v) for k, v in obj.items()}
-    if isinstance(obj, (list, tuple)):
-        return [json_safe(v) for v in obj]
-    if isinstance(obj, np.generic):
-        obj = obj.item()
-    if isinstance(obj, float) and not math.isfinite(obj):
-        return None
-    return obj

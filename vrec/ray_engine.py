@@ -1,9 +1,9 @@
 """The Ray engine for ``vrec embed``: the same pipeline, spread over a Ray cluster with Ray Data.
 
-Read + decode + preprocess run as CPU tasks (vrec's own :func:`vrec.embed.process_file`), encoding
+Read + decode + preprocess run as CPU tasks (vrec's own :func:`vrec.pipeline.process_file`), encoding
 runs in an actor pool (vrec's own encoders, each model loaded once per actor, ``num_gpus`` only
 when GPUs are asked for), and the driver streams the results into the same store through the same
-:class:`vrec.embed.Recorder` as the local engine. Ray does not keep row order, so ids and paths
+:class:`vrec.pipeline.Recorder` as the local engine. Ray does not keep row order, so ids and paths
 travel with every row and results are joined on them.
 
 Known Ray Data trap handled here: actors that hold every CPU starve the decode tasks and the
@@ -98,7 +98,7 @@ def _decode_stage(source, specs: dict, min_size: int):
     def decode(batch: dict) -> dict:
         import ray
 
-        from .embed import process_file
+        from .pipeline import process_file
 
         n = len(batch["id"])
         out = {c: [] for c in META_COLUMNS}
@@ -180,7 +180,7 @@ def plan_workers(cpus: float, gpus: float, concurrency: int | None, gpus_per_wor
 
 def run_ray(job, recorder, batch_size: int, weights: dict, precision: str, options: dict, progress) -> tuple[float, float]:
     """Run the job on Ray; results are recorded into the store on the driver."""
-    from .embed import Decoded
+    from .pipeline import Decoded
 
     ray = _import_ray()
     joined = bool(options.get("address") or os.environ.get("RAY_ADDRESS"))

@@ -13,6 +13,7 @@ import re
 from pathlib import Path
 from typing import Iterable, Sequence
 
+from .records import to_records
 from .store import atomic_path
 
 # metadata columns worth a place in a narrow terminal table, in order of preference
@@ -166,11 +167,6 @@ def results_table(result, title: str | None = None):
         row += [rich_text(fmt(r[c])) for c in cols]
         table.add_row(*row)
     return table
-
-
-def to_records(table) -> list[dict]:
-    """JSON-ready rows: numpy scalars become Python numbers, missing values None."""
-    return json.loads(table.to_json(orient="records"))
 
 
 def result_json(result) -> str:
