@@ -18,20 +18,10 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from clihelp import vrec
+from clihelp import fails, one_error, vrec
 from conftest import ROOT, catalog_copy
 from vrec.embed import embed
 from vrec.store import Store
-
-
-def fails(*args, code: int = 1, says: str = ""):
-    """Run vrec, expecting one clean error: exit ``code``, one 'Error:' line, no traceback."""
-    r = vrec(*args, ok=False)
-    errors = [line for line in r.stderr.splitlines() if line.startswith("Error:")]
-    assert r.exit_code == code, (r.exit_code, r.stdout, r.stderr)
-    assert len(errors) == 1 and "Traceback" not in r.stderr + r.stdout, r.stderr
-    assert says.lower() in " ".join(r.stderr.split()).lower(), r.stderr
-    return r
 
 
 def snapshot(folder: Path) -> dict:
@@ -109,8 +99,8 @@ def test_metadata_matching_no_item_is_refused_and_keeps_the_old(cnn_store, tmp_p
     before = Store(store).metadata()
     wrong = tmp_path / "idonly.csv"
     pd.DataFrame({"id": ["sku-1.png", "sku-2.png"], "title": ["a", "b"]}).to_csv(wrong, index=False)
-    r = fails("embed", photos, "-m", "tiny-cnn", "--store", store, "--metadata", wrong, says="None of the 2 rows")
-    assert "item ids look like" in r.stderr
+    line = fails("embed", photos, "-m", "tiny-cnn", "--store", store, "--metadata", wrong, says="None of the 2 rows")
+    assert "item ids look like" in line
     pd.testing.assert_frame_equal(Store(store).metadata(), before)
 
 
@@ -241,7 +231,8 @@ def test_written_files_follow_the_umask(tmp_path):
                                        (["search-text"], "Missing argument"),
                                        (["no-such-command"], "No such command")])
 def test_usage_errors_are_one_line_with_exit_2(args, says):
-    r = fails(*args, code=2, says=says)
+    r = vrec(*args, ok=False)
+    one_error(r, says, code=2)
     assert "--help" in r.stderr and "╭" not in r.stderr
 
 

@@ -13,7 +13,7 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from clihelp import vrec
+from clihelp import one_error, vrec
 from conftest import handmade_store
 from vrec.compare import _Pair, compare, sample_items
 from vrec.errors import QueryError, VrecError
@@ -39,16 +39,6 @@ def store6(tmp_path):
     return handmade_store(tmp_path / "s", {"semantic": semantic, "noisy": noisy}, meta)
 
 
-def assert_one_error(r, *fragments: str):
-    """Exit 1, stderr is exactly one line 'Error: ...' containing the fragments, no traceback."""
-    lines = r.stderr.strip().splitlines()
-    assert r.exit_code == 1, (r.exit_code, r.stdout, r.stderr)
-    assert "Traceback" not in r.stderr + r.stdout
-    assert len(lines) == 1 and lines[0].startswith("Error: "), r.stderr
-    for f in fragments:
-        assert f in lines[0], (f, lines[0])
-
-
 # --- 1. numeric options and templates ---------------------------------------------------------
 
 EVAL = ("eval", "--models", "semantic,noisy", "--label", "category", "--bootstrap", "20")
@@ -68,12 +58,12 @@ EVAL = ("eval", "--models", "semantic,noisy", "--label", "category", "--bootstra
     (("--text-template", "a {categry}"), "Did you mean 'category'"),
 ])
 def test_eval_refuses_bad_options_in_one_line(store6, args, fragment):
-    assert_one_error(vrec(*EVAL, *args, "--store", store6, ok=False), fragment)
+    one_error(vrec(*EVAL, *args, "--store", store6, ok=False), fragment)
 
 
 def test_eval_without_models(store6):
     r = vrec("eval", "--models", " , ", "--label", "category", "--store", store6, ok=False)
-    assert_one_error(r, "Name at least one embedded model")
+    one_error(r, "Name at least one embedded model")
 
 
 @pytest.mark.parametrize("args, fragment", [
@@ -85,7 +75,7 @@ def test_eval_without_models(store6):
 ])
 def test_compare_refuses_bad_options_in_one_line(store6, args, fragment):
     r = vrec("compare", "--left", "noisy", "--right", "semantic", *args, "--store", store6, ok=False)
-    assert_one_error(r, fragment)
+    one_error(r, fragment)
 
 
 def test_the_library_refuses_the_same_values(store6):
@@ -128,7 +118,7 @@ def write(tmp_path, name: str, text: str) -> str:
 def test_unusable_queries_files_are_one_error(store6, tmp_path, text, fragment):
     # the check happens on the metadata, before any model: here no model even has a text tower
     r = vrec("eval", "--models", "semantic", "--queries", write(tmp_path, "q.csv", text), "--store", store6, ok=False)
-    assert_one_error(r, fragment)
+    one_error(r, fragment)
 
 
 def test_a_queries_file_skips_bad_rows_with_notes(store6, tmp_path):
@@ -151,7 +141,7 @@ def test_a_queries_file_skips_bad_rows_with_notes(store6, tmp_path):
 
 def test_text_queries_need_a_text_model(store6, tmp_path):
     path = write(tmp_path, "q.csv", "query,relevant_ids\na bag,item0\n")
-    assert_one_error(vrec("eval", "--models", "semantic", "--queries", path, "--store", store6, ok=False),
+    one_error(vrec("eval", "--models", "semantic", "--queries", path, "--store", store6, ok=False),
                      "need a model with a text tower")
 
 
@@ -275,6 +265,6 @@ def test_an_unwritable_report_is_refused_before_anything_is_written(store6, tmp_
     (out / "x_charts").write_text("")
     before = sorted(p.name for p in out.rglob("*"))
     r = vrec(*EVAL, "--store", store6, "--report", out / "ok.json", "--report", out / bad, ok=False)
-    assert_one_error(r, fragment)
+    one_error(r, fragment)
     assert r.stdout == ""  # refused before the evaluation ran
     assert sorted(p.name for p in out.rglob("*")) == before  # not even the good report

@@ -14,19 +14,9 @@ import pandas as pd
 import pyarrow.parquet as pq
 import pytest
 
-from clihelp import vrec
+from clihelp import one_error, vrec
 from conftest import SAMPLE, handmade_store
 from vrec.store import Store
-
-
-def one_error(r, *needles: str) -> str:
-    """The run failed with status 1 and exactly one 'Error:' line on stderr (containing ``needles``)."""
-    lines = [ln for ln in r.stderr.splitlines() if ln.strip()]
-    assert r.exit_code == 1, (r.exit_code, r.stdout, r.stderr)
-    assert "Traceback" not in r.stderr and len(lines) == 1 and lines[0].startswith("Error: "), r.stderr
-    for n in needles:
-        assert n in lines[0], lines[0]
-    return lines[0]
 
 
 def leftovers(folder) -> list[str]:

@@ -7,19 +7,9 @@ from pathlib import Path
 import pandas as pd
 import pytest
 
-from clihelp import vrec
+from clihelp import fails, vrec
 
 SIGLIP = ("--model", "tiny-siglip")
-
-
-def fails(*args):
-    """Run ``vrec ARGS``; it must exit 1 with exactly one 'Error:' line and no traceback."""
-    r = vrec(*args, ok=False)
-    errors = [line for line in r.stderr.splitlines() if line.startswith("Error:")]
-    assert r.exit_code == 1, f"exit {r.exit_code}:\n{r.stdout}\n{r.stderr}"
-    assert len(errors) == 1, r.stderr
-    assert "Traceback" not in r.stdout + r.stderr
-    return errors[0]
 
 
 def written(folder: Path) -> set[str]:
