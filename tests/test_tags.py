@@ -164,7 +164,7 @@ def test_style_map_names_clusters_by_concepts(catalog, vocab, tmp_path):
 
 
 def test_map_html_shows_points_and_clusters(catalog, vocab):
-    from vrec.render import map_html
+    from vrec.pages import map_html
 
     sm = style_map(model="fake", store=catalog, clusters=2, label="category", vocab=[vocab], encoder=FakeEncoder())
     body = map_html(sm)

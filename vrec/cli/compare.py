@@ -36,7 +36,7 @@ def compare(
     """
     import json
 
-    from .. import render as r
+    from .. import pages, render as r
     from ..compare import compare as run, to_dict
 
     check_format(fmt, ("table", "json"))
@@ -50,5 +50,5 @@ def compare(
         for renderable in r.compare_tables(result):
             out.print(renderable)
     if html:
-        r.write_page(html, f"vrec compare: {left} vs {right}", r.compare_html(result))
+        pages.write_page(html, f"vrec compare: {left} vs {right}", pages.compare_html(result))
         err.print(f"wrote {html}")

@@ -32,7 +32,7 @@ def eval_(
     mAP@k, nDCG@k, overall and per label value. text->image (models with text): R@k and MRR, and
     zero-shot accuracy per label. 95% bootstrap intervals, and a paired comparison of two models.
     """
-    from .. import render as r
+    from .. import pages, render as r
     from ..errors import VrecError
     from ..evaluate import evaluate
 
@@ -42,7 +42,7 @@ def eval_(
         raise VrecError(f"--k takes comma-separated whole numbers, e.g. 1,5,10 (not {k!r}).") from None
     names = [m.strip() for m in models.split(",") if m.strip()]
     for path in report or ():
-        r.check_report_path(path)  # before the evaluation, which can take long
+        pages.check_report_path(path)  # before the evaluation, which can take long
     with err.status("evaluating"):
         ev = evaluate(names, labels=label or (), ks=ks, store=store, queries=queries, text_template=text_template,
                       n_boot=bootstrap, seed=seed, device=device)
@@ -50,7 +50,7 @@ def eval_(
         err.print(f"[dim]note: {n}[/dim]", highlight=False)
     out.print(r.eval_table(ev))
     for path in report or ():
-        r.write_eval_report(ev, path)
+        pages.write_eval_report(ev, path)
         err.print(f"wrote {path}")
 
 

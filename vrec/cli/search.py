@@ -13,11 +13,11 @@ SCORES_HELP = ("Scores: 'score' is the cosine similarity of the query and item v
 
 
 def render(result, fmt: str, html_path: Optional[str], store) -> None:
-    from .. import render as r
+    from .. import pages, render as r
     from ..store import Store
 
     if html_path:  # first: an unwritable page is an error before any result is printed
-        r.write_page(html_path, f"vrec {result.kind} search: {result.query}", r.search_html(result, Store(store).root))
+        pages.write_page(html_path, f"vrec {result.kind} search: {result.query}", pages.search_html(result, Store(store).root))
     for note in result.notes:
         err.print(f"[yellow]Note:[/yellow] {note}")
     if fmt == "json":

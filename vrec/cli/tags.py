@@ -74,7 +74,7 @@ def map_(
     device: str = DeviceOpt,
 ) -> None:
     """Group the assortment into style clusters named by vocabulary concepts, or find its gaps."""
-    from .. import render as r
+    from .. import pages, render as r
     from ..errors import QueryError
     from ..store import atomic_path
     from ..tags import check_gap_options, check_output_file
@@ -105,7 +105,7 @@ def map_(
         sm = style_map(model=model, store=store, clusters=clusters, label=label, vocab=vocab or (), seed=seed, device=device)
     out.print(r.map_table(sm))
     if html:
-        r.write_page(html, f"vrec style map ({model})", r.map_html(sm))
+        pages.write_page(html, f"vrec style map ({model})", pages.map_html(sm))
         err.print(f"wrote {html}")
     if csv:
         with atomic_path(csv) as tmp:
