@@ -10,6 +10,7 @@ from . import embed as _embed  # noqa: F401  (the order here is the order in --h
 from . import search as _search  # noqa: F401
 from . import compare as _compare  # noqa: F401
 from . import evaluate as _evaluate  # noqa: F401
+from . import ab as _ab, cost as _cost  # noqa: F401  (vrec ab ..., vrec cost)
 from . import tags as _tags  # noqa: F401
 from . import models as _models  # noqa: F401
 from .common import app, reflow_help
