@@ -371,7 +371,7 @@ def build_arms(arms: Sequence[str] | str = DEFAULT_ARMS, k: int = 20, filters: S
         grouped = frame.groupby(label)
         pl = grouped.mean(numeric_only=True)
         pl.insert(0, "items", grouped.size())
-        res.per_label = pl.sort_values("items", ascending=False).reset_index()
+        res.per_label = pl.sort_values("items", ascending=False, kind="stable").reset_index()
     if out is not None:
         with atomic_path(out) as tmp:
             if fmt == "csv":
@@ -876,14 +876,22 @@ def lifts_svg(a: Analysis, width: int = 640) -> str:
         for end in x.rel_ci:
             parts.append(f"<line x1='{X(end):.1f}' x2='{X(end):.1f}' y1='{y - 5:.1f}' y2='{y + 5:.1f}' stroke='{colour}' "
                          f"stroke-width='2'/>")
-        parts.append(f"<circle cx='{X(x.rel_lift):.1f}' cy='{y:.1f}' r='4.5' fill='{colour}'>"
-                     f"<title>{label}: {fmt_pct(x.rel_lift)} [{fmt_pct(x.rel_ci[0])}, {fmt_pct(x.rel_ci[1])}], "
-                     f"p {fmt_p(x.p_value)}</title></circle>")
-    for tick in np.linspace(lo, hi, 5):
-        parts.append(f"<text x='{X(tick):.1f}' y='{height - 10}' text-anchor='middle' fill='#666'>"
-                     f"{tick * 100:+.1f}%</text>")
+        tip = html.escape(f"{x.metric} · {x.arm}: {fmt_pct(x.rel_lift)} [{fmt_pct(x.rel_ci[0])}, "
+                          f"{fmt_pct(x.rel_ci[1])}], p {fmt_p(x.p_value)}")
+        parts.append(f"<circle cx='{X(x.rel_lift):.1f}' cy='{y:.1f}' r='4.5' fill='{colour}'><title>{tip}</title></circle>")
+    for tick in _nice_ticks(lo, hi):
+        text = "0%" if abs(tick) < 1e-12 else f"{tick * 100:+.{0 if abs(tick) >= 0.01 else 1}f}%"
+        parts.append(f"<text x='{X(tick):.1f}' y='{height - 10}' text-anchor='middle' fill='#666'>{text}</text>")
     parts.append("</svg>")
     return "".join(parts)
+
+
+def _nice_ticks(lo: float, hi: float, target: int = 5) -> list[float]:
+    """Round tick values (multiples of 1, 2 or 5 times a power of ten) between lo and hi, zero among them."""
+    raw = (hi - lo) / target
+    power = 10 ** math.floor(math.log10(raw))
+    step = next(m * power for m in (1, 2, 5, 10) if m * power >= raw)
+    return [i * step for i in range(math.ceil(lo / step), math.floor(hi / step) + 1)]
 
 
 def _summary_lines(a: Analysis) -> list[str]:
@@ -930,7 +938,8 @@ def report_html(a: Analysis) -> str:
 def write_report(a: Analysis, path: str | os.PathLike) -> list[str]:
     """Write the analysis as .json, .html (self-contained) or .md (with an SVG chart beside it).
     Returns the files written."""
-    pages = _pages()
+    from . import pages
+
     pages.check_report_path(path)
     p = Path(path)
     suffix = p.suffix.lower()
@@ -951,14 +960,7 @@ def write_report(a: Analysis, path: str | os.PathLike) -> list[str]:
 
 def check_report(path: str | os.PathLike) -> None:
     """Refuse an unusable report path before the analysis (same rules as vrec eval's reports)."""
-    _pages().check_report_path(path)
+    from .pages import check_report_path
 
-
-def _pages():
-    """The module with the HTML page helpers (write_page, check_report_path)."""
-    try:
-        from . import pages
-    except ImportError:  # before the page helpers moved out of render
-        from . import render as pages
-    return pages
+    check_report_path(path)
 
