@@ -17,6 +17,14 @@ with no usable query (e.g. a label whose values are all unique) has no figure: i
 interval are NaN in Python, "—" in tables and null in JSON, and a note says why.
 
 Neighbours come from the index search (exact below its threshold), in batches: no n x n matrix.
+
+The published protocol (the Marqo e-commerce leaderboard's, so a catalog's figures can be held
+against it): ``text_queries_from`` makes each distinct value of a column (e.g. the product title)
+a text query whose relevant items are those with that value, scored as R@1, R@10 (share of
+queries with a relevant item in the top k) and MRR; ``label_queries`` makes each label value a
+text query ("category -> product"), scored as P@1, P@10 (share of the top k with that label) and
+MRR; ``fuse_text`` scores those text queries against documents normalise((1 - w) * image +
+w * text(column)), as the benchmark's documents are. Ranks are computed in batches of queries.
 """
 from __future__ import annotations
 
@@ -34,6 +42,7 @@ from .search import catalog_table, load_encoder
 from .store import as_store
 
 IMAGE_METRICS = ("precision", "recall", "map", "ndcg")
+PROTOCOL_KS = (1, 10)  # the leaderboard's cut-offs: R@1, R@10, P@1, P@10 (metrics "R", "P" with k; "mrr")
 TEXT_METRICS = ("recall", "mrr")
 MAX_BOOTSTRAP = 100_000  # resamples; the interval is steady long before this
 _BOOT_CELLS = 4_000_000  # resampled values held in memory at once
@@ -167,15 +176,23 @@ def _image_relevance(ms, table, labels: dict[str, np.ndarray], kmax: int, batch:
 
 def evaluate(models: Sequence[str] = ("siglip", "cnn"), labels: Sequence[str] = (), ks: Sequence[int] = (1, 5, 10),
              store=None, queries: str | None = None, text_template: str | None = None, zero_shot: bool = True,
-             n_boot: int = 1000, seed: int = 0, device: str = "auto") -> Evaluation:
+             n_boot: int = 1000, seed: int = 0, device: str = "auto", text_queries_from: str | None = None,
+             label_queries: str | None = None, fuse_text: str | None = None, text_weight: float = 0.1) -> Evaluation:
     """Evaluate embedded models on a labelled catalog. See the module docstring for the definitions."""
     import pandas as pd
 
     models = list(dict.fromkeys(str(m).strip() for m in models if str(m).strip()))
     if not models:
         raise QueryError("Name at least one embedded model to evaluate, e.g. --models siglip,cnn.")
-    if not labels and not queries:
-        raise QueryError("Name at least one --label COLUMN (e.g. --label category) or give --queries FILE.")
+    protocol = {"text": text_queries_from, "label": label_queries}
+    protocol = {task: col for task, col in protocol.items() if col is not None}
+    if not labels and not queries and not protocol:
+        raise QueryError("Name at least one --label COLUMN (e.g. --label category), give --queries FILE, or use the "
+                         "published protocol (--text-queries-from COLUMN, --label-queries COLUMN).")
+    if fuse_text is not None and not protocol:
+        raise QueryError("--fuse-text changes the documents of the protocol's text queries; give "
+                         "--text-queries-from COLUMN or --label-queries COLUMN with it.")
+    check_number("--text-weight", text_weight, min=0, max=1, hint="the benchmark's documents use 0.1")
     for k in ks:
         check_number("--k", k, min=1, integer=True, hint="e.g. --k 1,5,10")
     ks = sorted({int(k) for k in ks})
@@ -205,6 +222,17 @@ def evaluate(models: Sequence[str] = ("siglip", "cnn"), labels: Sequence[str] = 
     ref = _shared_table(tables[models[0]], shared)
     labs = {lab: _labels_of(ref, lab) for lab in labels}
     text_models = [m for m in models if _has_text(m)]
+    codes = {task: column_codes(ref, col, "--text-queries-from" if task == "text" else "--label-queries")
+             for task, col in protocol.items()}
+    fuse = (fuse_text, *column_codes(ref, fuse_text, "--fuse-text")) if fuse_text is not None else None
+    if protocol and not text_models:
+        what = "text->image" if "text" in protocol else "label->image"
+        raise QueryError(f"The published protocol's text queries ({what}) need a model with a text tower, and "
+                         f"{', '.join(models)} {'has' if len(models) == 1 else 'have'} none; evaluate a model with "
+                         f"text, e.g. --models siglip.")
+    if protocol and len(text_models) < len(models):
+        ev.notes.append(f"{', '.join(m for m in models if m not in text_models)}: no text tower, so no figure for the "
+                        f"published protocol's text queries")
     sets = _text_query_sets(ref, labels, queries, text_template, ev.notes)
     if sets and not text_models:
         if not labels:
@@ -245,6 +273,8 @@ def evaluate(models: Sequence[str] = ("siglip", "cnn"), labels: Sequence[str] = 
         if m in text_models:
             enc = load_encoder(ms, device=device)
             _text_eval(ev, m, ms, table, labs, enc, ks, sets, zero_shot, n_boot, seed, per_query, per_value_rows)
+            if protocol:
+                _protocol_eval(ev, m, ms, table, enc, protocol, codes, fuse, text_weight, n_boot, seed, per_query)
     ev.per_value = pd.DataFrame(per_value_rows, columns=["task", "label", "value", "metric", "k", "model", "score", "queries"])
     if len(models) == 2:
         a, b = models
@@ -452,6 +482,94 @@ def _text_eval(ev, m, ms, table, labs, enc, ks, sets, zero_shot, n_boot, seed, p
             per_query[("zeroshot", lab, "accuracy", None, m)] = v
             ev.notes.append(f"zero-shot {lab}: {len(classes)} classes, chance {1 / len(classes):.3f}, "
                             f"majority class {(values[known] == pd_mode(values[known])).mean():.3f}")
+
+
+# --- the published protocol ------------------------------------------------------------------
+
+def column_codes(table, column: str, option: str) -> tuple[np.ndarray, list[str]]:
+    """Each item's value of ``column`` as a code into the sorted distinct values (-1: no value)."""
+    if column not in table.columns:
+        raise QueryError(f"No column {column!r} in the metadata for {option}.{suggest(column, table.columns)} "
+                         f"Add it with 'vrec embed FOLDER --metadata CSV'.")
+    values = table[column].astype("string").fillna("").str.strip().to_numpy(dtype=object)
+    distinct = sorted({v for v in values if v})
+    if not distinct:
+        raise QueryError(f"Column {column!r} ({option}) has no value for any evaluated item, so it gives no query.")
+    index = {v: i for i, v in enumerate(distinct)}
+    return np.array([index.get(v, -1) for v in values], np.int64), distinct
+
+
+def encode_texts_batched(enc, texts: Sequence[str], batch: int = 256) -> np.ndarray:
+    """Text vectors in batches, so tens of thousands of titles never form one giant batch."""
+    return np.concatenate([enc.encode_texts(list(texts[i:i + batch])) for i in range(0, len(texts), batch)])
+
+
+def fused_documents(image: np.ndarray, text_codes: np.ndarray, text_vectors: np.ndarray, weight: float) -> np.ndarray:
+    """normalise((1 - w) * image + w * text) per item; an item without text keeps its image vector."""
+    docs = (1 - weight) * np.asarray(image, np.float32)
+    has = text_codes >= 0
+    docs[has] += weight * text_vectors[text_codes[has]]
+    docs[~has] = image[~has]
+    return docs / np.maximum(np.linalg.norm(docs, axis=1, keepdims=True), 1e-12)
+
+
+def rank_queries(docs: np.ndarray, queries: np.ndarray, item_codes: np.ndarray, query_codes: np.ndarray,
+                 ks: Sequence[int], cells: int = 4_000_000) -> tuple[np.ndarray, dict[int, np.ndarray]]:
+    """For each query: the 1-based rank of its first relevant document, and how many relevant ones
+    are in its top k, for each k (capped at the number of documents).
+
+    A document is relevant to a query when their codes are equal. Documents are ranked by inner
+    product, ties broken by document order (as a stable sort would); queries go in batches of at
+    most ``cells`` scores, so no queries x documents matrix is held.
+    """
+    n = len(docs)
+    kmax = min(max(ks), n)
+    first = np.zeros(len(queries), np.int64)
+    hits = {k: np.zeros(len(queries), np.int64) for k in ks}
+    step = max(1, cells // max(n, 1))
+    order_idx = np.arange(n)
+    for start in range(0, len(queries), step):
+        q = slice(start, min(len(queries), start + step))
+        scores = queries[q] @ docs.T
+        rel = item_codes[None, :] == query_codes[q, None]
+        best = np.where(rel, scores, -np.inf).max(1)
+        at_best = scores == best[:, None]
+        first_pos = np.argmax(rel & at_best, axis=1)
+        first[q] = (scores > best[:, None]).sum(1) + (at_best & (order_idx[None, :] < first_pos[:, None])).sum(1) + 1
+        top = np.argsort(-scores, axis=1, kind="stable")[:, :kmax]
+        top_rel = np.take_along_axis(rel, top, axis=1)
+        for k in ks:
+            hits[k][q] = top_rel[:, :min(k, n)].sum(1)
+    return first, hits
+
+
+def _protocol_eval(ev, m, ms, table, enc, protocol, codes, fuse, weight, n_boot, seed, per_query):
+    """The leaderboard's text metrics for one model: R@1, R@10, MRR (text queries from a column) and
+    P@1, P@10, MRR (label queries), against image or fused documents."""
+    docs = ms.vectors_for_rows(table["row"].to_numpy())
+    if fuse is not None:
+        fuse_col, fuse_codes, fuse_values = fuse
+        docs = fused_documents(docs, fuse_codes, encode_texts_batched(enc, fuse_values), weight)
+        missing = int((fuse_codes < 0).sum())
+        ev.notes.append(f"protocol documents: normalise({1 - weight:g} x image + {weight:g} x text of {fuse_col})"
+                        + (f"; {missing} items without a {fuse_col} keep their image vector" if missing else ""))
+    n = len(docs)
+    for task, col in protocol.items():
+        item_codes, values = codes[task]
+        qv = encode_texts_batched(enc, values)
+        first, hits = rank_queries(docs, qv, item_codes, np.arange(len(values)), PROTOCOL_KS)
+        rows = []
+        for k in PROTOCOL_KS:
+            if task == "text":
+                rows.append(("R", k, (first <= k).astype(np.float64)))
+            else:
+                rows.append(("P", k, hits[k] / min(k, n)))
+        rows.append(("mrr", None, 1.0 / first))
+        for metric, k, v in rows:
+            ev.metrics.append(Metric(task, col, metric, k, m, float(v.mean()), bootstrap_ci(v, n_boot, seed), len(v), v))
+            per_query[(task, col, metric, k, m)] = v
+        ev.notes.append(f"protocol {'text->image' if task == 'text' else 'label->image'} {col}: {len(values)} "
+                        f"queries (each distinct {col} value, as typed), relevant = the items with that value")
 
 
 def pd_mode(values: np.ndarray):

@@ -237,8 +237,9 @@ def summary_table(c):
 # --- eval -------------------------------------------------------------------------------------
 
 METRIC_NAMES = {"precision": "precision@k", "recall": "recall@k", "map": "mAP@k", "ndcg": "nDCG@k", "mrr": "MRR",
-                "accuracy": "accuracy"}
-TASK_NAMES = {"image": "img→img", "text": "text→img", "zeroshot": "zero-shot"}
+                "accuracy": "accuracy",
+                "R": "R@k", "P": "P@k"}  # the published protocol's metrics, named as the leaderboard names them
+TASK_NAMES = {"image": "img→img", "text": "text→img", "zeroshot": "zero-shot", "label": "label→img"}
 
 
 def figure(value, low, high, sep: str = "–", signed: bool = False) -> tuple[str, str]:

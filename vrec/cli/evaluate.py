@@ -21,6 +21,15 @@ def eval_(
                                                 "'a photo of a {baseColour} {articleType}' \\[default: 'a photo of a {LABEL}.']."),
     report: Optional[List[str]] = typer.Option(None, "--report", help="Write a report: FILE.md (with SVG charts), "
                                                "FILE.html or FILE.json; repeatable."),
+    text_queries_from: Optional[str] = typer.Option(None, "--text-queries-from", help="Published protocol: each "
+                                                    "distinct value of this column (e.g. productDisplayName) is a text "
+                                                    "query; relevant = items with that value. R@1, R@10, MRR."),
+    label_queries: Optional[str] = typer.Option(None, "--label-queries", help="Published protocol: each value of this "
+                                                "label column (e.g. articleType) is a text query; relevant = items with "
+                                                "that label. P@1, P@10, MRR."),
+    fuse_text: Optional[str] = typer.Option(None, "--fuse-text", help="Protocol documents = normalise((1-w) image + w "
+                                            "text of this column), as the benchmark's are."),
+    text_weight: float = typer.Option(0.1, "--text-weight", help="w for --fuse-text (0 to 1)."),
     bootstrap: int = typer.Option(1000, "--bootstrap", help="Bootstrap resamples for the 95% intervals (10 to 100000)."),
     seed: int = typer.Option(0, "--seed", help="Seed for the bootstrap (0 or more)."),
     store: Optional[str] = StoreOpt,
@@ -31,6 +40,10 @@ def eval_(
     image->image: each item queries the rest; relevant = same label value; precision@k, recall@k,
     mAP@k, nDCG@k, overall and per label value. text->image (models with text): R@k and MRR, and
     zero-shot accuracy per label. 95% bootstrap intervals, and a paired comparison of two models.
+
+    The published benchmark's protocol (to hold your figures against the leaderboard):
+    --text-queries-from TITLE_COLUMN (R@1, R@10, MRR), --label-queries LABEL_COLUMN (P@1, P@10, MRR),
+    and --fuse-text COLUMN for its text-fused documents.
     """
     from .. import pages, render as r
     from ..errors import VrecError
@@ -45,7 +58,8 @@ def eval_(
         pages.check_report_path(path)  # before the evaluation, which can take long
     with err.status("evaluating"):
         ev = evaluate(names, labels=label or (), ks=ks, store=store, queries=queries, text_template=text_template,
-                      n_boot=bootstrap, seed=seed, device=device)
+                      n_boot=bootstrap, seed=seed, device=device, text_queries_from=text_queries_from,
+                      label_queries=label_queries, fuse_text=fuse_text, text_weight=text_weight)
     for n in ev.notes:
         err.print(f"[dim]note: {n}[/dim]", highlight=False)
     out.print(r.eval_table(ev))
