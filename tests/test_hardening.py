@@ -297,3 +297,15 @@ def test_numeric_options_at_the_edges_never_crash(tiny_store, sample_dir, tmp_pa
             assert value not in ("nan", "-1"), said
             if value != "0" and option not in UNBOUNDED:
                 assert "note" in r.stderr.lower(), (said, r.stderr)
+
+
+def test_a_style_map_never_overwrites_user_columns_named_like_its_own(tiny_store, sample_dir, tmp_path):
+    meta = pd.read_csv(sample_dir / "catalog.csv")
+    meta["x"] = range(len(meta))  # a user column with the name of the map's own coordinate
+    meta.to_csv(tmp_path / "m.csv", index=False)
+    vrec("embed", sample_dir, "-m", "tiny-siglip", "--store", tiny_store, "--metadata", tmp_path / "m.csv")
+    vrec("map", "-m", "tiny-siglip", "--store", tiny_store, "--clusters", "3", "--label", "meta_x",
+         "--csv", tmp_path / "map.csv")
+    out = pd.read_csv(tmp_path / "map.csv")
+    assert sorted(out["meta_x"]) == list(range(len(meta)))  # the user's values, whole
+    assert out["x"].between(-1e6, 1e6).all() and not (out["x"] == out["meta_x"]).all()

@@ -42,6 +42,7 @@ class SearchResult:
 # vrec's own columns in search results and exports; "v<N>" (vector components in CSV exports) too.
 # A metadata column with one of these names is kept, renamed "meta_<name>" (see catalog_table).
 VREC_COLUMNS = ("rank", "score", "probability", "id", "path", "width", "height", "tags", "vector",
+                "cluster", "cluster_name", "x", "y",  # the style map's (vrec map --csv)
                 "row", "hash", "size", "mtime")
 INTERNAL_COLUMNS = ("row", "hash", "size", "mtime")  # used to search, never shown nor exported
 
