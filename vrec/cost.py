@@ -37,7 +37,8 @@ from .store import as_store, now, read_json, write_json
 CALIBRATION_FILE = "calibration.json"
 DEFAULT_CALIBRATION_PHOTOS = 32  # measured, after WARM_UP_PHOTOS that are not
 WARM_UP_PHOTOS = 8
-HNSW_M = 16  # vrec index's default
+HNSW_M = 16  # vrec index's defaults
+DEFAULT_EF_CONSTRUCTION = 200
 DEVICES = ("cpu", "cuda")
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -322,16 +323,17 @@ def estimate(images: int, models: Sequence[str] = ("siglip", "cnn"), device: str
                                  "bytes plus upper levels (BENCHMARKS.json's measured sizes agree within 1%)"))
         mc.figures.append(Figure("index RAM to serve", idx, "bytes", "hnswlib keeps the whole index in memory"))
         if rows:
-            r = _nearest(rows, images)
+            r = _nearest(rows, images)  # memory does not depend on ef_construction
             ram = r["index_peak_rss_mb"] * 1e6 * idx / max(1.0, r["index_mb"] * 1e6)
-            build = r["build_s"] * (images * math.log(max(images, 2))) / (r["n"] * math.log(r["n"])) * entry.dim / r["dim"]
-            near = f"{bench_src}: {r['n']:,} x {r['dim']}-d"
             mc.figures.append(Figure("index RAM to build", ram, "bytes",
-                                     f"{near} peaked at {r['index_peak_rss_mb']:,.0f} MB for a {r['index_mb']:,.0f} MB "
-                                     "index; scaled to this index"))
+                                     f"{bench_src}: {r['n']:,} x {r['dim']}-d peaked at {r['index_peak_rss_mb']:,.0f} MB "
+                                     f"for a {r['index_mb']:,.0f} MB index; scaled to this index"))
+            # build time does: scale from a build at vrec index's default ef_construction when there is one
+            b = _nearest([x for x in rows if x.get("ef_construction") == DEFAULT_EF_CONSTRUCTION] or rows, images)
+            build = b["build_s"] * (images * math.log(max(images, 2))) / (b["n"] * math.log(b["n"])) * entry.dim / b["dim"]
             mc.figures.append(Figure("index build time", build / 3600, "hours",
-                                     f"{near} built in {r['build_s']:.1f} s (ef_construction {r['ef_construction']}); "
-                                     "scaled by n log n and dim"))
+                                     f"{bench_src}: {b['n']:,} x {b['dim']}-d built in {b['build_s']:.1f} s "
+                                     f"(ef_construction {b['ef_construction']}); scaled by n log n and dim"))
         else:
             mc.figures.append(Figure("index RAM to build", idx + images * entry.dim * 4, "bytes",
                                      "no benchmark file: index plus every vector read once (an upper bound)"))
