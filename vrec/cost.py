@@ -39,6 +39,8 @@ DEFAULT_CALIBRATION_PHOTOS = 32  # measured, after WARM_UP_PHOTOS that are not
 WARM_UP_PHOTOS = 8
 HNSW_M = 16  # vrec index's defaults
 DEFAULT_EF_CONSTRUCTION = 200
+MAX_IMAGES = 10_000_000_000  # ten billion photos: beyond any catalog
+MAX_PRICE_PER_HOUR = 1_000_000  # beyond any machine's hourly price, in any currency
 DEVICES = ("cpu", "cuda")
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -289,12 +291,13 @@ def estimate(images: int, models: Sequence[str] = ("siglip", "cnn"), device: str
     from .encoders import resolve
     from .index import EXACT_BELOW
 
-    check_number("--images", images, min=1, max=1e11, integer=True)
+    check_number("--images", images, min=1, max=MAX_IMAGES, integer=True, hint="photos to embed, e.g. 2000000")
     images = int(images)
     if device not in DEVICES:
         raise VrecError(f"Unknown --device {device!r}; use cpu or cuda.")
     if price_per_hour is not None:
-        check_number("--price-per-hour", price_per_hour, min=0, hint="what an hour of the machine costs, e.g. 0.5")
+        check_number("--price-per-hour", price_per_hour, min=0, max=MAX_PRICE_PER_HOUR,
+                     hint="what an hour of the machine costs, e.g. 0.5")
     if new_per_week is not None:
         check_number("--new-per-week", new_per_week, min=0, max=1, hint="a share of the catalog, e.g. 0.02 for 2%")
     check_number("--m", m, min=2, max=100, integer=True)
