@@ -362,5 +362,14 @@ def test_exposures_are_logged_one_whole_line_each(shared_tiny_store, tmp_path):
     assert first["unit"] == "user-7" and first["shown"] == got["shown"] and first["experiment"] == "pilot"
     with pytest.raises(VrecError, match="unit"):
         exp.recommend(item, " ")
+    with pytest.raises(VrecError, match="neither an item id"):  # a path is never read from a request
+        exp.recommend(str(__import__("conftest").SAMPLE / "catalog.csv"), "user-7")
     with pytest.raises(VrecError, match="folder"):
         ab.append_jsonl(tmp_path, {"a": 1})
+
+
+@pytest.mark.parametrize("command", [["ab"], ["ab", "plan"], ["ab", "arms"], ["ab", "assign"], ["ab", "analyze"],
+                                     ["cost"]])
+def test_every_command_has_help(command):
+    r = vrec(*command, "--help")
+    assert "Usage" in r.stdout and "--help" in r.stdout

@@ -476,12 +476,19 @@ class Experiment:
         return str(assign_many([str(unit).strip()], self.name, self.arms, self.split)[0])
 
     def recommend(self, item: str, unit, k: int | None = None, filters: Sequence[str] = ()) -> dict:
-        """The unit's arm's neighbours of ``item``; logs the exposure when there is a log."""
-        from .search import search_image
+        """The unit's arm's neighbours of catalog item ``item``; logs the exposure when there is a log.
+
+        Only catalog ids (or their unique endings) are accepted, never a file path: a request from the
+        web must not make the server read its own files."""
+        from .search import catalog_table, resolve_item, search_image, unknown_item
 
         arm = self.arm_of(unit)
         model = self.models[arm]
-        res = search_image(item, k=k or self.k, model=model, store=self.store, filters=filters)
+        table = catalog_table(self.store, self.store.model(model))
+        pos = resolve_item(table, str(item).strip())
+        if pos is None:
+            raise unknown_item(table, str(item).strip())
+        res = search_image(str(table["id"].iloc[pos]), k=k or self.k, model=model, store=self.store, filters=filters)
         shown = res.table["id"].astype(str).tolist()
         record = {"time": _dt.datetime.now(_dt.timezone.utc).isoformat(timespec="milliseconds"),
                   "experiment": self.name, "unit": str(unit).strip(), "arm": arm, "model": model,
