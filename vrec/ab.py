@@ -475,20 +475,22 @@ class Experiment:
             raise QueryError("Give the unit (user or session id) to recommend for, e.g. ?unit=user-123.")
         return str(assign_many([str(unit).strip()], self.name, self.arms, self.split)[0])
 
-    def recommend(self, item: str, unit, k: int | None = None, filters: Sequence[str] = ()) -> dict:
+    def recommend(self, item: str, unit, k: int | None = None, filters: Sequence[str] = (), store=None) -> dict:
         """The unit's arm's neighbours of catalog item ``item``; logs the exposure when there is a log.
 
         Only catalog ids (or their unique endings) are accepted, never a file path: a request from the
-        web must not make the server read its own files."""
+        web must not make the server read its own files. ``store`` overrides the experiment's store
+        for this call (``vrec serve`` passes its current snapshot)."""
         from .search import catalog_table, resolve_item, search_image, unknown_item
 
+        st = store if store is not None else self.store
         arm = self.arm_of(unit)
         model = self.models[arm]
-        table = catalog_table(self.store, self.store.model(model))
+        table = catalog_table(st, st.model(model))
         pos = resolve_item(table, str(item).strip())
         if pos is None:
             raise unknown_item(table, str(item).strip())
-        res = search_image(str(table["id"].iloc[pos]), k=k or self.k, model=model, store=self.store, filters=filters)
+        res = search_image(str(table["id"].iloc[pos]), k=k or self.k, model=model, store=st, filters=filters)
         shown = res.table["id"].astype(str).tolist()
         record = {"time": _dt.datetime.now(_dt.timezone.utc).isoformat(timespec="milliseconds"),
                   "experiment": self.name, "unit": str(unit).strip(), "arm": arm, "model": model,
