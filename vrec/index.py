@@ -220,6 +220,17 @@ def load_index(ms: ModelStore):
     return index
 
 
+def loaded_index(ms: ModelStore):
+    """``load_index``, kept with the model store's cached manifest: a process that searches one
+    store many times (the web app, an evaluation) reads the index once; a new commit drops it."""
+    cache = ms._cache
+    if "hnsw" not in cache:
+        ms.manifest()
+        cache = ms._cache  # manifest() may start a fresh cache
+        cache["hnsw"] = load_index(ms)
+    return cache["hnsw"]
+
+
 def update_index(ms: ModelStore, threads: int = -1) -> IndexStats:
     """Bring an existing index in step with the vectors: add new rows, mark removed ones deleted.
 
@@ -266,7 +277,7 @@ def search_rows(ms: ModelStore, queries: np.ndarray, k: int, allowed_rows: np.nd
     if exact is None:
         exact = n < EXACT_BELOW or allowed_rows is not None or ms.manifest().get("index") is None
     if not exact:
-        index = load_index(ms)
+        index = loaded_index(ms)
         kk = min(k, n)
         try:
             index.set_ef(max(ms.manifest()["index"]["ef"], kk))

@@ -88,7 +88,34 @@ def catalog_table(st: Store, ms: ModelStore, notes: list | None = None):
     vrec's own columns (``VREC_COLUMNS``) keep their names; a metadata column named like one of
     them is renamed ``meta_<name>`` everywhere (results, filters, exports), and a note saying so
     is appended to ``notes``.
+
+    The table is kept with the model store's cached manifest for as long as the metadata and tags
+    files stay the same, so a long-lived model store (the web app's) joins it once; callers get a
+    shallow copy.
     """
+    key = ("catalog_table", file_key(st.path / "metadata.parquet"), file_key(st.path / "tags.parquet"))
+    ms.manifest()  # the cache below lives (and is dropped) with the manifest's
+    hit = ms._cache.get(key)
+    if hit is None:
+        for old in [k for k in ms._cache if isinstance(k, tuple) and k[0] == "catalog_table"]:
+            del ms._cache[old]
+        table_notes: list[str] = []
+        hit = ms._cache[key] = (_catalog_table(st, ms, table_notes), table_notes)
+    if notes is not None:
+        notes.extend(hit[1])
+    return hit[0].copy(deep=False)
+
+
+def file_key(path: Path):
+    """What changes when a file is replaced (vrec writes by atomic rename: a new inode), or None."""
+    try:
+        s = os.stat(path)
+    except OSError:
+        return None
+    return (s.st_ino, s.st_mtime_ns, s.st_size)
+
+
+def _catalog_table(st: Store, ms: ModelStore, notes: list):
     items = ms.items()
     meta = st.metadata()
     if len(meta.columns):
@@ -178,13 +205,25 @@ def _rank(st, ms, table, queries: np.ndarray, k: int, filters: Sequence[str], ex
         rows, scores = search_rows(ms, queries, min(k, available), allowed_rows=allowed)
     else:
         rows, scores = search_rows(ms, queries, min(k, available) + len(exclude))
-    pos_of = dict(zip(table["row"].tolist(), range(len(table))))
-    pos = [pos_of[int(r)] for r in rows[0]]
+    pos = _positions(table, rows[0])
     keep = [(p, s) for p, s in zip(pos, scores[0]) if p not in exclude][:k]
     out = table.iloc[[p for p, _ in keep]].copy()
     out.insert(0, "score", np.array([s for _, s in keep], dtype=np.float32))
     out.insert(0, "rank", np.arange(1, len(out) + 1))
     return out.drop(columns=list(INTERNAL_COLUMNS), errors="ignore").reset_index(drop=True), notes
+
+
+def _positions(table, rows: np.ndarray) -> list[int]:
+    """Positions in ``table`` of global rows: a binary search, since tables keep store order (rows
+    ascend), so a query over a large catalog does not build a dict of every row."""
+    table_rows = table["row"].to_numpy()
+    rows = np.asarray(rows, np.int64)
+    pos = np.searchsorted(table_rows, rows)
+    found = (pos < len(table_rows)).all() and np.array_equal(table_rows[np.minimum(pos, len(table_rows) - 1)], rows)
+    if not found:
+        pos_of = dict(zip(table_rows.tolist(), range(len(table_rows))))  # not in store order after all
+        return [pos_of[int(r)] for r in rows]
+    return [int(p) for p in pos]
 
 
 def search_text(query: str, k: int = 10, model: str = "siglip", store=None, template: str = DEFAULT_TEMPLATE,
@@ -234,13 +273,15 @@ def search_text(query: str, k: int = 10, model: str = "siglip", store=None, temp
 
 def search_image(query: str, k: int = 10, model: str = "siglip", store=None, filters: Sequence[str] = (),
                  plus: Sequence[str] = (), minus: Sequence[str] = (), weight: float = 1.0,
-                 weights: str | None = None, device: str = "auto", encoder=None) -> SearchResult:
+                 weights: str | None = None, device: str = "auto", encoder=None, image=None) -> SearchResult:
     """Items that look like a photo or a catalog item ("find similar"), optionally steered by text.
 
     With ``plus``/``minus`` the query becomes the unit image vector plus ``weight`` times each
     "plus" text vector, minus each "minus" one (e.g. a coat photo plus "handbag" to complete a look).
+    ``image`` is the query photo itself (bytes, e.g. an upload, or a PIL image); ``query`` is then
+    only its name in the result and is never opened as a file or looked up as an item.
     """
-    from .catalog import BadImage, load_image
+    from .catalog import BadImage, decode_image, load_image, to_rgb
 
     if not query or not str(query).strip():
         raise QueryError("The query is empty; give a photo path or a catalog item id.")
@@ -250,11 +291,19 @@ def search_image(query: str, k: int = 10, model: str = "siglip", store=None, fil
     st, ms = open_model(store, model)
     meta_notes: list[str] = []
     table = catalog_table(st, ms, meta_notes)
-    pos = resolve_item(table, str(query))
+    pos = resolve_item(table, str(query)) if image is None else None
     enc = encoder
     exclude: set[int] = set()
     query_path = query_item = None
-    if pos is not None:
+    if image is not None:
+        enc = enc or load_encoder(ms, weights, device)
+        try:
+            img = to_rgb(image) if hasattr(image, "mode") else decode_image(bytes(image),
+                                                                         min_size=enc.preprocess_spec.decode_size)
+        except BadImage as e:
+            raise QueryError(f"Cannot use {str(query)!r} as a query image: {e}.") from None
+        q = enc.encode_images([img])
+    elif pos is not None:
         q = ms.vectors_for_rows([int(table["row"].iloc[pos])])
         exclude = {pos}
         query_path = str(st.root / table["path"].iloc[pos])

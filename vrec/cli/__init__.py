@@ -13,6 +13,7 @@ from . import evaluate as _evaluate  # noqa: F401
 from . import ab as _ab, cost as _cost  # noqa: F401  (vrec ab ..., vrec cost)
 from . import tags as _tags  # noqa: F401
 from . import models as _models  # noqa: F401
+from . import serve as _serve  # noqa: F401  (vrec serve)
 from .common import app, reflow_help
 
 reflow_help(app)  # after every module above has registered its commands

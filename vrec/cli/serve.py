@@ -1,0 +1,46 @@
+"""``vrec serve``."""
+from __future__ import annotations
+
+from typing import Optional
+
+import typer
+
+from .common import DeviceOpt, StoreOpt, app
+
+SERVE_HELP = """Serve a web page and a JSON API over the store: search by text or photo, similar items, CNN vs SigLIP.
+
+The models load once and stay warm, so queries answer in milliseconds instead of the seconds a new
+process takes. The first line printed is the URL to open. Ctrl-C stops the server.
+
+Safety: it listens on 127.0.0.1 (this machine only) unless --host says otherwise, and any other
+--host needs --token; with a token every route but /api/health needs it (open the printed URL, or
+send 'Authorization: Bearer TOKEN'). Thumbnails are served by catalog id only, uploads are limited
+in size, and the store is only read. When 'vrec embed' adds photos meanwhile, the server picks them
+up by itself.
+
+API: GET /api/health, GET /api/search/text?q=..., POST /api/search/image (multipart 'file'),
+GET /api/similar/ID, GET /api/compare/ID, GET /api/items/ID, GET /thumb/ID, POST /api/gallery;
+OpenAPI docs at /docs.
+"""
+
+
+@app.command("serve", help=SERVE_HELP,
+             short_help="Serve a web page and JSON API: search, similar items, CNN vs SigLIP, galleries.")
+def serve(
+    store: Optional[str] = StoreOpt,
+    model: Optional[str] = typer.Option(None, "--model", "-m", help="Model to search with \\[default: siglip if the "
+                                        "store has it, else the first embedded model with a text tower]."),
+    compare_with: Optional[str] = typer.Option(None, "--compare-with", help="Model shown beside it in comparisons "
+                                               "\\[default: cnn if the store has it, else the first other embedded "
+                                               "model without a text tower]."),
+    host: str = typer.Option("127.0.0.1", "--host", help="Address to listen on; anything but loopback needs --token."),
+    port: int = typer.Option(8765, "--port", help="Port to listen on (0: any free port)."),
+    token: Optional[str] = typer.Option(None, "--token", envvar="VREC_SERVE_TOKEN", show_envvar=True,
+                                        help="Secret that every request but /api/health must carry."),
+    max_upload_mb: float = typer.Option(20.0, "--max-upload-mb", help="Largest photo upload accepted, in MB."),
+    device: str = DeviceOpt,
+) -> None:
+    from ..serve import serve as run
+
+    run(store, model=model, compare_with=compare_with, host=host, port=port, token=token,
+        max_upload_mb=max_upload_mb, device=device)
