@@ -373,3 +373,45 @@ def test_exposures_are_logged_one_whole_line_each(shared_tiny_store, tmp_path):
 def test_every_command_has_help(command):
     r = vrec(*command, "--help")
     assert "Usage" in r.stdout and "--help" in r.stdout
+
+
+# --- the pilot in vrec serve ---------------------------------------------------------------------
+
+def test_serve_recommends_the_units_arm_and_logs_the_exposure(shared_tiny_store, tmp_path):
+    from fastapi.testclient import TestClient
+
+    from vrec.serve import create_app
+
+    log = tmp_path / "exposures.jsonl"
+    arms = "tiny-cnn,tiny-siglip"
+    client = TestClient(create_app(shared_tiny_store, experiment="pilot", arms=arms, exposure_log=log))
+    r = client.get("/api/recommend/bags/bag-tote-red", params={"unit": "user-7", "k": 5})
+    assert r.status_code == 200, r.text
+    body = r.json()
+    arm = ab.assign("user-7", "pilot", arms)
+    assert body["arm"] == arm and body["model"] == arm and body["experiment"] == "pilot"
+    assert body["item"] == "bags/bag-tote-red" and len(body["results"]) == 5
+    assert body["shown"] == [x["id"] for x in body["results"]] and "bags/bag-tote-red" not in body["shown"]
+    # what the arm's model recommends, exactly
+    from vrec.search import search_image
+    assert body["shown"] == search_image("bags/bag-tote-red", k=5, model=arm, store=shared_tiny_store).table["id"].tolist()
+    seen = {client.get("/api/recommend/bag-tote-red", params={"unit": f"u{i}"}).json()["arm"] for i in range(12)}
+    assert seen == {"tiny-cnn", "tiny-siglip"}  # both arms serve; the short id works as on the command line
+    lines = ab.read_exposures(log)
+    assert len(lines) == 13 and lines[0]["unit"] == "user-7" and lines[0]["shown"] == body["shown"]
+    assert lines[0]["arm"] == arm and lines[0]["item"] == "bags/bag-tote-red" and lines[0]["time"]
+    assert client.get("/api/recommend/bags/bag-tote-red").status_code == 400  # no unit
+    missing = client.get("/api/recommend/no-such-item", params={"unit": "u1"})
+    assert missing.status_code == 404 and "error" in missing.json()
+    assert len(ab.read_exposures(log)) == 13  # failed requests log nothing
+
+
+def test_serve_without_an_experiment_says_how_to_start_one(shared_tiny_store):
+    from fastapi.testclient import TestClient
+
+    from vrec.serve import create_app
+
+    r = TestClient(create_app(shared_tiny_store)).get("/api/recommend/bags/bag-tote-red", params={"unit": "u1"})
+    assert r.status_code == 400 and "--experiment" in r.json()["error"]
+    fails("serve", "--arms", "tiny-cnn,tiny-siglip", "--store", shared_tiny_store, says="--experiment")
+    fails("serve", "--experiment", "x", "--arms", "tiny-cnn,bert", "--store", shared_tiny_store, says="'bert'")

@@ -605,13 +605,17 @@ class Guard:
 
 
 def create_app(store=None, model: str | None = None, compare_with: str | None = None, token: str | None = None,
-               max_upload_mb: float = MAX_UPLOAD_MB, device: str = "auto", weights: dict | None = None):
+               max_upload_mb: float = MAX_UPLOAD_MB, device: str = "auto", weights: dict | None = None,
+               experiment: str | None = None, arms: str | Sequence[str] | None = None, split: str | None = None,
+               exposure_log: str | os.PathLike | None = None):
     """The ASGI app (FastAPI) over a store: the web page, the JSON API and the thumbnails.
 
     ``model`` is the search model (default: siglip, else the first embedded model with a text
     tower), ``compare_with`` the other side of /api/compare (default: cnn, else the first other
     embedded model without a text tower). With ``token``, every route but /api/health and the
-    page's static files needs it. ``weights`` maps model names to local weights files.
+    page's static files needs it. ``weights`` maps model names to local weights files. With
+    ``experiment`` (and ``arms``, e.g. 'cnn,siglip'), /api/recommend/ID?unit=U serves the unit's
+    arm's similar items and appends an exposure line to ``exposure_log`` (see vrec.ab.Experiment).
     """
     from fastapi import Body, FastAPI, File, Form, Query, Request, UploadFile
     from fastapi.exceptions import RequestValidationError
@@ -620,6 +624,7 @@ def create_app(store=None, model: str | None = None, compare_with: str | None = 
     from starlette.exceptions import HTTPException as StarletteHTTPException
 
     svc = Service(store, model, compare_with, token, max_upload_mb, device, weights)
+    svc.experiment = _experiment(svc, experiment, arms, split, exposure_log)
     app = FastAPI(title="vrec", version=__version__,
                   description="Search a product catalog by text or photo, find similar items and compare two "
                               "models' neighbours. Errors are JSON: {\"error\": \"one sentence\"}.")
@@ -727,6 +732,19 @@ def create_app(store=None, model: str | None = None, compare_with: str | None = 
         result = run(full_id, k=k, model=model, store=snap, filters=filters)
         return JSONResponse(svc.results(result, "similar", k, time.perf_counter() - t, snap))
 
+    @app.get("/api/recommend/{item_id:path}", summary="A/B experiment: the unit's arm's similar items (logged)")
+    def recommend(item_id: str, unit: str = Query(..., description="The unit of the experiment: a user or session id."),
+                  k: int = Query(DEFAULT_K, description=f"Number of results, 1 to {MAX_K}.")):
+        if svc.experiment is None:
+            raise QueryError("This server runs no experiment; start it with vrec serve --experiment NAME "
+                             "--arms cnn,siglip to serve /api/recommend.")
+        check_number("k", k, min=1, max=MAX_K, integer=True)
+        snap = svc.snap()
+        t = time.perf_counter()
+        rec = svc.experiment.recommend(item_id, unit, k=k, store=snap)
+        result = rec.pop("result")
+        return JSONResponse({**rec, **svc.results(result, "recommend", k, time.perf_counter() - t, snap)})
+
     @app.get("/api/compare/{item_id:path}", summary="Two models' neighbours of an item, side by side")
     def compare(item_id: str, left: str | None = Query(None, description="Left model (default: the CNN)."),
                 right: str | None = Query(None, description="Right model (default: the search model)."),
@@ -784,6 +802,17 @@ def create_app(store=None, model: str | None = None, compare_with: str | None = 
 
     app.add_middleware(Guard, service=svc)
     return app
+
+
+def _experiment(svc: Service, name: str | None, arms, split, exposure_log):
+    """The A/B experiment /api/recommend serves (vrec.ab.Experiment), or None without --experiment."""
+    if name is None:
+        if arms is not None or exposure_log is not None:
+            raise VrecError("--arms and --exposure-log belong to an experiment; add --experiment NAME.")
+        return None
+    from .ab import Experiment
+
+    return Experiment(name, arms, split, store=svc.live.current(), exposure_log=exposure_log)
 
 
 def _upload_name(filename: str | None) -> str:
@@ -906,7 +935,9 @@ def url_of(host: str, port: int, token: str | None) -> str:
 
 def serve(store=None, model: str | None = None, compare_with: str | None = None, host: str = DEFAULT_HOST,
           port: int = DEFAULT_PORT, token: str | None = None, max_upload_mb: float = MAX_UPLOAD_MB,
-          device: str = "auto", warm: bool = True, on_ready=None) -> None:
+          device: str = "auto", warm: bool = True, on_ready=None, experiment: str | None = None,
+          arms: str | Sequence[str] | None = None, split: str | None = None,
+          exposure_log: str | os.PathLike | None = None) -> None:
     """Run the app on uvicorn until Ctrl-C (or SIGTERM). The first line on stdout is the URL to open.
 
     Loopback only unless a ``token`` is given. ``warm`` loads the search model's text tower in the
@@ -915,7 +946,8 @@ def serve(store=None, model: str | None = None, compare_with: str | None = None,
     import uvicorn
 
     check_exposure(host, token)
-    app = create_app(store, model, compare_with, token, max_upload_mb, device)
+    app = create_app(store, model, compare_with, token, max_upload_mb, device, experiment=experiment, arms=arms,
+                     split=split, exposure_log=exposure_log)
     svc: Service = app.state.vrec
     sock = bind(host, port)
     url = url_of(host, sock.getsockname()[1], token)
@@ -923,6 +955,12 @@ def serve(store=None, model: str | None = None, compare_with: str | None = None,
     print(f"vrec serve: {svc.model} for search"
           + (f", {svc.compare_with} to compare with" if svc.compare_with else ", no model to compare with")
           + f"; {len(svc.snap().model(svc.model)):,} items; Ctrl-C stops it.", file=sys.stderr, flush=True)
+    if svc.experiment is not None:
+        e = svc.experiment
+        print(f"vrec serve: experiment {e.name!r}, arms " + ", ".join(a if a == m else f"{a}={m}" for a, m in e.models.items())
+              + " at /api/recommend/ID?unit=U" + (f"; exposures to {e.exposure_log}" if e.exposure_log else
+                                                  " (no --exposure-log: exposures are not recorded)"),
+              file=sys.stderr, flush=True)
     if warm:
         def warm_up():
             try:

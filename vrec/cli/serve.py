@@ -20,7 +20,8 @@ up by itself.
 
 API: GET /api/health, GET /api/search/text?q=..., POST /api/search/image (multipart 'file'),
 GET /api/similar/ID, GET /api/compare/ID, GET /api/items/ID, GET /thumb/ID, POST /api/gallery;
-OpenAPI docs at /docs.
+with --experiment, GET /api/recommend/ID?unit=U (an A/B test's pilot: the unit's arm decides the
+model, and --exposure-log records what was shown); OpenAPI docs at /docs.
 """
 
 
@@ -38,9 +39,18 @@ def serve(
     token: Optional[str] = typer.Option(None, "--token", envvar="VREC_SERVE_TOKEN", show_envvar=True,
                                         help="Secret that every request but /api/health must carry."),
     max_upload_mb: float = typer.Option(20.0, "--max-upload-mb", help="Largest photo upload accepted, in MB."),
+    experiment: Optional[str] = typer.Option(None, "--experiment", help="Run an A/B experiment of this name: "
+                                             "GET /api/recommend/ID?unit=U serves the unit's arm's similar items."),
+    arms: Optional[str] = typer.Option(None, "--arms", help="With --experiment: arms as embedded models, the first "
+                                       "the control, e.g. cnn,siglip \\[default: cnn,siglip]."),
+    split: Optional[str] = typer.Option(None, "--split", help="With --experiment: shares per arm, e.g. 50/50 "
+                                        "\\[default: equal]."),
+    exposure_log: Optional[str] = typer.Option(None, "--exposure-log", help="With --experiment: append one JSON line "
+                                               "per list shown (time, experiment, unit, arm, item, shown ids)."),
     device: str = DeviceOpt,
 ) -> None:
     from ..serve import serve as run
 
     run(store, model=model, compare_with=compare_with, host=host, port=port, token=token,
-        max_upload_mb=max_upload_mb, device=device)
+        max_upload_mb=max_upload_mb, device=device, experiment=experiment, arms=arms, split=split,
+        exposure_log=exposure_log)
