@@ -440,7 +440,8 @@ class Service:
         self.live = LiveStore(st.path)
         self.model, self.compare_with = pick_models(self.live.current(), model, compare_with)
         self.token = token or None
-        self.max_upload = int(float(max_upload_mb) * 1024 * 1024)
+        self.max_upload_mb = float(max_upload_mb)
+        self.max_upload = int(self.max_upload_mb * 1024 * 1024)
         self.encoders = Encoders(device, weights)
         self.thumbs = Thumbnails()
 
@@ -599,8 +600,7 @@ class Guard:
         return await self.app(scope, receive, send)
 
     def too_large(self) -> str:
-        mb = self.service.max_upload / 1024 / 1024
-        return (f"The upload is larger than this server's limit of {mb:g} MB; send a smaller photo "
+        return (f"The upload is larger than this server's limit of {self.service.max_upload_mb:g} MB; send a smaller photo "
                 f"(or start vrec serve with a larger --max-upload-mb).")
 
 
