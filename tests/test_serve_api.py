@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import io
 import os
-import re
 import shutil
 import signal
 import socket
@@ -120,7 +119,8 @@ def test_similar_leaves_the_item_out_and_accepts_a_short_id(client, shared_tiny_
     body = client.get(f"/api/similar/{ITEM}", params={"k": 6}).json()
     res = check_results(body, "similar", 6)
     assert ITEM not in [x["id"] for x in res] and body["query"] == ITEM
-    assert [x["id"] for x in res] == search_image(ITEM, k=6, model="tiny-siglip", store=shared_tiny_store).table["id"].tolist()
+    lib = search_image(ITEM, k=6, model="tiny-siglip", store=shared_tiny_store)
+    assert [x["id"] for x in res] == lib.table["id"].tolist()
     assert all(x["probability"] is None for x in res)
 
     short = client.get("/api/similar/bag-tote-red", params={"k": 6, "model": "tiny-cnn"}).json()
@@ -348,7 +348,8 @@ def test_a_token_guards_every_route_but_health(shared_tiny_store):
         is_error(c.get(path, headers={"Authorization": "Bearer wrong"}), 401, "wrong")
     is_error(upload(c, PHOTO.read_bytes()), 401)
     is_error(c.post("/api/gallery", json={"title": "x", "results": [{"id": ITEM, "score": 1}]}), 401)
-    assert c.get("/api/search/text", params={"q": "bag"}, headers={"Authorization": "Bearer s3cret-tok"}).status_code == 200
+    bearer = {"Authorization": "Bearer s3cret-tok"}
+    assert c.get("/api/search/text", params={"q": "bag"}, headers=bearer).status_code == 200
     assert c.get("/api/search/text", params={"q": "bag", "token": "s3cret-tok"}).status_code == 200
     is_error(c.get("/?token=wrong"), 401, "wrong")
 
@@ -452,19 +453,17 @@ def test_concurrent_requests_get_the_answers_they_would_get_alone(client):
 
 # --- the real server --------------------------------------------------------------------------
 
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
-def start_server(store, *args) -> tuple[subprocess.Popen, str]:
-    """`vrec serve` in a process of its own on a free loopback port; returns it and the URL it printed."""
-    cmd = [sys.executable, "-c", "from vrec.cli import main; main()", "serve", "--store", str(store), "--model", "tiny-siglip", "--compare-with", "tiny-cnn",
-           "--port", str(free_port()), *args]
-    p = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+def start_server(store, logs: Path, *args) -> tuple[subprocess.Popen, str]:
+    """`vrec serve` in a process of its own on a free loopback port; returns it and the URL it printed.
+    Its stderr goes to a file (a pipe nobody reads could fill up and stall the server)."""
+    cmd = [sys.executable, "-c", "from vrec.cli import main; main()", "serve", "--store", str(store),
+           "--model", "tiny-siglip", "--compare-with", "tiny-cnn", "--port", "0", *args]
+    err = open(logs / "serve.err", "w")
+    p = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=err, text=True)
+    err.close()
     line = p.stdout.readline()
-    assert line.startswith("vrec serve: http://127.0.0.1:"), (line, p.stderr.read() if p.poll() is not None else "")
+    assert line.startswith("vrec serve: http://127.0.0.1:"), (line, (logs / "serve.err").read_text())
+    p.logs = logs / "serve.err"
     return p, line.split(" ", 2)[2].strip()
 
 
@@ -475,7 +474,7 @@ def stop(p: subprocess.Popen) -> tuple[int, str]:
     except subprocess.TimeoutExpired:
         p.kill()
         raise
-    return p.returncode, p.stderr.read()
+    return p.returncode, p.logs.read_text()
 
 
 def rss_kb(pid: int) -> int:
@@ -483,10 +482,10 @@ def rss_kb(pid: int) -> int:
         return next(int(line.split()[1]) for line in f if line.startswith("VmRSS"))
 
 
-def test_vrec_serve_answers_on_loopback_and_stops_cleanly_on_ctrl_c(shared_tiny_store):
+def test_vrec_serve_answers_on_loopback_and_stops_cleanly_on_ctrl_c(shared_tiny_store, tmp_path):
     import httpx
 
-    p, url = start_server(shared_tiny_store, "--token", "tok-123")
+    p, url = start_server(shared_tiny_store, tmp_path, "--token", "tok-123")
     try:
         assert url.endswith("/?token=tok-123")
         base = url.split("?")[0]
@@ -522,11 +521,11 @@ def test_serve_refuses_to_expose_itself_without_a_token_and_bad_ports(shared_tin
         fails("serve", "--store", shared_tiny_store, "--port", str(s.getsockname()[1]), says="in use")
 
 
-def test_load_eight_clients_for_thirty_seconds_no_error_and_flat_memory(shared_tiny_store):
+def test_load_eight_clients_for_thirty_seconds_no_error_and_flat_memory(shared_tiny_store, tmp_path):
     """Loopback only, bounded in time: mixed text / similar / image queries from 8 clients for 30 s."""
     import httpx
 
-    p, url = start_server(shared_tiny_store)
+    p, url = start_server(shared_tiny_store, tmp_path)
     base = url.split("?")[0]
     ids = [str(f.relative_to(SAMPLE).with_suffix("")) for f in sorted(SAMPLE.rglob("*.jpg"))]
     photos = [f.read_bytes() for f in sorted(SAMPLE.rglob("*.jpg"))[:10]]

@@ -600,8 +600,8 @@ class Guard:
         return await self.app(scope, receive, send)
 
     def too_large(self) -> str:
-        return (f"The upload is larger than this server's limit of {self.service.max_upload_mb:g} MB; send a smaller photo "
-                f"(or start vrec serve with a larger --max-upload-mb).")
+        return (f"The upload is larger than this server's limit of {self.service.max_upload_mb:g} MB; send a "
+                f"smaller photo (or start vrec serve with a larger --max-upload-mb).")
 
 
 def create_app(store=None, model: str | None = None, compare_with: str | None = None, token: str | None = None,
@@ -843,7 +843,8 @@ def _gallery_result(svc: Service, snap: Snapshot, body) -> tuple[str, object]:
     from .search import INTERNAL_COLUMNS, SearchResult
 
     if not isinstance(body, dict):
-        raise QueryError('The gallery must be a JSON object like {"title": "...", "results": [{"id": ..., "score": ...}]}.')
+        raise QueryError('The gallery must be a JSON object like '
+                         '{"title": "...", "results": [{"id": ..., "score": ...}]}.')
     title = body.get("title") or "vrec gallery"
     if not isinstance(title, str):
         raise QueryError("The gallery's title must be a text.")

@@ -1,0 +1,339 @@
+"""Latency and throughput of `vrec serve` on a 100,000-item store of SigLIP-shaped vectors.
+
+    python bench/serve_bench.py [--items 100000] [--seconds 8] [--write]
+
+What it does (a few minutes on a 2-core CPU):
+
+1. fills a Hugging Face cache with the real ViT-B-16-SigLIP architecture at random weights
+   (../shared/tools/fake_siglip_hub.py; speed does not depend on the weights' values), so the
+   server loads `siglip` exactly as on a machine that downloaded it, offline;
+2. writes a store of clustered synthetic unit vectors (768-d, as bench/run.py makes them) under
+   model `siglip`, with metadata (title, category, price), and builds its HNSW index (`vrec index`);
+3. starts `vrec serve` in a process of its own on a free loopback port and times process start ->
+   first answer (/api/health) and -> first text answer (the text tower loading);
+4. times single requests one after another: GET /api/similar/{id}, GET /api/search/text, POST
+   /api/search/image (p50 / p95, wall time at the client);
+5. counts requests per second with 1, 4 and 8 concurrent clients (threads in this process, which
+   share the CPU with the server: on 2 cores the clients' own work is part of the figure).
+
+``--write`` replaces the `vrec serve` section of BENCHMARKS.md with the figures.
+"""
+from __future__ import annotations
+
+import argparse
+import datetime as _dt
+import json
+import os
+import platform
+import shutil
+import signal
+import socket
+import subprocess
+import sys
+import tempfile
+import threading
+import time
+from pathlib import Path
+
+import numpy as np
+
+ROOT = Path(__file__).resolve().parents[1]
+HUB_TOOL = ROOT.parent / "shared" / "tools" / "fake_siglip_hub.py"
+PHOTO = next(iter(sorted((ROOT / "sample_catalog").rglob("*.jpg"))), None)
+WORDS = ["red leather bag", "black running shoes", "summer dress", "gold watch", "striped shirt", "navy backpack",
+         "minimalist tote", "white sneakers", "floral print", "denim jacket"]
+TARGETS = {"similar": 20.0, "text": 150.0, "image": 600.0}  # p50, ms
+BEGIN, END = "<!-- serve-bench:begin -->", "<!-- serve-bench:end -->"
+
+
+def log(*a) -> None:
+    print(*a, file=sys.stderr, flush=True)
+
+
+def fake_hub(hub: Path) -> None:
+    if (hub / "hub").is_dir() and any((hub / "hub").rglob("open_clip_model.safetensors")):
+        return
+    if not HUB_TOOL.is_file():
+        sys.exit(f"serve_bench: {HUB_TOOL} is missing; it makes the offline SigLIP this benchmark loads.")
+    subprocess.run([sys.executable, str(HUB_TOOL), str(hub)], check=True, stdout=subprocess.DEVNULL)
+
+
+def make_store(path: Path, n: int, dim: int) -> None:
+    """n clustered unit vectors under model 'siglip' (the real configuration), metadata, an HNSW index."""
+    import pandas as pd
+
+    sys.path.insert(0, str(ROOT / "bench"))
+    from run import clustered  # the synthetic vectors of bench/run.py's search section
+
+    from vrec.encoders import expected_config, resolve
+    from vrec.index import build_index
+    from vrec.store import Store
+
+    st = Store(path)
+    st.create(path.parent / "photos")
+    vectors, _ = clustered(n, dim, seed=3)
+    cats = ["bags", "shoes", "dresses", "shirts", "watches", "jackets", "belts", "hats"]
+    ids = [f"{cats[j % len(cats)]}/item-{j:06d}" for j in range(n)]
+    items = pd.DataFrame({"id": ids, "path": [i + ".jpg" for i in ids], "hash": "", "size": 0, "mtime": 0,
+                          "width": 0, "height": 0})
+    with st.model_for_writing("siglip").writer(expected_config(resolve("siglip"))) as w:
+        for start in range(0, n, 250_000):
+            w.add(items.iloc[start:start + 250_000], vectors[start:start + 250_000])
+            w.flush()
+    st.write_metadata(pd.DataFrame({"id": ids, "title": [f"Item {j}" for j in range(n)],
+                                    "category": [cats[j % len(cats)] for j in range(n)],
+                                    "price": (np.arange(n) * 37) % 400}).set_index("id"))
+    t = time.perf_counter()
+    s = build_index(st.model("siglip"))
+    log(f"  index: {n:,} items, ef {s.ef}, recall@10 {s.recall_at_10:.3f}, {time.perf_counter() - t:.0f} s")
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def percentile(values, p) -> float:
+    return float(np.percentile(np.asarray(values) * 1000, p))
+
+
+class Server:
+    def __init__(self, store: Path, env: dict):
+        self.port = free_port()
+        self.base = f"http://127.0.0.1:{self.port}"
+        cmd = [sys.executable, "-c", "from vrec.cli import main; main()", "serve", "--store", str(store),
+               "--model", "siglip", "--port", str(self.port)]
+        self.t0 = time.perf_counter()
+        self.proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=env)
+
+    def stop(self) -> None:
+        self.proc.send_signal(signal.SIGINT)
+        try:
+            self.proc.wait(timeout=60)
+        except subprocess.TimeoutExpired:
+            self.proc.kill()
+
+
+def cold_start(server: Server, client) -> dict:
+    """Seconds from process start to the first /api/health answer and to the first text answer."""
+    deadline = time.monotonic() + 300
+    while True:
+        try:
+            if client.get(server.base + "/api/health").status_code == 200:
+                break
+        except Exception:  # noqa: BLE001  (not listening yet)
+            pass
+        if server.proc.poll() is not None or time.monotonic() > deadline:
+            raise RuntimeError("vrec serve did not start: " + server.proc.stderr.read())
+        time.sleep(0.05)
+    health = time.perf_counter() - server.t0
+    r = client.get(server.base + "/api/search/text", params={"q": "red bag"})
+    r.raise_for_status()
+    return {"first_answer_s": health, "first_text_answer_s": time.perf_counter() - server.t0}
+
+
+def timed(fn, n: int, warm: int = 2) -> list[float]:
+    for i in range(warm):
+        fn(i)
+    out = []
+    for i in range(n):
+        t = time.perf_counter()
+        fn(i + warm)
+        out.append(time.perf_counter() - t)
+    return out
+
+
+def throughput(base: str, make_request, clients: int, seconds: float) -> float:
+    import httpx
+
+    done = [0] * clients
+    stop_at = time.monotonic() + seconds
+
+    def run(c: int) -> None:
+        with httpx.Client(base_url=base, timeout=120) as h:
+            i = c * 1000
+            while time.monotonic() < stop_at:
+                make_request(h, i).raise_for_status()
+                done[c] += 1
+                i += 1
+
+    t = time.perf_counter()
+    threads = [threading.Thread(target=run, args=(c,)) for c in range(clients)]
+    for th in threads:
+        th.start()
+    for th in threads:
+        th.join()
+    return sum(done) / (time.perf_counter() - t)
+
+
+def bench(args) -> dict:
+    import httpx
+
+    tmp = Path(args.tmp or tempfile.mkdtemp(prefix="vrec-serve-bench-"))
+    hub = Path(args.hub) if args.hub else tmp / "hf"
+    env = {**os.environ, "HF_HOME": str(hub), "HF_HUB_OFFLINE": "1"}
+    os.environ.update({"HF_HOME": str(hub), "HF_HUB_OFFLINE": "1"})  # before vrec resolves 'siglip'
+    t_all = time.perf_counter()
+    try:
+        log("serve_bench: fake SigLIP hub ...")
+        fake_hub(hub)
+        store = tmp / "store"
+        if not (store / "models").is_dir():
+            log(f"serve_bench: a store of {args.items:,} x {args.dim} vectors ...")
+            make_store(store, args.items, args.dim)
+        log("serve_bench: vrec serve ...")
+        server = Server(store, env)
+        try:
+            with httpx.Client(timeout=300) as h:
+                cold = cold_start(server, h)
+                log(f"  cold start: first answer {cold['first_answer_s']:.1f} s, "
+                    f"first text answer {cold['first_text_answer_s']:.1f} s")
+                rng = np.random.default_rng(0)
+                picks = rng.integers(0, args.items, 10_000)
+                cats = ["bags", "shoes", "dresses", "shirts", "watches", "jackets", "belts", "hats"]
+                def item(i: int) -> str:
+                    j = int(picks[i % len(picks)])
+                    return f"{cats[j % len(cats)]}/item-{j:06d}"
+                photo = PHOTO.read_bytes()
+
+                def similar(i, client=h):
+                    return client.get(server.base + f"/api/similar/{item(i)}", params={"k": 12})
+
+                def text(i, client=h):
+                    return client.get(server.base + "/api/search/text", params={"q": WORDS[i % len(WORDS)], "k": 12})
+
+                def image(i, client=h):
+                    return client.post(server.base + "/api/search/image", files={"file": ("q.jpg", photo)},
+                                       data={"k": "12"})
+
+                def checked(fn):
+                    def run(i):
+                        r = fn(i)
+                        r.raise_for_status()
+                        return r
+                    return run
+
+                lat = {"similar": timed(checked(similar), args.similar_n, warm=5),
+                       "text": timed(checked(text), args.text_n, warm=3),
+                       "image": timed(checked(image), args.image_n, warm=2)}  # the first upload loads the image tower
+                inside = {"similar": similar(0).json()["took_ms"], "text": text(0).json()["took_ms"]}
+                for k, v in lat.items():
+                    log(f"  {k}: p50 {percentile(v, 50):.1f} ms, p95 {percentile(v, 95):.1f} ms ({len(v)} requests)")
+            rates = {}
+            for kind, fn in (("similar", lambda c, i: c.get(f"/api/similar/{item(i)}", params={"k": 12})),
+                             ("text", lambda c, i: c.get("/api/search/text",
+                                                         params={"q": WORDS[i % len(WORDS)], "k": 12}))):
+                rates[kind] = {}
+                for clients in (1, 4, 8):
+                    rates[kind][clients] = throughput(server.base, fn, clients, args.seconds)
+                    log(f"  {kind}: {clients} client(s) {rates[kind][clients]:.1f} requests/s")
+            rss = _rss_mb(server.proc.pid)
+        finally:
+            server.stop()
+    finally:
+        if not args.keep and not args.tmp:
+            shutil.rmtree(tmp, ignore_errors=True)
+    return {"date": _dt.date.today().isoformat(), "items": args.items, "dim": args.dim, "cold": cold,
+            "latency_ms": {k: {"p50": percentile(v, 50), "p95": percentile(v, 95), "n": len(v)} for k, v in lat.items()},
+            "inside_ms": inside, "throughput": rates, "photo": _photo_text(), "server_rss_mb": rss,
+            "seconds": time.perf_counter() - t_all,
+            "machine": f"{platform.machine()}, {os.cpu_count()} cores, Python {platform.python_version()}"}
+
+
+def _photo_text() -> str:
+    from PIL import Image
+
+    with Image.open(PHOTO) as img:
+        return f"a {img.width}x{img.height} JPEG of {PHOTO.stat().st_size / 1024:.0f} KB"
+
+
+def _rss_mb(pid: int) -> float | None:
+    try:
+        with open(f"/proc/{pid}/status") as f:
+            return next(int(line.split()[1]) / 1024 for line in f if line.startswith("VmRSS"))
+    except (OSError, StopIteration):
+        return None
+
+
+def markdown(r: dict) -> str:
+    lat = r["latency_ms"]
+    ok = lambda kind: "yes" if lat[kind]["p50"] <= TARGETS[kind] else "**no**"  # noqa: E731
+    lines = [BEGIN, "## vrec serve", "",
+             f"Measured by `python bench/serve_bench.py --write` on {r['date']} ({r['seconds']:.0f} s), "
+             f"{r['machine']}; **2-core CPU, shared** with other work, so figures drift by tens of percent between "
+             f"runs. A store of {r['items']:,} clustered synthetic {r['dim']}-d unit vectors under model `siglip` "
+             "(HNSW index, as `vrec index` builds it) with metadata; the real ViT-B-16-SigLIP architecture at random "
+             "weights, offline (`../shared/tools/fake_siglip_hub.py`). `vrec serve` runs in its own process; times "
+             "are wall time at an HTTP client on the same machine, one request at a time, k = 12. "
+             "**Targets: similar p50 ≤ 20 ms, text p50 ≤ 150 ms, image upload p50 ≤ 600 ms.**", "",
+             "| request | requests | p50 ms | p95 ms | target p50 ms | met |",
+             "| --- | ---: | ---: | ---: | ---: | --- |"]
+    names = {"similar": "GET /api/similar/{id}", "text": "GET /api/search/text",
+             "image": f"POST /api/search/image ({r['photo']})"}
+    for kind in ("similar", "text", "image"):
+        lines.append(f"| {names[kind]} | {lat[kind]['n']} | {lat[kind]['p50']:.1f} | {lat[kind]['p95']:.1f} | "
+                     f"{TARGETS[kind]:.0f} | {ok(kind)} |")
+    inside = r["inside_ms"]
+    lines += ["", f"Inside the server (the answers' `took_ms`, one request): similar {inside['similar']:.1f} ms, "
+              f"text {inside['text']:.1f} ms; the rest is HTTP, JSON and the client.", "",
+              "Throughput, requests/s, with concurrent clients (threads in the benchmark process, sharing the 2 cores "
+              "with the server):", "",
+              "| request | 1 client | 4 clients | 8 clients |", "| --- | ---: | ---: | ---: |"]
+    for kind, rates in r["throughput"].items():
+        lines.append(f"| {names[kind]} | " + " | ".join(f"{rates[c]:.1f}" for c in (1, 4, 8)) + " |")
+    lines += ["", f"Cold start of `vrec serve` (process start to answer): first answer (/api/health) "
+              f"{r['cold']['first_answer_s']:.1f} s; first text answer {r['cold']['first_text_answer_s']:.1f} s "
+              "(importing torch and open_clip and loading the text tower, which the server starts in the background "
+              f"as soon as it listens). Server memory after the run: {r['server_rss_mb']:.0f} MB RSS.", "",
+              "Regenerate: `.venv/bin/python bench/serve_bench.py --write` (about 4 minutes; needs ../shared/tools, "
+              "writes about 1.5 GB under a temporary folder and removes it).", END]
+    return "\n".join(lines)
+
+
+def write_section(text: str, path: Path = ROOT / "BENCHMARKS.md") -> None:
+    from vrec.store import atomic_path
+
+    old = path.read_text() if path.is_file() else ""
+    if BEGIN in old and END in old:
+        new = old[:old.index(BEGIN)] + text + old[old.index(END) + len(END):]
+    elif "\n## Notes" in old:
+        i = old.index("\n## Notes")
+        new = old[:i] + "\n" + text + "\n" + old[i:]
+    else:
+        new = old.rstrip("\n") + "\n\n" + text + "\n"
+    with atomic_path(path) as tmp:
+        Path(tmp).write_text(new)
+
+
+def main() -> None:
+    p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    p.add_argument("--items", type=int, default=100_000)
+    p.add_argument("--dim", type=int, default=768)
+    p.add_argument("--seconds", type=float, default=8.0, help="per throughput level (default 8)")
+    p.add_argument("--similar-n", type=int, default=200)
+    p.add_argument("--text-n", type=int, default=60)
+    p.add_argument("--image-n", type=int, default=20)
+    p.add_argument("--tmp", help="work folder to keep and reuse (store, hub) instead of a temporary one")
+    p.add_argument("--hub", help="an existing fake SigLIP HF_HOME to reuse")
+    p.add_argument("--keep", action="store_true", help="keep the temporary folder")
+    p.add_argument("--write", action="store_true", help="replace the vrec serve section of BENCHMARKS.md")
+    p.add_argument("--json", help="also write the figures to this JSON file")
+    args = p.parse_args()
+    if PHOTO is None:
+        sys.exit("serve_bench: sample_catalog/ has no photo to upload.")
+    results = bench(args)
+    text = markdown(results)
+    print(text)
+    if args.json:
+        from vrec.store import atomic_path
+
+        with atomic_path(args.json) as tmp:
+            Path(tmp).write_text(json.dumps(results, indent=2) + "\n")
+    if args.write:
+        write_section(text)
+        log("serve_bench: wrote the vrec serve section of BENCHMARKS.md")
+
+
+if __name__ == "__main__":
+    main()
