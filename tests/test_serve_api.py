@@ -266,6 +266,8 @@ def test_thumbnails_never_leave_the_catalog(tmp_path):
     app = make_app(store)
     c = TestClient(app)
     is_error(c.get(f"/thumb/{victim_id}"), 404, "outside the catalog")
+    page = c.post("/api/gallery", json={"title": "g", "results": [{"id": victim_id, "score": 1}]}).text
+    assert "data:image/jpeg" not in page  # nor inlined into a gallery
     good_id = str(photos[1].relative_to(tmp_path / "photos").with_suffix(""))
     assert c.get(f"/thumb/{good_id}").status_code == 200
     for path in ["/thumb/%2e%2e/secret.jpg", "/thumb/%2e%2e%2fsecret.jpg", "/thumb/..%2Fsecret.jpg",

@@ -873,6 +873,11 @@ def _gallery_result(svc: Service, snap: Snapshot, body) -> tuple[str, object]:
         positions.append(pos)
         scores.append(float(r["score"]))
     table = cat.iloc[positions].drop(columns=list(INTERNAL_COLUMNS), errors="ignore").reset_index(drop=True)
+    for i, (item_id, rel) in enumerate(zip(table["id"], table["path"])):
+        try:  # the same rule as /thumb/: a photo outside the catalog folder is never read (its card stays empty)
+            Thumbnails.photo_path(snap, str(rel), str(item_id))
+        except UnknownItem:
+            table.loc[i, "path"] = ""
     table.insert(0, "score", pd.Series(scores, dtype="float32"))
     table.insert(0, "rank", range(1, len(table) + 1))
     query = body.get("query") if isinstance(body.get("query"), str) and body.get("query").strip() else title
