@@ -1,0 +1,635 @@
+// vrec serve: the page. Plain JavaScript, no build step, no external assets.
+// Talks to the JSON API of vrec/serve.py (see README, "vrec serve"). Every text from the catalog is
+// put into the page with textContent, never as HTML.
+"use strict";
+
+(() => {
+  const $ = (id) => document.getElementById(id);
+
+  // --- small helpers -------------------------------------------------------------------------
+
+  function h(tag, attrs, ...children) {
+    const el = document.createElement(tag);
+    for (const [key, value] of Object.entries(attrs || {})) {
+      if (value == null || value === false) continue;
+      if (key === "class") el.className = value;
+      else if (key === "dataset") Object.assign(el.dataset, value);
+      else if (key.startsWith("on")) el.addEventListener(key.slice(2), value);
+      else el.setAttribute(key, value === true ? "" : String(value));
+    }
+    for (const child of children.flat(Infinity)) {
+      if (child == null || child === false) continue;
+      el.append(child instanceof Node ? child : String(child));
+    }
+    return el;
+  }
+
+  // append children, leaving out the missing ones (null, false)
+  const put = (parent, ...children) =>
+    parent.append(...children.flat(Infinity).filter((c) => c != null && c !== false));
+
+  // "a/b c" -> "a/b%20c": each path segment encoded, the slashes kept (ids may contain '/')
+  const encodeId = (id) => String(id).split("/").map(encodeURIComponent).join("/");
+
+  // Filters as typed: separated by ';' or by ',' outside parentheses ("colour in (red,black), price<200")
+  function splitFilters(text) {
+    const out = [];
+    let depth = 0, cur = "";
+    for (const ch of text || "") {
+      if (ch === "(") depth++;
+      if (ch === ")") depth = Math.max(0, depth - 1);
+      if ((ch === ";" || ch === ",") && depth === 0) { out.push(cur); cur = ""; continue; }
+      cur += ch;
+    }
+    out.push(cur);
+    return out.map((s) => s.trim()).filter(Boolean);
+  }
+
+  const fmtScore = (x) => (typeof x === "number" ? x.toFixed(3) : "—");
+
+  function fmtProbability(p) {
+    if (typeof p !== "number") return null;
+    const pct = p * 100;
+    if (pct < 0.1) return "<0.1%";
+    if (pct < 10) return pct.toFixed(1) + "%";
+    return Math.round(pct) + "%";
+  }
+
+  function priceOf(meta) {
+    for (const [key, value] of Object.entries(meta || {})) {
+      if (key.toLowerCase() !== "price" || value == null || value === "") continue;
+      const n = Number(value);
+      if (!Number.isFinite(n)) return String(value);
+      return Number.isInteger(n) ? n.toLocaleString() : n.toLocaleString(undefined, {minimumFractionDigits: 2, maximumFractionDigits: 2});
+    }
+    return null;
+  }
+
+  // two short descriptive values (category, colour, ...) for a card's second line
+  const SKIP_META = new Set(["title", "productdisplayname", "name", "file", "path", "price", "id", "tags", "year"]);
+  function factsOf(meta) {
+    const out = [];
+    for (const [key, value] of Object.entries(meta || {})) {
+      if (SKIP_META.has(key.toLowerCase()) || value == null) continue;
+      const text = String(value);
+      if (!text || text.length > 24 || typeof value === "object") continue;
+      if (!out.includes(text)) out.push(text);
+      if (out.length === 2) break;
+    }
+    return out;
+  }
+
+  function filenameFrom(disposition) {
+    const m = /filename="?([^";]+)"?/i.exec(disposition || "");
+    return m ? m[1] : null;
+  }
+
+  // --- talking to the server -------------------------------------------------------------------
+
+  async function api(path, init) {
+    let response;
+    try {
+      response = await fetch(path, init);
+    } catch (e) {
+      throw new Error("Cannot reach the vrec server; is 'vrec serve' still running?");
+    }
+    if (response.ok) return response;
+    let message = `The server answered ${response.status} ${response.statusText}.`;
+    try {
+      const body = await response.json();
+      if (body && typeof body.error === "string") message = body.error;
+    } catch (e) { /* not JSON: keep the status line */ }
+    throw new Error(message);
+  }
+
+  const getJSON = async (path) => (await api(path)).json();
+
+  function query(params) {
+    const q = new URLSearchParams();
+    for (const [key, value] of Object.entries(params)) {
+      if (value == null || value === "") continue;
+      for (const v of Array.isArray(value) ? value : [value]) q.append(key, v);
+    }
+    const text = q.toString();
+    return text ? "?" + text : "";
+  }
+
+  // --- state: a stack of views, mirrored in the browser's history -------------------------------
+
+  const state = {
+    health: null,
+    stack: [],   // views; state.at is the one shown
+    at: -1,
+    compare: false,  // side by side on for similar views
+    columns: [],     // metadata columns to filter on
+    seq: 0,          // the latest request; older answers are dropped
+  };
+  const current = () => state.stack[state.at] || null;
+
+  function options() {
+    return {k: Number($("k").value) || 12, model: $("model").value || null, filters: splitFilters($("filters").value)};
+  }
+
+  function setOptions(opts) {
+    if (!opts) return;
+    $("k").value = String(opts.k);
+    if (!Array.from($("k").options).some((o) => o.value === String(opts.k))) {
+      $("k").append(h("option", {}, String(opts.k)));
+      $("k").value = String(opts.k);
+    }
+    if (opts.model && Array.from($("model").options).some((o) => o.value === opts.model)) $("model").value = opts.model;
+    $("filters").value = (opts.filters || []).join(", ");
+  }
+
+  // the address a view can be reloaded from (photo searches cannot: the photo is not in the URL)
+  function urlOf(view) {
+    const o = view.opts || {};
+    const common = {k: o.k !== 12 ? o.k : null, model: o.model && o.model !== state.health?.default_model ? o.model : null,
+                    filter: o.filters};
+    if (view.kind === "text") return "/" + query({q: view.q, ...common});
+    if (view.kind === "similar") return "/" + query({similar: view.id, compare: view.compare ? "1" : null, ...common});
+    return "/";
+  }
+
+  async function load(view) {
+    const o = view.opts;
+    if (view.kind === "text") {
+      view.data = await getJSON("/api/search/text" + query({q: view.q, k: o.k, model: o.model, filter: o.filters}));
+    } else if (view.kind === "image") {
+      const form = new FormData();
+      form.append("file", view.file, view.fileName);
+      if (view.plus) form.append("plus", view.plus);
+      if (view.minus) form.append("minus", view.minus);
+      if (view.plus || view.minus) form.append("weight", String(view.weight));
+      form.append("k", String(o.k));
+      if (o.model) form.append("model", o.model);
+      for (const f of o.filters) form.append("filter", f);
+      view.data = await (await api("/api/search/image", {method: "POST", body: form})).json();
+    } else if (view.kind === "similar") {
+      if (view.compare) {
+        const hl = state.health;
+        view.cmp = await getJSON("/api/compare/" + encodeId(view.id) +
+                                 query({left: hl.compare_with, right: hl.default_model, k: o.k}));
+        view.item = view.item || view.cmp.item;
+      } else {
+        view.data = await getJSON("/api/similar/" + encodeId(view.id) + query({k: o.k, model: o.model, filter: o.filters}));
+        if (!view.item) view.item = await getJSON("/api/items/" + encodeId(view.id));
+      }
+    }
+  }
+
+  // Load a view, then show it (pushed on the history, or replacing the one shown).
+  async function go(view, {replace = false} = {}) {
+    const seq = ++state.seq;
+    const focused = document.activeElement;
+    const hadFocusInResults = $("main").contains(focused);
+    // a control of the view's header (steering fields, the toggle) gets the focus back after the update
+    const again = hadFocusInResults && focused && (focused.id ? "#" + CSS.escape(focused.id)
+      : focused.name ? `#view-head [name="${CSS.escape(focused.name)}"]` : null);
+    hideError();
+    busy(true);
+    try {
+      await load(view);
+    } catch (e) {
+      if (seq === state.seq) { busy(false); showError(e.message); }
+      return false;
+    }
+    if (seq !== state.seq) return false;
+    busy(false);
+    if (state.at < 0) {  // the first view of the page: it takes the entry the page was opened with
+      state.stack = [view];
+      state.at = 0;
+      history.replaceState({depth: 0}, "", urlOf(view));
+    } else if (replace) {
+      state.stack[state.at] = view;
+      history.replaceState({depth: state.at}, "", urlOf(view));
+    } else {
+      state.stack = state.stack.slice(0, state.at + 1);
+      state.stack.push(view);
+      state.at = state.stack.length - 1;
+      history.pushState({depth: state.at}, "", urlOf(view));
+    }
+    render(view);
+    const target = replace && again ? document.querySelector(again) : null;
+    if (target) target.focus();
+    else if (hadFocusInResults) focusHeading();  // the card clicked is gone: start from the new heading
+    return true;
+  }
+
+  function back() {
+    if (state.at > 0) history.back();
+  }
+
+  window.addEventListener("popstate", (event) => {
+    const depth = event.state && Number.isInteger(event.state.depth) ? event.state.depth : -1;
+    const view = state.stack[depth];
+    if (view && urlOf(view) === location.pathname + location.search) {
+      state.seq++;  // an answer still on its way is no longer wanted
+      busy(false);
+      hideError();
+      state.at = depth;
+      render(view);
+      restoreFocus(view);
+    } else {
+      route({replace: true});
+    }
+  });
+
+  // The view the address asks for (?q=..., ?similar=ID[&compare=1]), or the start page.
+  async function route({replace = false} = {}) {
+    const p = new URLSearchParams(location.search);
+    const opts = {k: Number(p.get("k")) || 12, model: p.get("model") || state.health.default_model,
+                  filters: p.getAll("filter")};
+    setOptions(opts);
+    let view = null;
+    if (p.get("q")) {
+      $("q").value = p.get("q");
+      view = {kind: "text", q: p.get("q"), opts};
+    } else if (p.get("similar")) {
+      state.compare = p.get("compare") === "1" && !!state.health.compare_with;
+      view = {kind: "similar", id: p.get("similar"), compare: state.compare, opts};
+    }
+    if (view) {
+      const shown = await go(view, {replace});
+      if (shown || state.at >= 0) return shown;
+    }
+    const home = {kind: "home", opts};
+    if (replace && state.at >= 0) state.stack[state.at] = home;
+    else { state.stack = [home]; state.at = 0; }
+    history.replaceState({depth: state.at}, "", "/");
+    render(home);
+    return !view;
+  }
+
+  // --- actions ---------------------------------------------------------------------------------
+
+  function searchText() {
+    const q = $("q").value.trim();
+    if (!q) {
+      showError("Type what you are looking for first, e.g. “red handbag”; or search by photo.");
+      $("q").focus();
+      return;
+    }
+    go({kind: "text", q, opts: options()});
+  }
+
+  function searchPhoto(file, steer) {
+    if (!file) return;
+    const view = current();
+    const old = view && view.kind === "image" ? view : null;
+    const s = steer || {plus: "", minus: "", weight: 1};
+    const preview = old && old.file === file ? old.preview : URL.createObjectURL(file);
+    go({kind: "image", file, fileName: file.name || "pasted photo", preview, ...s, opts: options()},
+       {replace: !!steer && !!old});
+  }
+
+  function showSimilar(result) {
+    const view = current();
+    if (view) view.lastFocus = result.id;
+    const opts = options();
+    go({kind: "similar", id: result.id, item: result, compare: state.compare && !!state.health.compare_with, opts});
+  }
+
+  function toggleCompare() {
+    const view = current();
+    if (!view || view.kind !== "similar") return;
+    state.compare = !view.compare;
+    const next = {...view, compare: state.compare, data: view.data, cmp: null};
+    if (!state.compare && next.data) {  // already loaded: no request
+      state.stack[state.at] = next;
+      history.replaceState({depth: state.at}, "", urlOf(next));
+      render(next);
+      $("compare-toggle")?.focus();
+      return;
+    }
+    go(next, {replace: true});
+  }
+
+  // Re-run the view shown with the options now set (k, model, filters).
+  function rerun() {
+    const view = current();
+    if (!view || view.kind === "home") {
+      if ($("q").value.trim()) searchText();
+      return;
+    }
+    go({...view, opts: options(), data: null, cmp: null}, {replace: true});
+  }
+
+  async function saveGallery(title, results, model, queryText, button) {
+    if (!results || !results.length) {
+      showError("There are no results to save yet.");
+      return;
+    }
+    const body = {title, query: queryText || title, model, results: results.map((r) => ({id: r.id, score: r.score}))};
+    if (button) button.disabled = true;
+    busy(true);
+    try {
+      const response = await api("/api/gallery", {method: "POST", headers: {"Content-Type": "application/json"},
+                                                   body: JSON.stringify(body)});
+      const blob = await response.blob();
+      const name = filenameFrom(response.headers.get("Content-Disposition")) || "gallery.html";
+      const href = URL.createObjectURL(blob);
+      const a = h("a", {href, download: name, hidden: true});
+      document.body.append(a);
+      a.click();
+      a.remove();
+      setTimeout(() => URL.revokeObjectURL(href), 60000);
+      announce(`Saved the gallery as ${name}.`);
+    } catch (e) {
+      showError(e.message);
+    } finally {
+      busy(false);
+      if (button) button.disabled = false;
+    }
+  }
+
+  // --- showing things --------------------------------------------------------------------------
+
+  function busy(on) {
+    $("busy").hidden = !on;
+    $("main").setAttribute("aria-busy", on ? "true" : "false");
+    if (on) announce("Searching…");
+  }
+
+  function announce(text) {
+    $("status").textContent = text;
+  }
+
+  function showError(message) {
+    $("error-text").textContent = message;
+    $("error").hidden = false;
+  }
+
+  function hideError() {
+    $("error").hidden = true;
+    $("error-text").textContent = "";
+  }
+
+  function focusHeading() {
+    const heading = document.querySelector("#view-head h1");
+    if (heading) heading.focus({preventScroll: false});
+  }
+
+  function restoreFocus(view) {
+    const card = view.lastFocus &&
+      Array.from(document.querySelectorAll("#view-body .card")).find((c) => c.dataset.id === view.lastFocus);
+    if (card) card.focus();
+    else focusHeading();
+  }
+
+  function photo(src, alt, cls) {
+    const img = h("img", {src, alt: alt || "", loading: "lazy", decoding: "async", class: cls});
+    img.addEventListener("error", () => img.closest(".photo")?.classList.add("broken"), {once: true});
+    return h("span", {class: "photo"}, img);
+  }
+
+  function card(result, {shared = false} = {}) {
+    const meta = result.metadata || {};
+    const price = priceOf(meta);
+    const facts = factsOf(meta);
+    const p = fmtProbability(result.probability);
+    const name = result.title || result.id;
+    return h("button", {type: "button", class: "card" + (shared ? " shared" : ""), dataset: {id: result.id},
+                        title: `${name}\n${result.id}\nClick for similar items`,
+                        onclick: () => showSimilar(result)},
+      photo(result.thumb, name),
+      shared ? h("span", {class: "badge"}, "in both") : null,
+      h("span", {class: "card-body"},
+        h("span", {class: "title"}, name),
+        facts.length ? h("span", {class: "facts"}, facts.join(" · ")) : null,
+        h("span", {class: "numbers"},
+          price != null ? h("span", {class: "price"}, price) : null,
+          h("span", {class: "score", title: "Cosine similarity to the query"}, h("span", {class: "k"}, "score "),
+            fmtScore(result.score)),
+          p ? h("span", {class: "prob", title: "Match probability: SigLIP's estimate that the text describes the photo"},
+                h("span", {class: "k"}, "match "), p) : null),
+        h("span", {class: "rank", "aria-hidden": "true"}, "#" + result.rank)));
+  }
+
+  function grid(results, {shared = new Set(), compact = false} = {}) {
+    if (!results.length) {
+      return h("p", {class: "empty"}, "No items match. Loosen the filters, or try other words.");
+    }
+    return h("div", {class: "grid" + (compact ? " compact" : "")},
+      results.map((r) => card(r, {shared: shared.has(r.id)})));
+  }
+
+  function notes(list) {
+    return (list || []).length ? h("ul", {class: "notes"}, list.map((n) => h("li", {}, n))) : null;
+  }
+
+  function meta(data, extra) {
+    const parts = [`${data.results.length} result${data.results.length === 1 ? "" : "s"}`, data.model];
+    if (typeof data.took_ms === "number") parts.push(`${Math.round(data.took_ms)} ms`);
+    if (extra) parts.push(extra);
+    return h("p", {class: "meta"}, parts.join(" · "));
+  }
+
+  function backButton() {
+    return state.at > 0
+      ? h("button", {type: "button", class: "back", onclick: back, title: "Back (Esc)"}, "← Back")
+      : null;
+  }
+
+  function saveButton(label, title, results, model, queryText) {
+    const button = h("button", {type: "button", class: "save", title: "Download these results as one self-contained HTML page"},
+                     label);
+    button.addEventListener("click", () => saveGallery(title, results, model, queryText, button));
+    return button;
+  }
+
+  function modelKind(name) {
+    const m = (state.health?.models || []).find((x) => x.name === name);
+    return m ? (m.text ? "vision-language" : "image only") : "";
+  }
+
+  function render(view) {
+    setOptions(view.opts);
+    const head = $("view-head"), body = $("view-body");
+    head.replaceChildren();
+    body.replaceChildren();
+    head.className = "view-head " + view.kind;
+    let title = "vrec";
+
+    if (view.kind === "home") {
+      const hl = state.health;
+      put(head, h("h1", {tabindex: "-1"}, "Find products by words or by photo"));
+      put(body, h("div", {class: "welcome"},
+        h("p", {}, `Search ${hl.items.toLocaleString()} items with ${hl.default_model}. Type a description and press Enter, ` +
+                   "or drop a photo anywhere on this page."),
+        h("ul", {},
+          h("li", {}, "Click a result (or Tab to it and press Enter) to see its similar items."),
+          hl.compare_with ? h("li", {}, `On an item, “Side by side” shows ${hl.compare_with}'s neighbours next to ` +
+                                        `${hl.default_model}'s.`) : null,
+          state.columns.length ? h("li", {}, "Filters narrow every search: ",
+            state.columns.slice(0, 3).map((c, i) => [i ? ", " : "", h("code", {}, `${c}=…`)]), ".") : null,
+          h("li", {}, "Esc goes back; “Save as gallery” downloads the results as one HTML page to send around."))));
+      announce("");
+    } else if (view.kind === "text") {
+      const d = view.data;
+      title = `“${view.q}”`;
+      put(head, backButton(),
+        h("div", {class: "head-main"}, h("h1", {tabindex: "-1"}, title), meta(d, view.opts.filters.join(", "))),
+        h("div", {class: "actions"}, saveButton("Save as gallery", view.q, d.results, d.model, view.q)));
+      put(body, notes(d.notes), grid(d.results));
+      announce(`${d.results.length} results for ${view.q}.`);
+    } else if (view.kind === "image") {
+      const d = view.data;
+      title = `Like ${view.fileName}`;
+      const steer = h("form", {class: "steer", "aria-label": "Steer the photo search with text"},
+        h("label", {}, h("span", {class: "sign plus", "aria-hidden": "true"}, "+"), " text",
+          h("input", {name: "plus", type: "text", value: view.plus || "", placeholder: "more of, e.g. leather",
+                      "aria-label": "Plus text: more of this"})),
+        h("label", {}, h("span", {class: "sign minus", "aria-hidden": "true"}, "−"), " text",
+          h("input", {name: "minus", type: "text", value: view.minus || "", placeholder: "less of, e.g. red",
+                      "aria-label": "Minus text: less of this"})),
+        h("label", {}, "weight",
+          h("input", {name: "weight", type: "number", min: "0", max: "10", step: "0.1", value: String(view.weight ?? 1)})),
+        h("button", {type: "submit"}, "Update"));
+      steer.addEventListener("submit", (e) => {
+        e.preventDefault();
+        const f = new FormData(steer);
+        searchPhoto(view.file, {plus: String(f.get("plus") || "").trim(), minus: String(f.get("minus") || "").trim(),
+                                weight: Number(f.get("weight") || 1)});
+      });
+      const steered = [view.plus && `+ ${view.plus}`, view.minus && `− ${view.minus}`].filter(Boolean).join(" ");
+      put(head, backButton(),
+        h("span", {class: "query-photo photo"}, h("img", {src: view.preview, alt: "Your photo"})),
+        h("div", {class: "head-main"}, h("h1", {tabindex: "-1"}, title, steered ? h("span", {class: "steered"}, " " + steered) : null),
+          meta(d, view.opts.filters.join(", ")), steer),
+        h("div", {class: "actions"}, saveButton("Save as gallery", `Like ${view.fileName}${steered ? " " + steered : ""}`,
+                                                d.results, d.model, view.fileName)));
+      put(body, notes(d.notes), grid(d.results));
+      announce(`${d.results.length} results like your photo.`);
+    } else if (view.kind === "similar") {
+      const item = view.item || {id: view.id, thumb: "/thumb/" + encodeId(view.id)};
+      const name = item.title || item.id;
+      const price = priceOf(item.metadata);
+      title = `Similar to ${name}`;
+      const hl = state.health;
+      const toggle = hl.compare_with
+        ? h("button", {type: "button", id: "compare-toggle", class: "toggle", "aria-pressed": view.compare ? "true" : "false",
+                       onclick: toggleCompare, title: "Show both models' neighbours side by side"},
+            h("span", {class: "switch", "aria-hidden": "true"}), `Side by side: ${hl.compare_with} vs ${hl.default_model}`)
+        : null;
+      const facts = [item.id, price, ...factsOf(item.metadata)].filter(Boolean).join(" · ");
+      if (view.compare) {
+        const c = view.cmp;
+        const shared = new Set(c.shared);
+        const pct = Math.round(c.overlap * 100);
+        put(head, backButton(), h("span", {class: "query-photo photo"}, h("img", {src: item.thumb, alt: name})),
+          h("div", {class: "head-main"}, h("h1", {tabindex: "-1"}, title), h("p", {class: "meta"}, facts),
+            h("p", {class: "meta"}, `${c.shared.length} of ${c.k} neighbours in both lists (overlap ${pct}%); `,
+              h("span", {class: "shared-key"}, "framed"), " = found by both models.")),
+          h("div", {class: "actions"}, toggle));
+        const column = (side) => {
+          const s = c[side];
+          return h("section", {class: "column", "aria-label": `${s.model} neighbours`},
+            h("div", {class: "column-head"},
+              h("h2", {}, s.model, h("span", {class: "muted"}, " " + modelKind(s.model))),
+              saveButton("Save", `Similar to ${name} (${s.model})`, s.results, s.model, name)),
+            grid(s.results, {shared, compact: true}));
+        };
+        put(body, notes(c.notes), h("div", {class: "compare"}, column("left"), column("right")));
+        announce(`${c.left.model} and ${c.right.model}: ${c.shared.length} of ${c.k} neighbours in common.`);
+      } else {
+        const d = view.data;
+        put(head, backButton(), h("span", {class: "query-photo photo"}, h("img", {src: item.thumb, alt: name})),
+          h("div", {class: "head-main"}, h("h1", {tabindex: "-1"}, title), h("p", {class: "meta"}, facts),
+            meta(d, view.opts.filters.join(", "))),
+          h("div", {class: "actions"}, toggle, saveButton("Save as gallery", `Similar to ${name}`, d.results, d.model, name)));
+        put(body, notes(d.notes), grid(d.results));
+        announce(`${d.results.length} items similar to ${name}.`);
+      }
+    }
+    document.title = title === "vrec" ? "vrec" : `${title} — vrec`;
+  }
+
+  // --- photos: choose, drop, paste -------------------------------------------------------------
+
+  function wirePhotos() {
+    const input = $("photo-input");
+    $("photo-button").addEventListener("click", () => input.click());
+    input.addEventListener("change", () => {
+      if (input.files && input.files[0]) searchPhoto(input.files[0]);
+      input.value = "";
+    });
+
+    const overlay = $("drop-overlay");
+    let depth = 0;
+    const hasFiles = (e) => Array.from(e.dataTransfer?.types || []).includes("Files");
+    window.addEventListener("dragenter", (e) => {
+      if (!hasFiles(e)) return;
+      depth++;
+      overlay.hidden = false;
+    });
+    window.addEventListener("dragleave", () => {
+      depth = Math.max(0, depth - 1);
+      if (!depth) overlay.hidden = true;
+    });
+    window.addEventListener("dragover", (e) => {
+      if (hasFiles(e)) e.preventDefault();
+    });
+    window.addEventListener("drop", (e) => {
+      if (!hasFiles(e)) return;
+      e.preventDefault();
+      depth = 0;
+      overlay.hidden = true;
+      const file = e.dataTransfer.files[0];
+      if (file) searchPhoto(file);
+    });
+    window.addEventListener("paste", (e) => {
+      const file = Array.from(e.clipboardData?.files || []).find((f) => f.type.startsWith("image/"));
+      if (file) { e.preventDefault(); searchPhoto(file); }
+    });
+  }
+
+  // --- start -----------------------------------------------------------------------------------
+
+  async function start() {
+    $("search-form").addEventListener("submit", (e) => {
+      e.preventDefault();
+      searchText();
+    });
+    $("filters").addEventListener("keydown", (e) => {
+      if (e.key === "Enter") { e.preventDefault(); rerun(); }
+    });
+    $("k").addEventListener("change", rerun);
+    $("model").addEventListener("change", rerun);
+    $("error-close").addEventListener("click", hideError);
+    document.addEventListener("keydown", (e) => {
+      if (e.key !== "Escape" || e.defaultPrevented) return;
+      if (!$("drop-overlay").hidden) { $("drop-overlay").hidden = true; return; }
+      if (state.at > 0) { e.preventDefault(); back(); }
+      else if (!$("error").hidden) hideError();
+    });
+    wirePhotos();
+
+    try {
+      state.health = await getJSON("/api/health");
+    } catch (e) {
+      showError(e.message);
+      return;
+    }
+    const hl = state.health;
+    $("store-info").textContent = `${hl.items.toLocaleString()} items · ${hl.default_model}` +
+      (hl.compare_with ? ` · vs ${hl.compare_with}` : "");
+    $("model").replaceChildren(...hl.models.map((m) =>
+      h("option", {value: m.name, selected: m.name === hl.default_model},
+        `${m.name}${m.text ? "" : " (photos only)"}`)));
+    state.columns = (hl.filters || []).filter((c) => !["file", "path", "title"].includes(c.toLowerCase()));
+    if (state.columns.length) {
+      $("filters").placeholder = "e.g. " + state.columns.slice(0, 2).map((c) => c + "=…").join(", ");
+      $("filter-help").textContent = `Filter on ${state.columns.join(", ")}; separate filters with commas; ` +
+        "= != < <= > >= and “in (a,b)” work. Enter applies them.";
+    } else {
+      $("filters").disabled = true;
+      $("filters").placeholder = "this catalog has no metadata to filter on";
+    }
+    await route({replace: false});
+    document.documentElement.dataset.ready = "1";
+  }
+
+  if (document.readyState === "loading") document.addEventListener("DOMContentLoaded", start);
+  else start();
+})();
