@@ -575,3 +575,10 @@ def test_load_eight_clients_for_thirty_seconds_no_error_and_flat_memory(shared_t
     growth_mb = (max(after_warm_up) - after_warm_up[0]) / 1024
     assert growth_mb <= 5, (growth_mb, samples, sum(counts))
     assert code == 0 and "Traceback" not in err, err
+
+
+def test_the_cli_does_not_import_the_web_stack_until_serve_runs():
+    code = ("import sys\nfrom vrec.cli import app\n"
+            "print(sorted(m for m in ('fastapi', 'uvicorn', 'starlette', 'vrec.serve') if m in sys.modules))")
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout
+    assert out.strip() == "[]"
