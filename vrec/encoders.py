@@ -279,15 +279,31 @@ def download(name: str) -> list[str]:
             _hf_tokenizer(entry.arch)
         except Exception as e:
             raise ModelUnavailable(offline_help(name, f"tokenizer of {entry.arch}", type(e).__name__)) from None
+    if entry.text and entry.family == "open_clip" and (entry.tiny or entry.pretrained):
+        from . import onnx_text  # the text tower for torch-free text queries (see query_encoder)
+
+        if onnx_text.enabled():
+            weights_id = expected_config(entry)["weights"]
+            done, _ = onnx_text.open_encoder(entry, weights_id)
+            done = done or onnx_text.export(create_encoder(name, device="cpu", text_only=True), force=True)
+            if done is not None:
+                paths.append(str(done.folder))
     return paths
 
 
+_digests: dict[tuple, str] = {}  # file identity and times -> digest: a query asks for it more than once
+
+
 def file_digest(path: str | os.PathLike) -> str:
-    h = hashlib.sha256()
-    with open(path, "rb") as f:
-        for block in iter(lambda: f.read(1 << 20), b""):
-            h.update(block)
-    return "sha256:" + h.hexdigest()[:16]
+    st = os.stat(path)
+    key = (os.path.realpath(path), st.st_ino, st.st_size, st.st_mtime_ns, st.st_ctime_ns)
+    if key not in _digests:
+        h = hashlib.sha256()
+        with open(path, "rb") as f:
+            for block in iter(lambda: f.read(1 << 20), b""):
+                h.update(block)
+        _digests[key] = "sha256:" + h.hexdigest()[:16]
+    return _digests[key]
 
 
 def load_state_dict(path: str | os.PathLike, skip_prefix: str | None = None) -> dict:
@@ -503,7 +519,17 @@ class OpenClipEncoder(Encoder):
                     raise ModelUnavailable(offline_help(self.name, f"tokenizer of {self._tokenizer_name}", type(e).__name__)) from None
         return self._tokenizer
 
+    export_pending = ""  # set by query_encoder (why): the first text exports the text tower to ONNX
+    _onnx = None  # the ONNX text encoder, once exported: later texts go through it, like later queries'
+
     def encode_texts(self, texts: Sequence[str]) -> np.ndarray:
+        if self.export_pending:
+            from . import onnx_text
+
+            why, self.export_pending = self.export_pending, ""
+            self._onnx = onnx_text.export(self, texts, why=why)
+        if self._onnx is not None:
+            return self._onnx.encode_texts(texts)
         import torch
 
         tokens = self.tokenizer()(list(texts)).to(self.device)
@@ -568,6 +594,46 @@ def create_encoder(name: str, weights: str | os.PathLike | None = None, device: 
     enc = build(entry, weights, device, weights_id, text_only)
     enc.precision = precision
     _apply_precision(enc, precision)
+    return enc
+
+
+def query_encoder(name: str, weights: str | os.PathLike | None = None, device: str = "auto",
+                  precision: str = "fp32", text_only: bool = False) -> Encoder:
+    """The encoder for queries (search, tags, eval, serve): every text user comes through here.
+
+    Texts go through the model's text tower exported to ONNX (vrec.onnx_text) when a valid export
+    is there: onnxruntime and tokenizers, no torch, open_clip nor transformers imported. Pictures,
+    and texts when there is no export, go through torch as ``create_encoder`` builds it; the first
+    text such a torch encoder meets exports its text tower, so later queries start fast. Only
+    fp32 on the CPU (``--device auto`` or ``cpu``) takes the ONNX path. ``load_timings`` on the
+    result holds the seconds spent on each loading phase.
+    """
+    import time
+
+    t0 = time.perf_counter()
+    entry = resolve(name)
+    export = ""  # why the ONNX text tower is to be exported (none, stale, damaged), or ""
+    if entry.text and entry.family == "open_clip" and precision == "fp32" and device in ("auto", "cpu") \
+            and (entry.tiny or weights or entry.pretrained):
+        from . import onnx_text
+
+        if onnx_text.enabled():
+            weights_id = expected_config(entry, weights)["weights"]
+            images = None if text_only else (lambda: create_encoder(name, weights, device, precision))
+            enc, why = onnx_text.open_encoder(entry, weights_id, image_loader=images)
+            if enc is not None:
+                # resolving the name and the weights id count as checks too
+                enc.load_timings["checks"] += time.perf_counter() - t0 - sum(enc.load_timings.values())
+                return enc
+            export = "" if onnx_text.failed_before(entry, weights_id) else why
+    t1 = time.perf_counter()
+    if entry.family == "open_clip":
+        import open_clip  # noqa: F401  (timed on its own: it is most of a cold start)
+    t2 = time.perf_counter()
+    enc = create_encoder(name, weights=weights, device=device, precision=precision, text_only=text_only)
+    enc.load_timings = {"checks": t1 - t0, "torch+open_clip import": t2 - t1, "model load": time.perf_counter() - t2}
+    if export and isinstance(enc, OpenClipEncoder):
+        enc.export_pending = export
     return enc
 
 

@@ -135,11 +135,15 @@ def open_model(store: str | os.PathLike | Store | None, model: str) -> tuple[Sto
 
 def load_encoder(ms: ModelStore, weights: str | None = None, device: str = "auto", text_only: bool = False,
                  precision: str = "fp32"):
-    """The encoder that made a store's vectors, refusing one whose configuration differs."""
-    from .encoders import create_encoder, expected_config, resolve
+    """The encoder that made a store's vectors, refusing one whose configuration differs.
+
+    Texts go through the ONNX export of the text tower when there is one (no torch import):
+    see ``vrec.encoders.query_encoder``.
+    """
+    from .encoders import expected_config, query_encoder, resolve
 
     ms.check_config(expected_config(resolve(ms.name), weights))  # before the (slow) build
-    return create_encoder(ms.name, weights=weights, device=device, text_only=text_only, precision=precision)
+    return query_encoder(ms.name, weights=weights, device=device, text_only=text_only, precision=precision)
 
 
 def _tail_matches(table, text: str) -> list[int]:
@@ -231,8 +235,9 @@ def search_text(query: str, k: int = 10, model: str = "siglip", store=None, temp
                 precision: str = "fp32") -> SearchResult:
     """Rank catalog items by how well they match a text, e.g. "minimalist leather tote".
 
-    Only the text tower is loaded. ``result.timings`` holds the seconds spent loading the model,
-    encoding the text and searching.
+    Only the text tower is loaded: its ONNX export when there is one (no torch), else torch.
+    ``result.timings`` holds the seconds of each phase: on the ONNX path onnxruntime import,
+    session, tokenise and encode; on torch torch+open_clip import, model load and text encoding.
     """
     if not query or not query.strip():
         raise QueryError("The query is empty; give a few words, e.g. vrec search-text \"red leather bag\".")
@@ -255,14 +260,22 @@ def search_text(query: str, k: int = 10, model: str = "siglip", store=None, temp
     meta_notes: list[str] = []
     table = catalog_table(st, ms, meta_notes)
     lap("store")
-    if encoder is None:
-        import open_clip  # noqa: F401  (timed on its own: it is most of a cold start)
-        lap("torch+open_clip import")
     enc = encoder or load_encoder(ms, weights, device, text_only=True, precision=precision)
+    phases = dict(getattr(enc, "load_timings", None) or {}) if encoder is None else {}
     lap("model load")
+    if phases:  # the loader's own phases (checks, import, session or model load) replace the lap
+        spent = timings.pop("model load")
+        phases["checks"] = phases.get("checks", 0.0) + max(0.0, spent - sum(phases.values()))
+        timings.update(phases)
     text = template.replace("{}", query.strip())
     q = enc.encode_texts([text])
     lap("text encoding")
+    onnx = getattr(enc, "last_timings", None) or getattr(getattr(enc, "_onnx", None), "last_timings", None)
+    if onnx:  # ONNX: tokenising and encoding apart (an export made just now is in the lap)
+        spent = timings.pop("text encoding")
+        timings.update(onnx)
+        if spent - sum(onnx.values()) > 0.05:
+            timings["onnx export"] = spent - sum(onnx.values())
     out, notes = _rank(st, ms, table, q, k, filters)
     if enc.logit_bias is not None:
         z = enc.logit_scale * out["score"].to_numpy(np.float64) + enc.logit_bias
