@@ -15,6 +15,20 @@ FASHION = ROOT.parent / "shared" / "datasets" / "fashion-sample"
 TINY = ["tiny-siglip", "tiny-cnn"]
 
 
+@pytest.fixture(scope="session", autouse=True)
+def _private_cache(tmp_path_factory):
+    """ONNX text exports go to a folder of this test session, never to the user's ~/.cache."""
+    import os
+
+    old = os.environ.get("VREC_CACHE_DIR")
+    os.environ["VREC_CACHE_DIR"] = str(tmp_path_factory.mktemp("vrec-cache"))
+    yield
+    if old is None:
+        os.environ.pop("VREC_CACHE_DIR", None)
+    else:
+        os.environ["VREC_CACHE_DIR"] = old
+
+
 @pytest.fixture(scope="session")
 def sample_dir() -> Path:
     return SAMPLE

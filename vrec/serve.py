@@ -951,6 +951,8 @@ def serve(store=None, model: str | None = None, compare_with: str | None = None,
     """
     import uvicorn
 
+    check_number("--port", port, min=0, max=65535, integer=True, hint="0 picks a free port")
+    check_number("--max-upload-mb", max_upload_mb, min=0.001, max=10_000, hint="in megabytes, e.g. 20")
     check_exposure(host, token)
     app = create_app(store, model, compare_with, token, max_upload_mb, device, experiment=experiment, arms=arms,
                      split=split, exposure_log=exposure_log)
