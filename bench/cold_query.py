@@ -165,20 +165,10 @@ TITLE = "## Cold text query: ONNX text tower against torch"
 
 
 def write_section(path: Path, body: str) -> None:
-    """Replace the section between the markers (or add it before the notes, or at the end)."""
-    from vrec.store import atomic_path
+    """Replace this bench's section of BENCHMARKS.md (see bench/sections.py)."""
+    from sections import replace_section
 
-    text = path.read_text() if path.exists() else ""
-    section = f"{START}\n{TITLE}\n\n{body}\n{END}"
-    if START in text and END in text:
-        text = text[:text.index(START)] + section + text[text.index(END) + len(END):]
-    elif "\n## Notes" in text:
-        i = text.index("\n## Notes")
-        text = text[:i] + "\n" + section + "\n" + text[i:]
-    else:
-        text = text.rstrip("\n") + "\n\n" + section + "\n"
-    with atomic_path(path) as tmp:
-        Path(tmp).write_text(text)
+    replace_section(path, START, END, f"{START}\n{TITLE}\n\n{body}\n{END}")
 
 
 def markdown(r: dict) -> str:

@@ -312,18 +312,10 @@ def _fmt_load(r: dict) -> str:
 
 
 def write_section(text: str, path: Path = ROOT / "BENCHMARKS.md") -> None:
-    from vrec.store import atomic_path
+    """Replace this bench's section of BENCHMARKS.md (see bench/sections.py)."""
+    from sections import replace_section
 
-    old = path.read_text() if path.is_file() else ""
-    if BEGIN in old and END in old:
-        new = old[:old.index(BEGIN)] + text + old[old.index(END) + len(END):]
-    elif "\n## Notes" in old:
-        i = old.index("\n## Notes")
-        new = old[:i] + "\n" + text + "\n" + old[i:]
-    else:
-        new = old.rstrip("\n") + "\n\n" + text + "\n"
-    with atomic_path(path) as tmp:
-        Path(tmp).write_text(new)
+    replace_section(path, BEGIN, END, text)
 
 
 def main() -> None:
