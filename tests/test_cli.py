@@ -53,3 +53,26 @@ def test_help_paragraphs_wrap_to_the_terminal_not_to_the_docstring():
 
     text = CliRunner().invoke(app, ["tag", "--help"], terminal_width=200).stdout
     assert "pair, not a softmax across tags" in text
+
+
+def test_console_script_quick_exit_keeps_every_line_and_the_exit_status(shared_tiny_store):
+    """The `vrec` script ends query commands with os._exit to skip the interpreter's teardown:
+    everything printed (a pipe is block-buffered) must still arrive, and failures keep their status."""
+    import json
+    import os
+
+    env = {k: v for k, v in os.environ.items() if k != "PYTHONUNBUFFERED"}  # block-buffered, as for most users
+
+    def script(*args):
+        return subprocess.run([sys.executable, "-c", "from vrec.cli import run; run()", *args], capture_output=True,
+                              text=True, timeout=300, env=env)
+
+    small = script("search-image", "bag-tote-red", "--model", "tiny-siglip", "--store", str(shared_tiny_store),
+                   "--k", "3", "--format", "json")  # smaller than the buffer: nothing written before the exit
+    assert small.returncode == 0, small.stderr
+    assert [r["rank"] for r in json.loads(small.stdout)["results"]] == [1, 2, 3]
+    big = script("search-image", "bag-tote-red", "--model", "tiny-siglip", "--store", str(shared_tiny_store),
+                 "--k", "1000", "--format", "csv")  # larger than the buffer: written in part before
+    assert big.returncode == 0 and big.stdout.endswith("\n") and len(big.stdout.splitlines()) == 60  # all but the query
+    bad = script("search-image", "no-such-item", "--model", "tiny-siglip", "--store", str(shared_tiny_store))
+    assert bad.returncode == 1 and bad.stderr.count("Error:") == 1

@@ -309,3 +309,15 @@ def test_real_siglip_architecture_exports_equal_vectors_and_queries_without_torc
     assert [r["id"] for r in a] == [r["id"] for r in b]
     # SigLIP's logit scale (~118) turns a cosine difference of 1e-8 into 1e-6 of probability
     assert [r["probability"] for r in a] == pytest.approx([r["probability"] for r in b], abs=1e-5)
+
+
+def test_vrec_index_exports_the_text_tower_so_the_first_query_needs_no_torch(cache, tiny_store):
+    from clihelp import vrec
+
+    r = vrec("index", "--store", tiny_store)
+    assert "exporting tiny-siglip's text tower" in r.stderr
+    entry = resolve("tiny-siglip")
+    assert onnx_text.check_export(entry, expected_config(entry)["weights"])[0] is not None
+    assert "exporting" not in vrec("index", "--store", tiny_store).stderr  # once: a valid export is kept
+    first = run_query(tiny_store, "--model", "tiny-siglip", "--k", "3")
+    assert heavy(first) == [] and "session" in first.stderr

@@ -19,6 +19,7 @@ import os
 import re
 import sys
 from dataclasses import dataclass, field, replace
+from pathlib import Path
 from typing import Sequence
 
 import numpy as np
@@ -279,16 +280,28 @@ def download(name: str) -> list[str]:
             _hf_tokenizer(entry.arch)
         except Exception as e:
             raise ModelUnavailable(offline_help(name, f"tokenizer of {entry.arch}", type(e).__name__)) from None
-    if entry.text and entry.family == "open_clip" and (entry.tiny or entry.pretrained):
-        from . import onnx_text  # the text tower for torch-free text queries (see query_encoder)
-
-        if onnx_text.enabled():
-            weights_id = expected_config(entry)["weights"]
-            done, _ = onnx_text.open_encoder(entry, weights_id)
-            done = done or onnx_text.export(create_encoder(name, device="cpu", text_only=True), force=True)
-            if done is not None:
-                paths.append(str(done.folder))
+    folder = prepare_text_tower(name)
+    if folder is not None:
+        paths.append(str(folder))
     return paths
+
+
+def prepare_text_tower(name: str) -> Path | None:
+    """Export a model's text tower to ONNX now unless a valid export is there, so that the first
+    text query starts fast (``vrec models download`` and ``vrec index`` call this); returns the
+    export's folder, or None where this model has no ONNX path (no text tower, onnxruntime
+    missing or turned off, or an export that failed before)."""
+    entry = resolve(name)
+    if not (entry.text and entry.family == "open_clip" and (entry.tiny or entry.pretrained)):
+        return None
+    from . import onnx_text  # the text tower for torch-free text queries (see query_encoder)
+
+    if not onnx_text.enabled():
+        return None
+    weights_id = expected_config(entry)["weights"]
+    done, _ = onnx_text.open_encoder(entry, weights_id)
+    done = done or onnx_text.export(create_encoder(name, device="cpu", text_only=True), force=True)
+    return None if done is None else done.folder
 
 
 _digests: dict[tuple, str] = {}  # file identity and times -> digest: a query asks for it more than once

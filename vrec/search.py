@@ -140,10 +140,17 @@ def load_encoder(ms: ModelStore, weights: str | None = None, device: str = "auto
     Texts go through the ONNX export of the text tower when there is one (no torch import):
     see ``vrec.encoders.query_encoder``.
     """
-    from .encoders import expected_config, query_encoder, resolve
+    from .encoders import query_encoder
 
-    ms.check_config(expected_config(resolve(ms.name), weights))  # before the (slow) build
+    check_config(ms, weights)  # before the (slow) build
     return query_encoder(ms.name, weights=weights, device=device, text_only=text_only, precision=precision)
+
+
+def check_config(ms: ModelStore, weights: str | None = None) -> None:
+    """Refuse to query a store's vectors with an encoder configured otherwise than the one that made them."""
+    from .encoders import expected_config, resolve
+
+    ms.check_config(expected_config(resolve(ms.name), weights))
 
 
 def _tail_matches(table, text: str) -> list[int]:
@@ -257,31 +264,81 @@ def search_text(query: str, k: int = 10, model: str = "siglip", store=None, temp
     if encoder is None and not resolve(model).text:  # say so before loading anything
         raise no_text_tower(model)
     st, ms = open_model(store, model)
+    text = template.replace("{}", query.strip())
+    # The text tower loads (and encodes the query) on a second thread while this one reads the
+    # catalog: onnxruntime releases the GIL while it builds its session, so on a cold start the
+    # two overlap and the pandas import, most of "store", costs almost nothing.
+    tower = None
+    if encoder is None:
+        t = time.perf_counter()
+        check_config(ms, weights)  # here, so that only this thread touches the model store
+        tower = _Background(_load_and_encode, ms.name, weights, device, precision, text, time.perf_counter() - t)
     meta_notes: list[str] = []
     table = catalog_table(st, ms, meta_notes)
     lap("store")
-    enc = encoder or load_encoder(ms, weights, device, text_only=True, precision=precision)
-    phases = dict(getattr(enc, "load_timings", None) or {}) if encoder is None else {}
-    lap("model load")
-    if phases:  # the loader's own phases (checks, import, session or model load) replace the lap
-        spent = timings.pop("model load")
-        phases["checks"] = phases.get("checks", 0.0) + max(0.0, spent - sum(phases.values()))
+    if tower is None:
+        enc, q = encoder, encoder.encode_texts([text])
+        lap("text encoding")
+    else:
+        enc, q, phases = tower.result()
+        lap("waiting for the text tower")
         timings.update(phases)
-    text = template.replace("{}", query.strip())
-    q = enc.encode_texts([text])
-    lap("text encoding")
-    onnx = getattr(enc, "last_timings", None) or getattr(getattr(enc, "_onnx", None), "last_timings", None)
-    if onnx:  # ONNX: tokenising and encoding apart (an export made just now is in the lap)
-        spent = timings.pop("text encoding")
-        timings.update(onnx)
-        if spent - sum(onnx.values()) > 0.05:
-            timings["onnx export"] = spent - sum(onnx.values())
+        if q is None:  # a torch encoder that is to export its text tower: not on a second thread
+            q = enc.encode_texts([text])
+            lap("text encoding")
+            onnx = getattr(getattr(enc, "_onnx", None), "last_timings", None)
+            if onnx:  # exported just now: tokenising and encoding apart, the rest is the export
+                spent = timings.pop("text encoding")
+                timings.update(onnx)
+                timings["onnx export"] = max(0.0, spent - sum(onnx.values()))
     out, notes = _rank(st, ms, table, q, k, filters)
     if enc.logit_bias is not None:
         z = enc.logit_scale * out["score"].to_numpy(np.float64) + enc.logit_bias
         out.insert(2, "probability", (1.0 / (1.0 + np.exp(-z))).astype(np.float32))
     lap("search")
     return SearchResult(query, "text", model, out, notes=meta_notes + notes, timings=timings)
+
+
+def _load_and_encode(model: str, weights, device: str, precision: str, text: str, checked: float):
+    """The query encoder and the query's vector (None when encoding would export the text tower
+    first: that is left to the caller's thread), with the seconds of each loading phase."""
+    from .encoders import query_encoder
+
+    t0 = time.perf_counter()
+    enc = query_encoder(model, weights=weights, device=device, text_only=True, precision=precision)
+    phases = dict(getattr(enc, "load_timings", None) or {})
+    phases["checks"] = checked + phases.get("checks", 0.0) + max(0.0, time.perf_counter() - t0 - sum(phases.values()))
+    if getattr(enc, "export_pending", None):
+        return enc, None, phases
+    t1 = time.perf_counter()
+    q = enc.encode_texts([text])
+    onnx = getattr(enc, "last_timings", None)
+    phases.update(onnx if onnx else {"text encoding": time.perf_counter() - t1})
+    return enc, q, phases
+
+
+class _Background:
+    """A call on a daemon thread (an interrupted query exits without waiting for it); ``result()``
+    returns its value or raises its exception in the caller's thread."""
+
+    def __init__(self, fn, *args):
+        import threading
+
+        self._value = self._error = None
+        self._thread = threading.Thread(target=self._run, args=(fn, args), daemon=True, name="vrec-text-tower")
+        self._thread.start()
+
+    def _run(self, fn, args) -> None:
+        try:
+            self._value = fn(*args)
+        except BaseException as e:  # re-raised in the caller's thread
+            self._error = e
+
+    def result(self):
+        self._thread.join()
+        if self._error is not None:
+            raise self._error
+        return self._value
 
 
 def search_image(query: str, k: int = 10, model: str = "siglip", store=None, filters: Sequence[str] = (),

@@ -5,6 +5,29 @@ import sys
 import time
 
 START = time.perf_counter()  # when the CLI module was imported: for --timings
+quick_exit_requested = False  # see request_quick_exit
+
+
+def request_quick_exit() -> None:
+    """Let the console script end this run with ``os._exit`` once it succeeds (see ``vrec.cli.run``).
+
+    Only for commands that leave nothing to clean up at exit: no child processes, no Ray, no
+    temporary files removed by atexit handlers."""
+    global quick_exit_requested
+    quick_exit_requested = True
+
+
+def exit_now() -> None:
+    """Flush what was printed and end the process at once with status 0; if flushing fails (a
+    closed pipe), return, so that the ordinary exit reports it as it always has."""
+    import os
+
+    try:
+        sys.stdout.flush()
+        sys.stderr.flush()
+    except (OSError, ValueError):
+        return
+    os._exit(0)
 
 
 import typer

@@ -189,3 +189,24 @@ def index(
                       f"{s.build_seconds:.2f}", f"{s.size_bytes / 1e6:.2f}",
                       f"{s.peak_rss_mb:.0f}" if s.peak_rss_mb else "—", state)
     out.print(table)
+    if not stats_only:
+        for name in names:
+            text_tower_ready(st.model(name))
+
+
+def text_tower_ready(ms) -> None:
+    """Export the model's text tower to ONNX if it has none yet, so that the first text query starts
+    fast; a model whose weights are not here (or differ from the default) is left to that query."""
+    from ..encoders import prepare_text_tower
+    from ..errors import ConfigMismatch, VrecError
+    from ..search import check_config
+
+    try:
+        check_config(ms)
+    except ConfigMismatch:  # vectors made with other weights (--weights FILE): the query knows which
+        return
+    try:
+        prepare_text_tower(ms.name)
+    except VrecError as e:
+        err.print(f"[yellow]Note:[/yellow] {ms.name}'s text tower is not exported for fast text queries yet "
+                  f"({e}); the first text query will export it.", highlight=False)

@@ -5,7 +5,7 @@ from typing import List, Optional
 
 import typer
 
-from .common import START, DeviceOpt, FilterOpt, FormatOpt, StoreOpt, WeightsOpt, app, check_format, err, out
+from .common import START, request_quick_exit, DeviceOpt, FilterOpt, FormatOpt, StoreOpt, WeightsOpt, app, check_format, err, out
 
 SCORES_HELP = ("Scores: 'score' is the cosine similarity of the query and item vectors (1 = identical direction);"
                " for text queries on SigLIP models, 'match p' is SigLIP's own probability that the text describes"
@@ -51,14 +51,18 @@ def search_text(
     t0 = time.perf_counter()
     from ..search import search_text as run
 
+    t1 = time.perf_counter()
     check_format(fmt)
     result = run(query, k=k, model=model, store=store, template=template, filters=filter or (), weights=weights,
                  device=device)
-    t1 = time.perf_counter()
+    t2 = time.perf_counter()
     render(result, fmt, html, store)
     if timings:
-        phases = {"start-up": t0 - START, **result.timings, "render": time.perf_counter() - t1}
+        phases = {"start-up": t0 - START, "imports": t1 - t0, **result.timings, "render": time.perf_counter() - t2}
         err.print("timings: " + ", ".join(f"{k} {v * 1000:.0f} ms" for k, v in phases.items()), highlight=False)
+        err.print("(the text tower's phases, from checks to encode, ran on a second thread alongside 'store'; "
+                  "'waiting for the text tower' is what was left of them after it)", highlight=False)
+    request_quick_exit()
 
 
 @app.command("search-image", help="Find items similar to a photo or to a catalog item (by id); optionally steer "
@@ -85,3 +89,4 @@ def search_image(
     result = run(query, k=k, model=model, store=store, filters=filter or (), plus=plus or (), minus=minus or (),
                  weight=weight, weights=weights, device=device)
     render(result, fmt, html, store)
+    request_quick_exit()
