@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import io
 import os
+import re
 import shutil
 import signal
 import socket
@@ -197,7 +198,12 @@ def test_gallery_is_one_self_contained_page_from_the_cli_renderer(client):
 def test_the_page_and_docs_are_served(client):
     r = client.get("/")
     assert r.status_code == 200 and r.headers["content-type"].startswith("text/html") and "<html" in r.text.lower()
-    assert client.get("/docs").status_code == 200
+    docs = client.get("/docs")
+    assert docs.status_code == 200 and "cdn." not in docs.text  # offline: Swagger UI's files come from the package
+    assets = re.findall(r'(?:src|href)="(/[^"]+)"', docs.text)
+    assert any(a.endswith(".js") for a in assets) and any(a.endswith(".css") for a in assets)
+    for a in assets:
+        assert client.get(a).status_code == 200, a
     spec = client.get("/openapi.json").json()
     assert {"/api/health", "/api/search/text", "/api/search/image", "/api/similar/{item_id}", "/api/compare/{item_id}",
             "/api/items/{item_id}", "/thumb/{item_id}", "/api/gallery"} <= set(spec["paths"])

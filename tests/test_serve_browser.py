@@ -301,6 +301,12 @@ def test_the_token_url_lets_the_page_and_its_photos_in(shared_tiny_store, tmp_pa
         wait_view(page, "text", "striped shirt")
         assert wait_photos(page) == 12  # <img src="/thumb/..."> carries no token: the cookie does
         assert page.js_errors == []
+        # /docs renders FastAPI's Swagger UI from the package's own files: anything from elsewhere is refused
+        outside = []
+        page.route(lambda u: not u.startswith(base), lambda route: (outside.append(route.request.url), route.abort()))
+        page.goto(base + "docs")
+        page.wait_for_selector(".swagger-ui .opblock-summary-path:has-text('/api/search/text')")
+        assert outside == [] and page.js_errors == []
 
 
 # --- the README's screenshot --------------------------------------------------------------------

@@ -617,15 +617,16 @@ def create_app(store=None, model: str | None = None, compare_with: str | None = 
     ``experiment`` (and ``arms``, e.g. 'cnn,siglip'), /api/recommend/ID?unit=U serves the unit's
     arm's similar items and appends an exposure line to ``exposure_log`` (see vrec.ab.Experiment).
     """
-    from fastapi import Body, FastAPI, File, Form, Query, Request, UploadFile
+    from fastapi import Body, File, Form, Query, Request, UploadFile
     from fastapi.exceptions import RequestValidationError
     from fastapi.responses import FileResponse, HTMLResponse, JSONResponse, RedirectResponse, Response
     from fastapi.staticfiles import StaticFiles
+    from fastapi_offline import FastAPIOffline  # /docs and /redoc with their scripts served from the package
     from starlette.exceptions import HTTPException as StarletteHTTPException
 
     svc = Service(store, model, compare_with, token, max_upload_mb, device, weights)
     svc.experiment = _experiment(svc, experiment, arms, split, exposure_log)
-    app = FastAPI(title="vrec", version=__version__,
+    app = FastAPIOffline(title="vrec", version=__version__, static_url="/static/docs",
                   description="Search a product catalog by text or photo, find similar items and compare two "
                               "models' neighbours. Errors are JSON: {\"error\": \"one sentence\"}.")
     app.state.vrec = svc
