@@ -40,9 +40,19 @@ import numpy as np
 ROOT = Path(__file__).resolve().parents[1]
 HUB_TOOL = ROOT.parent / "shared" / "tools" / "fake_siglip_hub.py"
 PHOTO = next(iter(sorted((ROOT / "sample_catalog").rglob("*.jpg"))), None)
-WORDS = ["red leather bag", "black running shoes", "summer dress", "gold watch", "striped shirt", "navy backpack",
-         "minimalist tote", "white sneakers", "floral print", "denim jacket"]
+COLOURS = ["red", "black", "navy", "white", "olive", "beige", "pink", "grey", "mustard", "burgundy", "teal", "cream"]
+MATERIALS = ["leather", "denim", "linen", "wool", "silk", "canvas", "suede", "knitted", "striped", "floral"]
+ITEMS = ["bag", "running shoes", "summer dress", "watch", "shirt", "backpack", "tote", "sneakers", "jacket", "scarf",
+         "belt", "hat", "skirt", "boots", "coat", "sandals"]
 TARGETS = {"similar": 20.0, "text": 150.0, "image": 600.0}  # p50, ms
+_asked = iter(range(10**9))
+
+
+def new_text() -> str:
+    """A text no request asked before (1,920 of them): the server keeps the vectors of texts it has
+    seen, so a text asked again measures the search, not the encoding."""
+    i = next(_asked) % (len(COLOURS) * len(MATERIALS) * len(ITEMS))
+    return f"{COLOURS[i % 12]} {MATERIALS[i // 12 % 10]} {ITEMS[i // 120]}"
 BEGIN, END = "<!-- serve-bench:begin -->", "<!-- serve-bench:end -->"
 
 
@@ -183,6 +193,18 @@ def bench(args) -> dict:
         if not (store / "models").is_dir():
             log(f"serve_bench: a store of {args.items:,} x {args.dim} vectors ...")
             make_store(store, args.items, args.dim)
+        log("serve_bench: the ONNX text tower (vrec models download siglip; once per weights) ...")
+        subprocess.run([sys.executable, "-c", "from vrec.cli import main; main()", "models", "download", "siglip"],
+                       env=env, check=True, capture_output=True)
+        log("serve_bench: vrec serve with the text tower on torch (VREC_TEXT_ONNX=0), cold start only ...")
+        server = Server(store, {**env, "VREC_TEXT_ONNX": "0"})
+        try:
+            with httpx.Client(timeout=300) as h:
+                cold_torch = cold_start(server, h)
+        finally:
+            server.stop()
+        log(f"  cold start on torch: first answer {cold_torch['first_answer_s']:.1f} s, "
+            f"first text answer {cold_torch['first_text_answer_s']:.1f} s")
         log("serve_bench: vrec serve ...")
         server = Server(store, env)
         try:
@@ -202,13 +224,16 @@ def bench(args) -> dict:
                     return client.get(server.base + f"/api/similar/{item(i)}", params={"k": 12})
 
                 def text(i, client=h):
-                    return client.get(server.base + "/api/search/text", params={"q": WORDS[i % len(WORDS)], "k": 12})
+                    return client.get(server.base + "/api/search/text", params={"q": new_text(), "k": 12})
+
+                def text_again(i, client=h):
+                    return client.get(server.base + "/api/search/text", params={"q": "red leather bag", "k": 12})
 
                 def image(i, client=h):
                     return client.post(server.base + "/api/search/image", files={"file": ("q.jpg", photo)},
                                        data={"k": "12"})
 
-                took = {"similar": [], "text": [], "image": []}
+                took = {"similar": [], "text": [], "text_again": [], "image": []}
 
                 def checked(fn):
                     def run(i):
@@ -220,14 +245,14 @@ def bench(args) -> dict:
 
                 lat = {"similar": timed(checked(similar), args.similar_n, warm=5),
                        "text": timed(checked(text), args.text_n, warm=3),
+                       "text_again": timed(checked(text_again), args.text_n, warm=1),
                        "image": timed(checked(image), args.image_n, warm=2)}  # the first upload loads the image tower
                 inside = {k: float(np.median(v[-len(lat[k]):])) for k, v in took.items()}
                 for k, v in lat.items():
                     log(f"  {k}: p50 {percentile(v, 50):.1f} ms, p95 {percentile(v, 95):.1f} ms ({len(v)} requests)")
             rates = {}
             for kind, fn in (("similar", lambda c, i: c.get(f"/api/similar/{item(i)}", params={"k": 12})),
-                             ("text", lambda c, i: c.get("/api/search/text",
-                                                         params={"q": WORDS[i % len(WORDS)], "k": 12}))):
+                             ("text", lambda c, i: c.get("/api/search/text", params={"q": new_text(), "k": 12}))):
                 rates[kind] = {}
                 for clients in (1, 4, 8):
                     rates[kind][clients] = throughput(server.base, fn, clients, args.seconds)
@@ -239,6 +264,7 @@ def bench(args) -> dict:
         if not args.keep and not args.tmp:
             shutil.rmtree(tmp, ignore_errors=True)
     return {"date": _dt.date.today().isoformat(), "items": args.items, "dim": args.dim, "cold": cold,
+            "cold_torch": cold_torch,
             "latency_ms": {k: {"p50": percentile(v, 50), "p95": percentile(v, 95), "n": len(v)} for k, v in lat.items()},
             "inside_ms": inside, "throughput": rates, "photo": _photo_text(), "server_rss_mb": rss,
             "seconds": time.perf_counter() - t_all, "load_average": [load_before, _loadavg()],
@@ -270,7 +296,7 @@ def _rss_mb(pid: int) -> float | None:
 
 def markdown(r: dict) -> str:
     lat = r["latency_ms"]
-    ok = lambda kind: "yes" if lat[kind]["p50"] <= TARGETS[kind] else "**no**"  # noqa: E731
+    ok = lambda kind: "—" if kind not in TARGETS else "yes" if lat[kind]["p50"] <= TARGETS[kind] else "**no**"  # noqa: E731
     lines = [BEGIN, "## vrec serve", "",
              f"Measured by `python bench/serve_bench.py --write` on {r['date']} ({r['seconds']:.0f} s), "
              f"{r['machine']}; **2-core CPU, shared** with other work (load average {_fmt_load(r)} at the start / "
@@ -283,15 +309,27 @@ def markdown(r: dict) -> str:
              "**Targets: similar p50 ≤ 20 ms, text p50 ≤ 150 ms, image upload p50 ≤ 600 ms.**", "",
              "| request | requests | p50 ms | p95 ms | target p50 ms | met |",
              "| --- | ---: | ---: | ---: | ---: | --- |"]
-    names = {"similar": "GET /api/similar/{id}", "text": "GET /api/search/text",
+    names = {"similar": "GET /api/similar/{id}", "text": "GET /api/search/text (a new text each time)",
+             "text_again": "GET /api/search/text (a text asked before)",
              "image": f"POST /api/search/image ({r['photo']})"}
-    for kind in ("similar", "text", "image"):
+    for kind in [k for k in ("similar", "text", "text_again", "image") if k in lat]:
+        target = f"{TARGETS[kind]:.0f}" if kind in TARGETS else "—"
         lines.append(f"| {names[kind]} | {lat[kind]['n']} | {lat[kind]['p50']:.1f} | {lat[kind]['p95']:.1f} | "
-                     f"{TARGETS[kind]:.0f} | {ok(kind)} |")
+                     f"{target} | {ok(kind)} |")
     inside = r["inside_ms"]
     lines += ["", f"Inside the server (median of the answers' `took_ms`, the library call): similar "
               f"{inside['similar']:.1f} ms, text {inside['text']:.1f} ms, image {inside['image']:.1f} ms; the rest is "
-              "HTTP, multipart, JSON and the client.", "",
+              "HTTP, multipart, JSON and the client. Text queries go through the ONNX text tower (as `vrec "
+              "search-text` does); the server keeps the vectors of the last 1,024 texts, so a text asked again "
+              "(refining filters, changing k, going back) costs only the search.", "",
+              "Why text and image miss their targets here: the model's arithmetic is the floor on this CPU. Encoding a "
+              "64-token text with ViT-B-16-SigLIP's text tower is about 11 GFLOP and a 224-px photo with its image "
+              "tower about 35 GFLOP; this machine's 2 cores (AMD EPYC, Zen 1: AVX2 with 128-bit FMA units, about 2 "
+              "GHz) peak near 64 GFLOP/s in fp32, so about 170 ms per text and 550 ms per photo before any "
+              "overhead. A dynamically quantised int8 ONNX text tower measured no faster here (225 vs 227 ms per "
+              "text; this CPU has no VNNI) at cosine 0.9991 to fp32, so it is not used. A recent CPU with more "
+              "cores (or a GPU) has the arithmetic to meet the targets; no such machine was lent to the sessions "
+              "that measured this.", "",
               "Throughput, requests/s, with concurrent clients (threads in the benchmark process, sharing the 2 cores "
               "with the server):", "",
               "| request | 1 client | 4 clients | 8 clients |", "| --- | ---: | ---: | ---: |"]
@@ -300,7 +338,10 @@ def markdown(r: dict) -> str:
     lines += ["", f"Cold start of `vrec serve` (process start to answer): first answer (/api/health) "
               f"{r['cold']['first_answer_s']:.1f} s; first text answer {r['cold']['first_text_answer_s']:.1f} s "
               "(loading the text tower as vrec loads it for queries, which the server starts in the background as "
-              f"soon as it listens). Server memory after the run: {r['server_rss_mb']:.0f} MB RSS (both towers, the "
+              f"soon as it listens, and the index and catalog table on the first query)"
+              + (f"; with the text tower on torch instead (`VREC_TEXT_ONNX=0`) {r['cold_torch']['first_answer_s']:.1f} s "
+                 f"and {r['cold_torch']['first_text_answer_s']:.1f} s, so the server uses the ONNX export too"
+                 if r.get("cold_torch") else "") + f". Server memory after the run: {r['server_rss_mb']:.0f} MB RSS (both towers, the "
               "index and the memory-mapped vectors it touched).", "",
               "Regenerate: `.venv/bin/python bench/serve_bench.py --write` (about 4 minutes; needs ../shared/tools, "
               "writes about 1.5 GB under a temporary folder and removes it).", END]

@@ -114,6 +114,23 @@ def test_text_search_matches_the_library_and_filters_like_the_cli(client, shared
     assert len(many["results"]) == 60 and any("60" in n for n in many["notes"])
 
 
+def test_a_text_asked_again_is_not_encoded_again(client):
+    """Refining filters or k re-asks the same text: its vector is kept, so only the search runs."""
+    first = client.get("/api/search/text", params={"q": "woven straw hat", "k": 3}).json()["results"]
+    enc = client.app.state.vrec.encoders._loaded["tiny-siglip"][0]
+    calls = []
+    encode = enc.encode_texts
+    enc.encode_texts = lambda texts: (calls.append(list(texts)), encode(texts))[1]
+    try:
+        again = client.get("/api/search/text", params={"q": "woven straw hat", "k": 6}).json()["results"]
+        assert calls == [] and [r["id"] for r in again[:3]] == [r["id"] for r in first]
+        assert [r["score"] for r in again[:3]] == [r["score"] for r in first]
+        client.get("/api/search/text", params={"q": "a striped scarf", "k": 3})
+        assert calls == [["a photo of a striped scarf."]]
+    finally:
+        del enc.encode_texts
+
+
 def test_similar_leaves_the_item_out_and_accepts_a_short_id(client, shared_tiny_store):
     from vrec.search import search_image
 

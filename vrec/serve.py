@@ -45,6 +45,7 @@ MAX_UPLOAD_MB = 20.0
 MULTIPART_SLACK = 64 * 1024  # form fields and multipart headers around an uploaded photo
 THUMB_SIZE = 384  # longest side of /thumb/ pictures, in pixels
 THUMB_CACHE = 512  # thumbnails kept in memory (about 30 KB each)
+TEXT_CACHE_SIZE = 1024  # query texts whose vectors are kept (3 KB each at 768-d)
 MAX_GALLERY = 500  # results in one saved gallery
 TITLE_COLUMNS = ("title", "productDisplayName", "name")
 # vrec's own columns: not item metadata in API answers (see vrec.search.VREC_COLUMNS)
@@ -222,6 +223,7 @@ class Encoders:
         self.lock = threading.Lock()  # encoding: torch already uses every core for one query
         self._load_lock = threading.Lock()
         self._loaded: dict[str, tuple] = {}  # name -> (encoder, has image tower)
+        self._texts: OrderedDict = OrderedDict()  # (model, text) -> vector, least recently used first
 
     def loaded(self, ms: ModelStore, images: bool):
         from .search import load_encoder
@@ -232,6 +234,29 @@ class Encoders:
                 enc = load_encoder(ms, self.weights.get(ms.name), self.device, text_only=not images)
                 self._loaded[ms.name] = (enc, images)
             return enc
+
+    def text_vectors(self, ms: ModelStore, texts: list[str]):
+        """The texts' vectors, each encoded once per server (the last TEXT_CACHE_SIZE texts are kept):
+        a person refining filters, paging back or changing k asks the same text again, and encoding
+        is nearly all of a text query's time."""
+        keys = [(ms.name, t) for t in texts]
+        with self._load_lock:
+            found = {k: self._texts[k] for k in keys if k in self._texts}
+            for k in found:
+                self._texts.move_to_end(k)
+        missing = [t for _, t in dict.fromkeys(k for k in keys if k not in found)]
+        if missing:
+            enc = self.loaded(ms, images=False)
+            with self.lock:
+                rows = enc.encode_texts(missing)
+            with self._load_lock:
+                for t, row in zip(missing, rows):
+                    found[(ms.name, t)] = self._texts[(ms.name, t)] = row
+                while len(self._texts) > TEXT_CACHE_SIZE:
+                    self._texts.popitem(last=False)
+        import numpy as np
+
+        return np.stack([found[k] for k in keys])
 
     def for_model(self, ms: ModelStore) -> "SharedEncoder":
         return SharedEncoder(self, ms)
@@ -258,9 +283,7 @@ class SharedEncoder:
 
         if not self.entry.text:  # say so before loading anything
             raise no_text_tower(self.ms.name)
-        enc = self.pool.loaded(self.ms, images=False)
-        with self.pool.lock:
-            return enc.encode_texts(list(texts))
+        return self.pool.text_vectors(self.ms, list(texts))
 
     def encode_images(self, images):
         enc = self.pool.loaded(self.ms, images=True)
