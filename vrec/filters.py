@@ -4,6 +4,11 @@ Several filters combine with AND. Text comparisons ignore case; on a numeric col
 also compare as numbers (``price=120`` matches 120.0). ``<``, ``<=``, ``>``, ``>=`` compare numbers
 and refuse a text column. ``tag:NAME`` keeps items carrying that zero-shot tag (see ``vrec tag``).
 Metadata columns named like vrec's own are filtered as ``meta_<name>`` (see ``search.catalog_table``).
+
+The columns a filter may name are the ones a user sees in results and exports: item metadata, tags
+and vrec's visible columns (id, path, width, height). The store's bookkeeping columns (row, hash,
+size, mtime) are never shown, so a filter naming one is refused as an unknown column, and error
+messages never offer them.
 """
 from __future__ import annotations
 
@@ -19,23 +24,29 @@ _CMP = re.compile(r"^\s*([\w.-]+)\s*(!=|<=|>=|==|=|<|>)\s*(.*?)\s*$")
 _TAG = re.compile(r"^\s*tag\s*:\s*(.+?)\s*$", re.I)
 
 
-INTERNAL = ("row", "hash", "size", "mtime")  # search bookkeeping: filterable, but never offered
+# The store's bookkeeping, used to search and never shown nor exported: not filterable. The same
+# names as search.INTERNAL_COLUMNS (not imported from there: vrec.search imports this module).
+INTERNAL = ("row", "hash", "size", "mtime")
 RESULT_COLUMNS = ("rank", "score", "probability")  # computed by the search, after filtering
 
 
 def _column(df, name: str):
-    if name in df.columns:
+    columns = [c for c in df.columns if c not in INTERNAL]
+    if name in columns:
         return df[name]
-    lower = {c.lower(): c for c in df.columns}
+    lower = {str(c).lower(): c for c in columns}
     if name.lower() in lower:
         return df[lower[name.lower()]]
-    shown = [str(c) for c in df.columns if c not in INTERNAL]
+    usable = [str(c) for c in columns]
+    renamed = f"meta_{name.lower()}"
     if name.lower() in RESULT_COLUMNS:
         why = f"Cannot filter on {name!r}: search results get it after filtering"
-        if f"meta_{name.lower()}" in df.columns:
-            raise FilterError(f"{why}; your metadata column {name!r} is named 'meta_{name.lower()}' here.")
-        raise FilterError(f"{why}; filter on item metadata instead (columns: {', '.join(shown)}).")
-    raise FilterError(f"No column {name!r} to filter on.{suggest(name, shown)} Columns: {', '.join(shown)}.")
+        if renamed in usable:
+            raise FilterError(f"{why}; your metadata column {name!r} is named {renamed!r} here.")
+        raise FilterError(f"{why}; filter on item metadata instead (columns: {', '.join(usable)}).")
+    if name.lower() in INTERNAL and renamed in usable:  # e.g. a clothing "size" column
+        raise FilterError(f"No column {name!r} to filter on: your metadata column {name!r} is named {renamed!r} here.")
+    raise FilterError(f"No column {name!r} to filter on.{suggest(name, usable)} Columns: {', '.join(usable)}.")
 
 
 def _text(series):
