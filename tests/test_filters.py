@@ -12,7 +12,7 @@ import pytest
 
 from conftest import handmade_store
 from vrec.errors import FilterError
-from vrec.filters import INTERNAL, apply_filters
+from vrec.filters import apply_filters
 from vrec.search import INTERNAL_COLUMNS, catalog_table
 from vrec.store import Store
 
@@ -27,10 +27,6 @@ def table(tmp_path_factory):
     t = catalog_table(st, st.model("m"))
     assert set(INTERNAL_COLUMNS) <= set(t.columns)  # present in the table, to search
     return t
-
-
-def test_internal_names_are_the_searchs():
-    assert tuple(INTERNAL) == tuple(INTERNAL_COLUMNS)
 
 
 @pytest.mark.parametrize("expr", ["hash=h", "size=1", "mtime>0", "Size=1", "HASH in (h)"])

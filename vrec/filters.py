@@ -24,8 +24,8 @@ _CMP = re.compile(r"^\s*([\w.-]+)\s*(!=|<=|>=|==|=|<|>)\s*(.*?)\s*$")
 _TAG = re.compile(r"^\s*tag\s*:\s*(.+?)\s*$", re.I)
 
 
-# The store's bookkeeping, used to search and never shown nor exported: not filterable. The same
-# names as search.INTERNAL_COLUMNS (not imported from there: vrec.search imports this module).
+# The store's bookkeeping, used to search and never shown nor exported: not filterable
+# (vrec.search imports it as INTERNAL_COLUMNS).
 INTERNAL = ("row", "hash", "size", "mtime")
 RESULT_COLUMNS = ("rank", "score", "probability")  # computed by the search, after filtering
 

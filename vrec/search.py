@@ -17,6 +17,7 @@ from typing import Sequence
 import numpy as np
 
 from .errors import QueryError, UnknownItem, check_number, suggest
+from .filters import INTERNAL as INTERNAL_COLUMNS  # used to search, never shown nor exported
 from .filters import apply_filters
 from .index import search_rows
 from .store import ModelStore, Store, as_store
@@ -44,7 +45,6 @@ class SearchResult:
 VREC_COLUMNS = ("rank", "score", "probability", "id", "path", "width", "height", "tags", "vector",
                 "cluster", "cluster_name", "x", "y",  # the style map's (vrec map --csv)
                 "row", "hash", "size", "mtime")
-INTERNAL_COLUMNS = ("row", "hash", "size", "mtime")  # used to search, never shown nor exported
 
 
 def is_vrec_column(name) -> bool:
