@@ -62,8 +62,6 @@ def _unquote(v: str) -> str:
 
 def parse_filter(expr: str, df) -> np.ndarray:
     """Boolean mask of the rows of ``df`` that satisfy one expression."""
-    import pandas as pd
-
     m = _TAG.match(expr)
     if m:
         if "tags" not in df.columns:
