@@ -48,10 +48,10 @@ def main() -> int:
     try:
         vrec("embed", catalog, "--metadata", f"{catalog}/catalog.csv",
              "--model", IMAGE_MODEL, "--model", text, "--store", store)
-        vrec("index", "--store", store, "--stats")
+        vrec("index", "--store", store)  # also exports the text tower to ONNX, once: text queries need no torch
         if text == "tiny-siglip":
             print(f"\ntiny-siglip stands in for siglip ({FALLBACK_NOTE})", file=sys.stderr, flush=True)
-        vrec("search-text", TEXT_QUERY, "--model", text, "--store", store, "--k", "5")
+        vrec("search-text", TEXT_QUERY, "--model", text, "--store", store, "--k", "5", "--timings")
         vrec("search-image", FIND_SIMILAR, "--model", IMAGE_MODEL, "--store", store, "--k", "5")
         vrec("compare", "--left", IMAGE_MODEL, "--right", text, "--store", store,
              "--sample", "3", "--k", "4", "--label", "category")
