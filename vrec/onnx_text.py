@@ -44,7 +44,8 @@ from typing import Sequence
 
 import numpy as np
 
-from .encoders import Encoder, ModelEntry, store_key
+from .encoders import Encoder
+from .registry import ModelEntry, store_key
 from .errors import QueryError
 
 FORMAT = 1
@@ -168,7 +169,7 @@ def _weights_record(entry: ModelEntry, weights_id: str) -> dict:
         return {"kind": "file", "digest": weights_id}
     if entry.tiny:  # seeded random weights: the seed, with torch's and open_clip's versions
         return {"kind": "seed", "digest": weights_id}
-    from .encoders import _hub_location, file_digest, weights_file
+    from .weights import _hub_location, file_digest, weights_file
 
     path = weights_file(entry)
     if not path:
@@ -197,7 +198,7 @@ def _weights_problem(rec: dict) -> str | None:
     now = {"path": str(path), "size": st.st_size, "mtime_ns": st.st_mtime_ns}
     if all(rec.get(k) == v for k, v in now.items()):
         return None
-    from .encoders import file_digest
+    from .weights import file_digest
 
     if file_digest(path) != rec.get("digest"):
         return "the model's weights changed since the export"
