@@ -1,9 +1,9 @@
 """HTML: every page vrec writes, in one place.
 
 Search results (``--html``), side-by-side comparisons, evaluation reports (Markdown with SVG
-charts, HTML, JSON) and style maps are self-contained pages -- photos inlined as thumbnails, no
-external assets -- so a merchandiser can mail one around. The web app's "save as gallery" uses
-the same functions. Terminal tables live in ``vrec.render``.
+charts, HTML, JSON), the A/B analysis page and its chart, and style maps are self-contained pages
+-- photos inlined as thumbnails, no external assets -- so a merchandiser can mail one around. The
+web app's "save as gallery" uses the same functions. Terminal tables live in ``vrec.render``.
 """
 from __future__ import annotations
 
@@ -11,6 +11,7 @@ import base64
 import html
 import io
 import json
+import math
 import re
 from pathlib import Path
 from typing import Iterable, Sequence
@@ -333,6 +334,75 @@ def write_eval_report(ev, path: str | Path) -> None:
             if made:  # leave no half-written chart folder behind
                 shutil.rmtree(chart_dir, ignore_errors=True)
             raise
+
+
+def ab_lifts_svg(a, width: int = 640) -> str:
+    """A forest plot of an A/B analysis (``vrec.ab_analysis.Analysis``): relative lift of each
+    treatment on each metric with its interval, around zero. The .html report inlines it; the .md
+    report links it as a file."""
+    from .ab_analysis import fmt_p, fmt_pct
+
+    rows = [x for x in a.lifts if x.rel_lift == x.rel_lift]
+    row_h, top, left, right = 26, 40, 190, 30
+    height = top + row_h * max(1, len(rows)) + 34
+    if not rows:
+        return (f"<svg xmlns='http://www.w3.org/2000/svg' width='{width}' height='60' font-family='sans-serif' "
+                f"font-size='12'><text x='10' y='30'>no relative lift to draw (a control value is 0)</text></svg>")
+    lo = min(min(x.rel_ci[0] for x in rows), 0.0)
+    hi = max(max(x.rel_ci[1] for x in rows), 0.0)
+    pad = (hi - lo) * 0.08 or 0.01
+    lo, hi = lo - pad, hi + pad
+    X = lambda v: left + (width - left - right) * (v - lo) / (hi - lo)  # noqa: E731
+    level = 1 - a.alpha / (len(a.arms) - 1)
+    parts = [f"<svg xmlns='http://www.w3.org/2000/svg' width='{width}' height='{height}' font-family='sans-serif' "
+             f"font-size='12'>",
+             f"<text x='10' y='18' font-size='13' font-weight='600'>Relative lift against {html.escape(a.control)} "
+             f"({level:.0%} interval)</text>"]
+    zero = X(0.0)
+    parts.append(f"<line x1='{zero:.1f}' x2='{zero:.1f}' y1='{top - 8}' y2='{height - 28}' stroke='#888' "
+                 f"stroke-dasharray='4 3'/>")
+    for i, x in enumerate(rows):
+        y = top + i * row_h + row_h / 2
+        colour = "#2e9e5b" if x.significant and x.rel_lift > 0 else "#c0392b" if x.significant else "#555"
+        label = html.escape(f"{x.metric} · {x.arm}")
+        parts.append(f"<text x='{left - 8}' y='{y + 4:.1f}' text-anchor='end'>{label}</text>")
+        parts.append(f"<line x1='{X(x.rel_ci[0]):.1f}' x2='{X(x.rel_ci[1]):.1f}' y1='{y:.1f}' y2='{y:.1f}' "
+                     f"stroke='{colour}' stroke-width='2'/>")
+        for end in x.rel_ci:
+            parts.append(f"<line x1='{X(end):.1f}' x2='{X(end):.1f}' y1='{y - 5:.1f}' y2='{y + 5:.1f}' stroke='{colour}' "
+                         f"stroke-width='2'/>")
+        tip = html.escape(f"{x.metric} · {x.arm}: {fmt_pct(x.rel_lift)} [{fmt_pct(x.rel_ci[0])}, "
+                          f"{fmt_pct(x.rel_ci[1])}], p {fmt_p(x.p_value)}")
+        parts.append(f"<circle cx='{X(x.rel_lift):.1f}' cy='{y:.1f}' r='4.5' fill='{colour}'><title>{tip}</title></circle>")
+    for tick in _nice_ticks(lo, hi):
+        text = "0%" if abs(tick) < 1e-12 else f"{tick * 100:+.{0 if abs(tick) >= 0.01 else 1}f}%"
+        parts.append(f"<text x='{X(tick):.1f}' y='{height - 10}' text-anchor='middle' fill='#666'>{text}</text>")
+    parts.append("</svg>")
+    return "".join(parts)
+
+
+def _nice_ticks(lo: float, hi: float, target: int = 5) -> list[float]:
+    """Round tick values (multiples of 1, 2 or 5 times a power of ten) between lo and hi, zero among them."""
+    raw = (hi - lo) / target
+    power = 10 ** math.floor(math.log10(raw))
+    step = next(m * power for m in (1, 2, 5, 10) if m * power >= raw)
+    return [i * step for i in range(math.ceil(lo / step), math.floor(hi / step) + 1)]
+
+
+def ab_html(a) -> str:
+    """The body of an A/B analysis page: the summary (a sample-ratio mismatch in red, first), the
+    lifts table in the cells the terminal and Markdown show, the chart, the notes."""
+    from .ab_analysis import LIFT_HEADER, lift_rows, summary_lines
+
+    summary = "".join((f"<p style='background:#fde2e1;border:2px solid #c0392b;padding:10px;font-weight:600'>"
+                       f"{html.escape(line)}</p>" if line.startswith("SAMPLE RATIO") else
+                       f"<p class='meta'>{html.escape(line)}</p>") for line in summary_lines(a))
+    table = ("<table class='summary'><tr>" + "".join(f"<th>{html.escape(h)}</th>" for h in LIFT_HEADER) + "</tr>"
+             + "".join("<tr>" + "".join(f"<td>{html.escape(c)}</td>" for c in r) + "</tr>" for r in lift_rows(a))
+             + "</table>")
+    notes = "".join(f"<li>{html.escape(n)}</li>" for n in a.notes)
+    return (summary + "<h2>Lifts</h2>" + table + "<h2>Chart</h2>" + ab_lifts_svg(a)
+            + (f"<h2>Notes</h2><ul>{notes}</ul>" if notes else ""))
 
 
 CLUSTER_COLOURS = ("#2a6ad8", "#e08a00", "#2e9e5b", "#b03a8c", "#c0392b", "#7f8c8d", "#8e44ad", "#16a085",

@@ -7,7 +7,7 @@ from typing import List, Optional
 import typer
 from rich.markup import escape
 
-from .common import FilterOpt, StoreOpt, app, check_format, err, out
+from .common import FilterOpt, FormatTableJsonOpt, StoreOpt, app, check_format, err, out, print_notes
 
 ab_app = typer.Typer(help="A/B tests of the similar-items module: plan, arms, assign, analyze.", no_args_is_help=True)
 app.add_typer(ab_app, name="ab")
@@ -16,11 +16,6 @@ ArmsOpt = typer.Option("cnn,siglip", "--arms", help="Arms, comma-separated; the 
                        "are embedded models (cnn, siglip, ...).")
 SplitOpt = typer.Option(None, "--split", help="Shares per arm, in --arms order, e.g. 50/50 or 34/33/33 "
                         "\\[default: equal].")
-
-
-def _notes(notes) -> None:
-    for n in notes:
-        err.print(f"[yellow]Note:[/yellow] {escape(n)}", highlight=False)
 
 
 def _warn(lines) -> None:
@@ -45,7 +40,7 @@ def plan_cmd(
                                              "smallest detectable effect for \\[default: 7, 14 and 28]; repeatable."),
     sd: Optional[float] = typer.Option(None, "--sd", help="For a mean metric (e.g. revenue per user): its per-unit "
                                        "standard deviation; --baseline is then the control's mean."),
-    fmt: str = typer.Option("table", "--format", help="table or json."),
+    fmt: str = FormatTableJsonOpt,
 ) -> None:
     """How many units per arm, in total, and how many days a test needs to detect --mde.
 
@@ -62,7 +57,7 @@ def plan_cmd(
     if fmt == "json":
         print(json.dumps(json_safe(p.__dict__), indent=2))
         return
-    _notes(p.notes)
+    print_notes(p.notes)
     what = "rate" if p.kind == "proportion" else "mean"
     t = new_table(f"Sample size: {what} {p.baseline:g} → {p.baseline + p.mde:g} ({p.relative_mde:+.1%}), "
                   f"alpha {p.alpha:g}, power {p.power:g}, {p.arms} arms")
@@ -92,7 +87,7 @@ def arms_cmd(
                                         "label value."),
     out_path: Optional[str] = typer.Option(None, "--out", help="Write the table (arm, item, rank, neighbour, score) "
                                            "to a .parquet or .csv file."),
-    fmt: str = typer.Option("table", "--format", help="table or json."),
+    fmt: str = FormatTableJsonOpt,
     store: Optional[str] = StoreOpt,
 ) -> None:
     """Each arm's "similar items" table, and how different the arms' lists are (overlap@k).
@@ -106,7 +101,7 @@ def arms_cmd(
     check_format(fmt, ("table", "json"))
     with err.status("finding each arm's neighbours"):
         res = build_arms(arms, k=k, filters=filter or (), label=label, store=store, out=out_path)
-    _notes(res.notes)
+    print_notes(res.notes)
     if fmt == "json":
         print(json.dumps(arms_to_dict(res), indent=2))
     else:
@@ -190,7 +185,7 @@ def analyze_cmd(
     alpha: float = typer.Option(0.05, "--alpha", help="Significance level; 0.05 gives 95% intervals."),
     report: Optional[List[str]] = typer.Option(None, "--report", help="Write a report: FILE.html, FILE.md (chart "
                                                "in FILE_charts/) or FILE.json; repeatable."),
-    fmt: str = typer.Option("table", "--format", help="table or json."),
+    fmt: str = FormatTableJsonOpt,
 ) -> None:
     """Per-arm values, absolute and relative lifts with 95% intervals and p-values.
 
@@ -205,7 +200,7 @@ def analyze_cmd(
     for path in report or ():
         check_report(path)
     a = analyze(events, unit=unit, arm=arm, metrics=metric, covariate=covariate, arms=arms, split=split, alpha=alpha)
-    _notes(a.notes)
+    print_notes(a.notes)
     if a.srm:
         _warn([a.srm_message])
     if fmt == "json":

@@ -125,6 +125,13 @@ DeviceOpt = typer.Option("auto", "--device", help="auto, cpu, cuda or mps.")
 FilterOpt = typer.Option(None, "--filter", "-f", help="Metadata filter such as category=bags, price<200, "
                          "'colour in (red,black)' or tag:minimalist; repeat to combine.")
 FormatOpt = typer.Option("table", "--format", help="table, json or csv.")
+FormatTableJsonOpt = typer.Option("table", "--format", help="table or json.")  # commands without a CSV form
+
+
+def print_notes(notes) -> None:
+    """Each note on stderr as a yellow 'Note:' line; the text is escaped, so brackets in it print as written."""
+    for n in notes:
+        err.print(f"[yellow]Note:[/yellow] {rich_escape(n)}", highlight=False)
 
 
 def reflow_help(typer_app: typer.Typer) -> None:

@@ -7,7 +7,7 @@ from typing import List, Optional
 import typer
 from rich.markup import escape
 
-from .common import StoreOpt, app, check_format, err, out
+from .common import FormatTableJsonOpt, StoreOpt, app, check_format, err, out, print_notes
 
 
 @app.command()
@@ -27,7 +27,7 @@ def cost(
                                      "calibration."),
     benchmarks: Optional[str] = typer.Option(None, "--benchmarks", help="Benchmark file with GPU figures "
                                              "\\[default: BENCHMARKS-gpu.json, then BENCHMARKS.json]."),
-    fmt: str = typer.Option("table", "--format", help="table or json."),
+    fmt: str = FormatTableJsonOpt,
     store: Optional[str] = StoreOpt,
 ) -> None:
     """What embedding N photos costs: time and money, vector and index storage, index build, weekly upkeep.
@@ -43,8 +43,7 @@ def cost(
         est = c.estimate(images, model or ("siglip", "cnn"), device=device, precision=precision,
                          price_per_hour=price_per_hour, new_per_week=new_per_week, store=store,
                          calibrate_photos=calibrate, recalibrate=recalibrate, benchmarks=benchmarks)
-    for n in est.notes:
-        err.print(f"[yellow]Note:[/yellow] {escape(n)}", highlight=False)
+    print_notes(est.notes)
     if fmt == "json":
         print(json.dumps(c.to_dict(est), indent=2))
         return

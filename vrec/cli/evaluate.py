@@ -5,7 +5,7 @@ from typing import List, Optional
 
 import typer
 
-from .common import DeviceOpt, FilterOpt, StoreOpt, app, err, out
+from .common import DeviceOpt, FilterOpt, StoreOpt, app, err, out, print_notes
 
 
 @app.command("eval")
@@ -85,8 +85,7 @@ def export(
     from ..export import export_vectors
 
     info = export_vectors(out_path, model=model, store=store, fmt=fmt)
-    for note in info["notes"]:
-        err.print(f"[yellow]Note:[/yellow] {note}", highlight=False)
+    print_notes(info["notes"])
     err.print(f"exported {info['items']} vectors of dim {info['dim']} ({info['format']}): {', '.join(info['files'])}")
 
 
@@ -108,6 +107,5 @@ def neighbours(
     from ..export import similar_items
 
     info = similar_items(out_path, model=model, store=store, k=k, filters=filter or ())
-    for note in info["notes"]:
-        err.print(f"[yellow]Note:[/yellow] {note}", highlight=False)
+    print_notes(info["notes"])
     err.print(f"wrote {info['rows']} rows ({info['items']} items x up to {info['k']} neighbours) to {info['file']}")
