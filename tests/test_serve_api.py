@@ -247,6 +247,11 @@ def test_unknown_items_routes_and_methods_are_json_errors(client):
     is_error(client.get("/api/similar/bag-tote-rd"), 404, "did you mean 'bags/bag-tote-red'")
     is_error(client.get("/api/items/nothing-here"), 404, "nothing-here")
     is_error(client.get("/api/compare/nothing-here"), 404)
+    for route in ("similar", "items", "compare"):  # the API takes item ids, never files: its errors say so
+        msg = is_error(client.get(f"/api/{route}/nope"), 404, "No item 'nope' in the catalog")
+        assert "file" not in msg and "image" not in msg, msg
+    is_error(client.get("/api/items/bags/bag-tote-rd"), 404, "No item 'bags/bag-tote-rd'",
+             "Did you mean 'bags/bag-tote-red'")
     is_error(client.get("/thumb/bag-tote-red"), 404)  # thumbnails by full catalog id only
     is_error(client.get("/api/nothing"), 404, "/api/nothing")
     is_error(client.delete("/api/health"), 405)
@@ -254,6 +259,18 @@ def test_unknown_items_routes_and_methods_are_json_errors(client):
     r = client.post("/api/search/image", data={"k": "3"})
     is_error(r, 400, "'file' is missing")
 
+
+
+def test_an_id_ending_several_items_share_lists_them():
+    import pandas as pd
+
+    from vrec.service import unknown_id
+
+    table = pd.DataFrame({"id": ["bags/tote", "shoes/tote", "bags/clutch"],
+                          "path": ["bags/tote.jpg", "shoes/tote.jpg", "bags/clutch.jpg"]})
+    msg = str(unknown_id(table, "tote"))
+    assert "ambiguous" in msg and "'bags/tote'" in msg and "'shoes/tote'" in msg and "file" not in msg, msg
+    assert str(unknown_id(table, "bags/clutc")).startswith("No item 'bags/clutc' in the catalog;")
 
 # --- files: only catalog photos, by id ----------------------------------------------------------
 

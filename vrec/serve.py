@@ -2,40 +2,41 @@
 
 The app is a thin face over the library: every answer comes from ``vrec.search``, ``vrec.compare``
 and ``vrec.pages`` -- the functions behind ``vrec search-*``, ``vrec compare`` and ``--html`` --
-so the web and the command line never disagree. What this module adds is what a long-lived
-process needs:
+so the web and the command line never disagree. What a long-lived process needs lives in modules
+of its own, one concept each:
 
-- **Snapshots.** The store is read into a snapshot (manifests, items, metadata, tags, shard
-  memory maps, the HNSW index) that requests share. Before each request the files that a commit
-  replaces (``store.json``, ``metadata.parquet``, ``tags.parquet``, every ``manifest.json``) are
-  stat-ed; when one changed (``vrec embed`` or ``vrec index`` committed), a new snapshot is read
-  and swapped in whole. Commits replace manifests atomically, so a snapshot is never half-written;
-  requests already running finish on the old one. The store is only ever read.
-- **Models** are loaded once, on first use (the text tower alone for text queries), and shared by
-  all requests; encoding runs under one lock (it uses every core anyway).
-- **Safety.** Loopback by default; a token (header, query parameter or cookie) guards every route
-  but ``/api/health`` and the page's static files; thumbnails are served by catalog id only, from
-  inside the catalog folder; uploads have a size limit, and photos that are not images, truncated
-  or decompression bombs are refused with a clear 400 -- the server keeps serving.
+- ``vrec.live`` -- **snapshots.** The store is read into a snapshot that requests share; before
+  each request a few ``stat`` calls tell whether ``vrec embed`` or ``vrec index`` committed, and a
+  new snapshot is swapped in whole. The store is only ever read.
+- ``vrec.encoder_pool`` -- **models** loaded once, on first use (the text tower alone for text
+  queries), shared by all requests, encoding under one lock; recent query texts' vectors are kept.
+- ``vrec.thumbnails`` -- ``/thumb/ID``: catalog photos by id only, from inside the catalog folder.
+- ``vrec.service`` -- what the routes share (``Service``) and the JSON shapes of results and items,
+  without the web framework.
+
+This module is the HTTP side: ``create_app`` with its routes, the error answers (always
+``{"error": "one sentence"}``), the ``Guard`` middleware (**safety**: a token in a header, query
+parameter or cookie guards every route but ``/api/health`` and the page's static files; uploads
+have a size limit, and photos that are not images, truncated or decompression bombs are refused
+with a clear 400 -- the server keeps serving), and running it on uvicorn (``serve``: loopback by
+default, any other address needs a token). FastAPI and uvicorn are imported only when an app is
+made, so ``vrec --help`` stays fast.
 
 ``create_app(store, ...)`` returns the ASGI app (for tests, or to mount in your own service);
 ``serve(...)`` runs it on uvicorn. The JSON contract is documented in README.md (``vrec serve``).
 """
-import hmac
-import io
 import os
 import re
 import sys
 import threading
 import time
-from collections import OrderedDict
 from pathlib import Path
 from typing import Sequence
 from urllib.parse import quote
 
 from . import __version__
 from .errors import (ModelUnavailable, NotEmbedded, QueryError, StoreError, UnknownItem, VrecError, check_number)
-from .store import ModelStore, Store, as_store
+from .service import Service, compare_records, gallery_result, item_record, open_experiment
 
 DEFAULT_HOST = "127.0.0.1"
 DEFAULT_PORT = 8765
@@ -43,14 +44,6 @@ DEFAULT_K = 12
 MAX_K = 1000  # results per request: a catalog-sized answer would be megabytes of JSON
 MAX_UPLOAD_MB = 20.0
 MULTIPART_SLACK = 64 * 1024  # form fields and multipart headers around an uploaded photo
-THUMB_SIZE = 384  # longest side of /thumb/ pictures, in pixels
-THUMB_CACHE = 512  # thumbnails kept in memory (about 30 KB each)
-TEXT_CACHE_SIZE = 1024  # query texts whose vectors are kept (3 KB each at 768-d)
-MAX_GALLERY = 500  # results in one saved gallery
-TITLE_COLUMNS = ("title", "productDisplayName", "name")
-# vrec's own columns: not item metadata in API answers (see vrec.search.VREC_COLUMNS)
-OWN_COLUMNS = ("rank", "score", "probability", "id", "path", "width", "height", "row", "hash", "size", "mtime",
-               "common")
 WEB = Path(__file__).resolve().parent / "web"
 TOKEN_COOKIE = "vrec_token"
 
@@ -60,473 +53,10 @@ PLACEHOLDER_PAGE = """<!doctype html><html><head><meta charset="utf-8"><title>vr
 <a href="/api/health">/api/health</a>.</p></body></html>"""
 
 
-# --- snapshots of the store -------------------------------------------------------------------
-
-def store_signature(path: str | os.PathLike) -> tuple:
-    """Stat of every file a commit replaces: a change means a new snapshot is due."""
-    from .search import file_key as _file_key
-
-    path = Path(path)
-    keys = [_file_key(path / name) for name in ("store.json", "metadata.parquet", "tags.parquet")]
-    try:
-        models = sorted(e.name for e in os.scandir(path / "models") if e.is_dir())
-    except OSError:
-        models = []
-    return tuple(keys) + tuple((m, _file_key(path / "models" / m / "manifest.json")) for m in models)
-
-
-def index_state(ms: ModelStore, entry: dict | None = None) -> str:
-    """How a model is searched: "hnsw" (its index), "exact", or "stale" (an index older than the vectors)."""
-    from .index import EXACT_BELOW
-
-    m = ms.manifest()
-    e = entry if entry is not None else m.get("index")
-    if e and e["generation"] != m["generation"]:
-        return "stale"
-    return "hnsw" if e and len(ms) >= EXACT_BELOW else "exact"
-
-
-class _SnapshotModel(ModelStore):
-    """One model's vectors as committed when the snapshot was read: manifest, items, tombstones,
-    shard memory maps and the HNSW index are read once, so files that a later commit replaces or
-    deletes never break a request that is still running on this snapshot."""
-
-    def __init__(self, store: Store, name: str, path: Path):
-        super().__init__(store, name, path)
-        m = self.manifest()
-        self.checked()
-        self._maps, self._dead = {}, {}
-        for shard in self.shards():
-            self._maps[shard.name] = super().shard_vectors(shard)
-            self._dead[shard.name] = super()._deleted_rows(shard)
-        self.items()
-        self.index_entry = m.get("index")
-        self.index = index_state(self, self.index_entry)
-        if self.index == "stale":  # searched exactly until 'vrec index' runs again (a note says so)
-            self._cache["manifest"] = {**m, "index": None}
-        if self.index == "hnsw":
-            from .index import loaded_index
-
-            loaded_index(self)
-
-    def shard_vectors(self, shard):
-        return self._maps[shard.name]
-
-    def _deleted_rows(self, shard):
-        return self._dead[shard.name]
-
-    def refresh(self) -> None:  # a snapshot never changes; a newer one replaces it
-        pass
-
-
-class Snapshot(Store):
-    """The store as it was at one moment, shared read-only by the requests that use it."""
-
-    def __init__(self, path: str | os.PathLike, signature: tuple = ()):
-        from .encoders import store_key
-
-        super().__init__(path)
-        self.signature = signature
-        self._info = super().info()
-        self._meta = super().metadata()
-        self._tags = super().tags()
-        self._models: dict[str, _SnapshotModel] = {}
-        for name in super().model_names():
-            self._models[name] = _SnapshotModel(self, name, self.path / "models" / store_key(name))
-        self._lookup: dict = {}
-        self._lock = threading.Lock()
-
-    def info(self) -> dict:
-        return self._info
-
-    def metadata(self):
-        return self._meta
-
-    def tags(self):
-        return self._tags
-
-    def model_names(self) -> list[str]:
-        return list(self._models)
-
-    def model(self, name: str) -> ModelStore:
-        if name in self._models:
-            return self._models[name]
-        return super().model(name)  # raises NotEmbedded with the usual sentence (or a model committed just now)
-
-    def table(self, model: str, notes: list | None = None):
-        from .search import catalog_table
-
-        return catalog_table(self, self.model(model), notes)
-
-    def position(self, model: str, item_id: str) -> int | None:
-        """Position of the item with exactly this id in the model's table, or None."""
-        lookup = self._lookup.get(model)
-        if lookup is None:
-            with self._lock:
-                lookup = self._lookup.get(model)
-                if lookup is None:
-                    ids = self.table(model)["id"].astype(str).tolist()
-                    lookup = self._lookup[model] = dict(zip(ids, range(len(ids))))
-        return lookup.get(item_id)
-
-
-class LiveStore:
-    """The current snapshot of a store, replaced when a commit changes the files it was read from."""
-
-    def __init__(self, path: str | os.PathLike):
-        self.path = Path(path)
-        self._lock = threading.Lock()
-        self._failed: tuple | None = None
-        self.reloads = 0
-        self._snap = self._read(store_signature(self.path))
-
-    def _read(self, sig: tuple) -> Snapshot:
-        for attempt in range(3):  # a compaction may delete files between our stat and our read: read again
-            try:
-                return Snapshot(self.path, sig)
-            except (OSError, StoreError):
-                if attempt == 2:
-                    raise
-                time.sleep(0.2)
-                sig = store_signature(self.path)
-        raise AssertionError("unreachable")
-
-    def current(self) -> Snapshot:
-        sig = store_signature(self.path)
-        snap = self._snap
-        if sig == snap.signature or sig == self._failed:
-            return snap
-        with self._lock:  # one request reads the new snapshot; the others wait for it
-            snap = self._snap
-            sig = store_signature(self.path)
-            if sig != snap.signature and sig != self._failed:
-                try:
-                    new = self._read(sig)
-                except (OSError, VrecError) as e:  # a damaged commit: keep serving what was there
-                    self._failed = sig
-                    print(f"vrec serve: kept the previous data; the store changed but cannot be read ({e})",
-                          file=sys.stderr, flush=True)
-                    return snap
-                self._snap, self._failed = new, None
-                self.reloads += 1
-            return self._snap
-
-
-# --- models -----------------------------------------------------------------------------------
-
-class Encoders:
-    """Encoders loaded once per model and shared by every request; one model runs at a time."""
-
-    def __init__(self, device: str = "auto", weights: dict | None = None):
-        self.device = device
-        self.weights = dict(weights or {})
-        self.lock = threading.Lock()  # encoding: torch already uses every core for one query
-        self._load_lock = threading.Lock()
-        self._loaded: dict[str, tuple] = {}  # name -> (encoder, has image tower)
-        self._texts: OrderedDict = OrderedDict()  # (model, text) -> vector, least recently used first
-
-    def loaded(self, ms: ModelStore, images: bool):
-        from .search import load_encoder
-
-        with self._load_lock:
-            enc, full = self._loaded.get(ms.name, (None, False))
-            if enc is None or (images and not full):
-                enc = load_encoder(ms, self.weights.get(ms.name), self.device, text_only=not images)
-                self._loaded[ms.name] = (enc, images)
-            return enc
-
-    def text_vectors(self, ms: ModelStore, texts: list[str]):
-        """The texts' vectors, each encoded once per server (the last TEXT_CACHE_SIZE texts are kept):
-        a person refining filters, paging back or changing k asks the same text again, and encoding
-        is nearly all of a text query's time."""
-        keys = [(ms.name, t) for t in texts]
-        with self._load_lock:
-            found = {k: self._texts[k] for k in keys if k in self._texts}
-            for k in found:
-                self._texts.move_to_end(k)
-        missing = [t for _, t in dict.fromkeys(k for k in keys if k not in found)]
-        if missing:
-            enc = self.loaded(ms, images=False)
-            with self.lock:
-                rows = enc.encode_texts(missing)
-            with self._load_lock:
-                for t, row in zip(missing, rows):
-                    found[(ms.name, t)] = self._texts[(ms.name, t)] = row
-                while len(self._texts) > TEXT_CACHE_SIZE:
-                    self._texts.popitem(last=False)
-        import numpy as np
-
-        return np.stack([found[k] for k in keys])
-
-    def for_model(self, ms: ModelStore) -> "SharedEncoder":
-        return SharedEncoder(self, ms)
-
-
-class SharedEncoder:
-    """What vrec.search needs of an encoder, loading the shared one on first use (the text tower
-    alone until a photo needs the image tower) and encoding under the shared lock."""
-
-    def __init__(self, pool: Encoders, ms: ModelStore):
-        self.pool, self.ms = pool, ms
-
-    @property
-    def entry(self):
-        from .encoders import resolve
-
-        return resolve(self.ms.name)
-
-    name = property(lambda self: self.ms.name)
-    preprocess_spec = property(lambda self: self.entry.preprocess)
-
-    def encode_texts(self, texts: Sequence[str]):
-        from .encoders import no_text_tower
-
-        if not self.entry.text:  # say so before loading anything
-            raise no_text_tower(self.ms.name)
-        return self.pool.text_vectors(self.ms, list(texts))
-
-    def encode_images(self, images):
-        enc = self.pool.loaded(self.ms, images=True)
-        with self.pool.lock:
-            return enc.encode_images(images)
-
-    @property
-    def logit_scale(self):
-        return self.pool.loaded(self.ms, images=False).logit_scale
-
-    @property
-    def logit_bias(self):
-        return self.pool.loaded(self.ms, images=False).logit_bias
-
-
-def has_text_tower(name: str) -> bool:
-    from .encoders import resolve
-
-    try:
-        return bool(resolve(name).text)
-    except VrecError:
-        return False
-
-
-def pick_models(st: Store, model: str | None = None, compare_with: str | None = None) -> tuple[str, str | None]:
-    """The search model and the comparison model: the ones named (they must be in the store), else
-    siglip (or the first embedded model with a text tower) and cnn (or the first other embedded
-    model without one; None when there is none)."""
-    have = st.model_names()
-    if not have:
-        st.info()  # no store at all: that error first
-        raise NotEmbedded(f"The store {str(st.path)!r} holds no vectors yet; run 'vrec embed FOLDER' first.")
-    if model is None:
-        model = "siglip" if "siglip" in have else next((m for m in have if has_text_tower(m)), have[0])
-    else:
-        st.model(model)  # NotEmbedded, with the models it has
-    if compare_with is None:
-        others = [m for m in have if m != model]
-        compare_with = "cnn" if "cnn" in others else next((m for m in others if not has_text_tower(m)), None)
-    else:
-        if compare_with == model:
-            raise VrecError(f"--compare-with names the search model {model!r}; name another model to compare with.")
-        st.model(compare_with)
-    return model, compare_with
-
-
-# --- JSON -------------------------------------------------------------------------------------
-
-def thumb_url(item_id: str) -> str:
-    return "/thumb/" + quote(str(item_id), safe="/")
-
-
-def _title(record: dict) -> str | None:
-    for c in TITLE_COLUMNS:
-        v = record.get(c)
-        if isinstance(v, str) and v:
-            return v
-    return None
-
-
-def _metadata(record: dict) -> dict:
-    meta = {c: v for c, v in record.items() if c not in OWN_COLUMNS}
-    if not meta.get("tags"):
-        meta.pop("tags", None)
-    return meta
-
-
-def result_records(table) -> list[dict]:
-    """Result dicts of the API from a result table (rank, score, [probability], id, ... metadata)."""
-    from .records import json_safe, to_records
-
-    out = []
-    for r in to_records(table):
-        out.append(json_safe({"rank": int(r["rank"]), "id": str(r["id"]), "score": r["score"],
-                              "probability": r.get("probability"), "thumb": thumb_url(r["id"]),
-                              "title": _title(r), "metadata": _metadata(r)}))
-    return out
-
-
-def item_record(row) -> dict:
-    """An Item of the API from a catalog table row."""
-    from .records import json_safe
-
-    r = {k: v for k, v in row.to_dict().items()}
-    r = json_safe({k: (None if _isna(v) else v) for k, v in r.items()})
-    return {"id": str(r["id"]), "thumb": thumb_url(r["id"]), "width": _int(r.get("width")),
-            "height": _int(r.get("height")), "title": _title(r), "metadata": _metadata(r)}
-
-
-def _isna(v) -> bool:
-    try:
-        import pandas as pd
-
-        return bool(pd.isna(v)) if not isinstance(v, (list, tuple, dict)) else False
-    except (TypeError, ValueError):
-        return False
-
-
-def _int(v) -> int | None:
-    try:
-        return int(v)
-    except (TypeError, ValueError):
-        return None
-
-
-# --- thumbnails -------------------------------------------------------------------------------
-
-class Thumbnails:
-    """Resized JPEGs of catalog photos, by catalog id only, kept in a small LRU cache."""
-
-    def __init__(self, size: int = THUMB_SIZE, capacity: int = THUMB_CACHE):
-        self.size, self.capacity = size, capacity
-        self._cache: OrderedDict = OrderedDict()
-        self._lock = threading.Lock()
-
-    def get(self, snap: Snapshot, models: Sequence[str], item_id: str) -> bytes:
-        from .catalog import BadImage, decode_image, read_regular
-
-        for model in models:
-            pos = snap.position(model, item_id)
-            if pos is not None:
-                row = snap.table(model).iloc[pos]
-                break
-        else:
-            raise UnknownItem(f"No item {item_id!r} in the store.")
-        key = (item_id, str(row["hash"]), str(row["mtime"]))
-        with self._lock:
-            data = self._cache.get(key)
-            if data is not None:
-                self._cache.move_to_end(key)
-                return data
-        path = self.photo_path(snap, str(row["path"]), item_id)
-        try:
-            img = decode_image(read_regular(path), min_size=self.size)
-        except OSError as e:
-            raise UnknownItem(f"The photo of {item_id!r} is no longer readable ({e.strerror or e}).") from None
-        except BadImage as e:
-            raise UnknownItem(f"The photo of {item_id!r} cannot be shown: {e}.") from None
-        img.thumbnail((self.size, self.size))
-        buf = io.BytesIO()
-        img.save(buf, format="JPEG", quality=85)
-        data = buf.getvalue()
-        with self._lock:
-            self._cache[key] = data
-            while len(self._cache) > self.capacity:
-                self._cache.popitem(last=False)
-        return data
-
-    @staticmethod
-    def photo_path(snap: Snapshot, rel: str, item_id: str) -> Path:
-        """The photo's file, only when it lies inside the catalog folder (after following links)."""
-        root_text = str(snap.info().get("root", ""))
-        if "://" in root_text:
-            raise UnknownItem(f"The photo of {item_id!r} is not on this machine (the catalog is {root_text!r}).")
-        root = Path(root_text).resolve()
-        if not rel or Path(rel).is_absolute():
-            raise UnknownItem(f"No photo for {item_id!r} in the catalog.")
-        path = (root / rel).resolve()
-        if not path.is_relative_to(root):
-            raise UnknownItem(f"The photo of {item_id!r} lies outside the catalog folder; it is not served.")
-        return path
-
-
 # --- the app ----------------------------------------------------------------------------------
 
 class TooLarge(Exception):
     """A request body over the upload limit (raised while the body is read)."""
-
-
-class Service:
-    """Everything the routes share: the live store, the models, the thumbnails, the settings."""
-
-    def __init__(self, store, model: str | None, compare_with: str | None, token: str | None,
-                 max_upload_mb: float, device: str, weights: dict | None):
-        check_number("max_upload_mb", max_upload_mb, min=0.001, max=10_000, hint="in megabytes, e.g. 20")
-        st = as_store(store)
-        self.live = LiveStore(st.path)
-        self.model, self.compare_with = pick_models(self.live.current(), model, compare_with)
-        self.token = token or None
-        self.max_upload_mb = float(max_upload_mb)
-        self.max_upload = int(self.max_upload_mb * 1024 * 1024)
-        self.encoders = Encoders(device, weights)
-        self.thumbs = Thumbnails()
-
-    # the snapshot every request starts from
-    def snap(self) -> Snapshot:
-        return self.live.current()
-
-    def check_model(self, snap: Snapshot, model: str | None) -> str:
-        model = model or self.model
-        snap.model(model)  # NotEmbedded (400) when the store lacks it
-        return model
-
-    def notes(self, snap: Snapshot, model: str) -> list[str]:
-        ms = snap.model(model)
-        if getattr(ms, "index", None) == "stale":
-            return [f"the index of {model!r} is older than its vectors, so this search ran exactly (slower on a "
-                    f"large catalog); run 'vrec index --model {model}' to bring it up to date"]
-        return []
-
-    def resolve(self, snap: Snapshot, model: str, item_id: str) -> int:
-        """Position of a catalog item by id (or a unique id ending, as on the command line); 404 otherwise.
-
-        Never a file path: an id that names no item is an error, not a file to open."""
-        from .search import resolve_item, unknown_item
-
-        pos = snap.position(model, item_id)
-        if pos is None:
-            table = snap.table(model)
-            pos = resolve_item(table, item_id)
-            if pos is None:
-                raise unknown_item(table, item_id)
-        return pos
-
-    def results(self, result, kind: str, k: int, took: float, snap: Snapshot) -> dict:
-        return {"kind": kind, "query": result.query, "model": result.model, "k": int(k),
-                "took_ms": round(took * 1000, 2), "notes": self.notes(snap, result.model) + list(result.notes),
-                "results": result_records(result.table)}
-
-    def health(self) -> dict:
-        snap = self.snap()
-        models = []
-        for name in snap.model_names():
-            ms = snap.model(name)
-            models.append({"name": name, "dim": ms.dim, "items": len(ms), "text": has_text_tower(name),
-                           "index": getattr(ms, "index", None) or index_state(ms)})
-        table = snap.table(self.model)
-        filters = [str(c) for c in table.columns if c not in OWN_COLUMNS and c != "tags"]
-        return {"version": __version__, "items": len(snap.model(self.model)), "default_model": self.model,
-                "compare_with": self.compare_with, "models": models, "filters": filters,
-                "token_required": self.token is not None}
-
-    def warm(self) -> None:
-        """Load the search model's text tower now, so the first query does not wait for it."""
-        snap = self.snap()
-        if has_text_tower(self.model):
-            self.encoders.for_model(snap.model(self.model)).encode_texts(["a photo."])
-
-    # token
-    def authorized(self, given: str | None) -> bool:
-        if self.token is None:
-            return True
-        return given is not None and hmac.compare_digest(given.encode(), self.token.encode())
 
 
 def _error(status: int, message: str, headers: dict | None = None):
@@ -648,7 +178,7 @@ def create_app(store=None, model: str | None = None, compare_with: str | None = 
     from starlette.exceptions import HTTPException as StarletteHTTPException
 
     svc = Service(store, model, compare_with, token, max_upload_mb, device, weights)
-    svc.experiment = _experiment(svc, experiment, arms, split, exposure_log)
+    svc.experiment = open_experiment(svc, experiment, arms, split, exposure_log)
     app = FastAPIOffline(title="vrec", version=__version__, static_url="/static/docs",
                   description="Search a product catalog by text or photo, find similar items and compare two "
                               "models' neighbours. Errors are JSON: {\"error\": \"one sentence\"}.")
@@ -792,7 +322,7 @@ def create_app(store=None, model: str | None = None, compare_with: str | None = 
         q = c.queries[0]
         sides = {}
         for side, s in (("left", q.left), ("right", q.right)):
-            sides[side] = {"model": s.model, "results": _compare_results(snap, s.model, s.table)}
+            sides[side] = {"model": s.model, "results": compare_records(snap, s.model, s.table)}
         shared = [str(i) for i, common in zip(q.left.table["id"], q.left.table["common"]) if common] \
             if len(q.left.table) else []
         return JSONResponse({"id": full_id, "item": item_record(snap.table(right).iloc[pos]), **sides,
@@ -819,7 +349,7 @@ def create_app(store=None, model: str | None = None, compare_with: str | None = 
         from . import pages
 
         snap = svc.snap()
-        title, result = _gallery_result(svc, snap, body)
+        title, result = gallery_result(svc, snap, body)
         html = pages.page(title, pages.search_html(result, Path(str(snap.info().get("root", "")))))
         slug = re.sub(r"[^A-Za-z0-9._-]+", "-", title).strip("-")[:60] or "gallery"
         return HTMLResponse(html, headers={"Content-Disposition": f'attachment; filename="{slug}.html"'})
@@ -828,84 +358,11 @@ def create_app(store=None, model: str | None = None, compare_with: str | None = 
     return app
 
 
-def _experiment(svc: Service, name: str | None, arms, split, exposure_log):
-    """The A/B experiment /api/recommend serves (vrec.ab.Experiment), or None without --experiment."""
-    if name is None:
-        if arms is not None or exposure_log is not None:
-            raise VrecError("--arms and --exposure-log belong to an experiment; add --experiment NAME.")
-        return None
-    from .ab import Experiment
-
-    return Experiment(name, arms, split, store=svc.live.current(), exposure_log=exposure_log)
-
-
 def _upload_name(filename: str | None) -> str:
     """The uploaded file's base name, for the result's query label (never used as a path)."""
     name = re.split(r"[\\/]", filename or "")[-1].strip()
     return name[:120] or "uploaded photo"
 
-
-def _compare_results(snap: Snapshot, model: str, table) -> list[dict]:
-    """Result dicts of one side of a comparison, with each neighbour's metadata from the catalog."""
-    from .records import json_safe
-
-    cat = snap.table(model)
-    out = []
-    for _, r in table.iterrows():
-        pos = snap.position(model, str(r["id"]))
-        rec = item_record(cat.iloc[pos]) if pos is not None else {"title": None, "metadata": {}}
-        out.append(json_safe({"rank": int(r["rank"]), "id": str(r["id"]), "score": float(r["score"]),
-                              "probability": None, "thumb": thumb_url(r["id"]), "title": rec["title"],
-                              "metadata": rec["metadata"]}))
-    return out
-
-
-def _gallery_result(svc: Service, snap: Snapshot, body) -> tuple[str, object]:
-    """The title and a SearchResult for vrec.pages.search_html from a posted gallery."""
-    import pandas as pd
-
-    from .search import INTERNAL_COLUMNS, SearchResult
-
-    if not isinstance(body, dict):
-        raise QueryError('The gallery must be a JSON object like '
-                         '{"title": "...", "results": [{"id": ..., "score": ...}]}.')
-    title = body.get("title") or "vrec gallery"
-    if not isinstance(title, str):
-        raise QueryError("The gallery's title must be a text.")
-    title = title.strip()[:200] or "vrec gallery"
-    results = body.get("results")
-    if not isinstance(results, list) or not results:
-        raise QueryError("The gallery has no results; send them as \"results\": [{\"id\": ..., \"score\": ...}].")
-    if len(results) > MAX_GALLERY:
-        raise QueryError(f"A gallery holds at most {MAX_GALLERY} results (got {len(results)}).")
-    model = body.get("model") or svc.model
-    if not isinstance(model, str):
-        raise QueryError("The gallery's model must be a model name.")
-    model = svc.check_model(snap, model)
-    cat = snap.table(model)
-    positions, scores = [], []
-    for i, r in enumerate(results):
-        if not isinstance(r, dict) or not isinstance(r.get("id"), str):
-            raise QueryError(f"Gallery result {i + 1} has no \"id\"; each result needs an id and a score.")
-        try:
-            check_number(f"the score of gallery result {i + 1}", r.get("score"))
-        except VrecError as e:
-            raise QueryError(str(e)) from None
-        pos = snap.position(model, r["id"])
-        if pos is None:
-            raise QueryError(f"Gallery result {i + 1} ({r['id']!r}) is not an item in the store.")
-        positions.append(pos)
-        scores.append(float(r["score"]))
-    table = cat.iloc[positions].drop(columns=list(INTERNAL_COLUMNS), errors="ignore").reset_index(drop=True)
-    for i, (item_id, rel) in enumerate(zip(table["id"], table["path"])):
-        try:  # the same rule as /thumb/: a photo outside the catalog folder is never read (its card stays empty)
-            Thumbnails.photo_path(snap, str(rel), str(item_id))
-        except UnknownItem:
-            table.loc[i, "path"] = ""
-    table.insert(0, "score", pd.Series(scores, dtype="float32"))
-    table.insert(0, "rank", range(1, len(table) + 1))
-    query = body.get("query") if isinstance(body.get("query"), str) and body.get("query").strip() else title
-    return title, SearchResult(query.strip()[:200], "gallery", model, table)
 
 
 # --- running it -------------------------------------------------------------------------------
