@@ -264,13 +264,14 @@ def test_unknown_items_routes_and_methods_are_json_errors(client):
 def test_an_id_ending_several_items_share_lists_them():
     import pandas as pd
 
-    from vrec.service import unknown_id
+    from vrec.search import unknown_item
 
     table = pd.DataFrame({"id": ["bags/tote", "shoes/tote", "bags/clutch"],
                           "path": ["bags/tote.jpg", "shoes/tote.jpg", "bags/clutch.jpg"]})
-    msg = str(unknown_id(table, "tote"))
+    msg = str(unknown_item(table, "tote", photos=False))
     assert "ambiguous" in msg and "'bags/tote'" in msg and "'shoes/tote'" in msg and "file" not in msg, msg
-    assert str(unknown_id(table, "bags/clutc")).startswith("No item 'bags/clutc' in the catalog;")
+    assert str(unknown_item(table, "bags/clutc", photos=False)).startswith("No item 'bags/clutc' in the catalog;")
+
 
 # --- files: only catalog photos, by id ----------------------------------------------------------
 

@@ -367,7 +367,7 @@ class Experiment:
         table = catalog_table(st, st.model(model))
         pos = resolve_item(table, str(item).strip())
         if pos is None:
-            raise unknown_item(table, str(item).strip())
+            raise unknown_item(table, str(item).strip(), photos=False)
         res = search_image(str(table["id"].iloc[pos]), k=k or self.k, model=model, store=st, filters=filters)
         shown = res.table["id"].astype(str).tolist()
         record = {"time": _dt.datetime.now(_dt.timezone.utc).isoformat(timespec="milliseconds"),

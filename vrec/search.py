@@ -175,8 +175,12 @@ def resolve_item(table, text: str) -> int | None:
     return tail[0] if len(tail) == 1 else None
 
 
-def unknown_item(table, text: str) -> UnknownItem:
-    """The error for a query that ``resolve_item`` did not find: ambiguous, or unknown with close ids."""
+def unknown_item(table, text: str, photos: bool = True) -> UnknownItem:
+    """The error for a query that ``resolve_item`` did not find: ambiguous, or unknown with close ids.
+
+    ``photos``: whether the query could also have been a photo's path (the command line); the web
+    API takes catalog ids only, and its sentence says so.
+    """
     tail = _tail_matches(table, text)
     if len(tail) > 1:
         ids = table["id"].astype(str).iloc[tail].tolist()
@@ -191,7 +195,10 @@ def unknown_item(table, text: str) -> UnknownItem:
         close = difflib.get_close_matches(text, list(by_stem), n=3, cutoff=0.6)
         full = [i for stem in close for i in by_stem[stem]][:3]
         hint = (" Did you mean " + " or ".join(map(repr, full)) + "?") if full else ""
-    return UnknownItem(f"{text!r} is neither an item id in the store nor an image file.{hint}")
+    if photos:
+        return UnknownItem(f"{text!r} is neither an item id in the store nor an image file.{hint}")
+    return UnknownItem(f"No item {text!r} in the catalog; give an id as the search results show it "
+                       f"(or its unique last part).{hint}")
 
 
 def _rank(st, ms, table, queries: np.ndarray, k: int, filters: Sequence[str], exclude: set[int] = frozenset()):

@@ -123,14 +123,14 @@ class Service:
         """Position of a catalog item by id (or a unique id ending, as on the command line); 404 otherwise.
 
         Never a file path: an id that names no item is an error, not a file to open."""
-        from .search import resolve_item
+        from .search import resolve_item, unknown_item
 
         pos = snap.position(model, item_id)
         if pos is None:
             table = snap.table(model)
             pos = resolve_item(table, item_id)
             if pos is None:
-                raise unknown_id(table, item_id)
+                raise unknown_item(table, item_id, photos=False)
         return pos
 
     def results(self, result, kind: str, k: int, took: float, snap: Snapshot) -> dict:
@@ -162,34 +162,6 @@ class Service:
         if self.token is None:
             return True
         return given is not None and hmac.compare_digest(given.encode(), self.token.encode())
-
-
-def unknown_id(table, item_id: str) -> UnknownItem:
-    """The 404 for an id that ``resolve_item`` did not find, in the web API's words.
-
-    The library's ``unknown_item`` speaks of "an item id in the store nor an image file", since a
-    command-line query may be a photo's path; the API takes catalog ids only, so its sentence names
-    an item id and the closest ids. An ending that several ids share keeps the library's sentence,
-    which lists them."""
-    import difflib
-
-    from .errors import suggest
-    from .search import unknown_item
-
-    ending = "/" + item_id
-    if any(table[c].astype(str).str.endswith(ending).any() for c in ("id", "path")):
-        return unknown_item(table, item_id)  # ambiguous: "... is ambiguous: N items end with it (...)"
-    ids = table["id"].astype(str).tolist()
-    hint = suggest(item_id, ids)
-    if not hint:  # a mistyped short id: compare with the last part of each id, name the full ids
-        by_stem: dict[str, list[str]] = {}
-        for i in ids:
-            by_stem.setdefault(i.rsplit("/", 1)[-1], []).append(i)
-        close = difflib.get_close_matches(item_id, list(by_stem), n=3, cutoff=0.6)
-        full = [i for stem in close for i in by_stem[stem]][:3]
-        hint = (" Did you mean " + " or ".join(map(repr, full)) + "?") if full else ""
-    return UnknownItem(f"No item {item_id!r} in the catalog; give an id as the search results show it "
-                       f"(or its unique last part).{hint}")
 
 
 def open_experiment(svc: Service, name: str | None, arms, split, exposure_log):
