@@ -130,13 +130,13 @@ def heavy(p) -> list[str]:
 
 def test_cold_query_imports_no_torch_and_matches_the_torch_path(exported, cache, shared_tiny_store):
     onnx = run_query(shared_tiny_store, "--model", "tiny-siglip", "--k", "8")
-    assert heavy(onnx) == []
+    assert heavy(onnx) == [] and "(torch not imported;" in onnx.stderr  # --timings says so
     timings = next(x for x in onnx.stderr.splitlines() if x.startswith("timings:"))
     for phase in ("onnxruntime import", "session", "tokenise", "encode", "search"):
         assert phase in timings
     assert "torch" not in timings
     torch = run_query(shared_tiny_store, "--model", "tiny-siglip", "--k", "8", env={"VREC_TEXT_ONNX": "0"})
-    assert "torch" in heavy(torch) and "torch+open_clip import" in torch.stderr
+    assert "torch" in heavy(torch) and "torch+open_clip import" in torch.stderr and "(torch imported;" in torch.stderr
     a, b = json.loads(onnx.stdout)["results"], json.loads(torch.stdout)["results"]
     assert [r["score"] for r in a] == pytest.approx([r["score"] for r in b], abs=1e-5)
     assert [r["probability"] for r in a] == pytest.approx([r["probability"] for r in b], abs=1e-6)
