@@ -497,9 +497,10 @@ def test_concurrent_requests_get_the_answers_they_would_get_alone(client):
 # --- the real server --------------------------------------------------------------------------
 
 def start_server(store, logs: Path, *args) -> tuple[subprocess.Popen, str]:
-    """`vrec serve` in a process of its own on a free loopback port; returns it and the URL it printed.
-    Its stderr goes to a file (a pipe nobody reads could fill up and stall the server)."""
-    cmd = [sys.executable, "-c", "from vrec.cli import main; main()", "serve", "--store", str(store),
+    """`vrec serve` in a process of its own on a free loopback port, started as the `vrec` script starts it
+    (vrec.cli.run: after Ctrl-C it exits without the interpreter's teardown); returns it and the URL it
+    printed. Its stderr goes to a file (a pipe nobody reads could fill up and stall the server)."""
+    cmd = [sys.executable, "-c", "from vrec.cli import run; run()", "serve", "--store", str(store),
            "--model", "tiny-siglip", "--compare-with", "tiny-cnn", "--port", "0", *args]
     err = open(logs / "serve.err", "w")
     p = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=err, text=True)

@@ -5,12 +5,13 @@ from typing import Optional
 
 import typer
 
-from .common import DeviceOpt, StoreOpt, app
+from .common import DeviceOpt, StoreOpt, app, request_quick_exit
 
 SERVE_HELP = """Serve a web page and a JSON API over the store: search by text or photo, similar items, CNN vs SigLIP.
 
-The models load once and stay warm, so queries answer in milliseconds instead of the seconds a new
-process takes. The first line printed is the URL to open. Ctrl-C stops the server.
+The models load once and stay warm: similar items answer in milliseconds, a text query in its encoding
+time (about 0.2 s for SigLIP on a 2-core CPU; a text asked again, milliseconds), instead of the seconds
+a new process takes. The first line printed is the URL to open. Ctrl-C stops the server.
 
 Safety: it listens on 127.0.0.1 (this machine only) unless --host says otherwise, and any other
 --host needs --token; with a token every route but /api/health needs it (open the printed URL, or
@@ -54,3 +55,4 @@ def serve(
     run(store, model=model, compare_with=compare_with, host=host, port=port, token=token,
         max_upload_mb=max_upload_mb, device=device, experiment=experiment, arms=arms, split=split,
         exposure_log=exposure_log)
+    request_quick_exit()  # stopped: the exposure log is written line by line, nothing is left to clean up
