@@ -4,6 +4,8 @@ from __future__ import annotations
 import subprocess
 import sys
 
+import pytest
+
 from clihelp import vrec
 
 
@@ -76,3 +78,19 @@ def test_console_script_quick_exit_keeps_every_line_and_the_exit_status(shared_t
     assert big.returncode == 0 and big.stdout.endswith("\n") and len(big.stdout.splitlines()) == 60  # all but the query
     bad = script("search-image", "no-such-item", "--model", "tiny-siglip", "--store", str(shared_tiny_store))
     assert bad.returncode == 1 and bad.stderr.count("Error:") == 1
+
+
+@pytest.mark.parametrize("k", ["3", "1000"])  # output kept in Python's buffer until the end / written mid-command
+def test_a_reader_that_stops_early_gets_no_error_message(shared_tiny_store, k):
+    """`vrec ... --format json | head -c 100`: the reader is gone before the output is written (the
+    pipe's read end is closed at once here, so that it is so every time): status 1, stderr quiet."""
+    import os
+
+    env = {key: v for key, v in os.environ.items() if key != "PYTHONUNBUFFERED"}
+    p = subprocess.Popen([sys.executable, "-c", "from vrec.cli import run; run()", "search-image", "bag-tote-red",
+                          "--model", "tiny-siglip", "--store", str(shared_tiny_store), "--k", k, "--format", "json"],
+                         stdout=subprocess.PIPE, stderr=subprocess.PIPE, env=env)
+    p.stdout.close()
+    err = p.stderr.read().decode()
+    assert p.wait(timeout=300) == 1
+    assert "Error" not in err and "Exception" not in err and "BrokenPipe" not in err, err

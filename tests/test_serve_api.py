@@ -91,7 +91,8 @@ def test_health_names_models_items_index_and_filters(client):
     assert h["default_model"] == "tiny-siglip" and h["compare_with"] == "tiny-cnn" and h["items"] == 60
     assert {m["name"]: (m["items"], m["text"], m["index"]) for m in h["models"]} == {
         "tiny-siglip": (60, True, "exact"), "tiny-cnn": (60, False, "exact")}
-    assert {"category", "price", "colour"} <= set(h["filters"]) and "row" not in h["filters"]
+    assert {"category", "price", "colour", "id", "path", "width", "height"} <= set(h["filters"])
+    assert not {"row", "hash", "size", "mtime", "tags"} & set(h["filters"])
     assert h["token_required"] is False and h["version"]
 
 
@@ -237,7 +238,8 @@ def test_the_page_and_docs_are_served(client):
     ({"q": "bag", "filter": "colour<3"}, 400, "holds text"),
     ({"q": "bag", "filter": "nope=1"}, 400, "no column 'nope'"),
     ({"q": "bag", "model": "tiny-cnn"}, 400, "no text tower"),
-    ({"q": "bag", "model": "siglip-large"}, 400, "has no vectors"),
+    ({"q": "bag", "model": "siglip-large"}, 400, "has no vectors"),  # a model vrec knows, not in this store
+    ({"q": "bag", "model": "nope"}, 400, "unknown model 'nope'"),  # not "embed it": there is no such model
 ])
 def test_bad_text_queries_are_one_clear_json_error(client, params, status, says):
     is_error(client.get("/api/search/text", params=params), status, says)

@@ -30,6 +30,11 @@ INTERNAL = ("row", "hash", "size", "mtime")
 RESULT_COLUMNS = ("rank", "score", "probability")  # computed by the search, after filtering
 
 
+def filterable_columns(df) -> list[str]:
+    """The columns a filter may name: metadata, tags and the visible vrec ones (id, path, width, height)."""
+    return [str(c) for c in df.columns if c not in INTERNAL]
+
+
 def _column(df, name: str):
     columns = [c for c in df.columns if c not in INTERNAL]
     if name in columns:

@@ -15,6 +15,7 @@ from urllib.parse import quote
 from . import __version__
 from .encoder_pool import Encoders, has_text_tower, pick_models
 from .errors import QueryError, UnknownItem, VrecError, check_number
+from .filters import filterable_columns
 from .live import LiveStore, Snapshot, index_state
 from .store import as_store
 from .thumbnails import Thumbnails
@@ -109,6 +110,10 @@ class Service:
 
     def check_model(self, snap: Snapshot, model: str | None) -> str:
         model = model or self.model
+        if model not in snap.model_names():  # a name vrec does not know: say that, not "embed it"
+            from .encoders import resolve
+
+            resolve(model)  # UnknownModel
         snap.model(model)  # NotEmbedded (400) when the store lacks it
         return model
 
@@ -146,7 +151,7 @@ class Service:
             models.append({"name": name, "dim": ms.dim, "items": len(ms), "text": has_text_tower(name),
                            "index": getattr(ms, "index", None) or index_state(ms)})
         table = snap.table(self.model)
-        filters = [str(c) for c in table.columns if c not in OWN_COLUMNS and c != "tags"]
+        filters = [c for c in filterable_columns(table) if c != "tags"]  # tags: filter with tag:NAME
         return {"version": __version__, "items": len(snap.model(self.model)), "default_model": self.model,
                 "compare_with": self.compare_with, "models": models, "filters": filters,
                 "token_required": self.token is not None}

@@ -6,6 +6,8 @@ registers its commands on ``app``.
 """
 from __future__ import annotations
 
+import sys
+
 from . import embed as _embed  # noqa: F401  (the order here is the order in --help)
 from . import search as _search  # noqa: F401
 from . import compare as _compare  # noqa: F401
@@ -32,6 +34,8 @@ def run() -> None:
     try:
         main()
     except SystemExit as e:
-        if common.quick_exit_requested and not e.code:
+        if e.code:  # a failure keeps its status and the ordinary exit
+            raise
+        if common.quick_exit_requested:
             common.exit_now()
-        raise
+        sys.exit(common.flush_output())  # a closed pipe: status 1, no "Exception ignored" at exit

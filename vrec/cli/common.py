@@ -17,17 +17,31 @@ def request_quick_exit() -> None:
     quick_exit_requested = True
 
 
-def exit_now() -> None:
-    """Flush what was printed and end the process at once with status 0; if flushing fails (a
-    closed pipe), return, so that the ordinary exit reports it as it always has."""
+def flush_output() -> int:
+    """Flush stdout and stderr; returns the exit status to end with: 0, or 1 when the reader of
+    stdout went away early (``vrec ... --format json | head``). That reader wanted no more, so
+    nothing is said about it: the rest goes to /dev/null, as Click does when it happens mid-command."""
     import os
 
     try:
         sys.stdout.flush()
+    except (BrokenPipeError, ValueError):
+        null = os.open(os.devnull, os.O_WRONLY)
+        os.dup2(null, sys.stdout.fileno())
+        os.close(null)
+        return 1
+    try:
         sys.stderr.flush()
     except (OSError, ValueError):
-        return
-    os._exit(0)
+        pass
+    return 0
+
+
+def exit_now(code: int = 0) -> None:
+    """End the process at once, skipping the interpreter's teardown (output is flushed first)."""
+    import os
+
+    os._exit(flush_output() or code)
 
 
 import typer

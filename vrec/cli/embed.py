@@ -159,7 +159,10 @@ def index(
                                         "query-time ef must reach (measured on sampled queries)."),
     stats_only: bool = typer.Option(False, "--stats", help="Print the index statistics; build only where missing or stale."),
 ) -> None:
-    """Build an HNSW index per model, tuned to reach the target recall, and save it in the store."""
+    """Build an HNSW index per model, tuned to reach the target recall, and save it in the store.
+
+    For a model with a text tower, also export it to ONNX once (into the user cache), so that text
+    queries start without torch."""
     from rich.markup import escape
 
     from .. import index as ix

@@ -30,7 +30,9 @@ def render(result, fmt: str, html_path: Optional[str], store) -> None:
         err.print(f"wrote {html_path}")
 
 
-@app.command("search-text", help="Find catalog items that match a text, e.g. \"minimalist leather tote\".\n\n" + SCORES_HELP,
+@app.command("search-text", help="Find catalog items that match a text, e.g. \"minimalist leather tote\".\n\n" + SCORES_HELP
+             + "\n\nThe text goes through the model's text tower exported to ONNX (made once by the first text query, "
+               "'vrec index' or 'vrec models download'), so no torch is imported; VREC_TEXT_ONNX=0 uses torch instead.",
              short_help="Find catalog items that match a text, e.g. \"minimalist leather tote\".")
 def search_text(
     query: str = typer.Argument(..., help="What to look for, in plain words."),
