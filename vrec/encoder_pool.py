@@ -30,6 +30,7 @@ class Encoders:
         self._load_lock = threading.Lock()
         self._loaded: dict[str, tuple] = {}  # name -> (encoder, has image tower)
         self._texts: OrderedDict = OrderedDict()  # (model, text) -> vector, least recently used first
+        self._texts_lock = threading.Lock()  # the cache only: a lookup never waits for a model to load
 
     def loaded(self, ms: ModelStore, images: bool):
         from .search import load_encoder
@@ -46,7 +47,7 @@ class Encoders:
         a person refining filters, paging back or changing k asks the same text again, and encoding
         is nearly all of a text query's time."""
         keys = [(ms.name, t) for t in texts]
-        with self._load_lock:
+        with self._texts_lock:
             found = {k: self._texts[k] for k in keys if k in self._texts}
             for k in found:
                 self._texts.move_to_end(k)
@@ -55,7 +56,7 @@ class Encoders:
             enc = self.loaded(ms, images=False)
             with self.lock:
                 rows = enc.encode_texts(missing)
-            with self._load_lock:
+            with self._texts_lock:
                 for t, row in zip(missing, rows):
                     found[(ms.name, t)] = self._texts[(ms.name, t)] = row
                 while len(self._texts) > TEXT_CACHE_SIZE:

@@ -37,11 +37,11 @@ def flush_output() -> int:
     return 0
 
 
-def exit_now(code: int = 0) -> None:
+def exit_now() -> None:
     """End the process at once, skipping the interpreter's teardown (output is flushed first)."""
     import os
 
-    os._exit(flush_output() or code)
+    os._exit(flush_output())
 
 
 import typer

@@ -1,6 +1,7 @@
 """``vrec search-text`` and ``vrec search-image``."""
 from __future__ import annotations
 
+import sys
 from typing import List, Optional
 
 import typer
@@ -62,8 +63,6 @@ def search_text(
     if timings:
         phases = {"start-up": t0 - START, "imports": t1 - t0, **result.timings, "render": time.perf_counter() - t2}
         err.print("timings: " + ", ".join(f"{k} {v * 1000:.0f} ms" for k, v in phases.items()), highlight=False)
-        import sys
-
         imported = "torch imported" if "torch" in sys.modules else "torch not imported"
         err.print(f"({imported}; the text tower's phases, from checks to the encoding, ran on a second thread "
                   "alongside 'store'; 'waiting for the text tower' is what was left of them after it)", highlight=False)
