@@ -56,8 +56,8 @@ def clustered(n: int, dim: int, seed: int) -> np.ndarray:
 def make_store(path: Path, n: int) -> None:
     import pandas as pd
 
-    from vrec.encoders import expected_config, resolve
-    from vrec.store import Store
+    from vrec.models.encoders import expected_config, resolve
+    from vrec.store.store import Store
 
     st = Store(path)
     st.create(path.parent)

@@ -77,7 +77,7 @@ def random_weights(name: str, tmp: Path) -> Path:
     import torch
     from safetensors.torch import save_file
 
-    from vrec.encoders import resolve
+    from vrec.models.encoders import resolve
 
     entry = resolve(name)
     torch.manual_seed(0)
@@ -98,9 +98,9 @@ def random_weights(name: str, tmp: Path) -> Path:
 
 def folder_pixels(name: str, folder: Path, refs) -> np.ndarray:
     """The photos decoded and preprocessed for a model, as one uint8 array (the bare model's input)."""
-    from vrec.catalog import decode_image
-    from vrec.encoders import resolve
-    from vrec.preprocess import to_pixels
+    from vrec.ingest.catalog import decode_image
+    from vrec.models.encoders import resolve
+    from vrec.models.preprocess import to_pixels
 
     spec = resolve(name).preprocess
     return np.stack([to_pixels(decode_image((folder / r.path).read_bytes()), spec) for r in refs])
@@ -121,9 +121,9 @@ def bench_embed(name: str, weights: Path, folders: dict, batch: int, tmp: Path, 
     """
     import torch
 
-    from vrec.catalog import decode_image, find_images
-    from vrec.embed import embed
-    from vrec.encoders import create_encoder
+    from vrec.ingest.catalog import decode_image, find_images
+    from vrec.ingest.embed import embed
+    from vrec.models.encoders import create_encoder
 
     enc = create_encoder(name, weights=weights, device=device, precision=precision)
     rows = []
@@ -181,7 +181,7 @@ class ModelClock:
     drift between runs can touch it)."""
 
     def __enter__(self):
-        from vrec.encoders import Encoder
+        from vrec.models.encoders import Encoder
 
         self.seconds, self.original = 0.0, Encoder.encode_pixels
 
@@ -196,7 +196,7 @@ class ModelClock:
         return self
 
     def __exit__(self, *exc):
-        from vrec.encoders import Encoder
+        from vrec.models.encoders import Encoder
 
         Encoder.encode_pixels = self.original
 
@@ -206,7 +206,7 @@ def _runs(rates: list[float]) -> str:
 
 
 def _decode_job(args) -> None:
-    from vrec.pipeline import process_file
+    from vrec.ingest.pipeline import process_file
 
     source, ref, specs, min_size = args
     process_file(source, ref, specs, min_size)
@@ -218,8 +218,8 @@ def bench_decode(folders: dict, at_least: int) -> list[dict]:
     limits threads; this table says whether that happens on the machine at hand."""
     from concurrent.futures import ProcessPoolExecutor, ThreadPoolExecutor
 
-    from vrec.catalog import open_source
-    from vrec.encoders import DEFAULT_MODELS, resolve
+    from vrec.ingest.catalog import open_source
+    from vrec.models.encoders import DEFAULT_MODELS, resolve
 
     specs = {m: resolve(m).preprocess for m in DEFAULT_MODELS}
     min_size = max(s.decode_size for s in specs.values())
@@ -250,7 +250,7 @@ def bench_decode(folders: dict, at_least: int) -> list[dict]:
 ALLOCATOR_PROBE = """
 import sys, time
 import numpy as np
-from vrec.encoders import create_encoder, keep_freed_memory
+from vrec.models.encoders import create_encoder, keep_freed_memory
 enc = create_encoder(sys.argv[1], weights=sys.argv[2], device="cpu")
 px = np.random.default_rng(0).integers(0, 256, (32 + int(sys.argv[3]), 224, 224, 3), dtype=np.uint8)
 enc.encode_pixels(px[:32])  # the first full batch grows the heap either way
@@ -263,7 +263,7 @@ print(keep_freed_memory(), (len(px) - 32) / (t1 - t0), (c1.system - c0.system) /
 
 
 def bench_allocator(name: str, weights: Path, images: int, pairs: int) -> dict:
-    """The bare model with and without :func:`vrec.encoders.keep_freed_memory`, in fresh processes
+    """The bare model with and without :func:`vrec.models.encoders.keep_freed_memory`, in fresh processes
     (glibc's settings are per process): setting glibc's own MALLOC_TRIM_THRESHOLD_ to its default
     makes vrec leave the allocator alone."""
     runs = {"kept": [], "glibc": []}
@@ -291,7 +291,7 @@ def offline_tokenizer() -> None:
     """The real SigLIP tokenizer is on the Hugging Face hub, out of reach here: CLIP's BPE
     tokenizer (bundled with open_clip) stands in, its ids folded into SigLIP's vocabulary.
     Nothing heavy is imported until a tokenizer is asked for."""
-    import vrec.encoders as encoders
+    import vrec.models.encoders as encoders
 
     def stand_in(arch):
         import open_clip
@@ -307,8 +307,8 @@ def bench_precision(name: str, weights: Path, folder: Path, batch: int, half_ima
     and bf16, computed on the CPU on a few photos (their speed belongs to GPUs: on this CPU they
     are several times slower than fp32, which is why vrec offers them on GPUs only)."""
 
-    from vrec.catalog import find_images
-    from vrec.encoders import _apply_precision, create_encoder
+    from vrec.ingest.catalog import find_images
+    from vrec.models.encoders import _apply_precision, create_encoder
 
     offline_tokenizer()
     fp32 = create_encoder(name, weights=weights, device="cpu")
@@ -355,8 +355,8 @@ def bench_gpu(weights: dict, tmp: Path, quick: bool, device: str) -> dict:
     """On a GPU: `vrec embed` end to end vs the bare model per precision, on enough photos to keep
     the GPU busy for seconds, and the fidelity of fp16/bf16 vectors to fp32 ones. Here decoding
     rather than the model is expected to set the pace (see the decoding table for the host)."""
-    from vrec.catalog import find_images
-    from vrec.encoders import create_encoder, default_batch_size
+    from vrec.ingest.catalog import find_images
+    from vrec.models.encoders import create_encoder, default_batch_size
 
     if device == "cpu":  # a smoke run of the same code
         folders = photo_folders(tmp / "gpu-photos", n_small=16, n_large=8, repeat=2)
@@ -385,7 +385,7 @@ def bench_gpu(weights: dict, tmp: Path, quick: bool, device: str) -> dict:
 def peak_rss_of_embed(folder: Path, store: Path) -> float:
     """Peak resident memory (MB) of a `vrec embed` process: VmHWM, its own high-water mark
     (ru_maxrss would include the parent's size at fork on Linux)."""
-    code = ("from vrec.embed import embed\n"
+    code = ("from vrec.ingest.embed import embed\n"
             f"embed({str(folder)!r}, models=['tiny-cnn'], store={str(store)!r}, batch_size=32)\n"
             "print(next(l.split()[1] for l in open('/proc/self/status') if l.startswith('VmHWM')))")
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True, cwd=ROOT).stdout
@@ -437,8 +437,8 @@ def bench_search_real(tmp: Path, held_out: int = 100) -> list[dict]:
     the last ``held_out`` photos are the queries, the rest the catalog."""
     if not FASHION.is_dir():
         return []
-    from vrec.embed import embed
-    from vrec.store import Store
+    from vrec.ingest.embed import embed
+    from vrec.store.store import Store
 
     embed(FASHION, models=["effnet-lite0"], store=tmp / "real-store")
     vectors = np.asarray(Store(tmp / "real-store").model("effnet-lite0").vectors())
@@ -451,8 +451,8 @@ def search_row(vectors: np.ndarray, held_out: np.ndarray, path: Path, source: st
     recall@10 and latency of single held-out queries against exact search."""
     import pandas as pd
 
-    import vrec.index as ix
-    from vrec.store import Store
+    import vrec.store.index as ix
+    from vrec.store.store import Store
 
     n, dim = vectors.shape
     st = Store(path)
@@ -466,7 +466,7 @@ def search_row(vectors: np.ndarray, held_out: np.ndarray, path: Path, source: st
             w.add(items, vectors[start:start + m])
             w.flush()
     del vectors
-    code = (f"from vrec.store import Store\nfrom vrec.index import build_index, peak_rss_mb\n"
+    code = (f"from vrec.store.store import Store\nfrom vrec.index import build_index, peak_rss_mb\n"
             f"s = build_index(Store({str(st.path)!r}).model('bench'), ef_construction={ef_construction})\n"
             f"print(s.build_seconds, peak_rss_mb())")
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True, cwd=ROOT).stdout
@@ -527,7 +527,7 @@ def bench_ray(folder: Path, batch: int, tmp: Path) -> list[dict]:
         import ray
     except ImportError:
         return []
-    from vrec.embed import embed
+    from vrec.ingest.embed import embed
 
     ray.init(num_cpus=os.cpu_count(), include_dashboard=False, logging_level="ERROR", log_to_driver=False)
     try:
@@ -556,8 +556,8 @@ def bench_cold_query(weights: Path, tmp: Path, n: int = 10_000, runs_wanted: int
     torch, with a real tokenizer, in a section of its own."""
     import pandas as pd
 
-    from vrec.encoders import expected_config, resolve
-    from vrec.store import Store
+    from vrec.models.encoders import expected_config, resolve
+    from vrec.store.store import Store
 
     st = Store(tmp / "cold")
     st.create(tmp)
@@ -578,7 +578,7 @@ import sys
 sys.path.insert(0, {str(ROOT / "bench")!r})
 from run import offline_tokenizer
 offline_tokenizer()
-from vrec.search import search_text
+from vrec.search.query import search_text
 r = search_text("red leather bag", model="siglip", weights={str(weights)!r}, store={str(st.path)!r}, device="cpu")
 print("PHASES", {{"CLI import": (t1 - t0) * 1000, **{{k: v * 1000 for k, v in r.timings.items()}}}})
 """

@@ -75,9 +75,9 @@ def make_store(path: Path, n: int, dim: int) -> None:
     sys.path.insert(0, str(ROOT / "bench"))
     from run import clustered  # the synthetic vectors of bench/run.py's search section
 
-    from vrec.encoders import expected_config, resolve
-    from vrec.index import build_index
-    from vrec.store import Store
+    from vrec.models.encoders import expected_config, resolve
+    from vrec.store.index import build_index
+    from vrec.store.store import Store
 
     st = Store(path)
     st.create(path.parent / "photos")
@@ -382,7 +382,7 @@ def main() -> None:
     text = markdown(results)
     print(text)
     if args.json:
-        from vrec.store import atomic_path
+        from vrec.store.store import atomic_path
 
         with atomic_path(args.json) as tmp:
             Path(tmp).write_text(json.dumps(results, indent=2) + "\n")

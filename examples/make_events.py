@@ -21,7 +21,7 @@ import pandas as pd
 HERE = Path(__file__).resolve().parent
 sys.path.insert(0, str(HERE.parent))
 
-from vrec.ab import assign_many  # noqa: E402
+from vrec.experiments.ab import assign_many  # noqa: E402
 
 USERS = 8000
 EXPERIMENT = "similar-items-siglip"

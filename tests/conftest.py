@@ -43,7 +43,7 @@ def fashion() -> Path:
 
 @pytest.fixture(scope="session")
 def _tiny_store_master(tmp_path_factory) -> Path:
-    from vrec.embed import embed
+    from vrec.ingest.embed import embed
 
     path = tmp_path_factory.mktemp("tiny") / "store"
     embed(SAMPLE, models=TINY, store=path, metadata=SAMPLE / "catalog.csv", batch_size=16)
@@ -152,7 +152,7 @@ def handmade_store(path: Path, vectors: dict, metadata=None, ids=None) -> Path:
     """A store holding given vectors per model name (rows normalised), for tests with known answers."""
     import pandas as pd
 
-    from vrec.store import Store
+    from vrec.store.store import Store
 
     st = Store(path)
     (path.parent / "photos").mkdir(exist_ok=True)

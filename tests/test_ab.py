@@ -12,8 +12,8 @@ import pytest
 
 from clihelp import fails, vrec
 from conftest import handmade_store
-from vrec import ab
-from vrec.errors import VrecError
+from vrec.experiments import ab
+from vrec.base.errors import VrecError
 
 TRUE_CTR = 0.05
 TRUE_LIFT = 0.10  # relative
@@ -336,8 +336,8 @@ def test_arms_that_barely_differ_are_called_out(tmp_path):
 def test_exposures_are_logged_one_whole_line_each(shared_tiny_store, tmp_path):
     log = tmp_path / "logs" / "exposures.jsonl"
     exp = ab.Experiment("pilot", "tiny-cnn,tiny-siglip", store=shared_tiny_store, exposure_log=log, k=4)
-    from vrec.search import catalog_table
-    from vrec.store import Store
+    from vrec.search.query import catalog_table
+    from vrec.store.store import Store
 
     st = Store(shared_tiny_store)
     item = catalog_table(st, st.model("tiny-cnn"))["id"].iloc[0]
@@ -380,7 +380,7 @@ def test_every_command_has_help(command):
 def test_serve_recommends_the_units_arm_and_logs_the_exposure(shared_tiny_store, tmp_path):
     from fastapi.testclient import TestClient
 
-    from vrec.serve import create_app
+    from vrec.serve.app import create_app
 
     log = tmp_path / "exposures.jsonl"
     arms = "tiny-cnn,tiny-siglip"
@@ -393,7 +393,7 @@ def test_serve_recommends_the_units_arm_and_logs_the_exposure(shared_tiny_store,
     assert body["item"] == "bags/bag-tote-red" and len(body["results"]) == 5
     assert body["shown"] == [x["id"] for x in body["results"]] and "bags/bag-tote-red" not in body["shown"]
     # what the arm's model recommends, exactly
-    from vrec.search import search_image
+    from vrec.search.query import search_image
     assert body["shown"] == search_image("bags/bag-tote-red", k=5, model=arm, store=shared_tiny_store).table["id"].tolist()
     seen = {client.get("/api/recommend/bag-tote-red", params={"unit": f"u{i}"}).json()["arm"] for i in range(12)}
     assert seen == {"tiny-cnn", "tiny-siglip"}  # both arms serve; the short id works as on the command line
@@ -409,7 +409,7 @@ def test_serve_recommends_the_units_arm_and_logs_the_exposure(shared_tiny_store,
 def test_serve_without_an_experiment_says_how_to_start_one(shared_tiny_store):
     from fastapi.testclient import TestClient
 
-    from vrec.serve import create_app
+    from vrec.serve.app import create_app
 
     r = TestClient(create_app(shared_tiny_store)).get("/api/recommend/bags/bag-tote-red", params={"unit": "u1"})
     assert r.status_code == 400 and "--experiment" in r.json()["error"]

@@ -7,8 +7,8 @@ import pytest
 from PIL import Image
 
 from conftest import animated_gif, exif_rotated_jpeg, jpeg_bytes, png_16bit, png_with_alpha
-from vrec.catalog import BadImage, decode_image, find_images, read_metadata
-from vrec.errors import CatalogError
+from vrec.ingest.catalog import BadImage, decode_image, find_images, read_metadata
+from vrec.base.errors import CatalogError
 
 
 def test_find_images_is_recursive_sorted_and_skips_hidden_and_non_images(tmp_path):
@@ -66,7 +66,7 @@ def test_bad_bytes_raise_badimage_with_a_reason(data, reason):
 
 
 def test_decompression_bomb_is_refused(monkeypatch):
-    import vrec.catalog as catalog
+    import vrec.ingest.catalog as catalog
 
     monkeypatch.setattr(catalog, "MAX_PIXELS", 1000)
     with pytest.raises(BadImage, match="decompression bomb"):

@@ -33,7 +33,7 @@ def test_version_and_models():
 
 def test_the_library_offers_what_the_cli_does(shared_tiny_store):
     import vrec
-    from vrec.embed import embed  # importing the module must not hide the function
+    from vrec.ingest.embed import embed  # importing the module must not hide the function
 
     assert vrec.embed is embed and callable(vrec.compare)
     hits = vrec.search_text("red bag", model="tiny-siglip", store=shared_tiny_store, k=3)

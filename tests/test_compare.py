@@ -9,8 +9,8 @@ import pytest
 
 from clihelp import vrec
 from conftest import handmade_store
-from vrec.compare import compare, label_agreement, overlap_at_k
-from vrec.errors import NotEmbedded, QueryError, UnknownItem
+from vrec.search.compare import compare, label_agreement, overlap_at_k
+from vrec.base.errors import NotEmbedded, QueryError, UnknownItem
 
 
 def test_overlap_and_agreement_on_hand_made_lists():

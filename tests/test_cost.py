@@ -9,7 +9,7 @@ import pandas as pd
 import pytest
 
 from clihelp import fails, vrec
-from vrec import cost
+from vrec.ingest import cost
 
 ROOT = Path(__file__).resolve().parents[1]
 

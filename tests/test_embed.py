@@ -16,8 +16,8 @@ import pytest
 
 from clihelp import vrec
 from conftest import ROOT, TINY, catalog_copy, jpeg_bytes, write_bad_files
-from vrec.embed import embed
-from vrec.store import Store
+from vrec.ingest.embed import embed
+from vrec.store.store import Store
 
 
 def test_store_layout_manifest_and_vectors(tiny_store):
@@ -80,7 +80,7 @@ def test_incremental_add_change_delete(tmp_path):
 # however fast or loaded the machine is (no sleeps, no races).
 BLOCKING_EMBED = """
 import os, sys, time
-import vrec.encoders as e
+import vrec.models.encoders as e
 orig = e.Encoder.encode_pixels
 calls = []
 def blocking(self, pixels):
@@ -265,7 +265,7 @@ def test_missing_or_empty_folder_is_a_clear_error(tmp_path, setup, message):
 def test_different_configuration_is_refused(tmp_path, tiny_store, sample_dir):
     import torch
 
-    from vrec.encoders import create_encoder
+    from vrec.models.encoders import create_encoder
 
     enc = create_encoder("tiny-cnn")
     with torch.no_grad():

@@ -9,8 +9,8 @@ import pytest
 import torch
 from PIL import Image
 
-from vrec.encoders import MODELS, create_encoder, expected_config, list_models, resolve
-from vrec.errors import ModelUnavailable, QueryError, UnknownModel
+from vrec.models.encoders import MODELS, create_encoder, expected_config, list_models, resolve
+from vrec.base.errors import ModelUnavailable, QueryError, UnknownModel
 
 
 def pictures():
@@ -121,8 +121,8 @@ def _other_weights(tmp_path):
 
 def test_missing_weights_offline_give_one_clear_paragraph(tmp_path):
     """Without network or cache, a real model explains how to pre-download and point vrec at the copy."""
-    code = ("from vrec.encoders import create_encoder\n"
-            "from vrec.errors import ModelUnavailable\n"
+    code = ("from vrec.models.encoders import create_encoder\n"
+            "from vrec.base.errors import ModelUnavailable\n"
             "try:\n    create_encoder('cnn')\nexcept ModelUnavailable as e:\n    print(e)\n")
     env = {"HF_HOME": str(tmp_path / "hf"), "HF_HUB_OFFLINE": "1", "PATH": "/usr/bin:/bin"}
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, env=env, timeout=120).stdout
@@ -141,7 +141,7 @@ def test_effnet_lite0_loads_real_weights_offline():
 @pytest.mark.parametrize("env,kept", [({}, True), ({"MALLOC_TRIM_THRESHOLD_": "131072"}, False)])
 def test_cpu_encoders_keep_freed_memory_unless_the_user_tuned_glibc(env, kept):
     # without it every CPU batch page-faults its activations back in (ResNet-50: 10 -> 15 img/s)
-    code = ("from vrec.encoders import create_encoder, keep_freed_memory\n"
+    code = ("from vrec.models.encoders import create_encoder, keep_freed_memory\n"
             "create_encoder('tiny-cnn', device='cpu')\nprint(keep_freed_memory())")
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True,
                          env={**__import__("os").environ, **env}).stdout
@@ -158,9 +158,9 @@ def test_hf_hub_models_load_the_weights_in_their_repository(tmp_path, monkeypatc
     import huggingface_hub
     from safetensors.torch import save_file
 
-    from vrec import hub
-    from vrec.encoders import is_available_offline
-    from vrec.registry import TINY_SIGLIP_CONFIG
+    from vrec.models import hub
+    from vrec.models.encoders import is_available_offline
+    from vrec.models.registry import TINY_SIGLIP_CONFIG
 
     src = create_encoder("tiny-siglip", device="cpu")
     with torch.no_grad():

@@ -13,9 +13,9 @@ import pytest
 
 from clihelp import fails, vrec
 from conftest import handmade_store
-from vrec.evaluate import evaluate, fused_documents, rank_queries
+from vrec.experiments.evaluate import evaluate, fused_documents, rank_queries
 
-evaluate_module = importlib.import_module("vrec.evaluate")  # (vrec.evaluate is the function)
+evaluate_module = importlib.import_module("vrec.experiments.evaluate")  # (vrec.evaluate is the function)
 
 
 def unit(v) -> np.ndarray:

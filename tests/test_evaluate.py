@@ -10,10 +10,10 @@ import pytest
 
 from clihelp import vrec
 from conftest import handmade_store
-from vrec.errors import QueryError
-from vrec.evaluate import (ap_at_k, bootstrap_ci, evaluate, hit_at_k, ndcg_at_k, paired_difference, precision_at_k,
+from vrec.base.errors import QueryError
+from vrec.experiments.evaluate import (ap_at_k, bootstrap_ci, evaluate, hit_at_k, ndcg_at_k, paired_difference, precision_at_k,
                            recall_at_k, reciprocal_rank)
-from vrec.store import Store
+from vrec.store.store import Store
 
 
 def test_metrics_on_a_hand_computed_list():

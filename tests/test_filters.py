@@ -11,10 +11,10 @@ import pandas as pd
 import pytest
 
 from conftest import handmade_store
-from vrec.errors import FilterError
-from vrec.filters import apply_filters
-from vrec.search import INTERNAL_COLUMNS, catalog_table
-from vrec.store import Store
+from vrec.base.errors import FilterError
+from vrec.store.filters import apply_filters
+from vrec.search.query import INTERNAL_COLUMNS, catalog_table
+from vrec.store.store import Store
 
 
 @pytest.fixture(scope="module")

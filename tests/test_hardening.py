@@ -20,8 +20,8 @@ import pytest
 
 from clihelp import fails, one_error, vrec
 from conftest import ROOT, catalog_copy
-from vrec.embed import embed
-from vrec.store import Store
+from vrec.ingest.embed import embed
+from vrec.store.store import Store
 
 
 def snapshot(folder: Path) -> dict:
@@ -180,7 +180,7 @@ def test_bad_embed_options_are_refused_even_when_nothing_is_new(cnn_store, args,
 
 
 def test_commit_interval_is_what_readme_says():
-    from vrec.pipeline import COMMIT_SECONDS
+    from vrec.ingest.pipeline import COMMIT_SECONDS
 
     readme = " ".join((ROOT / "README.md").read_text().split())
     m = re.search(r"committed at least every (\d+) seconds", readme)

@@ -15,11 +15,11 @@ import pytest
 
 from clihelp import one_error, vrec
 from conftest import handmade_store
-from vrec.compare import _Pair, compare, sample_items
-from vrec.errors import QueryError, VrecError
-from vrec.evaluate import (bootstrap_ci, evaluate, template_fields, text_queries_from_file,
+from vrec.search.compare import _Pair, compare, sample_items
+from vrec.base.errors import QueryError, VrecError
+from vrec.experiments.evaluate import (bootstrap_ci, evaluate, template_fields, text_queries_from_file,
                            text_queries_from_template, to_dict)
-from vrec.render import eval_table, figure
+from vrec.report.render import eval_table, figure
 
 
 @pytest.fixture

@@ -16,7 +16,7 @@ import pytest
 
 from clihelp import one_error, vrec
 from conftest import SAMPLE, handmade_store
-from vrec.store import Store
+from vrec.store.store import Store
 
 
 def leftovers(folder) -> list[str]:
@@ -179,8 +179,8 @@ def test_unknown_filter_column_suggests_close_names_but_not_internal_ones(shared
 
 
 def test_equality_on_a_numeric_column_compares_numbers(shared_tiny_store):
-    from vrec.filters import apply_filters
-    from vrec.search import catalog_table
+    from vrec.store.filters import apply_filters
+    from vrec.search.query import catalog_table
 
     st = Store(shared_tiny_store)
     t = catalog_table(st, st.model("tiny-cnn"))
@@ -205,7 +205,7 @@ def test_template_without_placeholder_is_refused(shared_tiny_store):
 @pytest.fixture(scope="module")
 def twin_store(tmp_path_factory):
     """Two items whose ids end the same: bags/x and shoes/x."""
-    from vrec.embed import embed
+    from vrec.ingest.embed import embed
 
     root = tmp_path_factory.mktemp("twins")
     for sub, src in (("bags", "bags/bag-tote-red.jpg"), ("shoes", "shoes/shoe-heel-pink.jpg")):

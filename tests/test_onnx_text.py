@@ -16,9 +16,9 @@ import pytest
 pytest.importorskip("onnxruntime")
 pytest.importorskip("tokenizers")
 
-from vrec import onnx_text  # noqa: E402
-from vrec.encoders import create_encoder, expected_config, query_encoder, resolve  # noqa: E402
-from vrec.errors import QueryError  # noqa: E402
+from vrec.models import onnx_text  # noqa: E402
+from vrec.models.encoders import create_encoder, expected_config, query_encoder, resolve  # noqa: E402
+from vrec.base.errors import QueryError  # noqa: E402
 
 ROOT = Path(__file__).resolve().parents[1]
 TOOLS = ROOT.parent / "shared" / "tools"
@@ -143,7 +143,7 @@ def test_cold_query_imports_no_torch_and_matches_the_torch_path(exported, cache,
 
 
 def test_first_text_query_exports_then_later_ones_use_it(cache, shared_tiny_store):
-    from vrec.search import search_text
+    from vrec.search.query import search_text
 
     first = search_text("red bag", k=5, model="tiny-siglip", store=shared_tiny_store, device="cpu")
     assert "torch+open_clip import" in first.timings and (cache / "text-onnx" / "tiny-siglip").is_dir()
@@ -153,8 +153,8 @@ def test_first_text_query_exports_then_later_ones_use_it(cache, shared_tiny_stor
 
 
 def test_plus_minus_tags_and_eval_texts_go_through_the_export(exported, cache, shared_tiny_store):
-    from vrec.search import load_encoder, open_model, search_image
-    from vrec.tags import _text_encoder
+    from vrec.search.query import load_encoder, open_model, search_image
+    from vrec.search.tags import _text_encoder
 
     _, ms = open_model(shared_tiny_store, "tiny-siglip")
     assert isinstance(load_encoder(ms, device="cpu"), onnx_text.OnnxTextEncoder)  # eval, --plus/--minus, compare
@@ -164,7 +164,7 @@ def test_plus_minus_tags_and_eval_texts_go_through_the_export(exported, cache, s
 
 
 def test_stale_export_is_rebuilt(exported, cache, shared_tiny_store, capfd):
-    from vrec.search import search_text
+    from vrec.search.query import search_text
 
     meta_path = next(cache.rglob("export.json"))
     meta = json.loads(meta_path.read_text())
@@ -183,7 +183,7 @@ def test_stale_export_is_rebuilt(exported, cache, shared_tiny_store, capfd):
 
 @pytest.mark.parametrize("role", ["graph", "data", "tokenizer"])
 def test_damaged_export_is_never_used_and_rebuilt(exported, cache, shared_tiny_store, role, capfd):
-    from vrec.search import search_text
+    from vrec.search.query import search_text
 
     path = export_files(cache)[role]
     with open(path, "r+b") as f:
@@ -200,7 +200,7 @@ def test_damaged_export_is_never_used_and_rebuilt(exported, cache, shared_tiny_s
 
 
 def test_changed_weights_file_is_noticed(tmp_path):
-    from vrec.encoders import file_digest
+    from vrec.models.encoders import file_digest
 
     w = tmp_path / "weights.bin"
     w.write_bytes(b"a" * 1000)
@@ -230,7 +230,7 @@ def test_new_hub_revision_of_the_tokenizer_is_noticed(tmp_path, monkeypatch):
 
 
 def test_an_unusable_cache_leaves_queries_on_torch(tmp_path, monkeypatch, shared_tiny_store, capfd):
-    from vrec.search import search_text
+    from vrec.search.query import search_text
 
     blocker = tmp_path / "file"
     blocker.write_text("")
@@ -264,8 +264,8 @@ def siglip_hub(tmp_path_factory, request):
 REAL_CHECK = """
 import json, sys
 import numpy as np
-from vrec import onnx_text
-from vrec.encoders import create_encoder
+from vrec.models import onnx_text
+from vrec.models.encoders import create_encoder
 texts = json.loads(sys.argv[1])
 torch_enc = create_encoder("siglip", device="cpu", text_only=True)
 onnx_enc = onnx_text.export(torch_enc, quiet=True)
@@ -281,7 +281,7 @@ print(json.dumps({"cos": float((a * b).sum(1).min()), "tokens": bool((onnx_enc.t
 def test_real_siglip_architecture_exports_equal_vectors_and_queries_without_torch(siglip_hub, tmp_path):
     import pandas as pd
 
-    from vrec.store import Store
+    from vrec.store.store import Store
 
     env = {**os.environ, "HF_HOME": str(siglip_hub / "hf"), "HF_HUB_OFFLINE": "1", "VREC_CACHE_DIR": str(tmp_path / "cache")}
     env.pop("VREC_TEXT_ONNX", None)

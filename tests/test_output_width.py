@@ -114,8 +114,8 @@ def piped(*args: str, store: Path, columns: int = 80) -> str:
 
 
 def test_index_stats_on_a_pipe_is_printed_at_full_width(store):
-    from vrec.index import stats
-    from vrec.store import Store
+    from vrec.store.index import stats
+    from vrec.store.store import Store
 
     text = piped("index", "--stats", store=store)
     assert "…" not in text, text

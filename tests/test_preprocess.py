@@ -6,8 +6,8 @@ import pytest
 import torch
 from PIL import Image
 
-from vrec.encoders import MODELS
-from vrec.preprocess import normalize, to_pixels
+from vrec.models.encoders import MODELS
+from vrec.models.preprocess import normalize, to_pixels
 
 
 def photo(size=(300, 180)) -> Image.Image:

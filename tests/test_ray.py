@@ -9,11 +9,11 @@ import pytest
 
 from clihelp import vrec
 from conftest import SAMPLE, TINY, catalog_copy, write_bad_files
-from vrec.compare import compare
-from vrec.embed import embed
-from vrec.errors import VrecError
-from vrec.search import search_image
-from vrec.store import Store
+from vrec.search.compare import compare
+from vrec.ingest.embed import embed
+from vrec.base.errors import VrecError
+from vrec.search.query import search_image
+from vrec.store.store import Store
 
 ray = pytest.importorskip("ray")
 
@@ -77,7 +77,7 @@ def test_a_csv_list_of_paths_with_ids_and_metadata(local_ray, tmp_path):
 
 
 def test_gpus_that_do_not_exist_are_refused_at_once(local_ray, tmp_path):
-    from vrec.ray_engine import plan_workers
+    from vrec.ingest.ray_engine import plan_workers
 
     with pytest.raises(VrecError, match="Ray would wait forever"):
         embed(catalog_copy(tmp_path, n=2), models=["tiny-cnn"], store=tmp_path / "s", engine="ray",
@@ -90,7 +90,7 @@ def test_gpus_that_do_not_exist_are_refused_at_once(local_ray, tmp_path):
 def test_missing_ray_and_unreachable_cluster_are_clear_errors(monkeypatch):
     import builtins
 
-    import vrec.ray_engine as re
+    import vrec.ingest.ray_engine as re
 
     real_import = builtins.__import__
 
@@ -140,7 +140,7 @@ def refused(message: str) -> ConnectionError:
 
 
 def test_a_cluster_that_refuses_the_token_says_what_to_set(monkeypatch, tmp_path):
-    import vrec.ray_engine as re
+    import vrec.ingest.ray_engine as re
 
     for var in ("RAY_AUTH_MODE", "RAY_AUTH_TOKEN", "RAY_AUTH_TOKEN_PATH"):
         monkeypatch.delenv(var, raising=False)

@@ -23,8 +23,8 @@ import numpy as np
 import pytest
 
 from conftest import catalog_copy
-from vrec.embed import embed
-from vrec.store import Store
+from vrec.ingest.embed import embed
+from vrec.store.store import Store
 
 pytest.importorskip("ray")
 RAY = Path(sys.executable).with_name("ray")

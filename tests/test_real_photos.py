@@ -11,17 +11,17 @@ import numpy as np
 import pandas as pd
 import torch
 
-from vrec.search import catalog_table, search_image
-from vrec.store import Store
+from vrec.search.query import catalog_table, search_image
+from vrec.store.store import Store
 
 
 def test_the_right_imagenet_class_wins_on_real_photos(fashion):
     """Catches preprocessing and weight-mapping bugs: a wrong mean/std or crop drops these sharply."""
     from timm.data import ImageNetInfo
 
-    from vrec.catalog import load_image
-    from vrec.encoders import create_encoder
-    from vrec.preprocess import normalize
+    from vrec.ingest.catalog import load_image
+    from vrec.models.encoders import create_encoder
+    from vrec.models.preprocess import normalize
 
     info = ImageNetInfo()
     enc = create_encoder("effnet-lite0", device="cpu")

@@ -6,12 +6,12 @@ import json
 import numpy as np
 import pytest
 
-import vrec.index as ix
+import vrec.store.index as ix
 from clihelp import vrec
-from vrec.errors import FilterError, StaleIndex
-from vrec.filters import apply_filters
-from vrec.search import search_image, search_text
-from vrec.store import Store
+from vrec.base.errors import FilterError, StaleIndex
+from vrec.store.filters import apply_filters
+from vrec.search.query import search_image, search_text
+from vrec.store.store import Store
 
 
 def test_every_item_finds_itself_first_with_score_one(shared_tiny_store, sample_dir):
@@ -88,7 +88,7 @@ def test_exact_topk_handles_k_beyond_the_catalog():
 
 
 def test_filters_parse_and_combine(shared_tiny_store):
-    from vrec.search import catalog_table
+    from vrec.search.query import catalog_table
 
     st = Store(shared_tiny_store)
     t = catalog_table(st, st.model("tiny-cnn"))
@@ -114,7 +114,7 @@ def test_filtered_search_returns_k_matching_items_when_they_exist(shared_tiny_st
 
 
 def test_text_search_reports_sigmoid_match_probability(shared_tiny_store):
-    from vrec.encoders import create_encoder
+    from vrec.models.encoders import create_encoder
 
     enc = create_encoder("tiny-siglip")
     r = search_text("red bag", k=5, model="tiny-siglip", store=shared_tiny_store, encoder=enc)
@@ -123,7 +123,7 @@ def test_text_search_reports_sigmoid_match_probability(shared_tiny_store):
 
 
 def test_plus_and_minus_steer_an_image_query(shared_tiny_store):
-    from vrec.encoders import create_encoder
+    from vrec.models.encoders import create_encoder
 
     enc = create_encoder("tiny-siglip")
     base = search_image("bag-tote-red", k=60, model="tiny-siglip", store=shared_tiny_store, encoder=enc).table

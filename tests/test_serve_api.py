@@ -32,7 +32,7 @@ from conftest import SAMPLE, TINY, catalog_copy, jpeg_bytes
 fastapi = pytest.importorskip("fastapi")
 from fastapi.testclient import TestClient  # noqa: E402
 
-from vrec.serve import create_app  # noqa: E402
+from vrec.serve.app import create_app  # noqa: E402
 
 ITEM = "bags/bag-tote-red"
 PHOTO = SAMPLE / "bags" / "bag-tote-red.jpg"
@@ -51,7 +51,7 @@ def client(shared_tiny_store):
 
 def small_store(tmp_path: Path, n: int, metadata: bool = True) -> Path:
     """A private catalog (the first n drawn photos) embedded with the tiny models."""
-    from vrec.embed import embed
+    from vrec.ingest.embed import embed
 
     photos = catalog_copy(tmp_path, n=n)
     store = tmp_path / "store"
@@ -97,7 +97,7 @@ def test_health_names_models_items_index_and_filters(client):
 
 
 def test_text_search_matches_the_library_and_filters_like_the_cli(client, shared_tiny_store):
-    from vrec.search import search_text
+    from vrec.search.query import search_text
 
     r = client.get("/api/search/text", params={"q": "red bag", "k": 5})
     res = check_results(r.json(), "text", 5)
@@ -133,7 +133,7 @@ def test_a_text_asked_again_is_not_encoded_again(client):
 
 
 def test_similar_leaves_the_item_out_and_accepts_a_short_id(client, shared_tiny_store):
-    from vrec.search import search_image
+    from vrec.search.query import search_image
 
     body = client.get(f"/api/similar/{ITEM}", params={"k": 6}).json()
     res = check_results(body, "similar", 6)
@@ -266,7 +266,7 @@ def test_unknown_items_routes_and_methods_are_json_errors(client):
 def test_an_id_ending_several_items_share_lists_them():
     import pandas as pd
 
-    from vrec.search import unknown_item
+    from vrec.search.query import unknown_item
 
     table = pd.DataFrame({"id": ["bags/tote", "shoes/tote", "bags/clutch"],
                           "path": ["bags/tote.jpg", "shoes/tote.jpg", "bags/clutch.jpg"]})
@@ -415,7 +415,7 @@ def store_files(store: Path) -> dict:
 
 
 def test_new_embeds_show_up_at_the_next_request_and_the_store_is_only_read(tmp_path):
-    from vrec.embed import embed
+    from vrec.ingest.embed import embed
 
     store = small_store(tmp_path, 6)
     first = str(sorted(SAMPLE.rglob("*.jpg"))[0].relative_to(SAMPLE).with_suffix(""))
@@ -451,8 +451,8 @@ def app_reloads(c) -> int:
 
 
 def test_a_stale_index_is_searched_exactly_with_a_note(tmp_path, monkeypatch):
-    import vrec.index as ix
-    from vrec.store import Store
+    import vrec.store.index as ix
+    from vrec.store.store import Store
 
     monkeypatch.setattr(ix, "EXACT_BELOW", 2)  # the index answers from 2 items on
     store = small_store(tmp_path, 5)
@@ -638,6 +638,6 @@ def test_load_eight_clients_for_thirty_seconds_no_error_and_flat_memory(shared_t
 
 def test_the_cli_does_not_import_the_web_stack_until_serve_runs():
     code = ("import sys\nfrom vrec.cli import app\n"
-            "print(sorted(m for m in ('fastapi', 'uvicorn', 'starlette', 'vrec.serve') if m in sys.modules))")
+            "print(sorted(m for m in ('fastapi', 'uvicorn', 'starlette', 'vrec.serve.app') if m in sys.modules))")
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout
     assert out.strip() == "[]"

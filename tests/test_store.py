@@ -7,9 +7,9 @@ import numpy as np
 import pandas as pd
 import pytest
 
-import vrec.store as store_mod
-from vrec.errors import ConfigMismatch, NotEmbedded, StoreError
-from vrec.store import Store
+import vrec.store.store as store_mod
+from vrec.base.errors import ConfigMismatch, NotEmbedded, StoreError
+from vrec.store.store import Store
 
 CONFIG = {"name": "m", "family": "test", "architecture": "a", "weights": "w", "dim": 8, "preprocess": {}}
 

@@ -7,11 +7,11 @@ import pytest
 
 from clihelp import vrec
 from conftest import handmade_store
-from vrec.errors import CatalogError, VrecError
-from vrec.search import catalog_table, search_text
-from vrec.store import Store
-from vrec.stylemap import auto_k_range, choose_k, kmeans, silhouette, style_map
-from vrec.tags import gaps, read_vocab, tag
+from vrec.base.errors import CatalogError, VrecError
+from vrec.search.query import catalog_table, search_text
+from vrec.store.store import Store
+from vrec.search.stylemap import auto_k_range, choose_k, kmeans, silhouette, style_map
+from vrec.search.tags import gaps, read_vocab, tag
 
 AXES = ["minimalist", "bohemian", "leather", "denim", "silk"]
 
@@ -164,7 +164,7 @@ def test_style_map_names_clusters_by_concepts(catalog, vocab, tmp_path):
 
 
 def test_map_html_shows_points_and_clusters(catalog, vocab):
-    from vrec.pages import map_html
+    from vrec.report.pages import map_html
 
     sm = style_map(model="fake", store=catalog, clusters=2, label="category", vocab=[vocab], encoder=FakeEncoder())
     body = map_html(sm)

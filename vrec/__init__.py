@@ -3,30 +3,27 @@
 The library behind the ``vrec`` command. Names are imported lazily so that ``import vrec`` (and
 ``vrec --help``) stays instant; torch and open_clip load only when a model is built.
 """
-import sys
-import types
-
-__version__ = "0.1.0"
+from vrec.base import __version__
 
 _EXPORTS = {
-    "embed": "vrec.embed",
-    "EmbedReport": "vrec.embed",
-    "search_text": "vrec.search",
-    "search_image": "vrec.search",
-    "SearchResult": "vrec.search",
-    "compare": "vrec.compare",
-    "create_encoder": "vrec.encoders",
-    "list_models": "vrec.encoders",
-    "Encoder": "vrec.encoders",
-    "Store": "vrec.store",
-    "build_index": "vrec.index",
-    "VrecError": "vrec.errors",
-    "tag": "vrec.tags",
-    "gaps": "vrec.tags",
-    "style_map": "vrec.stylemap",
-    "evaluate": "vrec.evaluate",
-    "export_vectors": "vrec.export",
-    "similar_items": "vrec.export",
+    "embed": "vrec.ingest.embed",
+    "EmbedReport": "vrec.ingest.embed",
+    "search_text": "vrec.search.query",
+    "search_image": "vrec.search.query",
+    "SearchResult": "vrec.search.query",
+    "compare": "vrec.search.compare",
+    "create_encoder": "vrec.models.encoders",
+    "list_models": "vrec.models.encoders",
+    "Encoder": "vrec.models.encoders",
+    "Store": "vrec.store.store",
+    "build_index": "vrec.store.index",
+    "VrecError": "vrec.base.errors",
+    "tag": "vrec.search.tags",
+    "gaps": "vrec.search.tags",
+    "style_map": "vrec.search.stylemap",
+    "evaluate": "vrec.experiments.evaluate",
+    "export_vectors": "vrec.search.export",
+    "similar_items": "vrec.search.export",
 }
 
 __all__ = sorted(_EXPORTS) + ["__version__"]
@@ -41,15 +38,3 @@ def __getattr__(name: str):
         return value
     raise AttributeError(f"module 'vrec' has no attribute {name!r}")
 
-
-class _Package(types.ModuleType):
-    """Keeps ``vrec.embed`` / ``vrec.compare`` the functions even after their modules are imported
-    (importing a submodule normally binds the module to that name on the package)."""
-
-    def __setattr__(self, name, value):
-        if name in _EXPORTS and isinstance(value, types.ModuleType):
-            return
-        super().__setattr__(name, value)
-
-
-sys.modules[__name__].__class__ = _Package

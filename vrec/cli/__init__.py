@@ -8,16 +8,16 @@ from __future__ import annotations
 
 import sys
 
-from . import embed as _embed  # noqa: F401  (the order here is the order in --help)
-from . import search as _search  # noqa: F401
-from . import compare as _compare  # noqa: F401
-from . import evaluate as _evaluate  # noqa: F401
-from . import ab as _ab, cost as _cost  # noqa: F401  (vrec ab ..., vrec cost)
-from . import tags as _tags  # noqa: F401
-from . import models as _models  # noqa: F401
-from . import serve as _serve  # noqa: F401  (vrec serve)
-from . import common
-from .common import app, reflow_help
+from vrec.cli import embed as _embed  # noqa: F401  (the order here is the order in --help)
+from vrec.cli import search as _search  # noqa: F401
+from vrec.cli import compare as _compare  # noqa: F401
+from vrec.cli import evaluate as _evaluate  # noqa: F401
+from vrec.cli import ab as _ab, cost as _cost  # noqa: F401  (vrec ab ..., vrec cost)
+from vrec.cli import tags as _tags  # noqa: F401
+from vrec.cli import models as _models  # noqa: F401
+from vrec.cli import serve as _serve  # noqa: F401  (vrec serve)
+from vrec.cli import common
+from vrec.cli.common import app, reflow_help
 
 reflow_help(app)  # after every module above has registered its commands
 

@@ -7,7 +7,7 @@ from typing import List, Optional
 import typer
 from rich.markup import escape
 
-from .common import FilterOpt, FormatTableJsonOpt, StoreOpt, app, check_format, err, out, print_notes
+from vrec.cli.common import FilterOpt, FormatTableJsonOpt, StoreOpt, app, check_format, err, out, print_notes
 
 ab_app = typer.Typer(help="A/B tests of the similar-items module: plan, arms, assign, analyze.", no_args_is_help=True)
 app.add_typer(ab_app, name="ab")
@@ -47,9 +47,9 @@ def plan_cmd(
     Two-sided z-test power analysis (statsmodels NormalIndPower; for rates with Cohen's h). With
     --daily-units it also says the smallest effect a test of 7, 14 and 28 days (or --days) can detect.
     """
-    from ..ab import plan
-    from ..records import json_safe
-    from ..render import new_table
+    from vrec.experiments.ab import plan
+    from vrec.base.records import json_safe
+    from vrec.report.render import new_table
 
     check_format(fmt, ("table", "json"))
     p = plan(baseline, mde, relative=relative, alpha=alpha, power=power, arms=arms, daily_units=daily_units, sd=sd,
@@ -95,8 +95,8 @@ def arms_cmd(
     The lists are vrec's own (the table 'vrec neighbours' writes), one per arm's model. If the arms
     barely differ (mean overlap@k of 0.8 or more), a warning says so before anyone runs a test.
     """
-    from ..ab import arms_to_dict, build_arms
-    from ..render import new_table
+    from vrec.experiments.ab import arms_to_dict, build_arms
+    from vrec.report.render import new_table
 
     check_format(fmt, ("table", "json"))
     with err.status("finding each arm's neighbours"):
@@ -147,9 +147,9 @@ def assign_cmd(
     import sys
     from pathlib import Path
 
-    from ..ab import assign_file
-    from ..errors import VrecError
-    from ..store import atomic_path
+    from vrec.experiments.ab import assign_file
+    from vrec.base.errors import VrecError
+    from vrec.store.store import atomic_path
 
     if out_path is not None and Path(out_path).suffix.lower() not in (".csv", ".parquet"):
         raise VrecError(f"Cannot write {out_path!r}: name the file .csv or .parquet.")
@@ -193,8 +193,9 @@ def analyze_cmd(
     delta method, CUPED with --covariate. A sample-ratio-mismatch check (chi-square, scipy) warns
     loudly when the arms' sizes do not match the split.
     """
-    from ..ab import LIFT_HEADER, analysis_to_dict, analyze, check_report, lift_rows, write_report
-    from ..render import new_table
+    from vrec.experiments.ab import LIFT_HEADER, analysis_to_dict, analyze, lift_rows
+    from vrec.report.ab_report import check_report, write_report
+    from vrec.report.render import new_table
 
     check_format(fmt, ("table", "json"))
     for path in report or ():

@@ -49,7 +49,7 @@ from rich.console import Console
 from rich.markup import escape as rich_escape
 from typer.core import TyperGroup
 
-from .. import __version__
+from vrec.base import __version__
 
 HELP = """Visual recommendations from SigLIP vision-language embeddings.
 
@@ -86,7 +86,7 @@ class VrecGroup(TyperGroup):
     """
 
     def invoke(self, ctx):
-        from ..errors import VrecError
+        from vrec.base.errors import VrecError
 
         try:
             return super().invoke(ctx)
@@ -179,7 +179,7 @@ def reflow_help(typer_app: typer.Typer) -> None:
 
 
 def check_format(fmt: str, allowed=("table", "json", "csv")) -> str:
-    from ..errors import VrecError
+    from vrec.base.errors import VrecError
 
     if fmt not in allowed:
         raise VrecError(f"Unknown --format {fmt!r}; use one of: {', '.join(allowed)}.")

@@ -5,7 +5,7 @@ from typing import List, Optional
 
 import typer
 
-from .common import DeviceOpt, StoreOpt, app, check_format, err, out
+from vrec.cli.common import DeviceOpt, StoreOpt, app, check_format, err, out
 
 
 @app.command()
@@ -36,8 +36,8 @@ def compare(
     """
     import json
 
-    from .. import pages, render as r
-    from ..compare import compare as run, to_dict
+    from vrec.report import pages, render as r
+    from vrec.search.compare import compare as run, to_dict
 
     check_format(fmt, ("table", "json"))
     result = run(items or (), left=left, right=right, k=k, sample=0 if summary else sample, seed=seed, label=label,

@@ -7,7 +7,7 @@ from typing import List, Optional
 import typer
 from rich.markup import escape
 
-from .common import FormatTableJsonOpt, StoreOpt, app, check_format, err, out, print_notes
+from vrec.cli.common import FormatTableJsonOpt, StoreOpt, app, check_format, err, out, print_notes
 
 
 @app.command()
@@ -35,8 +35,8 @@ def cost(
     The rate on the CPU comes from 'vrec embed' run on a few of your catalog's photos on this machine
     (kept in the store and re-used); on cuda from the GPU benchmark file. Every figure says its source.
     """
-    from .. import cost as c
-    from ..render import new_table
+    from vrec.ingest import cost as c
+    from vrec.report.render import new_table
 
     check_format(fmt, ("table", "json"))
     with err.status("calibrating on your photos"):

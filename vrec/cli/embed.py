@@ -6,7 +6,7 @@ from typing import List, Optional
 
 import typer
 
-from .common import DeviceOpt, StoreOpt, app, err, out
+from vrec.cli.common import DeviceOpt, StoreOpt, app, err, out
 
 
 @app.command()
@@ -42,9 +42,9 @@ def embed(
     drops deleted ones; an interrupted run keeps what it finished and the next run resumes.
     Unreadable files are skipped and listed.
     """
-    from ..embed import EmbedInterrupted, embed as run
-    from ..encoders import DEFAULT_MODELS
-    from ..errors import VrecError
+    from vrec.ingest.embed import EmbedInterrupted, embed as run
+    from vrec.models.encoders import DEFAULT_MODELS
+    from vrec.base.errors import VrecError
 
     models = list(model or DEFAULT_MODELS)
     if weights and len(models) != 1:
@@ -130,7 +130,7 @@ def _progress(quiet: bool):
 def _summary(report) -> None:
     from rich.markup import escape
 
-    from ..render import new_table
+    from vrec.report.render import new_table
 
     t = new_table(f"{report.found} images found")
     for c in ("model", "new", "changed", "removed", "unchanged", "skipped", "in store"):
@@ -165,10 +165,10 @@ def index(
     queries start without torch."""
     from rich.markup import escape
 
-    from .. import index as ix
-    from ..errors import VrecError
-    from ..render import new_table
-    from ..store import Store
+    from vrec.store import index as ix
+    from vrec.base.errors import VrecError
+    from vrec.report.render import new_table
+    from vrec.store.store import Store
 
     ix.check_index_options(m, ef_construction, target_recall)  # before any work: a bad value is a typo
     st = Store(store)
@@ -200,9 +200,9 @@ def index(
 def text_tower_ready(ms) -> None:
     """Export the model's text tower to ONNX if it has none yet, so that the first text query starts
     fast; a model whose weights are not here (or differ from the default) is left to that query."""
-    from ..encoders import prepare_text_tower
-    from ..errors import ConfigMismatch, VrecError
-    from ..search import check_config
+    from vrec.models.encoders import prepare_text_tower
+    from vrec.base.errors import ConfigMismatch, VrecError
+    from vrec.search.query import check_config
 
     try:
         check_config(ms)

@@ -5,7 +5,7 @@ from typing import List, Optional
 
 import typer
 
-from .common import DeviceOpt, FilterOpt, StoreOpt, app, err, out, print_notes
+from vrec.cli.common import DeviceOpt, FilterOpt, StoreOpt, app, err, out, print_notes
 
 
 @app.command("eval")
@@ -45,9 +45,9 @@ def eval_(
     --text-queries-from TITLE_COLUMN (R@1, R@10, MRR), --label-queries LABEL_COLUMN (P@1, P@10, MRR),
     and --fuse-text COLUMN for its text-fused documents.
     """
-    from .. import pages, render as r
-    from ..errors import VrecError
-    from ..evaluate import evaluate
+    from vrec.report import pages, render as r
+    from vrec.base.errors import VrecError
+    from vrec.experiments.evaluate import evaluate
 
     try:
         ks = [int(x) for x in k.split(",") if x.strip()]
@@ -82,7 +82,7 @@ def export(
     Metadata columns named like vrec's own (id, path, width, height, tags, vector, v0, ...) are
     written as meta_NAME.
     """
-    from ..export import export_vectors
+    from vrec.search.export import export_vectors
 
     info = export_vectors(out_path, model=model, store=store, fmt=fmt)
     print_notes(info["notes"])
@@ -104,7 +104,7 @@ def neighbours(
     --filter limits which items may be recommended (every item still gets a list). Items added since
     the last run (cold-start items) get neighbours like any other.
     """
-    from ..export import similar_items
+    from vrec.search.export import similar_items
 
     info = similar_items(out_path, model=model, store=store, k=k, filters=filter or ())
     print_notes(info["notes"])

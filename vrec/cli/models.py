@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import typer
 
-from .common import app, err, out
+from vrec.cli.common import app, err, out
 
 models_app = typer.Typer(help="List models and download their weights.", invoke_without_command=True,
                          no_args_is_help=False)
@@ -19,8 +19,8 @@ def models_list(ctx: typer.Context,
         return
     from rich.markup import escape
 
-    from ..encoders import is_available_offline, list_models
-    from ..render import new_table
+    from vrec.models.encoders import is_available_offline, list_models
+    from vrec.report.render import new_table
 
     t = new_table(escape("Models (any open_clip:ARCH[@TAG] or hf-hub:ORG/NAME works too)"))
     for c in ("name", "dim", "text", "size", "offline", "description"):
@@ -34,7 +34,7 @@ def models_list(ctx: typer.Context,
 @models_app.command("download")
 def download(name: str = typer.Argument(..., help="Model name, e.g. siglip or cnn.")) -> None:
     """Download a model's weights (and tokenizer) into the local cache, for later offline use."""
-    from ..encoders import download as run
+    from vrec.models.encoders import download as run
 
     paths = run(name)
     for p in paths:

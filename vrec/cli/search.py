@@ -6,7 +6,7 @@ from typing import List, Optional
 
 import typer
 
-from .common import START, request_quick_exit, DeviceOpt, FilterOpt, FormatOpt, StoreOpt, WeightsOpt, app, check_format, err, out
+from vrec.cli.common import START, request_quick_exit, DeviceOpt, FilterOpt, FormatOpt, StoreOpt, WeightsOpt, app, check_format, err, out
 
 SCORES_HELP = ("Scores: 'score' is the cosine similarity of the query and item vectors (1 = identical direction);"
                " for text queries on SigLIP models, 'match p' is SigLIP's own probability that the text describes"
@@ -14,8 +14,8 @@ SCORES_HELP = ("Scores: 'score' is the cosine similarity of the query and item v
 
 
 def render(result, fmt: str, html_path: Optional[str], store) -> None:
-    from .. import pages, render as r
-    from ..store import Store
+    from vrec.report import pages, render as r
+    from vrec.store.store import Store
 
     if html_path:  # first: an unwritable page is an error before any result is printed
         pages.write_page(html_path, f"vrec {result.kind} search: {result.query}", pages.search_html(result, Store(store).root))
@@ -52,7 +52,7 @@ def search_text(
     import time
 
     t0 = time.perf_counter()
-    from ..search import search_text as run
+    from vrec.search.query import search_text as run
 
     t1 = time.perf_counter()
     check_format(fmt)
@@ -87,7 +87,7 @@ def search_image(
     weights: Optional[str] = WeightsOpt,
     device: str = DeviceOpt,
 ) -> None:
-    from ..search import search_image as run
+    from vrec.search.query import search_image as run
 
     check_format(fmt)
     result = run(query, k=k, model=model, store=store, filters=filter or (), plus=plus or (), minus=minus or (),

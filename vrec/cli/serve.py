@@ -5,7 +5,7 @@ from typing import Optional
 
 import typer
 
-from .common import DeviceOpt, StoreOpt, app, request_quick_exit
+from vrec.cli.common import DeviceOpt, StoreOpt, app, request_quick_exit
 
 SERVE_HELP = """Serve a web page and a JSON API over the store: search by text or photo, similar items, CNN vs SigLIP.
 
@@ -50,7 +50,7 @@ def serve(
                                                "per list shown (time, experiment, unit, arm, item, shown ids)."),
     device: str = DeviceOpt,
 ) -> None:
-    from ..serve import serve as run
+    from vrec.serve.app import serve as run
 
     run(store, model=model, compare_with=compare_with, host=host, port=port, token=token,
         max_upload_mb=max_upload_mb, device=device, experiment=experiment, arms=arms, split=split,

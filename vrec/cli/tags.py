@@ -5,7 +5,7 @@ from typing import List, Optional
 
 import typer
 
-from .common import DeviceOpt, StoreOpt, app, err, out
+from vrec.cli.common import DeviceOpt, StoreOpt, app, err, out
 
 VocabOpt = typer.Option(None, "--vocab", help="Vocabulary file (UTF-8, one concept per line, 'group:' lines start a "
                         "group, a comma separates concepts), or a built-in one: fashion, home; repeatable "
@@ -28,12 +28,12 @@ def tag(
     softmax across tags), so thresholds mean the same for every concept. Tags are saved in the
     store: filter with --filter tag:minimalist; search and compare show them.
     """
-    from .. import render as r
-    from ..search import catalog_table
-    from ..store import Store
-    from ..store import atomic_path
-    from ..tags import check_output_file, save_tags
-    from ..tags import tag as run
+    from vrec.report import render as r
+    from vrec.search.query import catalog_table
+    from vrec.store.store import Store
+    from vrec.store.store import atomic_path
+    from vrec.search.tags import check_output_file, save_tags
+    from vrec.search.tags import tag as run
 
     if csv:
         check_output_file(csv, "--csv")
@@ -74,10 +74,10 @@ def map_(
     device: str = DeviceOpt,
 ) -> None:
     """Group the assortment into style clusters named by vocabulary concepts, or find its gaps."""
-    from .. import pages, render as r
-    from ..errors import QueryError
-    from ..store import atomic_path
-    from ..tags import check_gap_options, check_output_file
+    from vrec.report import pages, render as r
+    from vrec.base.errors import QueryError
+    from vrec.store.store import atomic_path
+    from vrec.search.tags import check_gap_options, check_output_file
 
     check_gap_options(threshold, min_items)
     if gaps and html:
@@ -87,8 +87,8 @@ def map_(
         if path:
             check_output_file(path, option)
     if gaps:
-        from ..tags import gaps as run_gaps
-        from ..tags import gaps_frame
+        from vrec.search.tags import gaps as run_gaps
+        from vrec.search.tags import gaps_frame
 
         gap_list, over = run_gaps(model=model, store=store, vocab=vocab or (), threshold=threshold,
                                   min_items=min_items, device=device)
@@ -99,7 +99,7 @@ def map_(
                 gaps_frame(gap_list, over).to_csv(tmp, index=False)
             err.print(f"wrote {csv}")
         return
-    from ..stylemap import style_map
+    from vrec.search.stylemap import style_map
 
     with err.status("clustering"):
         sm = style_map(model=model, store=store, clusters=clusters, label=label, vocab=vocab or (), seed=seed, device=device)

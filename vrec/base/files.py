@@ -1,0 +1,96 @@
+"""Writing and reading files safely: every file vrec writes goes to a temporary name beside its
+target and is renamed over it only when complete (a crash leaves the old file whole)."""
+from __future__ import annotations
+
+import contextlib
+import datetime as _dt
+import json
+import os
+import re
+import tempfile
+from pathlib import Path
+from typing import Iterator
+
+import numpy as np
+
+from vrec.base.errors import StoreError
+
+
+def store_key(name: str) -> str:
+    """A folder-safe form of a model name, used inside the store and the cache."""
+    return re.sub(r"[^A-Za-z0-9._@-]+", "_", name)
+
+
+def now() -> str:
+    return _dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds")
+
+
+# --- atomic files -----------------------------------------------------------------------------
+
+def _umask() -> int:
+    """The process umask (read without changing it for good: set and restore at once)."""
+    mask = os.umask(0o022)
+    os.umask(mask)
+    return mask
+
+
+@contextlib.contextmanager
+def atomic_path(path: str | os.PathLike) -> Iterator[str]:
+    """Yield a temporary path beside ``path``; rename it over ``path`` only if the block succeeds.
+
+    Every file vrec writes (store files, exports, pages, reports) goes through here, so this is
+    where an unusable output path becomes one clear StoreError rather than a traceback, and where
+    the file gets the permissions the umask asks for (mkstemp alone would make it 0600, which
+    other users and web servers cannot read).
+    """
+    path = Path(path)
+    if path.is_dir():
+        raise StoreError(f"{str(path)!r} is a folder; give a file name to write to (e.g. {str(path / 'out')!r}).")
+    if path.exists() and not path.is_file():  # /dev/null, a pipe, a socket: never replace those
+        raise StoreError(f"{str(path)!r} is not a regular file; give the name of a file to write to.")
+    try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+    except OSError as e:
+        raise StoreError(f"Cannot write {str(path)!r} ({e.strerror or e}); choose a writable location.") from None
+    os.close(fd)
+    try:
+        yield tmp
+        os.chmod(tmp, 0o666 & ~_umask())
+        try:
+            os.replace(tmp, path)
+        except OSError as e:
+            raise StoreError(f"Cannot write {str(path)!r} ({e.strerror or e}); choose a writable location.") from None
+    finally:
+        if os.path.exists(tmp):
+            os.unlink(tmp)
+
+
+def write_json(path: str | os.PathLike, obj) -> None:
+    with atomic_path(path) as tmp:
+        with open(tmp, "w") as f:
+            json.dump(obj, f, indent=2, sort_keys=False)
+            f.write("\n")
+            f.flush()
+            os.fsync(f.fileno())
+
+
+def write_npy(path: str | os.PathLike, array: np.ndarray) -> None:
+    with atomic_path(path) as tmp:
+        with open(tmp, "wb") as f:
+            np.save(f, array, allow_pickle=False)
+            f.flush()
+            os.fsync(f.fileno())
+
+
+def write_parquet(path: str | os.PathLike, df) -> None:
+    with atomic_path(path) as tmp:
+        df.to_parquet(tmp, index=False)
+
+
+def read_json(path: str | os.PathLike) -> dict:
+    try:
+        with open(path) as f:
+            return json.load(f)
+    except json.JSONDecodeError as e:
+        raise StoreError(f"{str(path)!r} is damaged ({e}); restore it or delete the store and embed again.") from None

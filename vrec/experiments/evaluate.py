@@ -1,0 +1,585 @@
+"""``vrec eval``: offline evidence, on your own labelled catalog, of which model retrieves better.
+
+Image -> image: every item queries the rest (itself excluded); an item is relevant when it shares
+the query's label value. Reported per model, overall and per label value: precision@k, recall@k,
+mAP@k and nDCG@k. Queries whose label has no other item are left out (nothing could be found).
+
+Text -> image (models with a text tower): queries built from labels with a template, or read from a
+file; R@k (share of queries with a relevant item in the top k) and MRR; plus zero-shot
+classification accuracy for each label column.
+
+Uncertainty: a bootstrap over queries gives 95% intervals, and a paired bootstrap over the same
+queries says which of two models wins, by how much, and whether the interval excludes zero.
+
+Cut-offs larger than the catalog: with n items each image query ranks the n - 1 others, so any k
+above n - 1 is computed as k = n - 1 (precision@k divides by n - 1), and a note says so. A metric
+with no usable query (e.g. a label whose values are all unique) has no figure: its value and
+interval are NaN in Python, "—" in tables and null in JSON, and a note says why.
+
+Neighbours come from the index search (exact below its threshold), in batches: no n x n matrix.
+
+The published protocol (the Marqo e-commerce leaderboard's, so a catalog's figures can be held
+against it): ``text_queries_from`` makes each distinct value of a column (e.g. the product title)
+a text query whose relevant items are those with that value, scored as R@1, R@10 (share of
+queries with a relevant item in the top k) and MRR; ``label_queries`` makes each label value a
+text query ("category -> product"), scored as P@1, P@10 (share of the top k with that label) and
+MRR; ``fuse_text`` scores those text queries against documents normalise((1 - w) * image +
+w * text(column)), as the benchmark's documents are. Ranks are computed in batches of queries.
+"""
+from __future__ import annotations
+
+import string
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Sequence
+
+import numpy as np
+
+from vrec.base.errors import FilterError, QueryError, check_number, suggest
+from vrec.store.index import search_rows
+from vrec.base.records import json_safe, to_records
+from vrec.search.query import catalog_table, load_encoder
+from vrec.store.store import as_store
+
+IMAGE_METRICS = ("precision", "recall", "map", "ndcg")
+PROTOCOL_KS = (1, 10)  # the leaderboard's cut-offs: R@1, R@10, P@1, P@10 (metrics "R", "P" with k; "mrr")
+TEXT_METRICS = ("recall", "mrr")
+MAX_BOOTSTRAP = 100_000  # resamples; the interval is steady long before this
+_BOOT_CELLS = 4_000_000  # resampled values held in memory at once
+
+
+# --- metrics on relevance lists -------------------------------------------------------------
+
+def precision_at_k(rel: np.ndarray, k: int) -> np.ndarray:
+    """rel: bool [queries, >=k] in rank order. Hits in the top k over k."""
+    return rel[:, :k].sum(1) / k
+
+
+def recall_at_k(rel: np.ndarray, n_relevant: np.ndarray, k: int) -> np.ndarray:
+    return rel[:, :k].sum(1) / np.maximum(n_relevant, 1)
+
+
+def ap_at_k(rel: np.ndarray, n_relevant: np.ndarray, k: int) -> np.ndarray:
+    """Average precision over the top k, normalised by min(relevant, k)."""
+    r = rel[:, :k].astype(np.float64)
+    prec = np.cumsum(r, 1) / np.arange(1, r.shape[1] + 1)
+    return (prec * r).sum(1) / np.maximum(np.minimum(n_relevant, k), 1)
+
+
+def ndcg_at_k(rel: np.ndarray, n_relevant: np.ndarray, k: int) -> np.ndarray:
+    r = rel[:, :k].astype(np.float64)
+    disc = 1.0 / np.log2(np.arange(2, r.shape[1] + 2))
+    dcg = (r * disc).sum(1)
+    ideal_disc = np.concatenate([[0.0], np.cumsum(1.0 / np.log2(np.arange(2, k + 2)))])
+    idcg = ideal_disc[np.minimum(n_relevant, k)]
+    return np.where(idcg > 0, dcg / np.maximum(idcg, 1e-12), 0.0)
+
+
+def hit_at_k(rel: np.ndarray, k: int) -> np.ndarray:
+    return rel[:, :k].any(1).astype(np.float64)
+
+
+def reciprocal_rank(first_rank: np.ndarray) -> np.ndarray:
+    """first_rank: 1-based rank of the first relevant item, 0 when none."""
+    return np.where(first_rank > 0, 1.0 / np.maximum(first_rank, 1), 0.0)
+
+
+def bootstrap_ci(values: np.ndarray, n_boot: int = 1000, seed: int = 0, alpha: float = 0.05) -> tuple[float, float]:
+    """Percentile interval of the mean over resampled queries."""
+    values = np.asarray(values, np.float64)
+    if len(values) == 0:
+        return (float("nan"), float("nan"))
+    rng = np.random.default_rng(seed)
+    # resample in chunks so memory stays bounded; the draws are the same as in one call
+    step = max(1, _BOOT_CELLS // len(values))
+    means = np.concatenate([values[rng.integers(0, len(values), (min(step, n_boot - s), len(values)))].mean(1)
+                            for s in range(0, n_boot, step)])
+    return float(np.quantile(means, alpha / 2)), float(np.quantile(means, 1 - alpha / 2))
+
+
+def paired_difference(a: np.ndarray, b: np.ndarray, n_boot: int = 1000, seed: int = 0) -> dict:
+    """Mean of a - b over the same queries, with a bootstrap interval; who wins and whether it is clear."""
+    d = np.asarray(a, np.float64) - np.asarray(b, np.float64)
+    if not len(d):
+        raise QueryError("A paired comparison needs at least one query both models answered.")
+    lo, hi = bootstrap_ci(d, n_boot, seed)
+    mean = float(d.mean())
+    return {"difference": mean, "ci": [lo, hi], "excludes_zero": bool(lo > 0 or hi < 0),
+            "winner": "first" if mean > 0 else "second" if mean < 0 else "tie"}
+
+
+# --- the evaluation -------------------------------------------------------------------------
+
+@dataclass
+class Metric:
+    """One number with its interval, e.g. image->image precision@5 of one model for one label."""
+
+    task: str  # "image", "text" or "zeroshot"
+    label: str
+    metric: str
+    k: int | None
+    model: str
+    value: float
+    ci: tuple[float, float]
+    queries: int
+    per_query: np.ndarray = field(repr=False, default=None)
+
+
+@dataclass
+class Evaluation:
+    models: list[str]
+    labels: list[str]
+    ks: list[int]
+    items: int
+    metrics: list[Metric] = field(default_factory=list)
+    per_value: "object | None" = None  # DataFrame: task, label, value, metric, k, model, score, queries
+    comparisons: list[dict] = field(default_factory=list)
+    notes: list[str] = field(default_factory=list)
+
+    def table(self):
+        """Overall metrics as a DataFrame: task, label, metric, k, then one column per model."""
+        import pandas as pd
+
+        rows = [{"task": m.task, "label": m.label, "metric": m.metric, "k": m.k, "model": m.model,
+                 "value": m.value, "ci_low": m.ci[0], "ci_high": m.ci[1], "queries": m.queries} for m in self.metrics]
+        return pd.DataFrame(rows)
+
+
+def _labels_of(table, label: str) -> np.ndarray:
+    if label not in table.columns:
+        raise QueryError(f"No column {label!r} in the metadata for --label.{suggest(label, table.columns)} "
+                         f"Add labels with 'vrec embed FOLDER --metadata CSV'.")
+    return table[label].astype("string").fillna("").str.strip().to_numpy(dtype=object)
+
+
+def _image_relevance(ms, table, labels: dict[str, np.ndarray], kmax: int, batch: int = 2048):
+    """Per label: bool [n, kmax] relevance of each item's neighbours (itself excluded), in rank order."""
+    n = len(table)
+    rows = table["row"].to_numpy()
+    pos_of = dict(zip(rows.tolist(), range(n)))
+    kk = min(kmax, n - 1)
+    neighbours = np.empty((n, kk), np.int64)
+    for start in range(0, n, batch):
+        idx = np.arange(start, min(n, start + batch))
+        found, _ = search_rows(ms, ms.vectors_for_rows(rows[idx]), kk + 1)
+        for i, q in enumerate(idx):
+            lst = [pos_of[int(r)] for r in found[i] if pos_of.get(int(r), -1) != q][:kk]
+            neighbours[q, : len(lst)] = lst
+            neighbours[q, len(lst):] = -1
+    out = {}
+    for label, lab in labels.items():
+        rel = np.zeros((n, kmax), bool)
+        rel[:, :kk] = (lab[np.maximum(neighbours, 0)] == lab[:, None]) & (neighbours >= 0) & (lab[:, None] != "")
+        out[label] = rel
+    return out
+
+
+def evaluate(models: Sequence[str] = ("siglip", "cnn"), labels: Sequence[str] = (), ks: Sequence[int] = (1, 5, 10),
+             store=None, queries: str | None = None, text_template: str | None = None, zero_shot: bool = True,
+             n_boot: int = 1000, seed: int = 0, device: str = "auto", text_queries_from: str | None = None,
+             label_queries: str | None = None, fuse_text: str | None = None, text_weight: float = 0.1) -> Evaluation:
+    """Evaluate embedded models on a labelled catalog. See the module docstring for the definitions."""
+    import pandas as pd
+
+    models = list(dict.fromkeys(str(m).strip() for m in models if str(m).strip()))
+    if not models:
+        raise QueryError("Name at least one embedded model to evaluate, e.g. --models siglip,cnn.")
+    protocol = {"text": text_queries_from, "label": label_queries}
+    protocol = {task: col for task, col in protocol.items() if col is not None}
+    if not labels and not queries and not protocol:
+        raise QueryError("Name at least one --label COLUMN (e.g. --label category), give --queries FILE, or use the "
+                         "published protocol (--text-queries-from COLUMN, --label-queries COLUMN).")
+    if fuse_text is not None and not protocol:
+        raise QueryError("--fuse-text changes the documents of the protocol's text queries; give "
+                         "--text-queries-from COLUMN or --label-queries COLUMN with it.")
+    check_number("--text-weight", text_weight, min=0, max=1, hint="the benchmark's documents use 0.1")
+    for k in ks:
+        check_number("--k", k, min=1, integer=True, hint="e.g. --k 1,5,10")
+    ks = sorted({int(k) for k in ks})
+    if not ks:
+        raise QueryError("--k takes positive whole numbers, e.g. --k 1,5,10.")
+    check_number("--bootstrap", n_boot, min=10, max=MAX_BOOTSTRAP, integer=True, hint="1000 gives steady intervals")
+    check_number("--seed", seed, min=0, integer=True)
+    n_boot, seed = int(n_boot), int(seed)
+    if text_template is not None:
+        template_fields(text_template)  # a malformed template fails here, before any work
+    st = as_store(store)
+    stores = {m: st.model(m) for m in models}
+    tables = {m: catalog_table(st, ms) for m, ms in stores.items()}
+    shared = set.intersection(*(set(t["id"]) for t in tables.values()))
+    ev = Evaluation(list(models), list(labels), ks, len(shared))
+    if any(len(t) != len(shared) for t in tables.values()):
+        ev.notes.append(f"models cover different items; evaluating on the {len(shared)} items all of them hold")
+    n = len(shared)
+    if n < 2:
+        raise QueryError(f"Evaluation needs at least two items that every model holds (found {n}); "
+                         "embed the same folder with each model.")
+    if ks[-1] > n - 1:
+        big = ", ".join(str(k) for k in ks if k > n - 1)
+        ev.notes.append(f"k={big} is more than the {n - 1} other items: image->image ranks all of them "
+                        f"(computed as k={n - 1}) and text->image counts a hit anywhere among the {n} items")
+    # everything that can be checked on the metadata alone is checked before any model runs
+    ref = _shared_table(tables[models[0]], shared)
+    labs = {lab: _labels_of(ref, lab) for lab in labels}
+    text_models = [m for m in models if _has_text(m)]
+    codes = {task: column_codes(ref, col, "--text-queries-from" if task == "text" else "--label-queries")
+             for task, col in protocol.items()}
+    fuse = (fuse_text, *column_codes(ref, fuse_text, "--fuse-text")) if fuse_text is not None else None
+    if protocol and not text_models:
+        what = "text->image" if "text" in protocol else "label->image"
+        raise QueryError(f"The published protocol's text queries ({what}) need a model with a text tower, and "
+                         f"{', '.join(models)} {'has' if len(models) == 1 else 'have'} none; evaluate a model with "
+                         f"text, e.g. --models siglip.")
+    if protocol and len(text_models) < len(models):
+        ev.notes.append(f"{', '.join(m for m in models if m not in text_models)}: no text tower, so no figure for the "
+                        f"published protocol's text queries")
+    sets = _text_query_sets(ref, labels, queries, text_template, ev.notes)
+    if sets and not text_models:
+        if not labels:
+            raise QueryError(f"Text queries need a model with a text tower (e.g. siglip), and none of "
+                             f"{', '.join(models)} has one; add such a model, or --label COLUMN for image->image.")
+        if queries or text_template:
+            ev.notes.append(f"text queries skipped: none of {', '.join(models)} has a text tower")
+    per_value_rows = []
+    per_query: dict[tuple, np.ndarray] = {}
+    for m, ms in stores.items():
+        table = _shared_table(tables[m], shared)
+        if labels:
+            rel = _image_relevance(ms, table, labs, min(max(ks), n - 1))
+            for lab, r in rel.items():
+                values = labs[lab]
+                counts = pd.Series(values).value_counts()
+                n_rel = counts.reindex(values).to_numpy() - 1
+                keep = (n_rel > 0) & (values != "")
+                for k in ks:
+                    kk = min(k, n - 1)
+                    for metric, fn in (("precision", lambda: precision_at_k(r, kk)),
+                                       ("recall", lambda: recall_at_k(r, n_rel, kk)),
+                                       ("map", lambda: ap_at_k(r, n_rel, kk)),
+                                       ("ndcg", lambda: ndcg_at_k(r, n_rel, kk))):
+                        v = fn()[keep]
+                        ev.metrics.append(Metric("image", lab, metric, k, m, float(v.mean()) if len(v) else float("nan"),
+                                                 bootstrap_ci(v, n_boot, seed), int(keep.sum()), v))
+                        per_query[("image", lab, metric, k, m)] = v
+                        for val, grp in pd.Series(v).groupby(values[keep]):
+                            per_value_rows.append(("image", lab, val, metric, k, m, float(grp.mean()), len(grp)))
+                if not keep.any():
+                    ev.notes.append(f"no image->image figure for {lab}: no item has a {lab} value that another item "
+                                    f"shares (all unique or missing), so there is nothing relevant to find")
+                elif (~keep).any():
+                    ev.notes.append(f"{int((~keep).sum())} items have no {lab} value, or one no other item shares, "
+                                    f"and are left out of image->image {lab} (vrec compare's label agreement "
+                                    f"leaves them out the same way)")
+        if m in text_models:
+            enc = load_encoder(ms, device=device)
+            _text_eval(ev, m, ms, table, labs, enc, ks, sets, zero_shot, n_boot, seed, per_query, per_value_rows)
+            if protocol:
+                _protocol_eval(ev, m, ms, table, enc, protocol, codes, fuse, text_weight, n_boot, seed, per_query)
+    ev.per_value = pd.DataFrame(per_value_rows, columns=["task", "label", "value", "metric", "k", "model", "score", "queries"])
+    if len(models) == 2:
+        a, b = models
+        for key in [k for k in per_query if k[-1] == a]:
+            other = key[:-1] + (b,)
+            if other in per_query and len(per_query[key]) == len(per_query[other]) and len(per_query[key]):
+                res = paired_difference(per_query[key], per_query[other], n_boot, seed)
+                res.update({"task": key[0], "label": key[1], "metric": key[2], "k": key[3], "first": a, "second": b,
+                            "winner": {"first": a, "second": b, "tie": "tie"}[res["winner"]]})
+                ev.comparisons.append(res)
+    ev.notes = list(dict.fromkeys(ev.notes))  # the same note from every model once
+    return ev
+
+
+def _shared_table(table, shared: set):
+    """A model's catalog table restricted to the shared items, in id order (the same rows for every model)."""
+    return table[table["id"].isin(shared)].sort_values("id").reset_index(drop=True)
+
+
+def _text_query_sets(table, labels, queries, text_template, notes) -> list[tuple[str, list]]:
+    """(name, [(text, relevant mask)]) for each text query set, checked against the metadata."""
+    sets = []
+    if queries:
+        sets.append(("file", text_queries_from_file(table, queries, notes)))
+    if text_template:
+        qs = text_queries_from_template(table, text_template)
+        if qs:
+            sets.append(("template", qs))
+        else:
+            notes.append(f"the text template {text_template!r} gives no query: no item has a value in every "
+                         f"column it names")
+    elif labels and not queries:
+        lab = labels[0]
+        sets.append((lab, text_queries_from_template(table, "a photo of a {" + lab + "}.")))
+    return sets
+
+
+def _has_text(name: str) -> bool:
+    from vrec.models.encoders import resolve
+
+    try:
+        return resolve(name).text
+    except Exception:
+        return False
+
+
+def template_fields(template: str) -> list[str]:
+    """The metadata columns a text template names, e.g. ['baseColour', 'articleType'].
+
+    Placeholders are ``{column}``; ``{{`` and ``}}`` stand for literal braces. A template without
+    a placeholder, or one that is not well formed, is refused: it would give one query for all.
+    """
+    example = "e.g. 'a photo of a {baseColour} {articleType}'"
+    try:
+        parts = list(string.Formatter().parse(template))
+    except ValueError as e:
+        raise QueryError(f"The text template {template!r} is not well formed ({e}); write placeholders as "
+                         f"{{column}} and literal braces as {{{{ }}}}, {example}.") from None
+    cols = []
+    for _, field_name, spec, conv in parts:
+        if field_name is None:
+            continue
+        if not field_name.strip() or spec or conv:
+            raise QueryError(f"The text template {template!r} has a placeholder that is not a plain "
+                             f"{{column}} name; {example}.")
+        cols.append(field_name)
+    if not cols:
+        raise QueryError(f"The text template {template!r} names no metadata column, so every query would be the "
+                         f"same text; put a column in braces, {example}.")
+    return list(dict.fromkeys(cols))
+
+
+def text_queries_from_template(table, template: str) -> list[tuple[str, np.ndarray]]:
+    """One query per combination of label values named in the template, with its relevant items."""
+    cols = template_fields(template)
+    for c in cols:
+        if c not in table.columns:
+            raise QueryError(f"The text template names {{{c}}}, which is not a metadata column.{suggest(c, table.columns)}")
+    parts = list(string.Formatter().parse(template))
+    out = []
+    for values, grp in table.groupby(cols, dropna=True):
+        values = dict(zip(cols, values if isinstance(values, tuple) else (values,)))
+        if any(str(v).strip() == "" for v in values.values()):
+            continue
+        text = "".join(lit + (str(values[f]) if f is not None else "") for lit, f, _, _ in parts)
+        mask = np.zeros(len(table), bool)
+        mask[grp.index.to_numpy()] = True
+        out.append((text, mask))
+    return out
+
+
+MAX_ROW_NOTES = 5  # skipped rows of a queries file named one by one; the rest are counted
+
+
+def text_queries_from_file(table, path: str, notes: list[str] | None = None) -> list[tuple[str, np.ndarray]]:
+    """A CSV with a 'query' column and either 'relevant_ids' (separated by ';') or 'filter'.
+
+    A row that cannot be scored -- no query text, no relevant_ids and no filter, ids that are all
+    unknown, a filter matching nothing -- is skipped with a note (appended to ``notes``), so one
+    bad row does not stop a long file; a file with no usable row is an error.
+    """
+    import pandas as pd
+
+    from vrec.store.filters import apply_filters
+
+    if Path(path).is_dir():
+        raise QueryError(f"Queries file {path!r} is a folder; give a CSV file.")
+    try:
+        df = pd.read_csv(path, dtype=str, keep_default_na=False, skipinitialspace=True)
+    except FileNotFoundError:
+        raise QueryError(f"Queries file {path!r} does not exist.") from None
+    except pd.errors.EmptyDataError:
+        raise QueryError(f"Queries file {path!r} is empty; it needs a header 'query,relevant_ids' (or "
+                         f"'query,filter') and one row per query.") from None
+    except (pd.errors.ParserError, UnicodeDecodeError) as e:
+        reason = str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__
+        raise QueryError(f"Cannot read queries file {path!r} as CSV ({reason}); save it as UTF-8 CSV.") from None
+    except OSError as e:
+        raise QueryError(f"Cannot read queries file {path!r} ({e.strerror or e}).") from None
+    df.columns = [str(c).strip() for c in df.columns]
+    if "query" not in df.columns or not ({"relevant_ids", "filter"} & set(df.columns)):
+        raise QueryError(f"Queries file {path!r} needs a 'query' column and a 'relevant_ids' or 'filter' column.")
+    if not len(df):
+        raise QueryError(f"Queries file {path!r} has no queries; add one row per query below the header.")
+    ids = table["id"].astype(str)
+    known = set(ids)
+    out, skipped, partial = [], [], []
+    for i, row in enumerate(df.to_dict("records"), start=1):
+        text = row["query"].strip()
+        rel_ids = row.get("relevant_ids", "").strip()
+        flt = row.get("filter", "").strip()
+        where = f"row {i}" + (f" ({text!r})" if text else "")
+        if not text:
+            skipped.append(f"{where} has no query text")
+            continue
+        if rel_ids:
+            wanted = list(dict.fromkeys(s.strip() for s in rel_ids.split(";") if s.strip()))
+            missing = [w for w in wanted if w not in known]
+            mask = ids.isin(wanted).to_numpy()
+            if not mask.any():
+                skipped.append(f"{where}: none of its relevant_ids ({_some(missing)}) is among the evaluated items")
+                continue
+            if missing:
+                partial.append(f"{where}: {len(missing)} of its {len(wanted)} relevant_ids are not among the evaluated "
+                               f"items ({_some(missing)}); scored on the others")
+        elif flt:
+            try:
+                mask = apply_filters(table, [f.strip() for f in flt.split("&&") if f.strip()])
+            except FilterError as e:
+                raise FilterError(f"Queries file {path!r}, {where}: {e}") from None
+            if not mask.any():
+                skipped.append(f"{where}: its filter {flt!r} matches no item")
+                continue
+        else:
+            skipped.append(f"{where} has neither relevant_ids nor a filter, so nothing would count as a hit")
+            continue
+        out.append((text, mask))
+    if not out:
+        raise QueryError(f"None of the {len(df)} queries in {path!r} can be scored ({skipped[0]}); give each row "
+                         f"relevant_ids of catalog items or a filter that matches some.")
+    if notes is not None:
+        notes += [f"queries file {p}" for p in partial[:MAX_ROW_NOTES]]
+        notes += [f"queries file {s}; row skipped" for s in skipped[:MAX_ROW_NOTES]]
+        more = len(partial[MAX_ROW_NOTES:]) + len(skipped[MAX_ROW_NOTES:])
+        if more:
+            notes.append(f"queries file: {more} more rows like those above")
+        if skipped:
+            notes.append(f"text->image 'file' uses {len(out)} of the {len(df)} queries in {path!r}")
+    return out
+
+
+def _some(values: list[str], n: int = 3) -> str:
+    return ", ".join(values[:n]) + (f" and {len(values) - n} more" if len(values) > n else "")
+
+
+def _text_eval(ev, m, ms, table, labs, enc, ks, sets, zero_shot, n_boot, seed, per_query, pv_rows):
+    vectors = ms.vectors_for_rows(table["row"].to_numpy())
+    for name, qs in sets:
+        qs = [(t, mask) for t, mask in qs if mask.any()]
+        if not qs:
+            continue
+        qv = enc.encode_texts([t for t, _ in qs])
+        scores = qv @ vectors.T  # queries x items, in batches of queries would be the same; query sets are small
+        order = np.argsort(-scores, axis=1, kind="stable")
+        rel = np.stack([mask[o] for (_, mask), o in zip(qs, order)])
+        first = np.where(rel.any(1), rel.argmax(1) + 1, 0)
+        for k in ks:
+            v = hit_at_k(rel, k)
+            ev.metrics.append(Metric("text", name, "recall", k, m, float(v.mean()), bootstrap_ci(v, n_boot, seed), len(v), v))
+            per_query[("text", name, "recall", k, m)] = v
+        v = reciprocal_rank(first)
+        ev.metrics.append(Metric("text", name, "mrr", None, m, float(v.mean()), bootstrap_ci(v, n_boot, seed), len(v), v))
+        per_query[("text", name, "mrr", None, m)] = v
+    if zero_shot:
+        for lab, values in labs.items():
+            classes = sorted({v for v in values if v})
+            if len(classes) < 2:
+                continue
+            cv = enc.encode_texts([f"a photo of a {c}." for c in classes])
+            pred = np.asarray(classes, dtype=object)[np.argmax(vectors @ cv.T, axis=1)]
+            known = values != ""
+            v = (pred == values)[known].astype(np.float64)
+            ev.metrics.append(Metric("zeroshot", lab, "accuracy", None, m, float(v.mean()), bootstrap_ci(v, n_boot, seed),
+                                     len(v), v))
+            per_query[("zeroshot", lab, "accuracy", None, m)] = v
+            ev.notes.append(f"zero-shot {lab}: {len(classes)} classes, chance {1 / len(classes):.3f}, "
+                            f"majority class {(values[known] == pd_mode(values[known])).mean():.3f}")
+
+
+# --- the published protocol ------------------------------------------------------------------
+
+def column_codes(table, column: str, option: str) -> tuple[np.ndarray, list[str]]:
+    """Each item's value of ``column`` as a code into the sorted distinct values (-1: no value)."""
+    if column not in table.columns:
+        raise QueryError(f"No column {column!r} in the metadata for {option}.{suggest(column, table.columns)} "
+                         f"Add it with 'vrec embed FOLDER --metadata CSV'.")
+    values = table[column].astype("string").fillna("").str.strip().to_numpy(dtype=object)
+    distinct = sorted({v for v in values if v})
+    if not distinct:
+        raise QueryError(f"Column {column!r} ({option}) has no value for any evaluated item, so it gives no query.")
+    index = {v: i for i, v in enumerate(distinct)}
+    return np.array([index.get(v, -1) for v in values], np.int64), distinct
+
+
+def encode_texts_batched(enc, texts: Sequence[str], batch: int = 256) -> np.ndarray:
+    """Text vectors in batches, so tens of thousands of titles never form one giant batch."""
+    return np.concatenate([enc.encode_texts(list(texts[i:i + batch])) for i in range(0, len(texts), batch)])
+
+
+def fused_documents(image: np.ndarray, text_codes: np.ndarray, text_vectors: np.ndarray, weight: float) -> np.ndarray:
+    """normalise((1 - w) * image + w * text) per item; an item without text keeps its image vector."""
+    docs = (1 - weight) * np.asarray(image, np.float32)
+    has = text_codes >= 0
+    docs[has] += weight * text_vectors[text_codes[has]]
+    docs[~has] = image[~has]
+    return docs / np.maximum(np.linalg.norm(docs, axis=1, keepdims=True), 1e-12)
+
+
+def rank_queries(docs: np.ndarray, queries: np.ndarray, item_codes: np.ndarray, query_codes: np.ndarray,
+                 ks: Sequence[int], cells: int = 4_000_000) -> tuple[np.ndarray, dict[int, np.ndarray]]:
+    """For each query: the 1-based rank of its first relevant document, and how many relevant ones
+    are in its top k, for each k (capped at the number of documents).
+
+    A document is relevant to a query when their codes are equal. Documents are ranked by inner
+    product, ties broken by document order (as a stable sort would); queries go in batches of at
+    most ``cells`` scores, so no queries x documents matrix is held.
+    """
+    n = len(docs)
+    kmax = min(max(ks), n)
+    first = np.zeros(len(queries), np.int64)
+    hits = {k: np.zeros(len(queries), np.int64) for k in ks}
+    step = max(1, cells // max(n, 1))
+    order_idx = np.arange(n)
+    for start in range(0, len(queries), step):
+        q = slice(start, min(len(queries), start + step))
+        scores = queries[q] @ docs.T
+        rel = item_codes[None, :] == query_codes[q, None]
+        best = np.where(rel, scores, -np.inf).max(1)
+        at_best = scores == best[:, None]
+        first_pos = np.argmax(rel & at_best, axis=1)
+        first[q] = (scores > best[:, None]).sum(1) + (at_best & (order_idx[None, :] < first_pos[:, None])).sum(1) + 1
+        top = np.argsort(-scores, axis=1, kind="stable")[:, :kmax]
+        top_rel = np.take_along_axis(rel, top, axis=1)
+        for k in ks:
+            hits[k][q] = top_rel[:, :min(k, n)].sum(1)
+    return first, hits
+
+
+def _protocol_eval(ev, m, ms, table, enc, protocol, codes, fuse, weight, n_boot, seed, per_query):
+    """The leaderboard's text metrics for one model: R@1, R@10, MRR (text queries from a column) and
+    P@1, P@10, MRR (label queries), against image or fused documents."""
+    docs = ms.vectors_for_rows(table["row"].to_numpy())
+    if fuse is not None:
+        fuse_col, fuse_codes, fuse_values = fuse
+        docs = fused_documents(docs, fuse_codes, encode_texts_batched(enc, fuse_values), weight)
+        missing = int((fuse_codes < 0).sum())
+        ev.notes.append(f"protocol documents: normalise({1 - weight:g} x image + {weight:g} x text of {fuse_col})"
+                        + (f"; {missing} items without a {fuse_col} keep their image vector" if missing else ""))
+    n = len(docs)
+    for task, col in protocol.items():
+        item_codes, values = codes[task]
+        qv = encode_texts_batched(enc, values)
+        first, hits = rank_queries(docs, qv, item_codes, np.arange(len(values)), PROTOCOL_KS)
+        rows = []
+        for k in PROTOCOL_KS:
+            if task == "text":
+                rows.append(("R", k, (first <= k).astype(np.float64)))
+            else:
+                rows.append(("P", k, hits[k] / min(k, n)))
+        rows.append(("mrr", None, 1.0 / first))
+        for metric, k, v in rows:
+            ev.metrics.append(Metric(task, col, metric, k, m, float(v.mean()), bootstrap_ci(v, n_boot, seed), len(v), v))
+            per_query[(task, col, metric, k, m)] = v
+        ev.notes.append(f"protocol {'text->image' if task == 'text' else 'label->image'} {col}: {len(values)} "
+                        f"queries (each distinct {col} value, as typed), relevant = the items with that value")
+
+
+def pd_mode(values: np.ndarray):
+    import pandas as pd
+
+    return pd.Series(values).mode().iloc[0]
+
+
+def to_dict(ev: Evaluation) -> dict:
+    """JSON-ready evaluation: overall metrics with intervals, per label value, paired comparisons."""
+    return json_safe({"models": ev.models, "labels": ev.labels, "k": ev.ks, "items": ev.items,
+                      "metrics": to_records(ev.table()), "per_value": to_records(ev.per_value),
+                      "comparisons": ev.comparisons, "notes": ev.notes})

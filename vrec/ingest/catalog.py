@@ -1,0 +1,426 @@
+"""Finding, reading and decoding catalog images, and joining product metadata.
+
+These are the first stages of the embedding pipeline (find -> read -> decode -> preprocess):
+plain functions over plain data, free of torch, so that threads, worker processes or a Ray
+cluster can all call them.
+"""
+from __future__ import annotations
+
+import errno
+import hashlib
+import io
+import os
+import stat
+import warnings
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Iterable, Sequence
+
+import numpy as np
+from PIL import Image, ImageOps
+
+from vrec.base.errors import CatalogError
+
+IMAGE_EXTENSIONS = frozenset({".jpg", ".jpeg", ".png", ".webp", ".bmp", ".gif", ".tif", ".tiff"})
+
+# Pillow warns above MAX_IMAGE_PIXELS (~89 Mpx) and only raises at twice that; a product photo
+# is never that large, so refuse at the warning threshold.
+MAX_PIXELS = Image.MAX_IMAGE_PIXELS or 89_478_485
+DRAFT_MIN = 256  # JPEG draft decoding keeps at least this short side (above every 224-256 px model input)
+
+
+@dataclass(frozen=True)
+class ImageRef:
+    """One image file of a catalog: its stable id and where it lies."""
+
+    id: str
+    path: str  # relative to the catalog root, with forward slashes
+
+
+class BadImage(Exception):
+    """An image file that cannot be used; the message is the reason recorded in the store."""
+
+
+def _kind(mode: int) -> str:
+    for test, name in ((stat.S_ISFIFO, "a named pipe"), (stat.S_ISSOCK, "a socket"), (stat.S_ISCHR, "a device"),
+                       (stat.S_ISBLK, "a device"), (stat.S_ISDIR, "a folder")):
+        if test(mode):
+            return name
+    return "not a regular file"
+
+
+def stat_regular(path: str | os.PathLike) -> os.stat_result:
+    """``os.stat`` that refuses anything but a regular file (following symlinks).
+
+    Reading a named pipe or a device called ``x.jpg`` would block forever, so such entries are
+    refused with an OSError whose text says what they are; broken or looping symlinks raise
+    OSError here too. Callers skip and list the file.
+    """
+    st = os.stat(path)
+    if not stat.S_ISREG(st.st_mode):
+        raise OSError(errno.EINVAL, f"not a regular file: {_kind(st.st_mode)}")
+    return st
+
+
+def read_regular(path: str | os.PathLike) -> bytes:
+    """A regular file's bytes; never blocks on a pipe or device that replaced the file meanwhile."""
+    fd = os.open(path, os.O_RDONLY | os.O_NONBLOCK)
+    try:
+        st = os.fstat(fd)
+        if not stat.S_ISREG(st.st_mode):
+            raise OSError(errno.EINVAL, f"not a regular file: {_kind(st.st_mode)}")
+        with os.fdopen(fd, "rb", closefd=False) as f:
+            return f.read()
+    finally:
+        os.close(fd)
+
+
+def find_images(root: str | os.PathLike) -> list[ImageRef]:
+    """All images below ``root``, recursively, in a stable (sorted) order.
+
+    Hidden folders (such as a ``.vrec`` store kept beside the photos) are skipped. An image's id
+    is its relative path without extension, so ``bags/tote-01.jpg`` is ``bags/tote-01``; where two
+    files differ only by extension, both keep their extension to stay unique.
+    """
+    base = Path(root)
+    if not base.exists():
+        raise CatalogError(f"Folder {str(root)!r} does not exist; pass the folder that holds your product photos.")
+    if not base.is_dir():
+        raise CatalogError(f"{str(root)!r} is not a folder; pass the folder that holds your product photos.")
+    paths: list[str] = []
+    for dirpath, dirnames, filenames in os.walk(base):
+        dirnames[:] = sorted(d for d in dirnames if not d.startswith("."))
+        rel_dir = Path(dirpath).relative_to(base)
+        for name in sorted(filenames):
+            if not name.startswith(".") and Path(name).suffix.lower() in IMAGE_EXTENSIONS:
+                paths.append((rel_dir / name).as_posix())
+    return _refs_from_paths(sorted(paths))
+
+
+# --- sources: where photos live ---------------------------------------------------------------
+
+LIST_SUFFIXES = (".csv", ".parquet")
+
+
+class Source:
+    """Where a catalog's photos live. Picklable, so worker processes and Ray tasks can read too.
+
+    ``root`` is what the store records as the catalog; item paths are relative to it (or absolute
+    paths and URIs, for a list file).
+    """
+
+    root: str
+    metadata = None  # a DataFrame keyed by id, when the source carries product data
+
+    def refs(self) -> list[ImageRef]:
+        raise NotImplementedError
+
+    def stat(self, ref: ImageRef) -> tuple[int, int]:
+        """(size in bytes, modification time in ns): the cheap check before hashing."""
+        raise NotImplementedError
+
+    def read(self, ref: ImageRef) -> bytes:
+        raise NotImplementedError
+
+
+class FolderSource(Source):
+    """A local folder, searched recursively."""
+
+    def __init__(self, folder: str | os.PathLike):
+        self.folder = Path(folder)
+        self.root = str(self.folder.resolve())
+
+    def refs(self) -> list[ImageRef]:
+        return find_images(self.folder)
+
+    def stat(self, ref: ImageRef) -> tuple[int, int]:
+        st = stat_regular(self.folder / ref.path)
+        return st.st_size, st.st_mtime_ns
+
+    def read(self, ref: ImageRef) -> bytes:
+        return read_regular(self.folder / ref.path)
+
+
+def _filesystem(uri: str):
+    """A pyarrow filesystem and the path inside it for a URI (file://, s3://, gs://, ...)."""
+    import pyarrow.fs as pafs
+
+    try:
+        return pafs.FileSystem.from_uri(uri)
+    except (pafs.ArrowInvalid if hasattr(pafs, "ArrowInvalid") else Exception, OSError, ValueError) as e:
+        raise CatalogError(f"Cannot open {uri!r} ({e}); use a folder, or a file://, s3:// or gs:// URI.") from None
+
+
+def _file_type():
+    import pyarrow.fs as pafs
+
+    return pafs.FileType
+
+
+class FileSystemSource(Source):
+    """A folder behind a URI that pyarrow filesystems understand (file://, s3://, gs://, hdfs://)."""
+
+    def __init__(self, uri: str):
+        self.uri = uri.rstrip("/")
+        self.fs, self.base = _filesystem(self.uri)
+        self.root = self.uri
+
+    def refs(self) -> list[ImageRef]:
+        import pyarrow.fs as pafs
+
+        try:
+            infos = self.fs.get_file_info(pafs.FileSelector(self.base, recursive=True))
+        except (FileNotFoundError, OSError) as e:
+            raise CatalogError(f"Cannot list {self.uri!r} ({e}).") from None
+        self._stats = {}
+        paths = []
+        for info in infos:
+            rel = info.path[len(self.base):].lstrip("/")
+            if info.type == pafs.FileType.File and Path(rel).suffix.lower() in IMAGE_EXTENSIONS \
+                    and not any(part.startswith(".") for part in rel.split("/")):
+                paths.append(rel)
+                self._stats[rel] = (info.size, info.mtime_ns or 0)
+        return _refs_from_paths(sorted(paths))
+
+    def stat(self, ref: ImageRef) -> tuple[int, int]:
+        if ref.path in getattr(self, "_stats", {}):
+            return self._stats[ref.path]
+        info = self.fs.get_file_info(f"{self.base}/{ref.path}")
+        return info.size, info.mtime_ns or 0
+
+    def read(self, ref: ImageRef) -> bytes:
+        with self.fs.open_input_stream(f"{self.base}/{ref.path}") as f:
+            return f.read()
+
+
+class ListSource(Source):
+    """A CSV or parquet file listing image paths (column ``path``; ``id`` and metadata optional).
+
+    Relative paths are relative to the list file's folder; absolute paths and URIs are kept.
+    """
+
+    def __init__(self, list_file: str | os.PathLike):
+        import pandas as pd
+
+        self.list_file = Path(list_file)
+        self.root = str(self.list_file.resolve().parent)
+        try:
+            df = pd.read_parquet(list_file) if self.list_file.suffix.lower() == ".parquet" else pd.read_csv(list_file, dtype={"id": str})
+        except FileNotFoundError:
+            raise CatalogError(f"List file {str(list_file)!r} does not exist.") from None
+        col = next((c for c in df.columns if c.lower() in ("path",) + FILE_COLUMNS), None)
+        if col is None:
+            raise CatalogError(f"List file {str(list_file)!r} needs a 'path' column with the image paths or URIs.")
+        df = df.rename(columns={col: "path"})
+        df["path"] = df["path"].astype(str)
+        if "id" not in df.columns:
+            df["id"] = [r.id for r in _refs_from_paths(list(df["path"]), keep_order=True)]
+        df["id"] = df["id"].astype(str)
+        dup = df["id"][df["id"].duplicated()]
+        if len(dup):
+            raise CatalogError(f"List file {str(list_file)!r} names id {dup.iloc[0]!r} twice; ids must be unique.")
+        self._paths = dict(zip(df["id"], df["path"]))
+        meta = df.drop(columns=["path"]).set_index("id")
+        self.metadata = meta if len(meta.columns) else None
+
+    def refs(self) -> list[ImageRef]:
+        return [ImageRef(id=i, path=p) for i, p in sorted(self._paths.items())]
+
+    def _where(self, ref: ImageRef):
+        if "://" in ref.path:
+            return _filesystem(ref.path)
+        return None, str(Path(self.root) / ref.path)
+
+    def stat(self, ref: ImageRef) -> tuple[int, int]:
+        fs, path = self._where(ref)
+        if fs is None:
+            st = stat_regular(path)
+            return st.st_size, st.st_mtime_ns
+        info = fs.get_file_info(path)
+        if info.type != _file_type().File:
+            raise OSError(errno.ENOENT, "no such file" if info.type == _file_type().NotFound else "not a regular file")
+        return info.size or 0, info.mtime_ns or 0
+
+    def read(self, ref: ImageRef) -> bytes:
+        fs, path = self._where(ref)
+        if fs is None:
+            return read_regular(path)
+        with fs.open_input_stream(path) as f:
+            return f.read()
+
+
+def _refs_from_paths(paths: list[str], keep_order: bool = False) -> list[ImageRef]:
+    """Ids for paths: the path without extension, keeping the extension where two would clash."""
+    stems: dict[str, int] = {}
+    base = [p.split("://", 1)[-1].rsplit(".", 1)[0] if "://" in p else p.rsplit(".", 1)[0] for p in paths]
+    base = [b.split("/")[-1] if ("://" in p or p.startswith("/")) else b for b, p in zip(base, paths)]
+    for b in base:
+        stems[b] = stems.get(b, 0) + 1
+    return [ImageRef(id=b if stems[b] == 1 else p, path=p) for b, p in zip(base, paths)]
+
+
+def open_source(src: str | os.PathLike | Source) -> Source:
+    """A Source for a folder, a URI, or a CSV/parquet list of image paths."""
+    if isinstance(src, Source):
+        return src
+    s = str(src)
+    if "://" in s:
+        if s.startswith("file://") and Path(s[len("file://"):]).suffix.lower() in LIST_SUFFIXES:
+            return ListSource(s[len("file://"):])
+        return FileSystemSource(s)
+    if Path(s).suffix.lower() in LIST_SUFFIXES and not Path(s).is_dir():
+        return ListSource(s)
+    return FolderSource(s)
+
+
+def content_hash(data: bytes) -> str:
+    """A short content fingerprint: what incremental runs compare to find changed files."""
+    return hashlib.blake2b(data, digest_size=16).hexdigest()
+
+
+def decode_image(data: bytes, min_size: int = 0) -> Image.Image:
+    """Decode bytes into an upright 8-bit RGB picture, the way a shopper would see it.
+
+    EXIF orientation is applied; transparency is composited on white (product cut-outs would
+    otherwise turn black); CMYK, 16-bit, palette and greyscale become RGB; animations give their
+    first frame. With ``min_size``, a JPEG much larger than that is decoded at reduced scale
+    (JPEG draft mode), which is several times faster and loses nothing the model would see. The
+    draft size does not depend on ``min_size`` below DRAFT_MIN, so a photo decodes the same
+    whichever models share the decode.
+    Raises BadImage with a short reason for anything unusable.
+    """
+    if not data:
+        raise BadImage("empty file")
+    try:
+        with warnings.catch_warnings():
+            warnings.simplefilter("error", Image.DecompressionBombWarning)
+            img = Image.open(io.BytesIO(data))
+            if img.width * img.height > MAX_PIXELS:
+                raise BadImage(f"too large ({img.width}x{img.height} pixels): refused as a possible decompression bomb")
+            if getattr(img, "n_frames", 1) > 1:
+                img.seek(0)
+            full = img.size
+            target = max(DRAFT_MIN, min_size)
+            if min_size and img.format == "JPEG" and min(img.size) >= 2 * target:
+                img.draft("RGB", (target, target))
+            img.load()
+            before = img.size
+            img = ImageOps.exif_transpose(img)
+            if img.size != before:  # rotated upright by EXIF: width and height swap
+                full = full[::-1]
+            img = to_rgb(img)
+            img.info["full_size"] = full  # the photo's upright size before any draft-mode scaling
+            return img
+    except BadImage:
+        raise
+    except (Image.DecompressionBombError, Image.DecompressionBombWarning) as e:
+        raise BadImage(f"refused as a possible decompression bomb ({e})") from None
+    except Image.UnidentifiedImageError:
+        raise BadImage("not an image Pillow can read") from None
+    except (OSError, SyntaxError, ValueError, EOFError) as e:
+        raise BadImage(f"damaged or truncated image ({e})") from None
+
+
+def to_rgb(img: Image.Image) -> Image.Image:
+    """Any Pillow mode to 8-bit RGB, compositing transparency on white."""
+    if img.mode == "RGB":
+        return img
+    if img.mode in ("I;16", "I;16B", "I;16L", "I;16N", "I", "F"):
+        a = np.asarray(img, dtype=np.float64)
+        hi = 65535.0 if img.mode.startswith("I;16") or a.max() > 255 else 255.0
+        a = np.clip(a / hi * 255.0 + 0.5, 0, 255).astype(np.uint8)
+        return Image.fromarray(a, "L").convert("RGB")
+    if img.mode == "P" and "transparency" in img.info:
+        img = img.convert("RGBA")
+    if img.mode in ("RGBA", "LA", "PA", "RGBa", "La"):
+        rgba = img.convert("RGBA")
+        background = Image.new("RGBA", rgba.size, (255, 255, 255, 255))
+        return Image.alpha_composite(background, rgba).convert("RGB")
+    return img.convert("RGB")
+
+
+def load_image(path: str | os.PathLike, min_size: int = 0) -> Image.Image:
+    """Open one image file as RGB (for queries); raises BadImage when it cannot be used."""
+    try:
+        data = read_regular(path)
+    except OSError as e:
+        raise BadImage(f"cannot read {str(path)!r} ({e.strerror or e})") from None
+    return decode_image(data, min_size=min_size)
+
+
+# --- product metadata -------------------------------------------------------------------------
+
+FILE_COLUMNS = ("file", "filename", "path", "image", "image_path")
+
+
+def read_metadata(csv_path: str | os.PathLike, refs: Sequence[ImageRef]) -> tuple[object, dict]:
+    """Read a product CSV and key it by item id.
+
+    Rows are matched by an ``id`` column equal to the item id (``bags/tote-01``), its unique last
+    part (``tote-01``, the file name without extension) or the file name, or by a file column (``file``, ``filename``, ``path``, ``image``) equal to the relative path
+    or the file name. Ids and file names are read exactly as written (an id ``NA`` or ``007``
+    stays that string). Returns the table indexed by ``id`` and a report of what matched,
+    including ids that appear on more than one row (the last row wins, and the report says so).
+    Raises CatalogError when no row matches any item: applying such a table would wipe the
+    metadata the store has, so it is refused with an example of each side's ids.
+    """
+    import pandas as pd
+
+    if Path(csv_path).is_dir():
+        raise CatalogError(f"--metadata {str(csv_path)!r} is a folder; pass the CSV file of product data.")
+    try:
+        df = pd.read_csv(csv_path)
+        # keys exactly as written: no 'NA' -> NaN, no '007' -> 7
+        raw = pd.read_csv(csv_path, dtype=str, keep_default_na=False)
+    except FileNotFoundError:
+        raise CatalogError(f"Metadata file {str(csv_path)!r} does not exist.") from None
+    except (pd.errors.ParserError, pd.errors.EmptyDataError, UnicodeDecodeError, OSError) as e:
+        raise CatalogError(f"Cannot read metadata file {str(csv_path)!r} as CSV ({e}).") from None
+    ids = {r.id for r in refs}
+    by_path = {r.path: r.id for r in refs}
+    by_name: dict[str, str] = {}
+    for r in refs:
+        by_name.setdefault(Path(r.path).name, r.id)
+    file_col = next((c for c in df.columns if str(c).lower() in FILE_COLUMNS), None)
+    keys = None
+    if file_col is not None:
+        f = raw[file_col].str.replace("\\", "/", regex=False)
+        keys = f.map(lambda s: by_path.get(s) or by_path.get(s.lstrip("./")) or by_name.get(Path(s).name))
+    if "id" in df.columns:
+        # an item id, else its unique last part ('tote-01' for 'bags/tote-01'), else a file name
+        stems: dict[str, list[str]] = {}
+        for i in ids:
+            stems.setdefault(i.rsplit("/", 1)[-1], []).append(i)
+        id_keys = raw["id"].map(lambda s: s if s in ids else (stems[s][0] if len(stems.get(s, ())) == 1
+                                                               else by_name.get(s)))
+        keys = id_keys if keys is None else keys.fillna(id_keys)
+    if keys is None:
+        raise CatalogError(
+            f"Metadata file {str(csv_path)!r} needs an 'id' column (the file name without extension) "
+            f"or a file column ({', '.join(FILE_COLUMNS)})."
+        )
+    if len(df) and keys.notna().sum() == 0 and ids:
+        col = "id" if "id" in df.columns else file_col
+        example_item = sorted(ids)[0]
+        raise CatalogError(
+            f"None of the {len(df)} rows of {str(csv_path)!r} matches an image (its {col!r} values look like "
+            f"{str(raw[col].iloc[0])!r}; item ids look like {example_item!r}, file paths like "
+            f"{by_path and sorted(by_path)[0]!r}); the store's metadata was left as it was."
+        )
+    if file_col is not None and file_col != "id":
+        df[file_col] = raw[file_col]
+    df = df.drop(columns=[c for c in ("id",) if c in df.columns])
+    df.insert(0, "id", keys)
+    unmatched = int(df["id"].isna().sum())
+    df = df.dropna(subset=["id"])
+    dup = df["id"][df["id"].duplicated(keep="last")]
+    df = df.drop_duplicates(subset=["id"], keep="last").set_index("id")
+    report = {"rows": int(len(df) + len(dup) + unmatched), "matched": int(len(df) + len(dup)),
+              "unmatched_rows": unmatched, "items_without_metadata": int(len(ids - set(df.index))),
+              "duplicate_rows": int(len(dup)), "duplicate_ids": sorted(set(dup))[:5]}
+    return df, report
+
+
+def chunked(seq: Sequence, size: int) -> Iterable[Sequence]:
+    for i in range(0, len(seq), size):
+        yield seq[i : i + size]

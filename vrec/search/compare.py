@@ -1,0 +1,345 @@
+"""``vrec compare``: two models' neighbours side by side, and how much they differ over a catalog.
+
+The claim behind vrec is that SigLIP neighbours share *meaning* (style, use) where CNN neighbours
+share colour and texture. This module makes that visible per query, and measurable per catalog:
+overlap@k between the two models' neighbour lists, and -- with a label column -- each model's
+label agreement@k (the share of neighbours carrying the query's label).
+
+Rules, the same per item and in the summary:
+
+- k is at most the number of *other* shared items (n - 1); a larger --k is lowered to it, with a
+  note, so overlap@k is always "shared neighbours / neighbours shown".
+- label agreement leaves out queries without a label value, or with a value no other item has
+  (nothing could agree) -- the rule ``vrec eval`` uses for image->image. A neighbour without a
+  label counts as not agreeing. A note says how many queries were left out.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Sequence
+
+import numpy as np
+
+from vrec.base.errors import QueryError, check_number
+from vrec.store.index import search_rows
+from vrec.search.query import catalog_table, load_encoder, resolve_item, unknown_item
+from vrec.store.store import as_store
+
+SUMMARY_MAX_QUERIES = 20_000  # larger catalogs are summarised on a seeded sample of this many items
+TITLE_COLUMNS = ("title", "productDisplayName", "name")
+MAX_SAMPLE = 200  # items shown one by one; catalog-wide figures come from the summary
+
+
+@dataclass
+class Side:
+    """One model's neighbours of one query: rank, id, path, title, [label], score, common."""
+
+    model: str
+    table: "object"  # pandas.DataFrame
+
+
+@dataclass
+class QueryComparison:
+    query: str  # item id, or the photo path
+    title: str
+    path: str  # absolute path of the query photo
+    label: str | None
+    left: Side
+    right: Side
+    overlap: float  # share of the k neighbours that both models return
+
+
+@dataclass
+class Summary:
+    items: int  # items summarised (all shared items, or a sample)
+    k: int
+    mean_overlap: float
+    label: str | None = None
+    left_agreement: float | None = None  # None when no query has a label value another item shares
+    right_agreement: float | None = None
+    labelled: int | None = None  # queries in the label agreement (the others are left out; see the module doc)
+    per_label: "object | None" = None  # DataFrame: label value, items, left, right
+    sampled: bool = False
+
+
+@dataclass
+class Comparison:
+    left: str
+    right: str
+    k: int
+    label: str | None
+    root: str  # the catalog folder, where neighbour photos lie
+    queries: list[QueryComparison] = field(default_factory=list)
+    summary: Summary | None = None
+    notes: list[str] = field(default_factory=list)
+
+
+def _title(row) -> str:
+    for c in TITLE_COLUMNS:
+        if c in row.index and isinstance(row[c], str) and row[c]:
+            return row[c]
+    return str(row["id"])
+
+
+class _Pair:
+    """The two model stores restricted to the items both hold, aligned by id."""
+
+    def __init__(self, store, left: str, right: str):
+        self.st = as_store(store)
+        self.ms = {"left": self.st.model(left), "right": self.st.model(right)}
+        tables = {s: catalog_table(self.st, m) for s, m in self.ms.items()}
+        shared = sorted(set(tables["left"]["id"]) & set(tables["right"]["id"]))
+        self.notes = []
+        if len(shared) < max(len(tables["left"]), len(tables["right"])):
+            self.notes.append(f"{left} holds {len(tables['left'])} items and {right} {len(tables['right'])}; "
+                              f"comparing on the {len(shared)} items both hold")
+        if not shared:
+            raise QueryError(f"{left} and {right} share no items; embed the same folder with both models.")
+        self.table = tables["left"].set_index("id").loc[shared].reset_index()
+        self.rows = {s: tables[s].set_index("id").loc[shared, "row"].to_numpy() for s in tables}
+        self.all_shared = {s: len(shared) == len(tables[s]) for s in tables}
+        self.pos_of = {s: dict(zip(self.rows[s].tolist(), range(len(shared)))) for s in tables}
+
+    def vectors(self, side: str, positions) -> np.ndarray:
+        return self.ms[side].vectors_for_rows(self.rows[side][np.asarray(positions)])
+
+    def neighbours(self, side: str, queries: np.ndarray, k: int, exclude: Sequence[int | None]) -> list[list[tuple[int, float]]]:
+        """Top-k (position, score) per query, leaving out each query's own position."""
+        allowed = None if self.all_shared[side] else self.rows[side]
+        rows, scores = search_rows(self.ms[side], queries, k + 1, allowed_rows=allowed)
+        out = []
+        for q, (r, s) in enumerate(zip(rows, scores)):
+            pairs = [(self.pos_of[side][int(x)], float(y)) for x, y in zip(r, s) if int(x) in self.pos_of[side]]
+            out.append([(p, y) for p, y in pairs if p != exclude[q]][:k])
+        return out
+
+
+def compare(items: Sequence[str] = (), left: str = "cnn", right: str = "siglip", k: int = 5, sample: int = 5,
+            seed: int = 0, label: str | None = None, store=None, summary: bool | None = None,
+            device: str = "auto") -> Comparison:
+    """Compare two embedded models' neighbours.
+
+    ``items`` are catalog ids or photo paths; without them ``sample`` items are picked spread over
+    the catalog (across label values with ``label``, else across clusters), reproducibly by ``seed``.
+    ``summary`` (default: when items are sampled) adds catalog-wide overlap and label agreement.
+    """
+    check_number("--k", k, min=1, integer=True, hint="e.g. --k 5")
+    check_number("--sample", sample, min=0, max=MAX_SAMPLE, integer=True,
+                 hint="0 shows only the catalog summary, which covers every item")
+    check_number("--seed", seed, min=0, integer=True)
+    k, sample, seed = int(k), int(sample), int(seed)
+    if left == right:
+        raise QueryError("--left and --right name the same model; compare two different models.")
+    pair = _Pair(store, left, right)
+    table = pair.table
+    if label is not None and label not in table.columns:
+        from vrec.base.errors import suggest
+
+        raise QueryError(f"No column {label!r} in the metadata for --label.{suggest(label, table.columns)}")
+    n = len(table)
+    if n < 2:
+        raise QueryError(f"{left} and {right} share only {n} item; comparing neighbours needs at least two.")
+    result = Comparison(left, right, min(k, n - 1), label, str(pair.st.root), notes=list(pair.notes))
+    if k > n - 1:
+        result.notes.append(f"--k {k} is more than the {n - 1} other items; showing and scoring all {n - 1} "
+                            f"(overlap@{n - 1}), per item and in the summary alike")
+    k = result.k
+    if sample > n and not items:
+        result.notes.append(f"--sample {sample} is more than the {n} shared items; showing all {n}")
+    queries = _queries(pair, items, sample, seed, label, device)
+    for q in queries:
+        result.queries.append(_compare_one(pair, q, k, label))
+    if summary if summary is not None else not items:
+        result.summary = summarise(pair, k, label, seed)
+        s = result.summary
+        if label and s.labelled == 0:
+            result.notes.append(f"no label agreement figure: no item has a {label} value that another item shares "
+                                f"(all unique or missing), so no neighbour could agree")
+        elif label and s.labelled < s.items:
+            result.notes.append(f"label agreement is over the {s.labelled} of {s.items} items whose {label} another "
+                                f"item shares; the other {s.items - s.labelled} are left out (as in vrec eval)")
+    return result
+
+
+def label_values(table, label: str) -> np.ndarray:
+    """The label column as strings, '' where missing (the same reading as ``vrec eval``)."""
+    return table[label].astype("string").fillna("").str.strip().to_numpy(dtype=object)
+
+
+def _item_query(pair: _Pair, pos: int, label: str | None) -> dict:
+    """A catalog item as a query: its stored vectors in both models, and what to show of it."""
+    row = pair.table.iloc[pos]
+    value = label_values(pair.table.iloc[[pos]], label)[0] if label else ""
+    return {"query": row["id"], "title": _title(row), "path": str(pair.st.root / row["path"]),
+            "label": value or None, "pos": pos,
+            "vectors": {s: pair.vectors(s, [pos]) for s in ("left", "right")}}
+
+
+def _queries(pair: _Pair, items, sample, seed, label, device) -> list[dict]:
+    table = pair.table
+    out = []
+    encoders = {}
+    for text in items:
+        pos = resolve_item(table, str(text))
+        if pos is not None:
+            out.append(_item_query(pair, pos, label))
+        elif Path(text).is_file():
+            from vrec.ingest.catalog import BadImage, load_image
+
+            vectors = {}
+            for side in ("left", "right"):
+                if side not in encoders:
+                    encoders[side] = load_encoder(pair.ms[side], device=device)
+                enc = encoders[side]
+                try:
+                    img = load_image(text, min_size=enc.preprocess_spec.decode_size)
+                except BadImage as e:
+                    raise QueryError(f"Cannot use {str(text)!r} as a query image: {e}.") from None
+                vectors[side] = enc.encode_images([img])
+            out.append({"query": str(text), "title": Path(text).name, "path": str(Path(text).resolve()),
+                        "label": None, "pos": None, "vectors": vectors})
+        else:
+            raise unknown_item(table, str(text))
+    if not items:
+        for pos in sample_items(pair, sample, seed, label):
+            out.append(_item_query(pair, pos, label))
+    return out
+
+
+def sample_items(pair: _Pair, n: int, seed: int, label: str | None) -> list[int]:
+    """Positions of ``n`` items spread over the catalog, the same for the same seed.
+
+    With a label: one item from each of the ``n`` most common label values (more when n exceeds
+    them, round-robin; then items without a label value). Otherwise: the item nearest each centre
+    of an n-cluster k-means of the right model's vectors, so the sample covers the catalog's
+    visual range.
+    """
+    table = pair.table
+    n = min(max(n, 0), len(table))
+    rng = np.random.default_rng(seed)
+    if n == 0:
+        return []
+    if label:
+        values = label_values(table, label)
+        counts = pd_value_counts(values[values != ""])
+        groups = [np.flatnonzero(values == v) for v in counts] + [np.flatnonzero(values == "")]
+        for g in groups:
+            rng.shuffle(g)
+        labelled, unlabelled = groups[:-1], groups[-1]
+        picks: list[int] = []
+        depth = 0
+        while len(picks) < n and any(depth < len(g) for g in labelled):
+            picks += [int(g[depth]) for g in labelled if depth < len(g)][: n - len(picks)]
+            depth += 1
+        return picks + [int(p) for p in unlabelled[: n - len(picks)]]
+    from vrec.search.stylemap import kmeans
+
+    v = pair.vectors("right", np.arange(len(table)))
+    centres, _ = kmeans(v, n, seed)
+    nearest: list[int] = []
+    for c in range(n):
+        order = np.argsort(-(v @ centres[c]))
+        nearest.append(int(next(p for p in order if p not in nearest)))
+    return nearest
+
+
+def pd_value_counts(values: np.ndarray) -> list:
+    """Distinct values, most common first (ties in order of first appearance)."""
+    import pandas as pd
+
+    return pd.Series(values, dtype=object).value_counts(sort=True).index.tolist()
+
+
+def _side_table(pair: _Pair, model: str, neighbours, common: set[int], label: str | None):
+    import pandas as pd
+
+    t = pair.table
+    labels = label_values(t, label) if label else None
+    rows = []
+    for rank, (pos, score) in enumerate(neighbours, 1):
+        r = t.iloc[pos]
+        rows.append({"rank": rank, "id": r["id"], "path": r["path"], "title": _title(r),
+                     **({label: labels[pos]} if label else {}), "score": score, "common": pos in common})
+    return Side(model, pd.DataFrame(rows))
+
+
+def _compare_one(pair: _Pair, q: dict, k: int, label: str | None) -> QueryComparison:
+    nb = {s: pair.neighbours(s, q["vectors"][s], k, [q["pos"]])[0] for s in ("left", "right")}
+    common = {p for p, _ in nb["left"]} & {p for p, _ in nb["right"]}
+    return QueryComparison(
+        query=q["query"], title=q["title"], path=q["path"], label=None if q["label"] is None else str(q["label"]),
+        left=_side_table(pair, pair.ms["left"].name, nb["left"], common, label),
+        right=_side_table(pair, pair.ms["right"].name, nb["right"], common, label),
+        overlap=len(common) / k,
+    )
+
+
+def overlap_at_k(a: np.ndarray, b: np.ndarray) -> np.ndarray:
+    """Per row, the share of ``a``'s k neighbours that also appear among ``b``'s."""
+    k = a.shape[1]
+    return np.array([len(set(x) & set(y)) / k for x, y in zip(a.tolist(), b.tolist())])
+
+
+def label_agreement(neighbours: np.ndarray, labels: np.ndarray, query_labels: np.ndarray | None = None) -> np.ndarray:
+    """Per query, the share of its neighbours (positions; -1 = none) whose label equals the query's.
+
+    A missing label ('') never agrees; queries without a label are left out by the caller (summarise).
+    """
+    query_labels = labels if query_labels is None else query_labels
+    same = (labels[neighbours] == query_labels[:, None]) & (neighbours >= 0) & (labels[neighbours] != "")
+    return same.mean(axis=1)
+
+
+def summarise(pair: _Pair, k: int, label: str | None, seed: int = 0, batch: int = 1024) -> Summary:
+    """Overlap@k and label agreement@k over the catalog (through the indexes when they are large)."""
+    import pandas as pd
+
+    n = len(pair.table)
+    k = min(k, n - 1)
+    if k < 1:
+        raise QueryError("The catalog needs at least two shared items to compare neighbours.")
+    queries = np.arange(n)
+    sampled = n > SUMMARY_MAX_QUERIES
+    if sampled:
+        queries = np.sort(np.random.default_rng(seed).choice(n, SUMMARY_MAX_QUERIES, replace=False))
+    nbs = {}
+    for side in ("left", "right"):
+        parts = []
+        for start in range(0, len(queries), batch):
+            chunk = queries[start:start + batch]
+            lists = pair.neighbours(side, pair.vectors(side, chunk), k, list(chunk))
+            parts.append(np.array([[p for p, _ in lst] + [-1] * (k - len(lst)) for lst in lists]))
+        nbs[side] = np.concatenate(parts)
+    s = Summary(items=len(queries), k=k, mean_overlap=float(overlap_at_k(nbs["left"], nbs["right"]).mean()),
+                label=label, sampled=sampled)
+    if label:
+        labels = label_values(pair.table, label)
+        counts = pd.Series(labels).value_counts()
+        has_peer = (counts.reindex(labels).to_numpy() > 1) & (labels != "")
+        kept = has_peer[queries]
+        qlabels = labels[queries][kept]
+        agree = {side: label_agreement(nbs[side][kept], labels, qlabels) for side in nbs}
+        s.labelled = int(kept.sum())
+        if s.labelled:
+            s.left_agreement, s.right_agreement = float(agree["left"].mean()), float(agree["right"].mean())
+        per = pd.DataFrame({label: qlabels, "left": agree["left"], "right": agree["right"]})
+        s.per_label = (per.groupby(label).agg(items=("left", "size"), left=("left", "mean"), right=("right", "mean"))
+                       .sort_values("items", ascending=False).reset_index())
+    return s
+
+
+def to_dict(c: Comparison) -> dict:
+    """JSON-ready form of a comparison."""
+    from vrec.base.records import to_records
+
+    out = {"left": c.left, "right": c.right, "k": c.k, "label": c.label, "notes": c.notes,
+           "queries": [{"query": q.query, "title": q.title, "label": q.label, "overlap": q.overlap,
+                        "left": to_records(q.left.table), "right": to_records(q.right.table)} for q in c.queries]}
+    if c.summary:
+        s = c.summary
+        out["summary"] = {"items": s.items, "k": s.k, "mean_overlap": s.mean_overlap, "label": s.label,
+                          "labelled": s.labelled, "left_agreement": s.left_agreement,
+                          "right_agreement": s.right_agreement, "sampled": s.sampled,
+                          "per_label": to_records(s.per_label) if s.per_label is not None else None}
+    return out

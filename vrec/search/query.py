@@ -1,0 +1,410 @@
+"""Search the catalog by text or by image, returning plain tables.
+
+Scores: ``score`` is the cosine similarity of unit vectors (1 = same direction). For text queries
+on SigLIP-type models, ``probability`` is the model's own match probability,
+sigmoid(logit_scale * cosine + logit_bias): SigLIP was trained to output exactly this per
+image-text pair, so unlike a softmax over results it means the same thing in every query.
+"""
+from __future__ import annotations
+
+import difflib
+import os
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Sequence
+
+import numpy as np
+
+from vrec.base.errors import QueryError, UnknownItem, check_number, suggest
+from vrec.store.filters import INTERNAL as INTERNAL_COLUMNS  # used to search, never shown nor exported
+from vrec.store.filters import apply_filters
+from vrec.store.index import search_rows
+from vrec.store.store import ModelStore, Store, as_store
+
+DEFAULT_TEMPLATE = "a photo of {}."
+MAX_WEIGHT = 10.0  # --weight range is 0..MAX_WEIGHT: beyond it the text alone decides the ranking
+
+
+@dataclass
+class SearchResult:
+    """A query and its ranked results (``table``: rank, score, [probability], id, path, metadata...)."""
+
+    query: str
+    kind: str  # "text" or "image"
+    model: str
+    table: "object"  # pandas.DataFrame
+    query_path: str | None = None  # the query photo, for pictures of the query
+    query_item: dict | None = None  # the catalog item queried by id, with its metadata
+    timings: dict = field(default_factory=dict)  # seconds per phase
+    notes: list[str] = field(default_factory=list)
+
+
+# vrec's own columns in search results and exports; "v<N>" (vector components in CSV exports) too.
+# A metadata column with one of these names is kept, renamed "meta_<name>" (see catalog_table).
+VREC_COLUMNS = ("rank", "score", "probability", "id", "path", "width", "height", "tags", "vector",
+                "cluster", "cluster_name", "x", "y",  # the style map's (vrec map --csv)
+                "row", "hash", "size", "mtime")
+
+
+def is_vrec_column(name) -> bool:
+    name = str(name)
+    return name in VREC_COLUMNS or (len(name) > 1 and name[0] == "v" and name[1:].isdigit())
+
+
+def _rename_clashes(meta, items, notes: list | None):
+    """Metadata with columns named like vrec's own renamed ``meta_<name>`` (one note says so).
+
+    A clashing column that only repeats vrec's own values for every item (e.g. a ``path`` file
+    column that matched the photos) is left out instead: nothing is lost.
+    """
+    renames, dropped = {}, []
+    taken = set(map(str, meta.columns)) | set(VREC_COLUMNS)
+    for c in meta.columns:
+        if not is_vrec_column(c):
+            continue
+        if c in items.columns:
+            theirs = items["id"].map(meta[c])
+            if (theirs.isna() | (theirs.astype(str) == items[c].astype(str))).all():
+                dropped.append(c)
+                continue
+        new = f"meta_{c}"
+        while new in taken:
+            new += "_"
+        taken.add(new)
+        renames[c] = new
+    if renames and notes is not None:
+        olds, news = ", ".join(map(repr, renames)), ", ".join(map(repr, renames.values()))
+        if len(renames) == 1:
+            notes.append(f"metadata column {olds} is named {news} here: {olds} is one of vrec's own columns.")
+        else:
+            notes.append(f"metadata columns {olds} are named {news} here: those are vrec's own column names.")
+    return meta.drop(columns=dropped).rename(columns=renames)
+
+
+def catalog_table(st: Store, ms: ModelStore, notes: list | None = None):
+    """A model's live items joined with the product metadata and saved tags, in store order.
+
+    vrec's own columns (``VREC_COLUMNS``) keep their names; a metadata column named like one of
+    them is renamed ``meta_<name>`` everywhere (results, filters, exports), and a note saying so
+    is appended to ``notes``.
+
+    The table is kept with the model store's cached manifest for as long as the metadata and tags
+    files stay the same, so a long-lived model store (the web app's) joins it once; callers get a
+    shallow copy.
+    """
+    key = ("catalog_table", file_key(st.path / "metadata.parquet"), file_key(st.path / "tags.parquet"))
+    ms.manifest()  # the cache below lives (and is dropped) with the manifest's
+    hit = ms._cache.get(key)
+    if hit is None:
+        for old in [k for k in ms._cache if isinstance(k, tuple) and k[0] == "catalog_table"]:
+            del ms._cache[old]
+        table_notes: list[str] = []
+        hit = ms._cache[key] = (_catalog_table(st, ms, table_notes), table_notes)
+    if notes is not None:
+        notes.extend(hit[1])
+    return hit[0].copy(deep=False)
+
+
+def file_key(path: Path):
+    """What changes when a file is replaced (vrec writes by atomic rename: a new inode), or None."""
+    try:
+        s = os.stat(path)
+    except OSError:
+        return None
+    return (s.st_ino, s.st_mtime_ns, s.st_size)
+
+
+def _catalog_table(st: Store, ms: ModelStore, notes: list):
+    items = ms.items()
+    meta = st.metadata()
+    if len(meta.columns):
+        meta = _rename_clashes(meta, items, notes)
+        items = items.join(meta, on="id")
+    tags = st.tags()
+    if tags is not None:
+        items = items.join(tags.rename("tags"), on="id")
+        items["tags"] = items["tags"].fillna("")
+    return items.reset_index(drop=True)
+
+
+def open_model(store: str | os.PathLike | Store | None, model: str) -> tuple[Store, ModelStore]:
+    st = as_store(store)
+    return st, st.model(model)
+
+
+def load_encoder(ms: ModelStore, weights: str | None = None, device: str = "auto", text_only: bool = False,
+                 precision: str = "fp32"):
+    """The encoder that made a store's vectors, refusing one whose configuration differs.
+
+    Texts go through the ONNX export of the text tower when there is one (no torch import):
+    see ``vrec.models.encoders.query_encoder``.
+    """
+    from vrec.models.encoders import query_encoder
+
+    check_config(ms, weights)  # before the (slow) build
+    return query_encoder(ms.name, weights=weights, device=device, text_only=text_only, precision=precision)
+
+
+def check_config(ms: ModelStore, weights: str | None = None) -> None:
+    """Refuse to query a store's vectors with an encoder configured otherwise than the one that made them."""
+    from vrec.models.encoders import expected_config, resolve
+
+    ms.check_config(expected_config(resolve(ms.name), weights))
+
+
+def _tail_matches(table, text: str) -> list[int]:
+    """Positions whose id or path ends with ``/text`` (a short id such as 'bag-tote-red')."""
+    for col in ("id", "path"):
+        tail = np.flatnonzero(table[col].astype(str).str.endswith("/" + text).to_numpy())
+        if len(tail):
+            return [int(p) for p in tail]
+    return []
+
+
+def resolve_item(table, text: str) -> int | None:
+    """Position of the item called ``text`` (its id, or a unique id/path ending), or None.
+
+    None also when the ending is ambiguous; ``unknown_item`` then lists the candidates.
+    """
+    ids = table["id"].astype(str)
+    exact = np.flatnonzero((ids == text).to_numpy())
+    if len(exact):
+        return int(exact[0])
+    tail = _tail_matches(table, text)
+    return tail[0] if len(tail) == 1 else None
+
+
+def unknown_item(table, text: str, photos: bool = True) -> UnknownItem:
+    """The error for a query that ``resolve_item`` did not find: ambiguous, or unknown with close ids.
+
+    ``photos``: whether the query could also have been a photo's path (the command line); the web
+    API takes catalog ids only, and its sentence says so.
+    """
+    tail = _tail_matches(table, text)
+    if len(tail) > 1:
+        ids = table["id"].astype(str).iloc[tail].tolist()
+        shown = ", ".join(map(repr, ids[:5])) + (f" and {len(ids) - 5} more" if len(ids) > 5 else "")
+        return UnknownItem(f"{text!r} is ambiguous: {len(ids)} items end with it ({shown}); give the full id.")
+    ids = table["id"].astype(str).tolist()
+    hint = suggest(text, ids)
+    if not hint:  # a mistyped short id: compare with the last part of each id, name the full ids
+        by_stem: dict[str, list[str]] = {}
+        for i in ids:
+            by_stem.setdefault(i.rsplit("/", 1)[-1], []).append(i)
+        close = difflib.get_close_matches(text, list(by_stem), n=3, cutoff=0.6)
+        full = [i for stem in close for i in by_stem[stem]][:3]
+        hint = (" Did you mean " + " or ".join(map(repr, full)) + "?") if full else ""
+    if photos:
+        return UnknownItem(f"{text!r} is neither an item id in the store nor an image file.{hint}")
+    return UnknownItem(f"No item {text!r} in the catalog; give an id as the search results show it "
+                       f"(or its unique last part).{hint}")
+
+
+def _rank(st, ms, table, queries: np.ndarray, k: int, filters: Sequence[str], exclude: set[int] = frozenset()):
+    check_number("--k", k, min=1, integer=True)
+    k = int(k)
+    matching = apply_filters(table, filters)
+    mask = matching.copy()
+    if exclude:
+        mask[list(exclude)] = False
+    available = int(mask.sum())
+    notes = []
+    if available < k:  # k beyond what exists: every candidate is returned, and a note says so
+        if not matching.all():
+            notes.append(f"only {available} items match the filters")
+        elif available:
+            notes.append(f"the catalog holds only {available} items{' besides the query' if exclude else ''}; "
+                         "all are shown")
+        else:
+            notes.append(f"model {ms.name!r} holds no items{' besides the query' if exclude else ''}")
+    if not matching.all():
+        allowed = table["row"].to_numpy()[mask]
+        rows, scores = search_rows(ms, queries, min(k, available), allowed_rows=allowed)
+    else:
+        rows, scores = search_rows(ms, queries, min(k, available) + len(exclude))
+    pos = _positions(table, rows[0])
+    keep = [(p, s) for p, s in zip(pos, scores[0]) if p not in exclude][:k]
+    out = table.iloc[[p for p, _ in keep]].copy()
+    out.insert(0, "score", np.array([s for _, s in keep], dtype=np.float32))
+    out.insert(0, "rank", np.arange(1, len(out) + 1))
+    return out.drop(columns=list(INTERNAL_COLUMNS), errors="ignore").reset_index(drop=True), notes
+
+
+def _positions(table, rows: np.ndarray) -> list[int]:
+    """Positions in ``table`` of global rows: a binary search, since tables keep store order (rows
+    ascend), so a query over a large catalog does not build a dict of every row."""
+    table_rows = table["row"].to_numpy()
+    rows = np.asarray(rows, np.int64)
+    pos = np.searchsorted(table_rows, rows)
+    found = (pos < len(table_rows)).all() and np.array_equal(table_rows[np.minimum(pos, len(table_rows) - 1)], rows)
+    if not found:
+        pos_of = dict(zip(table_rows.tolist(), range(len(table_rows))))  # not in store order after all
+        return [pos_of[int(r)] for r in rows]
+    return [int(p) for p in pos]
+
+
+def search_text(query: str, k: int = 10, model: str = "siglip", store=None, template: str = DEFAULT_TEMPLATE,
+                filters: Sequence[str] = (), weights: str | None = None, device: str = "auto", encoder=None,
+                precision: str = "fp32") -> SearchResult:
+    """Rank catalog items by how well they match a text, e.g. "minimalist leather tote".
+
+    Only the text tower is loaded: its ONNX export when there is one (no torch), else torch.
+    ``result.timings`` holds the seconds of each phase: on the ONNX path onnxruntime import,
+    session, tokenise and encode; on torch torch+open_clip import, model load and text encoding.
+    """
+    if not query or not query.strip():
+        raise QueryError("The query is empty; give a few words, e.g. vrec search-text \"red leather bag\".")
+    if "{}" not in (template or ""):
+        raise QueryError(f"--template {template!r} has no {{}} for the query; write it like 'a photo of {{}}.' "
+                         "(or '{}' to use the query as typed).")
+    check_number("--k", k, min=1, integer=True)
+    clock = [time.perf_counter()]
+    timings = {}
+
+    def lap(name: str) -> None:
+        clock.append(time.perf_counter())
+        timings[name] = clock[-1] - clock[-2]
+
+    from vrec.models.encoders import no_text_tower, resolve
+
+    if encoder is None and not resolve(model).text:  # say so before loading anything
+        raise no_text_tower(model)
+    st, ms = open_model(store, model)
+    text = template.replace("{}", query.strip())
+    # The text tower loads (and encodes the query) on a second thread while this one reads the
+    # catalog: onnxruntime releases the GIL while it builds its session, so on a cold start the
+    # two overlap and the pandas import, most of "store", costs almost nothing.
+    tower = None
+    if encoder is None:
+        t = time.perf_counter()
+        check_config(ms, weights)  # here, so that only this thread touches the model store
+        tower = _Background(_load_and_encode, ms.name, weights, device, precision, text, time.perf_counter() - t)
+    meta_notes: list[str] = []
+    table = catalog_table(st, ms, meta_notes)
+    lap("store")
+    if tower is None:
+        enc, q = encoder, encoder.encode_texts([text])
+        lap("text encoding")
+    else:
+        enc, q, phases = tower.result()
+        lap("waiting for the text tower")
+        timings.update(phases)
+        if q is None:  # a torch encoder that is to export its text tower: not on a second thread
+            q = enc.encode_texts([text])
+            lap("text encoding")
+            onnx = getattr(getattr(enc, "_onnx", None), "last_timings", None)
+            if onnx:  # exported just now: tokenising and encoding apart, the rest is the export
+                spent = timings.pop("text encoding")
+                timings.update(onnx)
+                timings["onnx export"] = max(0.0, spent - sum(onnx.values()))
+    out, notes = _rank(st, ms, table, q, k, filters)
+    if enc.logit_bias is not None:
+        z = enc.logit_scale * out["score"].to_numpy(np.float64) + enc.logit_bias
+        out.insert(2, "probability", (1.0 / (1.0 + np.exp(-z))).astype(np.float32))
+    lap("search")
+    return SearchResult(query, "text", model, out, notes=meta_notes + notes, timings=timings)
+
+
+def _load_and_encode(model: str, weights, device: str, precision: str, text: str, checked: float):
+    """The query encoder and the query's vector (None when encoding would export the text tower
+    first: that is left to the caller's thread), with the seconds of each loading phase."""
+    from vrec.models.encoders import query_encoder
+
+    t0 = time.perf_counter()
+    enc = query_encoder(model, weights=weights, device=device, text_only=True, precision=precision)
+    phases = dict(getattr(enc, "load_timings", None) or {})
+    phases["checks"] = checked + phases.get("checks", 0.0) + max(0.0, time.perf_counter() - t0 - sum(phases.values()))
+    if getattr(enc, "export_pending", None):
+        return enc, None, phases
+    t1 = time.perf_counter()
+    q = enc.encode_texts([text])
+    onnx = getattr(enc, "last_timings", None)
+    phases.update(onnx if onnx else {"text encoding": time.perf_counter() - t1})
+    return enc, q, phases
+
+
+class _Background:
+    """A call on a daemon thread (an interrupted query exits without waiting for it); ``result()``
+    returns its value or raises its exception in the caller's thread."""
+
+    def __init__(self, fn, *args):
+        import threading
+
+        self._value = self._error = None
+        self._thread = threading.Thread(target=self._run, args=(fn, args), daemon=True, name="vrec-text-tower")
+        self._thread.start()
+
+    def _run(self, fn, args) -> None:
+        try:
+            self._value = fn(*args)
+        except BaseException as e:  # re-raised in the caller's thread
+            self._error = e
+
+    def result(self):
+        self._thread.join()
+        if self._error is not None:
+            raise self._error
+        return self._value
+
+
+def search_image(query: str, k: int = 10, model: str = "siglip", store=None, filters: Sequence[str] = (),
+                 plus: Sequence[str] = (), minus: Sequence[str] = (), weight: float = 1.0,
+                 weights: str | None = None, device: str = "auto", encoder=None, image=None) -> SearchResult:
+    """Items that look like a photo or a catalog item ("find similar"), optionally steered by text.
+
+    With ``plus``/``minus`` the query becomes the unit image vector plus ``weight`` times each
+    "plus" text vector, minus each "minus" one (e.g. a coat photo plus "handbag" to complete a look).
+    ``image`` is the query photo itself (bytes, e.g. an upload, or a PIL image); ``query`` is then
+    only its name in the result and is never opened as a file or looked up as an item.
+    """
+    from vrec.ingest.catalog import BadImage, decode_image, load_image, to_rgb
+
+    if not query or not str(query).strip():
+        raise QueryError("The query is empty; give a photo path or a catalog item id.")
+    check_number("--k", k, min=1, integer=True)
+    check_number("--weight", weight, min=0, max=MAX_WEIGHT,
+                 hint="it scales each --plus/--minus text vector against the unit image vector (default 1)")
+    st, ms = open_model(store, model)
+    meta_notes: list[str] = []
+    table = catalog_table(st, ms, meta_notes)
+    pos = resolve_item(table, str(query)) if image is None else None
+    enc = encoder
+    exclude: set[int] = set()
+    query_path = query_item = None
+    if image is not None:
+        enc = enc or load_encoder(ms, weights, device)
+        try:
+            img = to_rgb(image) if hasattr(image, "mode") else decode_image(bytes(image),
+                                                                         min_size=enc.preprocess_spec.decode_size)
+        except BadImage as e:
+            raise QueryError(f"Cannot use {str(query)!r} as a query image: {e}.") from None
+        q = enc.encode_images([img])
+    elif pos is not None:
+        q = ms.vectors_for_rows([int(table["row"].iloc[pos])])
+        exclude = {pos}
+        query_path = str(st.root / table["path"].iloc[pos])
+        query_item = table.iloc[pos].drop(labels=list(INTERNAL_COLUMNS), errors="ignore").to_dict()
+    elif Path(query).is_file():
+        enc = enc or load_encoder(ms, weights, device)
+        try:  # decoded exactly as catalog photos are, so a catalog file finds itself with score 1
+            img = load_image(query, min_size=enc.preprocess_spec.decode_size)
+        except BadImage as e:
+            raise QueryError(f"Cannot use {str(query)!r} as a query image: {e}.") from None
+        q = enc.encode_images([img])
+        query_path = str(query)
+    else:
+        raise unknown_item(table, str(query))
+    if plus or minus:
+        enc = enc or load_encoder(ms, weights, device)
+        steer = np.zeros_like(q[0])
+        if plus:
+            steer += enc.encode_texts(list(plus)).sum(0)
+        if minus:
+            steer -= enc.encode_texts(list(minus)).sum(0)
+        q = q + weight * steer
+        q = q / max(float(np.linalg.norm(q)), 1e-12)
+    out, notes = _rank(st, ms, table, q.astype(np.float32), k, filters, exclude)
+    label = str(query) + "".join(f" +{p!r}" for p in plus) + "".join(f" -{m!r}" for m in minus)
+    return SearchResult(label, "image", model, out, query_path=query_path, query_item=query_item,
+                        notes=meta_notes + notes)

@@ -1,0 +1,243 @@
+"""What ``vrec serve`` answers, without the HTTP: the state the routes share and the answers' shapes.
+
+``Service`` holds everything a request needs -- the live store (``vrec.serve.live``), the shared
+encoders (``vrec.serve.encoder_pool``), the thumbnails (``vrec.serve.thumbnails``), the token and the upload
+limit -- and the small decisions the routes have in common: which model a request uses, how an
+item id is found, what ``/api/health`` says. The JSON records below are the API's shapes of a
+result and of an item (the contract in README.md, ``vrec serve``); ``gallery_result`` turns a
+posted gallery into the ``SearchResult`` that ``vrec.report.pages`` renders, as ``--html`` does.
+
+Nothing here imports the web framework: ``vrec.serve.app`` maps these answers and errors to HTTP.
+"""
+import hmac
+from urllib.parse import quote
+
+from vrec.base import __version__
+from vrec.serve.encoder_pool import Encoders, has_text_tower, pick_models
+from vrec.base.errors import QueryError, UnknownItem, VrecError, check_number
+from vrec.store.filters import filterable_columns
+from vrec.serve.live import LiveStore, Snapshot, index_state
+from vrec.store.store import as_store
+from vrec.serve.thumbnails import Thumbnails
+
+MAX_GALLERY = 500  # results in one saved gallery
+TITLE_COLUMNS = ("title", "productDisplayName", "name")
+# vrec's own columns: not item metadata in API answers (see vrec.search.VREC_COLUMNS)
+OWN_COLUMNS = ("rank", "score", "probability", "id", "path", "width", "height", "row", "hash", "size", "mtime",
+               "common")
+
+
+# --- JSON records -----------------------------------------------------------------------------
+
+def thumb_url(item_id: str) -> str:
+    return "/thumb/" + quote(str(item_id), safe="/")
+
+
+def _title(record: dict) -> str | None:
+    for c in TITLE_COLUMNS:
+        v = record.get(c)
+        if isinstance(v, str) and v:
+            return v
+    return None
+
+
+def _metadata(record: dict) -> dict:
+    meta = {c: v for c, v in record.items() if c not in OWN_COLUMNS}
+    if not meta.get("tags"):
+        meta.pop("tags", None)
+    return meta
+
+
+def result_records(table) -> list[dict]:
+    """Result dicts of the API from a result table (rank, score, [probability], id, ... metadata)."""
+    from vrec.base.records import json_safe, to_records
+
+    out = []
+    for r in to_records(table):
+        out.append(json_safe({"rank": int(r["rank"]), "id": str(r["id"]), "score": r["score"],
+                              "probability": r.get("probability"), "thumb": thumb_url(r["id"]),
+                              "title": _title(r), "metadata": _metadata(r)}))
+    return out
+
+
+def item_record(row) -> dict:
+    """An Item of the API from a catalog table row."""
+    from vrec.base.records import json_safe
+
+    r = {k: v for k, v in row.to_dict().items()}
+    r = json_safe({k: (None if _isna(v) else v) for k, v in r.items()})
+    return {"id": str(r["id"]), "thumb": thumb_url(r["id"]), "width": _int(r.get("width")),
+            "height": _int(r.get("height")), "title": _title(r), "metadata": _metadata(r)}
+
+
+def _isna(v) -> bool:
+    try:
+        import pandas as pd
+
+        return bool(pd.isna(v)) if not isinstance(v, (list, tuple, dict)) else False
+    except (TypeError, ValueError):
+        return False
+
+
+def _int(v) -> int | None:
+    try:
+        return int(v)
+    except (TypeError, ValueError):
+        return None
+
+
+# --- the service ----------------------------------------------------------------------------
+
+class Service:
+    """Everything the routes share: the live store, the models, the thumbnails, the settings."""
+
+    def __init__(self, store, model: str | None, compare_with: str | None, token: str | None,
+                 max_upload_mb: float, device: str, weights: dict | None):
+        check_number("max_upload_mb", max_upload_mb, min=0.001, max=10_000, hint="in megabytes, e.g. 20")
+        st = as_store(store)
+        self.live = LiveStore(st.path)
+        self.model, self.compare_with = pick_models(self.live.current(), model, compare_with)
+        self.token = token or None
+        self.max_upload_mb = float(max_upload_mb)
+        self.max_upload = int(self.max_upload_mb * 1024 * 1024)
+        self.encoders = Encoders(device, weights)
+        self.thumbs = Thumbnails()
+        self.experiment = None  # the A/B test of /api/recommend (open_experiment), if any
+
+    # the snapshot every request starts from
+    def snap(self) -> Snapshot:
+        return self.live.current()
+
+    def check_model(self, snap: Snapshot, model: str | None) -> str:
+        model = model or self.model
+        if model not in snap.model_names():  # a name vrec does not know: say that, not "embed it"
+            from vrec.models.encoders import resolve
+
+            resolve(model)  # UnknownModel
+        snap.model(model)  # NotEmbedded (400) when the store lacks it
+        return model
+
+    def notes(self, snap: Snapshot, model: str) -> list[str]:
+        ms = snap.model(model)
+        if getattr(ms, "index", None) == "stale":
+            return [f"the index of {model!r} is older than its vectors, so this search ran exactly (slower on a "
+                    f"large catalog); run 'vrec index --model {model}' to bring it up to date"]
+        return []
+
+    def resolve(self, snap: Snapshot, model: str, item_id: str) -> int:
+        """Position of a catalog item by id (or a unique id ending, as on the command line); 404 otherwise.
+
+        Never a file path: an id that names no item is an error, not a file to open."""
+        from vrec.search.query import resolve_item, unknown_item
+
+        pos = snap.position(model, item_id)
+        if pos is None:
+            table = snap.table(model)
+            pos = resolve_item(table, item_id)
+            if pos is None:
+                raise unknown_item(table, item_id, photos=False)
+        return pos
+
+    def results(self, result, kind: str, k: int, took: float, snap: Snapshot) -> dict:
+        return {"kind": kind, "query": result.query, "model": result.model, "k": int(k),
+                "took_ms": round(took * 1000, 2), "notes": self.notes(snap, result.model) + list(result.notes),
+                "results": result_records(result.table)}
+
+    def health(self) -> dict:
+        snap = self.snap()
+        models = []
+        for name in snap.model_names():
+            ms = snap.model(name)
+            models.append({"name": name, "dim": ms.dim, "items": len(ms), "text": has_text_tower(name),
+                           "index": getattr(ms, "index", None) or index_state(ms)})
+        table = snap.table(self.model)
+        filters = [c for c in filterable_columns(table) if c != "tags"]  # tags: filter with tag:NAME
+        return {"version": __version__, "items": len(snap.model(self.model)), "default_model": self.model,
+                "compare_with": self.compare_with, "models": models, "filters": filters,
+                "token_required": self.token is not None}
+
+    def warm(self) -> None:
+        """Load the search model's text tower now, so the first query does not wait for it."""
+        snap = self.snap()
+        if has_text_tower(self.model):
+            self.encoders.for_model(snap.model(self.model)).encode_texts(["a photo."])
+
+    # token
+    def authorized(self, given: str | None) -> bool:
+        if self.token is None:
+            return True
+        return given is not None and hmac.compare_digest(given.encode(), self.token.encode())
+
+
+def open_experiment(svc: Service, name: str | None, arms, split, exposure_log):
+    """The A/B experiment /api/recommend serves (vrec.ab.Experiment), or None without --experiment."""
+    if name is None:
+        if arms is not None or exposure_log is not None:
+            raise VrecError("--arms and --exposure-log belong to an experiment; add --experiment NAME.")
+        return None
+    from vrec.experiments.ab import Experiment
+
+    return Experiment(name, arms, split, store=svc.live.current(), exposure_log=exposure_log)
+
+
+def compare_records(snap: Snapshot, model: str, table) -> list[dict]:
+    """Result dicts of one side of a comparison, with each neighbour's metadata from the catalog."""
+    from vrec.base.records import json_safe
+
+    cat = snap.table(model)
+    out = []
+    for _, r in table.iterrows():
+        pos = snap.position(model, str(r["id"]))
+        rec = item_record(cat.iloc[pos]) if pos is not None else {"title": None, "metadata": {}}
+        out.append(json_safe({"rank": int(r["rank"]), "id": str(r["id"]), "score": float(r["score"]),
+                              "probability": None, "thumb": thumb_url(r["id"]), "title": rec["title"],
+                              "metadata": rec["metadata"]}))
+    return out
+
+
+def gallery_result(svc: Service, snap: Snapshot, body) -> tuple[str, object]:
+    """The title and a SearchResult for vrec.pages.search_html from a posted gallery."""
+    import pandas as pd
+
+    from vrec.search.query import INTERNAL_COLUMNS, SearchResult
+
+    if not isinstance(body, dict):
+        raise QueryError('The gallery must be a JSON object like '
+                         '{"title": "...", "results": [{"id": ..., "score": ...}]}.')
+    title = body.get("title") or "vrec gallery"
+    if not isinstance(title, str):
+        raise QueryError("The gallery's title must be a text.")
+    title = title.strip()[:200] or "vrec gallery"
+    results = body.get("results")
+    if not isinstance(results, list) or not results:
+        raise QueryError("The gallery has no results; send them as \"results\": [{\"id\": ..., \"score\": ...}].")
+    if len(results) > MAX_GALLERY:
+        raise QueryError(f"A gallery holds at most {MAX_GALLERY} results (got {len(results)}).")
+    model = body.get("model") or svc.model
+    if not isinstance(model, str):
+        raise QueryError("The gallery's model must be a model name.")
+    model = svc.check_model(snap, model)
+    cat = snap.table(model)
+    positions, scores = [], []
+    for i, r in enumerate(results):
+        if not isinstance(r, dict) or not isinstance(r.get("id"), str):
+            raise QueryError(f"Gallery result {i + 1} has no \"id\"; each result needs an id and a score.")
+        try:
+            check_number(f"the score of gallery result {i + 1}", r.get("score"))
+        except VrecError as e:
+            raise QueryError(str(e)) from None
+        pos = snap.position(model, r["id"])
+        if pos is None:
+            raise QueryError(f"Gallery result {i + 1} ({r['id']!r}) is not an item in the store.")
+        positions.append(pos)
+        scores.append(float(r["score"]))
+    table = cat.iloc[positions].drop(columns=list(INTERNAL_COLUMNS), errors="ignore").reset_index(drop=True)
+    for i, (item_id, rel) in enumerate(zip(table["id"], table["path"])):
+        try:  # the same rule as /thumb/: a photo outside the catalog folder is never read (its card stays empty)
+            Thumbnails.photo_path(snap, str(rel), str(item_id))
+        except UnknownItem:
+            table.loc[i, "path"] = ""
+    table.insert(0, "score", pd.Series(scores, dtype="float32"))
+    table.insert(0, "rank", range(1, len(table) + 1))
+    query = body.get("query") if isinstance(body.get("query"), str) and body.get("query").strip() else title
+    return title, SearchResult(query.strip()[:200], "gallery", model, table)
