@@ -2,7 +2,7 @@ PYTHON ?= python3
 VENV   ?= .venv
 BIN     = $(VENV)/bin
 
-.PHONY: install test demo bench bench-quick bench-gpu clean
+.PHONY: install test test-fast lint demo bench bench-quick bench-gpu clean
 
 ## install: create .venv and install vrec (editable) with its test and Ray extras
 install:
@@ -11,9 +11,18 @@ install:
 	$(BIN)/python -m pip install -q -e '.[test,ray]'
 	@$(BIN)/vrec --version
 
-## test: run the test suite
-test:
+## test: the import contract, the linter, then every test (what CI runs)
+test: lint
 	$(BIN)/python -m pytest -q
+
+## test-fast: the inner loop: every test but the slow end-to-end ones (Ray cluster, browser, signals, load, real photos)
+test-fast:
+	$(BIN)/python -m pytest -q -m "not slow"
+
+## lint: ruff (pyflakes, isort, bugbear, pyupgrade) and the import contract (lint-imports; see docs/architecture.md)
+lint:
+	$(BIN)/ruff check vrec tests bench sample_catalog examples
+	$(BIN)/lint-imports
 
 ## demo: embed sample_catalog/ (146 real product photos) with effnet-lite0 and SigLIP, then search and compare
 demo:

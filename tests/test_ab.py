@@ -336,7 +336,7 @@ def test_arms_that_barely_differ_are_called_out(tmp_path):
 def test_exposures_are_logged_one_whole_line_each(shared_tiny_store, tmp_path):
     log = tmp_path / "logs" / "exposures.jsonl"
     exp = ab.Experiment("pilot", "tiny-cnn,tiny-siglip", store=shared_tiny_store, exposure_log=log, k=4)
-    from vrec.search.query import catalog_table
+    from vrec.store.catalog_table import catalog_table
     from vrec.store.store import Store
 
     st = Store(shared_tiny_store)

@@ -13,7 +13,8 @@ import pytest
 from conftest import handmade_store
 from vrec.base.errors import FilterError
 from vrec.store.filters import apply_filters
-from vrec.search.query import INTERNAL_COLUMNS, catalog_table
+from vrec.store.catalog_table import catalog_table
+from vrec.search.query import INTERNAL_COLUMNS
 from vrec.store.store import Store
 
 

@@ -180,7 +180,7 @@ def test_unknown_filter_column_suggests_close_names_but_not_internal_ones(shared
 
 def test_equality_on_a_numeric_column_compares_numbers(shared_tiny_store):
     from vrec.store.filters import apply_filters
-    from vrec.search.query import catalog_table
+    from vrec.store.catalog_table import catalog_table
 
     st = Store(shared_tiny_store)
     t = catalog_table(st, st.model("tiny-cnn"))

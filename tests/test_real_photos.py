@@ -11,7 +11,8 @@ import numpy as np
 import pandas as pd
 import torch
 
-from vrec.search.query import catalog_table, search_image
+from vrec.store.catalog_table import catalog_table
+from vrec.search.query import search_image
 from vrec.store.store import Store
 
 

@@ -88,7 +88,7 @@ def test_exact_topk_handles_k_beyond_the_catalog():
 
 
 def test_filters_parse_and_combine(shared_tiny_store):
-    from vrec.search.query import catalog_table
+    from vrec.store.catalog_table import catalog_table
 
     st = Store(shared_tiny_store)
     t = catalog_table(st, st.model("tiny-cnn"))

@@ -8,7 +8,8 @@ import pytest
 from clihelp import vrec
 from conftest import handmade_store
 from vrec.base.errors import CatalogError, VrecError
-from vrec.search.query import catalog_table, search_text
+from vrec.store.catalog_table import catalog_table
+from vrec.search.query import search_text
 from vrec.store.store import Store
 from vrec.search.stylemap import auto_k_range, choose_k, kmeans, silhouette, style_map
 from vrec.search.tags import gaps, read_vocab, tag

@@ -29,7 +29,7 @@ def tag(
     store: filter with --filter tag:minimalist; search and compare show them.
     """
     from vrec.report import render as r
-    from vrec.search.query import catalog_table
+    from vrec.store.catalog_table import catalog_table
     from vrec.store.store import Store
     from vrec.store.store import atomic_path
     from vrec.search.tags import check_output_file, save_tags

@@ -199,7 +199,7 @@ def build_arms(arms: Sequence[str] | str = DEFAULT_ARMS, k: int = 20, filters: S
     import pandas as pd
 
     from vrec.search.export import NEIGHBOUR_FORMATS, output_format, similar_items
-    from vrec.search.query import catalog_table
+    from vrec.store.catalog_table import catalog_table
     from vrec.store.store import as_store
 
     names = parse_arms(arms)
@@ -359,7 +359,8 @@ class Experiment:
         Only catalog ids (or their unique endings) are accepted, never a file path: a request from the
         web must not make the server read its own files. ``store`` overrides the experiment's store
         for this call (``vrec serve`` passes its current snapshot)."""
-        from vrec.search.query import catalog_table, resolve_item, search_image, unknown_item
+        from vrec.store.catalog_table import catalog_table
+        from vrec.search.query import resolve_item, search_image, unknown_item
 
         st = store if store is not None else self.store
         arm = self.arm_of(unit)

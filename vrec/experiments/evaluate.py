@@ -38,7 +38,8 @@ import numpy as np
 from vrec.base.errors import FilterError, QueryError, check_number, suggest
 from vrec.store.index import search_rows
 from vrec.base.records import json_safe, to_records
-from vrec.search.query import catalog_table, load_encoder
+from vrec.store.catalog_table import catalog_table
+from vrec.search.query import load_encoder
 from vrec.store.store import as_store
 
 IMAGE_METRICS = ("precision", "recall", "map", "ndcg")

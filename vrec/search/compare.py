@@ -23,7 +23,8 @@ import numpy as np
 
 from vrec.base.errors import QueryError, check_number
 from vrec.store.index import search_rows
-from vrec.search.query import catalog_table, load_encoder, resolve_item, unknown_item
+from vrec.store.catalog_table import catalog_table
+from vrec.search.query import load_encoder, resolve_item, unknown_item
 from vrec.store.store import as_store
 
 SUMMARY_MAX_QUERIES = 20_000  # larger catalogs are summarised on a seeded sample of this many items

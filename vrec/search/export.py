@@ -14,7 +14,8 @@ import numpy as np
 from vrec.base.errors import QueryError, check_number
 from vrec.store.filters import apply_filters
 from vrec.store.index import search_rows
-from vrec.search.query import INTERNAL_COLUMNS, catalog_table
+from vrec.store.catalog_table import catalog_table
+from vrec.search.query import INTERNAL_COLUMNS
 from vrec.store.store import atomic_path, as_store
 
 FORMATS = ("parquet", "npy", "csv")  # export: from OUT's extension, or --format

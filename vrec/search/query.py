@@ -17,6 +17,7 @@ from typing import Sequence
 import numpy as np
 
 from vrec.base.errors import QueryError, UnknownItem, check_number, suggest
+from vrec.store.catalog_table import catalog_table
 from vrec.store.filters import INTERNAL as INTERNAL_COLUMNS  # used to search, never shown nor exported
 from vrec.store.filters import apply_filters
 from vrec.store.index import search_rows
@@ -38,94 +39,6 @@ class SearchResult:
     query_item: dict | None = None  # the catalog item queried by id, with its metadata
     timings: dict = field(default_factory=dict)  # seconds per phase
     notes: list[str] = field(default_factory=list)
-
-
-# vrec's own columns in search results and exports; "v<N>" (vector components in CSV exports) too.
-# A metadata column with one of these names is kept, renamed "meta_<name>" (see catalog_table).
-VREC_COLUMNS = ("rank", "score", "probability", "id", "path", "width", "height", "tags", "vector",
-                "cluster", "cluster_name", "x", "y",  # the style map's (vrec map --csv)
-                "row", "hash", "size", "mtime")
-
-
-def is_vrec_column(name) -> bool:
-    name = str(name)
-    return name in VREC_COLUMNS or (len(name) > 1 and name[0] == "v" and name[1:].isdigit())
-
-
-def _rename_clashes(meta, items, notes: list | None):
-    """Metadata with columns named like vrec's own renamed ``meta_<name>`` (one note says so).
-
-    A clashing column that only repeats vrec's own values for every item (e.g. a ``path`` file
-    column that matched the photos) is left out instead: nothing is lost.
-    """
-    renames, dropped = {}, []
-    taken = set(map(str, meta.columns)) | set(VREC_COLUMNS)
-    for c in meta.columns:
-        if not is_vrec_column(c):
-            continue
-        if c in items.columns:
-            theirs = items["id"].map(meta[c])
-            if (theirs.isna() | (theirs.astype(str) == items[c].astype(str))).all():
-                dropped.append(c)
-                continue
-        new = f"meta_{c}"
-        while new in taken:
-            new += "_"
-        taken.add(new)
-        renames[c] = new
-    if renames and notes is not None:
-        olds, news = ", ".join(map(repr, renames)), ", ".join(map(repr, renames.values()))
-        if len(renames) == 1:
-            notes.append(f"metadata column {olds} is named {news} here: {olds} is one of vrec's own columns.")
-        else:
-            notes.append(f"metadata columns {olds} are named {news} here: those are vrec's own column names.")
-    return meta.drop(columns=dropped).rename(columns=renames)
-
-
-def catalog_table(st: Store, ms: ModelStore, notes: list | None = None):
-    """A model's live items joined with the product metadata and saved tags, in store order.
-
-    vrec's own columns (``VREC_COLUMNS``) keep their names; a metadata column named like one of
-    them is renamed ``meta_<name>`` everywhere (results, filters, exports), and a note saying so
-    is appended to ``notes``.
-
-    The table is kept with the model store's cached manifest for as long as the metadata and tags
-    files stay the same, so a long-lived model store (the web app's) joins it once; callers get a
-    shallow copy.
-    """
-    key = ("catalog_table", file_key(st.path / "metadata.parquet"), file_key(st.path / "tags.parquet"))
-    ms.manifest()  # the cache below lives (and is dropped) with the manifest's
-    hit = ms._cache.get(key)
-    if hit is None:
-        for old in [k for k in ms._cache if isinstance(k, tuple) and k[0] == "catalog_table"]:
-            del ms._cache[old]
-        table_notes: list[str] = []
-        hit = ms._cache[key] = (_catalog_table(st, ms, table_notes), table_notes)
-    if notes is not None:
-        notes.extend(hit[1])
-    return hit[0].copy(deep=False)
-
-
-def file_key(path: Path):
-    """What changes when a file is replaced (vrec writes by atomic rename: a new inode), or None."""
-    try:
-        s = os.stat(path)
-    except OSError:
-        return None
-    return (s.st_ino, s.st_mtime_ns, s.st_size)
-
-
-def _catalog_table(st: Store, ms: ModelStore, notes: list):
-    items = ms.items()
-    meta = st.metadata()
-    if len(meta.columns):
-        meta = _rename_clashes(meta, items, notes)
-        items = items.join(meta, on="id")
-    tags = st.tags()
-    if tags is not None:
-        items = items.join(tags.rename("tags"), on="id")
-        items["tags"] = items["tags"].fillna("")
-    return items.reset_index(drop=True)
 
 
 def open_model(store: str | os.PathLike | Store | None, model: str) -> tuple[Store, ModelStore]:

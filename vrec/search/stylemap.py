@@ -22,7 +22,7 @@ from typing import Sequence
 import numpy as np
 
 from vrec.base.errors import QueryError, check_number
-from vrec.search.query import catalog_table
+from vrec.store.catalog_table import catalog_table
 from vrec.store.store import as_store
 
 FIT_SAMPLE = 50_000  # k-means is fitted on at most this many items, then every item is assigned

@@ -25,7 +25,7 @@ from vrec.store.store import ModelStore, Store
 
 def store_signature(path: str | os.PathLike) -> tuple:
     """Stat of every file a commit replaces: a change means a new snapshot is due."""
-    from vrec.search.query import file_key as _file_key
+    from vrec.store.catalog_table import file_key as _file_key
 
     path = Path(path)
     keys = [_file_key(path / name) for name in ("store.json", "metadata.parquet", "tags.parquet")]
@@ -113,7 +113,7 @@ class Snapshot(Store):
         return super().model(name)  # raises NotEmbedded with the usual sentence (or a model committed just now)
 
     def table(self, model: str, notes: list | None = None):
-        from vrec.search.query import catalog_table
+        from vrec.store.catalog_table import catalog_table
 
         return catalog_table(self, self.model(model), notes)
 

@@ -22,7 +22,7 @@ from vrec.serve.thumbnails import Thumbnails
 
 MAX_GALLERY = 500  # results in one saved gallery
 TITLE_COLUMNS = ("title", "productDisplayName", "name")
-# vrec's own columns: not item metadata in API answers (see vrec.search.VREC_COLUMNS)
+# vrec's own columns: not item metadata in API answers (see vrec.store.catalog_table.VREC_COLUMNS)
 OWN_COLUMNS = ("rank", "score", "probability", "id", "path", "width", "height", "row", "hash", "size", "mtime",
                "common")
 
