@@ -1,0 +1,133 @@
+"""The JSON contract of ``vrec serve``: a pydantic model for every request and answer.
+
+These models are what ``/openapi.json`` (and so ``/docs``) shows; the routes build their answers
+from the library's plain records (``vrec.serve.service``) and declare them here, so the document
+and the server cannot drift apart without ``tests/test_serve_contract.py`` (schemathesis) noticing.
+Metadata columns are the catalog's own, so an item's ``metadata`` is an open object.
+"""
+from __future__ import annotations
+
+from typing import Any
+
+from pydantic import BaseModel, ConfigDict, Field
+
+MAX_K = 1000  # results per request: a catalog-sized answer would be megabytes of JSON
+DEFAULT_K = 12
+
+
+class ErrorAnswer(BaseModel):
+    """Every error: one sentence saying what went wrong and what to do."""
+
+    error: str = Field(description="What went wrong and what to do next, in one sentence.")
+
+
+class Result(BaseModel):
+    """One result of a search, a similar-items list or one side of a comparison."""
+
+    rank: int = Field(ge=1)
+    id: str = Field(description="The item's id (a path without extension, e.g. bags/tote-01).")
+    score: float | None = Field(description="Cosine similarity of the query and the item (1 = same direction).")
+    probability: float | None = Field(
+        None, description="For text queries on SigLIP-type models, the model's own match probability.")
+    thumb: str = Field(description="The item's photo, resized: GET this path.")
+    title: str | None = Field(description="The item's title from its metadata, if it has one.")
+    metadata: dict[str, Any] = Field(description="The item's product metadata (the catalog's own columns) and tags.")
+
+
+class Item(BaseModel):
+    """One catalog item."""
+
+    id: str
+    thumb: str
+    width: int | None
+    height: int | None
+    title: str | None
+    metadata: dict[str, Any]
+
+
+class SearchAnswer(BaseModel):
+    """Results of a text search, a photo search or a similar-items request."""
+
+    kind: str = Field(description="text, image, similar or recommend.")
+    query: str
+    model: str
+    k: int
+    took_ms: float
+    notes: list[str] = Field(description="What the user should know about these results (e.g. a stale index).")
+    results: list[Result]
+
+
+class RecommendAnswer(SearchAnswer):
+    """An A/B experiment's recommendation: the unit's arm's similar items, as logged."""
+
+    time: str
+    experiment: str
+    unit: str
+    arm: str
+    item: str
+    shown: list[str]
+
+
+class CompareSide(BaseModel):
+    model: str
+    results: list[Result]
+
+
+class CompareAnswer(BaseModel):
+    """Two models' neighbours of one item, side by side."""
+
+    id: str
+    item: Item
+    left: CompareSide
+    right: CompareSide
+    overlap: float = Field(description="Share of neighbours the two models have in common.")
+    shared: list[str] = Field(description="Ids found by both models.")
+    k: int
+    notes: list[str]
+
+
+class ModelState(BaseModel):
+    name: str
+    dim: int
+    items: int
+    text: bool = Field(description="Whether the model can search by text.")
+    index: str | None = Field(description="State of its HNSW index (e.g. fresh, stale, none).")
+
+
+class Health(BaseModel):
+    """What the server holds: models, items, index state and version."""
+
+    model_config = ConfigDict(protected_namespaces=())
+
+    version: str
+    items: int
+    default_model: str
+    compare_with: str | None
+    models: list[ModelState]
+    filters: list[str] = Field(description="Metadata columns a filter= may name.")
+    token_required: bool
+
+
+class GalleryResult(BaseModel):
+    id: str = Field(min_length=1)
+    score: float
+
+
+class GalleryRequest(BaseModel):
+    """Results to save as a self-contained HTML page."""
+
+    title: str | None = Field(None, max_length=200)
+    query: str | None = Field(None, max_length=200)
+    model: str | None = None
+    results: list[GalleryResult] = Field(min_length=1, max_length=500)
+
+
+# the error answers each kind of route can give, for the OpenAPI document
+ERRORS = {
+    400: {"model": ErrorAnswer, "description": "A parameter is invalid (one sentence says which and why)."},
+    401: {"model": ErrorAnswer, "description": "This server needs its token."},
+    404: {"model": ErrorAnswer, "description": "No such item."},
+    405: {"model": ErrorAnswer, "description": "Method not allowed (the Allow header lists those that are)."},
+    503: {"model": ErrorAnswer, "description": "The store is missing or the model cannot be loaded."},
+}
+UPLOAD_ERRORS = {**ERRORS, 413: {"model": ErrorAnswer, "description": "The upload is over the server's limit."}}
