@@ -28,6 +28,11 @@ lint:
 demo:
 	$(BIN)/python sample_catalog/demo.py --store .vrec-demo
 
+.PHONY: docs
+## docs: regenerate the command reference (docs/commands.md) from every command's --help
+docs:
+	$(BIN)/cog -r docs/commands.md
+
 ## bench: measure throughput and search speed, write BENCHMARKS.md (not part of make test)
 bench:
 	$(BIN)/python bench/run.py
