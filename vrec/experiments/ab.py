@@ -12,7 +12,7 @@ Four steps, each a library function with a thin ``vrec ab`` command in front of 
   serves a unit its arm's list and appends an exposure line to a JSONL log, for a pilot;
 - :func:`analyze` -- per-arm values, absolute and relative lifts with 95% intervals and p-values,
   ratio metrics at the unit of randomisation (delta method), CUPED, and a sample-ratio-mismatch
-  check; :func:`write_report` writes .html, .md or .json with a chart of the lifts.
+  check (:mod:`vrec.report.ab_report` writes it as .html, .md or .json with a chart of the lifts).
 
 This module holds the steps before and during a test -- plan, arms, serving -- and is the one
 place to import from: assignment lives in :mod:`vrec.experiments.ab_assign` and the analysis and its reports

@@ -7,8 +7,8 @@ Written here, because neither library has them: the delta-method linearisation o
 (each unit's ``R + (num - R*den) / mean(den)``, whose mean is the ratio and whose variance is the
 delta method's; the t-test then runs on those values at the unit of randomisation), the
 delta-method interval of a relative lift, and CUPED's adjustment ``y - theta*(x - mean(x))``.
-:func:`write_report` writes the result as .json, .md (with an SVG chart beside it) or a
-self-contained .html page (built in :mod:`vrec.report.pages`, where every HTML page lives).
+:mod:`vrec.report.ab_report` writes the result as .json, .md (with an SVG chart beside it) or a
+self-contained .html page.
 
 statsmodels, scipy and pandas are imported inside the functions, so that the CLI starts without them.
 """

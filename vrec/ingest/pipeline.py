@@ -19,7 +19,7 @@ from vrec.store.store import ITEM_COLUMNS
 
 # Finished batches are committed once this many seconds have passed since the last commit
 # (checked after every model batch), and on Ctrl-C or kill: a hard kill loses at most this much
-# finished work plus the batches in progress. README states the same figure.
+# finished work plus the batches in progress. docs/catalog.md states the same figure.
 COMMIT_SECONDS = float(os.environ.get("VREC_COMMIT_SECONDS", "3"))
 
 

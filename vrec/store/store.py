@@ -9,7 +9,7 @@ Layout (no pickle anywhere; every file is written to a temporary name and rename
     STORE/models/<model>/shards/NNNNNNNN.npy      float32 vectors [rows, dim], read memory-mapped
     STORE/models/<model>/shards/NNNNNNNN.parquet  one row per vector: id, path, hash, size, mtime, width, height
     STORE/models/<model>/shards/NNNNNNNN.del-G.npy  rows of that shard removed since (tombstones)
-    STORE/models/<model>/index/...      the HNSW index (see vrec.index)
+    STORE/models/<model>/index/...      the HNSW index (see vrec.store.index)
 
 Shards are append-only and immutable: a run that adds 1% new items writes 1% of the bytes. A
 commit writes its new files first and then replaces manifest.json atomically, so a crash at any
