@@ -18,8 +18,10 @@ from vrec.cli import models as _models  # noqa: F401
 from vrec.cli import serve as _serve  # noqa: F401  (vrec serve)
 from vrec.cli import common
 from vrec.cli.common import app, reflow_help
+from vrec.cli.logs import show_library_logs
 
 reflow_help(app)  # after every module above has registered its commands
+show_library_logs()
 
 
 def main() -> None:

@@ -12,8 +12,8 @@ pipeline deadlocks on small machines, so CPU actors always leave at least one CP
 from __future__ import annotations
 
 import json
+import logging
 import os
-import sys
 import time
 from collections import Counter
 
@@ -21,6 +21,8 @@ import numpy as np
 
 from vrec.ingest.catalog import ImageRef
 from vrec.base.errors import VrecError
+
+log = logging.getLogger(__name__)
 
 META_COLUMNS = ("id", "path", "hash", "size", "mtime", "width", "height", "error")
 
@@ -231,7 +233,7 @@ def run_ray(job, recorder, batch_size: int, weights: dict, precision: str, optio
                 progress(done, total)
         nodes = ray.nodes()
         if joined or len(nodes) > 1:  # on a cluster, say which nodes did the work (one missing did not join or got none)
-            print(_work_note(work, nodes), file=sys.stderr)
+            log.info(_work_note(work, nodes))
         return t0, t0
     finally:
         if started:
