@@ -278,8 +278,7 @@ def analyze(data, unit: str = "unit", arm: str = "arm", metrics: Sequence[str | 
     from statsmodels.stats.multitest import multipletests
 
     obs = np.array([n_units[a] for a in order], np.float64)
-    nonzero = np.array(shares) > 0
-    chi2, srm_p = chisquare(obs[nonzero], obs.sum() * np.array(shares)[nonzero] / sum(np.array(shares)[nonzero]))
+    chi2, srm_p = chisquare(obs, obs.sum() * np.array(shares))
     treatments = order[1:]
     m = len(treatments)
     a_cmp = alpha / m
