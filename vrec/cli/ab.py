@@ -148,11 +148,14 @@ def assign_cmd(
     from pathlib import Path
 
     from ..ab import assign_file
+    from ..ab_assign import refuse_overwrite
     from ..errors import VrecError
     from ..store import atomic_path
 
     if out_path is not None and Path(out_path).suffix.lower() not in (".csv", ".parquet"):
         raise VrecError(f"Cannot write {out_path!r}: name the file .csv or .parquet.")
+    if out_path is not None:
+        refuse_overwrite(out_path, {"units file": units})
     table, counts = assign_file(units, experiment, arms, split, unit)
     if out_path is None:
         table.to_csv(sys.stdout, index=False)
@@ -194,11 +197,13 @@ def analyze_cmd(
     loudly when the arms' sizes do not match the split.
     """
     from ..ab import LIFT_HEADER, analysis_to_dict, analyze, check_report, lift_rows, write_report
+    from ..ab_assign import refuse_overwrite
     from ..render import new_table
 
     check_format(fmt, ("table", "json"))
     for path in report or ():
         check_report(path)
+        refuse_overwrite(path, {"events file": events}, option="--report")
     a = analyze(events, unit=unit, arm=arm, metrics=metric, covariate=covariate, arms=arms, split=split, alpha=alpha)
     print_notes(a.notes)
     if a.srm:
