@@ -236,7 +236,7 @@ def test_assign_command_writes_the_same_arms_every_run(tmp_path):
 def events(tmp_path):
     path = tmp_path / "events.csv"
     pd.DataFrame({"user": [f"u{i}" for i in range(40)], "arm": ["cnn", "siglip"] * 20,
-                  "impressions": np.arange(40) % 7 + 1, "clicks": np.arange(40) % 3}).to_csv(path, index=False)
+                  "impressions": np.arange(40) % 7 + 2, "clicks": np.arange(40) % 3}).to_csv(path, index=False)
     return path
 
 

@@ -76,6 +76,8 @@ def check_number(name: str, value, *, min: float | None = None, max: float | Non
         f = float(value)
     except (TypeError, ValueError):
         raise VrecError(f"{name} must be a number (not {value!r}).") from None
+    except OverflowError:  # an integer beyond any float
+        raise VrecError(f"{name} must be a finite number (not one of {len(str(value))} digits).") from None
     if math.isnan(f) or math.isinf(f):
         raise VrecError(f"{name} must be a finite number (not {value!r}).")
     if integer and f != int(f):

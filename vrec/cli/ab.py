@@ -34,12 +34,14 @@ def plan_cmd(
     power: float = typer.Option(0.8, "--power", help="Chance to detect an effect of --mde when it is there."),
     arms: int = typer.Option(2, "--arms", help="Number of arms, control included (2 to 10); beyond two, alpha is "
                              "split over the comparisons (Bonferroni)."),
-    daily_units: Optional[int] = typer.Option(None, "--daily-units", help="Units (users, sessions) entering the test "
-                                              "per day, all arms together: gives the duration."),
+    daily_units: Optional[float] = typer.Option(None, "--daily-units", help="Units (users, sessions) entering the "
+                                                "test per day, all arms together (e.g. 5000 or 1e6): gives the "
+                                                "duration."),
     days: Optional[List[int]] = typer.Option(None, "--days", help="With --daily-units: durations to show the "
                                              "smallest detectable effect for \\[default: 7, 14 and 28]; repeatable."),
     sd: Optional[float] = typer.Option(None, "--sd", help="For a mean metric (e.g. revenue per user): its per-unit "
                                        "standard deviation; --baseline is then the control's mean."),
+    split: Optional[str] = SplitOpt,
     fmt: str = FormatTableJsonOpt,
 ) -> None:
     """How many units per arm, in total, and how many days a test needs to detect --mde.
@@ -53,29 +55,41 @@ def plan_cmd(
 
     check_format(fmt, ("table", "json"))
     p = plan(baseline, mde, relative=relative, alpha=alpha, power=power, arms=arms, daily_units=daily_units, sd=sd,
-             days=days or ())
+             days=days or (), split=split)
     if fmt == "json":
         print(json.dumps(json_safe(p.__dict__), indent=2))
         return
     print_notes(p.notes)
     what = "rate" if p.kind == "proportion" else "mean"
-    t = new_table(f"Sample size: {what} {p.baseline:g} → {p.baseline + p.mde:g} ({p.relative_mde:+.1%}), "
-                  f"alpha {p.alpha:g}, power {p.power:g}, {p.arms} arms")
+    rel = f" ({_relative(p.relative_mde)})" if p.relative_mde == p.relative_mde else ""
+    shares = "" if len(set(p.shares)) == 1 else ", split " + "/".join(f"{s * 100:.4g}" for s in p.shares)
+    t = new_table(f"Sample size: {what} {p.baseline:g} → {p.baseline + p.mde:g}{rel}, "
+                  f"alpha {p.alpha:g}, power {p.power:g}, {p.arms} arms{shares}")
     t.add_column("units per arm", justify="right")
     t.add_column("total units", justify="right")
     if p.days is not None:
         t.add_column("days", justify="right")
-    t.add_row(f"{p.units_per_arm:,}", f"{p.total_units:,}", *([f"{p.days:,}"] if p.days is not None else []))
+    t.add_row(_per_arm(p.arm_units), f"{p.total_units:,}", *([f"{p.days:,}"] if p.days is not None else []))
     out.print(t)
     if p.detectable:
         d = new_table(f"Smallest detectable effect at {p.daily_units:,} units a day")
         for c in ("days", "units per arm", "absolute", "relative"):
             d.add_column(c, justify="right")
         for row in p.detectable:
-            ok = row["mde"] == row["mde"]
-            d.add_row(str(row["days"]), f"{row['units_per_arm']:,}", f"{row['mde']:.4g}" if ok else "—",
-                      f"{row['relative_mde']:+.1%}" if ok else "—")
+            ok, rok = row["mde"] == row["mde"], row["relative_mde"] == row["relative_mde"]
+            d.add_row(str(row["days"]), _per_arm(row["arm_units"]), f"{row['mde']:.4g}" if ok else "—",
+                      _relative(row["relative_mde"]) if rok else "—")
         out.print(d)
+
+
+def _per_arm(units: list[int]) -> str:
+    """'8,156' when every arm holds as many units, else each arm's: '14,680 / 1,632'."""
+    return f"{units[0]:,}" if len(set(units)) == 1 else " / ".join(f"{u:,}" for u in units)
+
+
+def _relative(v: float) -> str:
+    """+25.0%, or three significant digits for a small effect (+0.00328%), never a bare +0.0%."""
+    return f"{v:+.1%}" if abs(v) >= 0.001 else f"{v * 100:+.3g}%"
 
 
 @ab_app.command("arms")
@@ -147,12 +161,15 @@ def assign_cmd(
     import sys
     from pathlib import Path
 
-    from vrec.experiments.ab import assign_file
     from vrec.base.errors import VrecError
-    from vrec.store.store import atomic_path
+    from vrec.base.files import atomic_path
+    from vrec.experiments.ab import assign_file
+    from vrec.experiments.ab_assign import refuse_overwrite
 
     if out_path is not None and Path(out_path).suffix.lower() not in (".csv", ".parquet"):
         raise VrecError(f"Cannot write {out_path!r}: name the file .csv or .parquet.")
+    if out_path is not None:
+        refuse_overwrite(out_path, {"units file": units})
     table, counts = assign_file(units, experiment, arms, split, unit)
     if out_path is None:
         table.to_csv(sys.stdout, index=False)
@@ -194,12 +211,14 @@ def analyze_cmd(
     loudly when the arms' sizes do not match the split.
     """
     from vrec.experiments.ab import LIFT_HEADER, analysis_to_dict, analyze, lift_rows
+    from vrec.experiments.ab_assign import refuse_overwrite
     from vrec.report.ab_report import check_report, write_report
     from vrec.report.render import new_table
 
     check_format(fmt, ("table", "json"))
     for path in report or ():
         check_report(path)
+        refuse_overwrite(path, {"events file": events}, option="--report")
     a = analyze(events, unit=unit, arm=arm, metrics=metric, covariate=covariate, arms=arms, split=split, alpha=alpha)
     print_notes(a.notes)
     if a.srm:

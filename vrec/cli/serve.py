@@ -52,6 +52,9 @@ def serve(
 ) -> None:
     from vrec.serve.app import serve as run
 
+    if split is not None and experiment is None:  # the split itself is parsed where the arms are (vrec.ab)
+        from vrec.base.errors import VrecError
+        raise VrecError("--split belongs to an experiment; add --experiment NAME.")
     run(store, model=model, compare_with=compare_with, host=host, port=port, token=token,
         max_upload_mb=max_upload_mb, device=device, experiment=experiment, arms=arms, split=split,
         exposure_log=exposure_log)

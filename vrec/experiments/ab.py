@@ -58,7 +58,7 @@ class Plan:
 
     baseline: float
     mde: float  # absolute effect to detect
-    relative_mde: float  # the same, relative to the baseline
+    relative_mde: float  # the same, relative to the baseline (NaN for a mean of 0)
     alpha: float
     power: float
     arms: int
@@ -66,88 +66,128 @@ class Plan:
     kind: str  # "proportion" (baseline is a rate) or "mean" (with sd)
     sd: float | None
     effect_size: float  # Cohen's h (proportions) or d (means)
-    units_per_arm: int
+    units_per_arm: int  # the control's units (every arm's, with an equal split)
     total_units: int
+    shares: list[float] = field(default_factory=list)  # each arm's share of the units (--split)
+    arm_units: list[int] = field(default_factory=list)  # each arm's units, control first
     daily_units: int | None = None
     days: int | None = None
-    detectable: list[dict] = field(default_factory=list)  # per duration: days, units_per_arm, mde, relative_mde
+    detectable: list[dict] = field(default_factory=list)  # per duration: days, units_per_arm, arm_units, mde, relative_mde
     notes: list[str] = field(default_factory=list)
 
 
-def _check_alpha_power(alpha: float, power: float) -> None:
+MAX_DAILY_UNITS = 10 ** 12  # --daily-units: more than any service sees
+MAX_UNITS = 1e15  # units per arm beyond this: no test gathers them, and the effect is too small to detect
+MAX_MAGNITUDE = 1e15  # --baseline, --sd and --mde of a mean metric (the analysis refuses larger values too)
+
+
+def _check_plan_inputs(baseline, mde, alpha, power, arms, daily_units, sd, days) -> None:
+    """Every number of a plan in its range, one clear sentence for the first that is not."""
     check_number("--alpha", alpha, min=1e-6, max=0.5, hint="0.05 is usual")
     check_number("--power", power, min=0.5, max=0.9999, hint="0.8 is usual")
+    if power <= alpha:
+        raise VrecError(f"--power must be above --alpha (got power {power:g}, alpha {alpha:g}): a test as likely to "
+                        "find the effect as a false alarm detects nothing; 0.8 and 0.05 are usual.")
+    check_number("--arms", arms, min=2, max=MAX_ARMS, integer=True)
+    if sd is None:
+        check_number("--baseline", baseline, min=1e-9, max=1 - 1e-9,
+                     hint="a rate such as 0.04 (4% convert); for a mean metric give --sd too")
+    else:
+        check_number("--baseline", baseline, min=-MAX_MAGNITUDE, max=MAX_MAGNITUDE, hint="the control's mean")
+        check_number("--sd", sd, min=1e-12, max=MAX_MAGNITUDE, hint="the per-unit standard deviation of the metric")
+    check_number("--mde", mde, min=1e-12, max=MAX_MAGNITUDE, hint="e.g. 0.005 absolute, or 0.05 with --relative for +5%")
+    if daily_units is not None:
+        check_number("--daily-units", daily_units, min=1, max=MAX_DAILY_UNITS, integer=True)
+    for d in days:
+        check_number("--days", d, min=1, max=3650, integer=True)
+
+
+def noncentrality(alpha: float, power: float) -> float:
+    """The standardised difference lam at which a two-sided z-test at ``alpha`` has ``power``:
+    statsmodels' ``normal_power(lam, 1, alpha) = power``, solved once by scipy's brentq.
+
+    An effect size d compared over n1 and n2 units has lam = d / sqrt(1/n1 + 1/n2) (statsmodels'
+    NormalIndPower), so sample sizes and detectable effects follow from lam in closed form at any
+    scale; solving for the effect at each n instead stops short once it falls below the solver's
+    tolerance (1.182e-06 at 7, 14 and 28 days of 1e11 units)."""
+    from scipy.optimize import brentq
+    from scipy.stats import norm
+    from statsmodels.stats.power import normal_power
+
+    top = float(norm.isf(alpha / 2) + norm.ppf(power)) + 1.0  # one tail alone passes the power here
+    return float(brentq(lambda lam: float(normal_power(lam, 1, alpha)) - power, 0.0, top, xtol=1e-14, rtol=1e-15))
+
+
+def _rate_plus_effect(baseline: float, h: float) -> float:
+    """The rate difference p2 - p1 with Cohen's h = 2 asin(sqrt(p2)) - 2 asin(sqrt(p1)); NaN past a rate of 1.
+
+    sin^2(a + h/2) - sin^2(a) = sin(2a + h/2) sin(h/2): no cancellation when h is tiny."""
+    a = math.asin(math.sqrt(baseline))
+    if a + h / 2 >= math.pi / 2:
+        return float("nan")
+    return math.sin(2 * a + h / 2) * math.sin(h / 2)
+
+
+def _detectable(p: Plan, lam: float, days: Sequence[int]) -> None:
+    """The smallest effect each duration can detect, for the worst-placed treatment arm."""
+    for d in (list(days) or [7, 14, 28]):
+        total = p.daily_units * int(d)
+        units = [math.floor(total * s + 1e-6) for s in p.shares]  # 3000 * (1/3) is 1000, not 999
+        row = {"days": int(d), "units_per_arm": units[0], "arm_units": units, "mde": float("nan"),
+               "relative_mde": float("nan")}
+        if min(units) >= 2:
+            es = lam * max(math.sqrt(1 / units[0] + 1 / u) for u in units[1:])
+            row["mde"] = _rate_plus_effect(p.baseline, es) if p.sd is None else es * p.sd
+            row["relative_mde"] = row["mde"] / abs(p.baseline) if p.baseline else float("nan")
+        p.detectable.append(row)
 
 
 def plan(baseline: float, mde: float, relative: bool = False, alpha: float = 0.05, power: float = 0.8,
          arms: int = 2, daily_units: int | None = None, sd: float | None = None,
-         days: Sequence[int] = ()) -> Plan:
+         days: Sequence[int] = (), split=None) -> Plan:
     """Sample size for a test of ``arms`` arms (each treatment against the first, the control).
 
     ``baseline`` is the control's rate (a conversion or click-through rate, between 0 and 1), or
     its mean when ``sd`` (the per-unit standard deviation) is given. ``mde`` is the smallest
     effect worth detecting: absolute (0.005 = half a percentage point), or relative to the
     baseline with ``relative`` (0.05 = +5%). Two-sided test at ``alpha`` with ``power``; beyond
-    two arms alpha is split over the comparisons (Bonferroni). With ``daily_units`` (units that
-    enter the test per day, all arms together) the duration is given, and ``days`` (default 7,
-    14, 28) lists the smallest effect each duration can detect.
+    two arms alpha is split over the comparisons (Bonferroni). ``split`` gives the arms' shares
+    (as --split, default equal). With ``daily_units`` (units that enter the test per day, all
+    arms together) the duration is given, and ``days`` (default 7, 14, 28) lists the smallest
+    effect each duration can detect.
     """
-    from statsmodels.stats.power import NormalIndPower
     from statsmodels.stats.proportion import proportion_effectsize
 
-    _check_alpha_power(alpha, power)
-    check_number("--arms", arms, min=2, max=MAX_ARMS, integer=True)
+    _check_plan_inputs(baseline, mde, alpha, power, arms, daily_units, sd, days)
     arms = int(arms)
-    if sd is None:
-        check_number("--baseline", baseline, min=1e-9, max=1 - 1e-9,
-                     hint="a rate such as 0.04 (4% convert); for a mean metric give --sd too")
-    else:
-        check_number("--baseline", baseline)
-        check_number("--sd", sd, min=1e-12, hint="the per-unit standard deviation of the metric")
-    check_number("--mde", mde, min=1e-12, hint="e.g. 0.005 absolute, or 0.05 with --relative for +5%")
-    if daily_units is not None:
-        check_number("--daily-units", daily_units, min=1, integer=True)
-        daily_units = int(daily_units)
-    for d in days:
-        check_number("--days", d, min=1, max=3650, integer=True)
-    if relative:
-        if baseline == 0:
-            raise VrecError("A relative --mde needs a baseline other than 0; give the effect in absolute terms.")
-        abs_mde = abs(baseline) * mde
-    else:
-        abs_mde = mde
+    daily_units = int(daily_units) if daily_units is not None else None
+    shares = parse_split(split, arms)
+    abs_mde = abs(baseline) * mde if relative else mde
+    if relative and baseline == 0:
+        raise VrecError("A relative --mde needs a baseline other than 0; give the effect in absolute terms.")
     target = baseline + abs_mde
     if sd is None and target >= 1:
         raise VrecError(f"A rate of {baseline:g} plus an effect of {abs_mde:g} reaches {target:g}, but a rate stays "
                         f"below 1; give a smaller --mde.")
-    comparisons = arms - 1
-    comparison_alpha = alpha / comparisons
+    comparison_alpha = alpha / (arms - 1)
     es = float(proportion_effectsize(target, baseline)) if sd is None else abs_mde / sd
-    solver = NormalIndPower()
-    n = solver.solve_power(effect_size=abs(es), nobs1=None, alpha=comparison_alpha, power=power, ratio=1.0)
-    per_arm = int(math.ceil(float(np.asarray(n).item())))
+    lam = noncentrality(comparison_alpha, power)
+    # units in all arms so that control vs treatment i reaches lam: N (1/s0 + 1/si)^-1 es^2 = lam^2
+    need = (lam / abs(es)) ** 2 * max(1 / shares[0] + 1 / s for s in shares[1:]) if es else math.inf
+    if need * max(shares) > MAX_UNITS:
+        what = "rate" if sd is None else "mean"
+        raise VrecError(f"An effect of {abs_mde:g} on a {what} of {baseline:g}{f' (sd {sd:g})' if sd else ''} is too "
+                        f"small to detect: a test would need more than 10^15 units in an arm; give a larger --mde.")
+    arm_units = [max(2, math.ceil(need * s)) for s in shares]  # an arm needs two units for its variance
     p = Plan(baseline, abs_mde, abs_mde / abs(baseline) if baseline else float("nan"), alpha, power, arms,
-             comparison_alpha, "proportion" if sd is None else "mean", sd, es, per_arm, per_arm * arms, daily_units)
-    if comparisons > 1:
-        p.notes.append(f"{arms} arms: each of the {comparisons} treatments is compared with the control at "
+             comparison_alpha, "proportion" if sd is None else "mean", sd, es, arm_units[0], sum(arm_units),
+             shares, arm_units, daily_units)
+    if arms > 2:
+        p.notes.append(f"{arms} arms: each of the {arms - 1} treatments is compared with the control at "
                        f"alpha {comparison_alpha:.4g} (Bonferroni), so the family's false-positive rate stays {alpha:g}")
     if daily_units:
         p.days = int(math.ceil(p.total_units / daily_units))
-        for d in (list(days) or [7, 14, 28]):
-            units = daily_units * int(d) // arms
-            if units < 2:
-                p.detectable.append({"days": int(d), "units_per_arm": units, "mde": float("nan"),
-                                     "relative_mde": float("nan")})
-                continue
-            es_d = float(np.asarray(solver.solve_power(effect_size=None, nobs1=units, alpha=comparison_alpha,
-                                                       power=power, ratio=1.0)).item())
-            if sd is None:  # invert Cohen's h = 2 asin(sqrt(p2)) - 2 asin(sqrt(p1)) for p2
-                angle = 2 * math.asin(math.sqrt(baseline)) + es_d
-                eff = (math.sin(angle / 2) ** 2 - baseline) if angle < math.pi else float("nan")
-            else:
-                eff = es_d * sd
-            p.detectable.append({"days": int(d), "units_per_arm": units, "mde": eff,
-                                 "relative_mde": eff / abs(baseline) if baseline else float("nan")})
+        _detectable(p, lam, days)
     elif days:
         p.notes.append("give --daily-units to see the smallest effect each duration can detect")
     return p

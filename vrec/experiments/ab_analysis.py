@@ -14,11 +14,8 @@ statsmodels, scipy and pandas are imported inside the functions, so that the CLI
 """
 from __future__ import annotations
 
-import json
 import math
-import os
 from dataclasses import dataclass, field
-from pathlib import Path
 from typing import Sequence
 
 import numpy as np
@@ -26,9 +23,9 @@ import numpy as np
 from vrec.experiments.ab_assign import parse_arms, parse_split, read_table, require_column
 from vrec.base.errors import VrecError, check_number, suggest
 from vrec.base.records import json_safe
-from vrec.store.store import atomic_path
 
 SRM_ALPHA = 0.001  # a sample-ratio-mismatch p-value below this is flagged (the usual threshold)
+MAX_VALUE = 1e15  # no count or amount of one row is larger: beyond it the export is broken (and sums overflow)
 
 
 @dataclass
@@ -115,6 +112,9 @@ def compare_means(control: np.ndarray, treatment: np.ndarray, alpha: float = 0.0
 
     c = np.asarray(control, np.float64)
     t = np.asarray(treatment, np.float64)
+    top = max(float(np.abs(c).max(initial=0.0)), float(np.abs(t).max(initial=0.0)))
+    scale = 2.0 ** math.frexp(top)[1] if top > 0 else 1.0  # a power of two: dividing by it is exact
+    c, t = c / scale, t / scale  # values near 1: no variance underflows to 0 or overflows to inf
     cm = CompareMeans(DescrStatsW(t), DescrStatsW(c))
     with np.errstate(all="ignore"):
         _, p, _ = cm.ttest_ind(usevar="unequal")
@@ -125,7 +125,7 @@ def compare_means(control: np.ndarray, treatment: np.ndarray, alpha: float = 0.0
     se_c2 = c.var(ddof=1) / len(c)
     if mc != 0:
         rel = diff / mc
-        se_rel = math.sqrt(se_t2 / mc ** 2 + mt ** 2 * se_c2 / mc ** 4)
+        se_rel = math.hypot(math.sqrt(se_t2) / mc, (mt / mc) * math.sqrt(se_c2) / mc)
         z = float(norm.ppf(1 - alpha / 2))
         rel_ci = (rel - z * se_rel, rel + z * se_rel)
     else:
@@ -133,8 +133,8 @@ def compare_means(control: np.ndarray, treatment: np.ndarray, alpha: float = 0.0
     if se_t2 + se_c2 == 0:  # no variation at all: the difference is exact
         p = 0.0 if diff != 0 else 1.0
         lo = hi = diff
-    return {"treatment": mt, "control": mc, "diff": diff, "ci": (float(lo), float(hi)), "p": float(p),
-            "rel": rel, "rel_ci": rel_ci}
+    return {"treatment": mt * scale, "control": mc * scale, "diff": diff * scale,
+            "ci": (float(lo) * scale, float(hi) * scale), "p": float(p), "rel": rel, "rel_ci": rel_ci}
 
 
 def linearize(num: np.ndarray, den: np.ndarray) -> tuple[np.ndarray, float]:
@@ -155,7 +155,7 @@ def cuped(y: np.ndarray, x: np.ndarray) -> tuple[np.ndarray, float]:
     return y - theta * (x - x.mean()), theta
 
 
-def _numeric(df, col: str, what: str) -> np.ndarray:
+def _numeric(df, col: str, what: str, units) -> np.ndarray:
     import pandas as pd
 
     raw = df[col]
@@ -169,9 +169,30 @@ def _numeric(df, col: str, what: str) -> np.ndarray:
         raise VrecError(f"Column {col!r} ({what}) has {int(vals.isna().sum())} empty value(s); fill them (0 for a "
                         f"count) or drop those rows.")
     out = vals.to_numpy(np.float64)
-    if not np.isfinite(out).all():
-        raise VrecError(f"Column {col!r} ({what}) holds infinite values; give finite numbers.")
+    big = ~(np.abs(out) <= MAX_VALUE)  # inf too
+    if big.any():
+        i = int(np.argmax(big))
+        raise VrecError(f"Column {col!r} ({what}) holds {out[i]:g} for unit {str(units.iloc[i])!r} ({int(big.sum())} "
+                        f"row(s) beyond ±10^15); no count or amount is that large, so fix the export.")
     return out
+
+
+def _check_rates(frame, specs: Sequence[MetricSpec]) -> None:
+    """Refuse a unit with more NUM than DEN in a ratio metric that is a rate over the whole data
+    (sum NUM <= sum DEN, as clicks/impressions): a rate above 1 is a data error. A ratio above 1
+    overall (revenue/orders) is not a rate and may exceed 1 in any unit."""
+    for s in specs:
+        if not s.den:
+            continue
+        num, den = frame[f"v:{s.num}"].to_numpy(), frame[f"v:{s.den}"].to_numpy()
+        over = num > den
+        if not over.any() or num.sum() > den.sum():
+            continue
+        i = int(np.argmax(over))
+        more = f" (and {int(over.sum()) - 1} more unit(s))" if over.sum() > 1 else ""
+        raise VrecError(f"Metric {s.name!r} is a rate ({s.num}/{s.den} is {num.sum() / den.sum():.3g} over all units), "
+                        f"but unit {str(frame['unit'].iloc[i])!r} has {num[i]:g} {s.num} for {den[i]:g} {s.den}"
+                        f"{more}; a rate cannot exceed 1, so fix the export.")
 
 
 def analyze(data, unit: str = "unit", arm: str = "arm", metrics: Sequence[str | MetricSpec] = (),
@@ -222,7 +243,7 @@ def analyze(data, unit: str = "unit", arm: str = "arm", metrics: Sequence[str | 
     if (arms_col == "").any() or df[arm].isna().any():
         raise VrecError(f"Column {arm!r} (--arm) is empty in {int((arms_col == '').sum())} row(s); every row needs "
                         "its arm.")
-    values = {c: _numeric(df, c, "a metric") for c in value_cols}
+    values = {c: _numeric(df, c, "a metric", units_col) for c in value_cols}
     counts = {c for s in specs if s.den for c in s.columns}
     for c in sorted(counts):
         neg = values[c] < 0
@@ -232,7 +253,7 @@ def analyze(data, unit: str = "unit", arm: str = "arm", metrics: Sequence[str | 
     frame = pd.DataFrame({"unit": units_col.to_numpy(), "arm": arms_col.to_numpy(),
                           **{f"v:{c}": v for c, v in values.items()}})
     if covariate is not None:
-        frame["cov"] = _numeric(df, covariate, "the covariate")
+        frame["cov"] = _numeric(df, covariate, "the covariate", units_col)
     notes: list[str] = []
     events = None
     if frame["unit"].duplicated().any():  # per-event rows: one row per unit, values summed
@@ -252,6 +273,7 @@ def analyze(data, unit: str = "unit", arm: str = "arm", metrics: Sequence[str | 
         events = len(frame)
         frame = frame.groupby("unit", sort=False).agg(agg).reset_index()
         notes.append(f"{events:,} rows aggregated into {len(frame):,} units (values summed per unit)")
+    _check_rates(frame, specs)
     present = sorted(frame["arm"].unique())
     if len(present) < 2:
         raise VrecError(f"The data hold only one arm ({present[0]!r} in column {arm!r}); an A/B test compares at "
@@ -278,8 +300,7 @@ def analyze(data, unit: str = "unit", arm: str = "arm", metrics: Sequence[str | 
     from statsmodels.stats.multitest import multipletests
 
     obs = np.array([n_units[a] for a in order], np.float64)
-    nonzero = np.array(shares) > 0
-    chi2, srm_p = chisquare(obs[nonzero], obs.sum() * np.array(shares)[nonzero] / sum(np.array(shares)[nonzero]))
+    chi2, srm_p = chisquare(obs, obs.sum() * np.array(shares))
     treatments = order[1:]
     m = len(treatments)
     a_cmp = alpha / m

@@ -9,16 +9,18 @@ tables live here too: planning, serving and analysis all take arms and tables th
 from __future__ import annotations
 
 import hashlib
+import math
 import os
 from pathlib import Path
 from typing import Iterable, Sequence
 
 import numpy as np
 
-from vrec.base.errors import VrecError, check_number, suggest
+from vrec.base.errors import VrecError, suggest
 
 DEFAULT_ARMS = ("cnn", "siglip")
 MAX_ARMS = 10
+MIN_SHARE = 0.0001  # the smallest share of the units an arm may have (0.01%)
 
 
 def parse_arms(arms: str | Sequence[str] | None) -> list[str]:
@@ -39,24 +41,64 @@ def parse_arms(arms: str | Sequence[str] | None) -> list[str]:
     return names
 
 
+def _share(text, split) -> float:
+    """One --split share as a number: finite and not below 0, or one clear error naming it."""
+    raw = str(text).strip()
+    try:
+        w = float(raw.rstrip("%"))
+    except ValueError:
+        what = " has an empty share" if not raw else f": share {raw!r} is not a number"
+        raise VrecError(f"--split {split!r}{what}; give shares separated by '/', e.g. 50/50 or "
+                        f"34/33/33.") from None
+    if not math.isfinite(w):
+        raise VrecError(f"--split {split!r}: share {raw!r} is not a finite number; give shares such as 50/50.")
+    if w < 0:
+        raise VrecError(f"--split {split!r}: share {raw!r} is below 0; every arm's share is a positive number.")
+    return w
+
+
 def parse_split(split: str | Sequence[float] | None, n_arms: int) -> list[float]:
-    """Shares per arm from '50/50', '34/33/33' or '1/1/1' (normalised to sum to 1); None: equal."""
+    """Shares per arm from '50/50', '34/33/33', '90%/10%' or '1/1/1', normalised to sum to 1; None: equal.
+
+    The one parser of --split (ab assign, analyze and plan, vrec serve --experiment): every share
+    must be a finite number above 0, the shares must add up to a finite number, and after
+    normalising each arm keeps at least ``MIN_SHARE`` of the units."""
     if split is None or (isinstance(split, str) and not split.strip()):
         return [1.0 / n_arms] * n_arms
-    parts = split.split("/") if isinstance(split, str) else list(split)
-    try:
-        weights = [float(str(x).strip().rstrip("%")) for x in parts]
-    except ValueError:
-        raise VrecError(f"--split takes shares separated by '/', e.g. 50/50 or 34/33/33 (not {split!r}).") from None
+    text = split if isinstance(split, str) else "/".join(map(str, split))
+    weights = [_share(x, text) for x in (split.split("/") if isinstance(split, str) else split)]
     if len(weights) != n_arms:
-        raise VrecError(f"--split {split!r} gives {len(weights)} shares for {n_arms} arms; give one share per arm, "
+        raise VrecError(f"--split {text!r} gives {len(weights)} shares for {n_arms} arms; give one share per arm, "
                         f"e.g. {'/'.join(['50'] * 2) if n_arms == 2 else '/'.join(['1'] * n_arms)}.")
-    for w in weights:
-        check_number("each --split share", w, min=0)
+    zero = [i for i, w in enumerate(weights, 1) if w == 0]
+    if zero:
+        raise VrecError(f"--split {text!r} gives arm {zero[0]} no share; every arm needs a share above 0.")
     total = sum(weights)
-    if total <= 0 or sum(w > 0 for w in weights) < 2:
-        raise VrecError(f"--split {split!r} must give at least two arms a share above 0.")
-    return [w / total for w in weights]
+    if not math.isfinite(total):
+        raise VrecError(f"--split {text!r} adds up to more than a number can hold; give shares such as 50/50 or "
+                        "34/33/33.")
+    shares = [w / total for w in weights]
+    small = [i for i, s in enumerate(shares, 1) if s < MIN_SHARE]
+    if small:
+        raise VrecError(f"--split {text!r} gives arm {small[0]} {shares[small[0] - 1]:.2g} of the units, too small "
+                        f"to serve or test; every arm needs at least {MIN_SHARE:.2%} of the units.")
+    return shares
+
+
+def same_file(a: str | os.PathLike, b: str | os.PathLike) -> bool:
+    """Whether two paths name one file (the same inode: links, symlinks and ./ spellings included)."""
+    try:
+        return os.path.samefile(a, b)
+    except OSError:  # one of them does not exist (yet): not the same file
+        return False
+
+
+def refuse_overwrite(out: str | os.PathLike, inputs: dict[str, str | os.PathLike], option: str = "--out") -> None:
+    """Refuse an output path that is one of the inputs ({what: path}), before any work is done."""
+    for what, path in inputs.items():
+        if same_file(out, path):
+            raise VrecError(f"{option} {str(out)!r} is the {what} this command reads; writing it would replace "
+                            "the input, so give another file name.")
 
 
 def bucket(unit, experiment: str) -> float:
@@ -128,6 +170,8 @@ def assign_file(path: str | os.PathLike, experiment: str, arms=None, split=None,
     Returns (DataFrame unit, arm; counts per arm as a dict)."""
     import pandas as pd
 
+    names = parse_arms(arms)
+    parse_split(split, len(names))  # options first: one clear error before a large file is read
     df = read_table(path, "units file")
     if not len(df.columns):
         raise VrecError(f"Units file {str(path)!r} has no columns; give one unit id per row under a header.")
@@ -139,7 +183,6 @@ def assign_file(path: str | os.PathLike, experiment: str, arms=None, split=None,
     if (units == "").any():
         raise VrecError(f"Units file {str(path)!r} has {int((units == '').sum())} empty unit id(s) in column "
                         f"{col!r}; fill or remove those rows.")
-    names = parse_arms(arms)
     out = pd.DataFrame({col: units, "arm": assign_many(units, experiment, names, split)})
     counts = {a: int((out["arm"] == a).sum()) for a in names}
     return out, counts
