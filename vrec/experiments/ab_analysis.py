@@ -211,8 +211,40 @@ def analyze(data, unit: str = "unit", arm: str = "arm", metrics: Sequence[str | 
     p-values are Bonferroni-adjusted.
     """
     import pandas as pd
+    from scipy.stats import chisquare
 
     check_number("--alpha", alpha, min=1e-6, max=0.5, hint="0.05 gives 95% intervals")
+    specs = _metric_specs(metrics)
+    df = data if isinstance(data, pd.DataFrame) else read_table(data, "events file")
+    frame = _unit_frame(df, unit, arm, specs, covariate)
+    notes: list[str] = []
+    frame, events = _per_unit(frame, covariate, notes)
+    _check_rates(frame, specs)
+    order = _arm_order(frame, arm, arms)
+    shares = parse_split(split, len(order))
+    control = order[0]
+    n_units = {a: int((frame["arm"] == a).sum()) for a in order}
+    for a, n in n_units.items():
+        if n < 2:
+            raise VrecError(f"Arm {a!r} has {n} unit(s); each arm needs at least two to estimate its variance.")
+    obs = np.array([n_units[a] for a in order], np.float64)
+    chi2, srm_p = chisquare(obs, obs.sum() * np.array(shares))
+    m = len(order) - 1
+    res = Analysis(order, control, n_units, dict(zip(order, shares)), float(srm_p), float(chi2),
+                   bool(srm_p < SRM_ALPHA), alpha, [], [s.name for s in specs], covariate, events, m > 1, notes)
+    if m > 1:
+        notes.append(f"{m} treatment arms against {control!r}: intervals at {1 - alpha / m:.2%} and p-values "
+                     f"Bonferroni-adjusted, so all comparisons together keep a {alpha:g} false-positive rate")
+    x = frame["cov"].to_numpy() if covariate is not None else None
+    if x is not None and x.var() == 0:
+        notes.append(f"the covariate {covariate!r} is the same for every unit; CUPED cannot use it")
+        x = None
+    for s in specs:
+        res.lifts.extend(_metric_lifts(frame, s, order, n_units, x, alpha, notes))
+    return res
+
+
+def _metric_specs(metrics: Sequence[str | MetricSpec]) -> list[MetricSpec]:
     specs = [m if isinstance(m, MetricSpec) else parse_metric(m) for m in metrics]
     if not specs:
         raise VrecError("Name at least one --metric, e.g. --metric ctr=clicks/impressions or --metric orders=orders.")
@@ -220,7 +252,13 @@ def analyze(data, unit: str = "unit", arm: str = "arm", metrics: Sequence[str | 
     dup = sorted({n for n in names if names.count(n) > 1})
     if dup:
         raise VrecError(f"Metric name {dup[0]!r} is used twice; give each --metric its own NAME=...")
-    df = data if isinstance(data, pd.DataFrame) else read_table(data, "events file")
+    return specs
+
+
+def _unit_frame(df, unit: str, arm: str, specs: Sequence[MetricSpec], covariate: str | None):
+    """The checked columns as one frame: unit, arm, v:COLUMN for each value column, cov."""
+    import pandas as pd
+
     if not len(df):
         raise VrecError("The events file has no rows; it needs one row per unit (or per event).")
     require_column(df, unit, "--unit")
@@ -244,8 +282,7 @@ def analyze(data, unit: str = "unit", arm: str = "arm", metrics: Sequence[str | 
         raise VrecError(f"Column {arm!r} (--arm) is empty in {int((arms_col == '').sum())} row(s); every row needs "
                         "its arm.")
     values = {c: _numeric(df, c, "a metric", units_col) for c in value_cols}
-    counts = {c for s in specs if s.den for c in s.columns}
-    for c in sorted(counts):
+    for c in sorted({c for s in specs if s.den for c in s.columns}):
         neg = values[c] < 0
         if neg.any():
             raise VrecError(f"Column {c!r} has negative counts in {int(neg.sum())} row(s) (e.g. {values[c][neg][0]:g}); "
@@ -254,100 +291,96 @@ def analyze(data, unit: str = "unit", arm: str = "arm", metrics: Sequence[str | 
                           **{f"v:{c}": v for c, v in values.items()}})
     if covariate is not None:
         frame["cov"] = _numeric(df, covariate, "the covariate", units_col)
-    notes: list[str] = []
-    events = None
-    if frame["unit"].duplicated().any():  # per-event rows: one row per unit, values summed
-        per_unit_arms = frame.groupby("unit")["arm"].nunique()
-        mixed = per_unit_arms[per_unit_arms > 1]
-        if len(mixed):
-            raise VrecError(f"{len(mixed)} unit(s) appear in more than one arm (e.g. {mixed.index[0]!r}); a unit must "
-                            "stay in one arm for the whole test — check the assignment and the join.")
-        if covariate is not None:
-            varying = frame.groupby("unit")["cov"].nunique()
-            if (varying > 1).any():
-                raise VrecError(f"The covariate {covariate!r} differs between rows of one unit (e.g. "
-                                f"{varying[varying > 1].index[0]!r}); give one pre-period value per unit.")
-        agg = {"arm": "first", **{f"v:{c}": "sum" for c in values}}
-        if covariate is not None:
-            agg["cov"] = "first"
-        events = len(frame)
-        frame = frame.groupby("unit", sort=False).agg(agg).reset_index()
-        notes.append(f"{events:,} rows aggregated into {len(frame):,} units (values summed per unit)")
-    _check_rates(frame, specs)
+    return frame
+
+
+def _per_unit(frame, covariate: str | None, notes: list[str]):
+    """Per-event rows summed into one row per unit (a unit stays in one arm). Returns (frame, rows
+    before aggregation or None when the rows were per unit already)."""
+    if not frame["unit"].duplicated().any():
+        return frame, None
+    per_unit_arms = frame.groupby("unit")["arm"].nunique()
+    mixed = per_unit_arms[per_unit_arms > 1]
+    if len(mixed):
+        raise VrecError(f"{len(mixed)} unit(s) appear in more than one arm (e.g. {mixed.index[0]!r}); a unit must "
+                        "stay in one arm for the whole test — check the assignment and the join.")
+    if covariate is not None:
+        varying = frame.groupby("unit")["cov"].nunique()
+        if (varying > 1).any():
+            raise VrecError(f"The covariate {covariate!r} differs between rows of one unit (e.g. "
+                            f"{varying[varying > 1].index[0]!r}); give one pre-period value per unit.")
+    agg = {"arm": "first", **{c: "sum" for c in frame.columns if c.startswith("v:")}}
+    if covariate is not None:
+        agg["cov"] = "first"
+    events = len(frame)
+    frame = frame.groupby("unit", sort=False).agg(agg).reset_index()
+    notes.append(f"{events:,} rows aggregated into {len(frame):,} units (values summed per unit)")
+    return frame, events
+
+
+def _arm_order(frame, arm: str, arms: str | Sequence[str] | None) -> list[str]:
+    """The arms in analysis order (the control first): --arms' order, else sorted."""
     present = sorted(frame["arm"].unique())
     if len(present) < 2:
         raise VrecError(f"The data hold only one arm ({present[0]!r} in column {arm!r}); an A/B test compares at "
                         "least two — check the arm column and the export.")
-    if arms is not None:
-        order = parse_arms(arms)
-        missing = [a for a in order if a not in present]
-        if missing:
-            raise VrecError(f"Arm {missing[0]!r} (from --arms) has no units in the data, whose arms are "
-                            f"{', '.join(map(repr, present))}.{suggest(missing[0], present)}")
-        extra = [a for a in present if a not in order]
-        if extra:
-            raise VrecError(f"The data hold arm {extra[0]!r}, which --arms does not name; list every arm "
-                            f"({','.join(present)}).")
-    else:
-        order = present
-    shares = parse_split(split, len(order))
-    control = order[0]
-    n_units = {a: int((frame["arm"] == a).sum()) for a in order}
-    for a, n in n_units.items():
-        if n < 2:
-            raise VrecError(f"Arm {a!r} has {n} unit(s); each arm needs at least two to estimate its variance.")
-    from scipy.stats import chisquare
+    if arms is None:
+        return present
+    order = parse_arms(arms)
+    missing = [a for a in order if a not in present]
+    if missing:
+        raise VrecError(f"Arm {missing[0]!r} (from --arms) has no units in the data, whose arms are "
+                        f"{', '.join(map(repr, present))}.{suggest(missing[0], present)}")
+    extra = [a for a in present if a not in order]
+    if extra:
+        raise VrecError(f"The data hold arm {extra[0]!r}, which --arms does not name; list every arm "
+                        f"({','.join(present)}).")
+    return order
+
+
+def _metric_values(frame, s: MetricSpec, order: Sequence[str]) -> np.ndarray:
+    """Per-unit values of a metric: the value itself, or a ratio linearised within each arm."""
+    num = frame[f"v:{s.num}"].to_numpy()
+    if not s.den:
+        return num.astype(np.float64)
+    arm_of = frame["arm"].to_numpy()
+    den = frame[f"v:{s.den}"].to_numpy()
+    y = np.empty(len(frame))
+    for a in order:
+        sel = arm_of == a
+        if den[sel].sum() == 0:
+            raise VrecError(f"Metric {s.name!r}: arm {a!r} has {s.den!r} = 0 for every unit, so "
+                            f"{s.num}/{s.den} is undefined there.")
+        y[sel], _ = linearize(num[sel], den[sel])
+    return y
+
+
+def _metric_lifts(frame, s: MetricSpec, order: Sequence[str], n_units: dict, x, alpha: float,
+                  notes: list[str]) -> list[Lift]:
+    """Each treatment arm against the control on one metric (CUPED with covariate ``x``)."""
     from statsmodels.stats.multitest import multipletests
 
-    obs = np.array([n_units[a] for a in order], np.float64)
-    chi2, srm_p = chisquare(obs, obs.sum() * np.array(shares))
-    treatments = order[1:]
+    control, treatments = order[0], order[1:]
     m = len(treatments)
-    a_cmp = alpha / m
-    res = Analysis(order, control, n_units, dict(zip(order, shares)), float(srm_p), float(chi2),
-                   bool(srm_p < SRM_ALPHA), alpha, [], names, covariate, events, m > 1, notes)
-    if m > 1:
-        notes.append(f"{m} treatment arms against {control!r}: intervals at {1 - a_cmp:.2%} and p-values "
-                     f"Bonferroni-adjusted, so all comparisons together keep a {alpha:g} false-positive rate")
     arm_of = frame["arm"].to_numpy()
-    x = frame["cov"].to_numpy() if covariate is not None else None
-    if x is not None and x.var() == 0:
-        notes.append(f"the covariate {covariate!r} is the same for every unit; CUPED cannot use it")
-        x = None
-    for s in specs:
-        num = frame[f"v:{s.num}"].to_numpy()
-        if s.den:
-            den = frame[f"v:{s.den}"].to_numpy()
-            y = np.empty(len(frame))
-            for a in order:
-                sel = arm_of == a
-                if den[sel].sum() == 0:
-                    raise VrecError(f"Metric {s.name!r}: arm {a!r} has {s.den!r} = 0 for every unit, so "
-                                    f"{s.num}/{s.den} is undefined there.")
-                y[sel], _ = linearize(num[sel], den[sel])
-        else:
-            y = num.astype(np.float64)
-        raw = {a: float(y[arm_of == a].mean()) for a in order}
-        reduction = None
-        if x is not None:
-            y_adj, _ = cuped(y, x)
-            v0, v1 = y.var(ddof=1), y_adj.var(ddof=1)
-            reduction = float(1 - v1 / v0) if v0 > 0 else 0.0
-            y = y_adj
-        rows = []
-        for t in treatments:
-            r = compare_means(y[arm_of == control], y[arm_of == t], alpha=a_cmp)
-            rows.append((t, r))
-        pvals = [r["p"] for _, r in rows]
-        adj = multipletests(pvals, alpha=alpha, method="bonferroni")[1] if m > 1 else pvals
-        for (t, r), p in zip(rows, adj):
-            res.lifts.append(Lift(s.name, t, control, n_units[t], n_units[control], r["treatment"], r["control"],
-                                  r["diff"], r["ci"], r["rel"], r["rel_ci"], float(p), bool(p < alpha),
-                                  s.den is not None, x is not None, reduction,
-                                  raw[t] if x is not None else None, raw[control] if x is not None else None))
-        if all(math.isnan(r["p"]) for _, r in rows):
-            notes.append(f"metric {s.name!r} does not vary within the arms; there is nothing to test")
-    return res
+    y = _metric_values(frame, s, order)
+    raw = {a: float(y[arm_of == a].mean()) for a in order}
+    reduction = None
+    if x is not None:
+        y_adj, _ = cuped(y, x)
+        v0, v1 = y.var(ddof=1), y_adj.var(ddof=1)
+        reduction = float(1 - v1 / v0) if v0 > 0 else 0.0
+        y = y_adj
+    rows = [(t, compare_means(y[arm_of == control], y[arm_of == t], alpha=alpha / m)) for t in treatments]
+    pvals = [r["p"] for _, r in rows]
+    adj = multipletests(pvals, alpha=alpha, method="bonferroni")[1] if m > 1 else pvals
+    if all(math.isnan(r["p"]) for _, r in rows):
+        notes.append(f"metric {s.name!r} does not vary within the arms; there is nothing to test")
+    return [Lift(s.name, t, control, n_units[t], n_units[control], r["treatment"], r["control"],
+                 r["diff"], r["ci"], r["rel"], r["rel_ci"], float(p), bool(p < alpha),
+                 s.den is not None, x is not None, reduction,
+                 raw[t] if x is not None else None, raw[control] if x is not None else None)
+            for (t, r), p in zip(rows, adj)]
 
 
 def analysis_to_dict(a: Analysis) -> dict:
