@@ -182,11 +182,54 @@ def evaluate(models: Sequence[str] = ("siglip", "cnn"), labels: Sequence[str] = 
     """Evaluate embedded models on a labelled catalog. See the module docstring for the definitions."""
     import pandas as pd
 
+    protocol = {task: col for task, col in (("text", text_queries_from), ("label", label_queries)) if col is not None}
+    models, ks, n_boot, seed = _checked_options(models, labels, queries, protocol, fuse_text, text_weight, ks,
+                                                n_boot, seed, text_template)
+    st = as_store(store)
+    stores = {m: st.model(m) for m in models}
+    tables = {m: catalog_table(st, ms) for m, ms in stores.items()}
+    shared = set.intersection(*(set(t["id"]) for t in tables.values()))
+    ev = Evaluation(list(models), list(labels), ks, len(shared))
+    n = _check_shared(ev, tables, shared, ks)
+    # everything that can be checked on the metadata alone is checked before any model runs
+    ref = _shared_table(tables[models[0]], shared)
+    labs = {lab: _labels_of(ref, lab) for lab in labels}
+    text_models = [m for m in models if _has_text(m)]
+    codes = {task: column_codes(ref, col, "--text-queries-from" if task == "text" else "--label-queries")
+             for task, col in protocol.items()}
+    fuse = (fuse_text, *column_codes(ref, fuse_text, "--fuse-text")) if fuse_text is not None else None
+    _check_text_models(ev, models, text_models, protocol)
+    sets = _text_query_sets(ref, labels, queries, text_template, ev.notes)
+    if sets and not text_models:
+        if not labels:
+            raise QueryError(f"Text queries need a model with a text tower (e.g. siglip), and none of "
+                             f"{', '.join(models)} has one; add such a model, or --label COLUMN for image->image.")
+        if queries or text_template:
+            ev.notes.append(f"text queries skipped: none of {', '.join(models)} has a text tower")
+    per_value_rows = []
+    per_query: dict[tuple, np.ndarray] = {}
+    for m, ms in stores.items():
+        table = _shared_table(tables[m], shared)
+        if labels:
+            _image_eval(ev, m, ms, table, labs, ks, n, n_boot, seed, per_query, per_value_rows)
+        if m in text_models:
+            enc = load_encoder(ms, device=device)
+            _text_eval(ev, m, ms, table, labs, enc, ks, sets, zero_shot, n_boot, seed, per_query, per_value_rows)
+            if protocol:
+                _protocol_eval(ev, m, ms, table, enc, protocol, codes, fuse, text_weight, n_boot, seed, per_query)
+    ev.per_value = pd.DataFrame(per_value_rows, columns=["task", "label", "value", "metric", "k", "model", "score", "queries"])
+    if len(models) == 2:
+        _paired_comparisons(ev, models, per_query, n_boot, seed)
+    ev.notes = list(dict.fromkeys(ev.notes))  # the same note from every model once
+    return ev
+
+
+def _checked_options(models, labels, queries, protocol: dict, fuse_text, text_weight, ks, n_boot, seed,
+                     text_template) -> tuple[list[str], list[int], int, int]:
+    """Every option of evaluate checked before any work: (models, ks, n_boot, seed), normalised."""
     models = list(dict.fromkeys(str(m).strip() for m in models if str(m).strip()))
     if not models:
         raise QueryError("Name at least one embedded model to evaluate, e.g. --models siglip,cnn.")
-    protocol = {"text": text_queries_from, "label": label_queries}
-    protocol = {task: col for task, col in protocol.items() if col is not None}
     if not labels and not queries and not protocol:
         raise QueryError("Name at least one --label COLUMN (e.g. --label category), give --queries FILE, or use the "
                          "published protocol (--text-queries-from COLUMN, --label-queries COLUMN).")
@@ -201,14 +244,13 @@ def evaluate(models: Sequence[str] = ("siglip", "cnn"), labels: Sequence[str] = 
         raise QueryError("--k takes positive whole numbers, e.g. --k 1,5,10.")
     check_number("--bootstrap", n_boot, min=10, max=MAX_BOOTSTRAP, integer=True, hint="1000 gives steady intervals")
     check_number("--seed", seed, min=0, integer=True)
-    n_boot, seed = int(n_boot), int(seed)
     if text_template is not None:
         template_fields(text_template)  # a malformed template fails here, before any work
-    st = as_store(store)
-    stores = {m: st.model(m) for m in models}
-    tables = {m: catalog_table(st, ms) for m, ms in stores.items()}
-    shared = set.intersection(*(set(t["id"]) for t in tables.values()))
-    ev = Evaluation(list(models), list(labels), ks, len(shared))
+    return models, ks, int(n_boot), int(seed)
+
+
+def _check_shared(ev: Evaluation, tables: dict, shared: set, ks: Sequence[int]) -> int:
+    """The number of items every model holds (at least two), with notes on what that means."""
     if any(len(t) != len(shared) for t in tables.values()):
         ev.notes.append(f"models cover different items; evaluating on the {len(shared)} items all of them hold")
     n = len(shared)
@@ -219,13 +261,10 @@ def evaluate(models: Sequence[str] = ("siglip", "cnn"), labels: Sequence[str] = 
         big = ", ".join(str(k) for k in ks if k > n - 1)
         ev.notes.append(f"k={big} is more than the {n - 1} other items: image->image ranks all of them "
                         f"(computed as k={n - 1}) and text->image counts a hit anywhere among the {n} items")
-    # everything that can be checked on the metadata alone is checked before any model runs
-    ref = _shared_table(tables[models[0]], shared)
-    labs = {lab: _labels_of(ref, lab) for lab in labels}
-    text_models = [m for m in models if _has_text(m)]
-    codes = {task: column_codes(ref, col, "--text-queries-from" if task == "text" else "--label-queries")
-             for task, col in protocol.items()}
-    fuse = (fuse_text, *column_codes(ref, fuse_text, "--fuse-text")) if fuse_text is not None else None
+    return n
+
+
+def _check_text_models(ev: Evaluation, models: Sequence[str], text_models: Sequence[str], protocol: dict) -> None:
     if protocol and not text_models:
         what = "text->image" if "text" in protocol else "label->image"
         raise QueryError(f"The published protocol's text queries ({what}) need a model with a text tower, and "
@@ -234,60 +273,54 @@ def evaluate(models: Sequence[str] = ("siglip", "cnn"), labels: Sequence[str] = 
     if protocol and len(text_models) < len(models):
         ev.notes.append(f"{', '.join(m for m in models if m not in text_models)}: no text tower, so no figure for the "
                         f"published protocol's text queries")
-    sets = _text_query_sets(ref, labels, queries, text_template, ev.notes)
-    if sets and not text_models:
-        if not labels:
-            raise QueryError(f"Text queries need a model with a text tower (e.g. siglip), and none of "
-                             f"{', '.join(models)} has one; add such a model, or --label COLUMN for image->image.")
-        if queries or text_template:
-            ev.notes.append(f"text queries skipped: none of {', '.join(models)} has a text tower")
-    per_value_rows = []
-    per_query: dict[tuple, np.ndarray] = {}
-    for m, ms in stores.items():
-        table = _shared_table(tables[m], shared)
-        if labels:
-            rel = _image_relevance(ms, table, labs, min(max(ks), n - 1))
-            for lab, r in rel.items():
-                values = labs[lab]
-                counts = pd.Series(values).value_counts()
-                n_rel = counts.reindex(values).to_numpy() - 1
-                keep = (n_rel > 0) & (values != "")
-                for k in ks:
-                    kk = min(k, n - 1)
-                    for metric, fn in (("precision", lambda: precision_at_k(r, kk)),
-                                       ("recall", lambda: recall_at_k(r, n_rel, kk)),
-                                       ("map", lambda: ap_at_k(r, n_rel, kk)),
-                                       ("ndcg", lambda: ndcg_at_k(r, n_rel, kk))):
-                        v = fn()[keep]
-                        ev.metrics.append(Metric("image", lab, metric, k, m, float(v.mean()) if len(v) else float("nan"),
-                                                 bootstrap_ci(v, n_boot, seed), int(keep.sum()), v))
-                        per_query[("image", lab, metric, k, m)] = v
-                        for val, grp in pd.Series(v).groupby(values[keep]):
-                            per_value_rows.append(("image", lab, val, metric, k, m, float(grp.mean()), len(grp)))
-                if not keep.any():
-                    ev.notes.append(f"no image->image figure for {lab}: no item has a {lab} value that another item "
-                                    f"shares (all unique or missing), so there is nothing relevant to find")
-                elif (~keep).any():
-                    ev.notes.append(f"{int((~keep).sum())} items have no {lab} value, or one no other item shares, "
-                                    f"and are left out of image->image {lab} (vrec compare's label agreement "
-                                    f"leaves them out the same way)")
-        if m in text_models:
-            enc = load_encoder(ms, device=device)
-            _text_eval(ev, m, ms, table, labs, enc, ks, sets, zero_shot, n_boot, seed, per_query, per_value_rows)
-            if protocol:
-                _protocol_eval(ev, m, ms, table, enc, protocol, codes, fuse, text_weight, n_boot, seed, per_query)
-    ev.per_value = pd.DataFrame(per_value_rows, columns=["task", "label", "value", "metric", "k", "model", "score", "queries"])
-    if len(models) == 2:
-        a, b = models
-        for key in [k for k in per_query if k[-1] == a]:
-            other = key[:-1] + (b,)
-            if other in per_query and len(per_query[key]) == len(per_query[other]) and len(per_query[key]):
-                res = paired_difference(per_query[key], per_query[other], n_boot, seed)
-                res.update({"task": key[0], "label": key[1], "metric": key[2], "k": key[3], "first": a, "second": b,
-                            "winner": {"first": a, "second": b, "tie": "tie"}[res["winner"]]})
-                ev.comparisons.append(res)
-    ev.notes = list(dict.fromkeys(ev.notes))  # the same note from every model once
-    return ev
+
+
+IMAGE_METRICS = {  # name -> f(relevance, relevant count per query, k)
+    "precision": lambda r, n_rel, k: precision_at_k(r, k),
+    "recall": recall_at_k,
+    "map": ap_at_k,
+    "ndcg": ndcg_at_k,
+}
+
+
+def _image_eval(ev: Evaluation, m: str, ms, table, labs: dict, ks: Sequence[int], n: int, n_boot: int, seed: int,
+                per_query: dict, per_value_rows: list) -> None:
+    """image->image figures of model ``m`` for every label: each item queries its neighbours."""
+    import pandas as pd
+
+    rel = _image_relevance(ms, table, labs, min(max(ks), n - 1))
+    for lab, r in rel.items():
+        values = labs[lab]
+        counts = pd.Series(values).value_counts()
+        n_rel = counts.reindex(values).to_numpy() - 1
+        keep = (n_rel > 0) & (values != "")
+        for k in ks:
+            for metric, fn in IMAGE_METRICS.items():
+                v = fn(r, n_rel, min(k, n - 1))[keep]
+                ev.metrics.append(Metric("image", lab, metric, k, m, float(v.mean()) if len(v) else float("nan"),
+                                         bootstrap_ci(v, n_boot, seed), int(keep.sum()), v))
+                per_query[("image", lab, metric, k, m)] = v
+                for val, grp in pd.Series(v).groupby(values[keep]):
+                    per_value_rows.append(("image", lab, val, metric, k, m, float(grp.mean()), len(grp)))
+        if not keep.any():
+            ev.notes.append(f"no image->image figure for {lab}: no item has a {lab} value that another item "
+                            f"shares (all unique or missing), so there is nothing relevant to find")
+        elif (~keep).any():
+            ev.notes.append(f"{int((~keep).sum())} items have no {lab} value, or one no other item shares, "
+                            f"and are left out of image->image {lab} (vrec compare's label agreement "
+                            f"leaves them out the same way)")
+
+
+def _paired_comparisons(ev: Evaluation, models: Sequence[str], per_query: dict, n_boot: int, seed: int) -> None:
+    """The paired difference of the two models on every figure both have, query by query."""
+    a, b = models
+    for key in [k for k in per_query if k[-1] == a]:
+        other = key[:-1] + (b,)
+        if other in per_query and len(per_query[key]) == len(per_query[other]) and len(per_query[key]):
+            res = paired_difference(per_query[key], per_query[other], n_boot, seed)
+            res.update({"task": key[0], "label": key[1], "metric": key[2], "k": key[3], "first": a, "second": b,
+                        "winner": {"first": a, "second": b, "tie": "tie"}[res["winner"]]})
+            ev.comparisons.append(res)
 
 
 def _shared_table(table, shared: set):
