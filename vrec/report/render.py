@@ -31,9 +31,6 @@ def fmt(v) -> str:
 
 # --- terminal tables ----------------------------------------------------------------------------
 
-FOLD_MIN = 10  # a text column may be folded down to this many characters before the table stacks instead
-_TABLE_CLASS = None
-
 
 def new_table(title: str | None = None, caption: str | None = None):
     """The one way to make a terminal table: a rich Table that never cuts data.
@@ -45,100 +42,9 @@ def new_table(title: str | None = None, caption: str | None = None):
     not fit, each row is printed as a block of 'header  value' lines. The title and caption use the
     whole width. On a pipe the CLI's console is wide, so tables print at their natural width.
     """
-    global _TABLE_CLASS
-    if _TABLE_CLASS is None:
-        _TABLE_CLASS = _fitted_table_class()
-    return _TABLE_CLASS(title=title, caption=caption)
+    from vrec.report.fitted_table import FittedTable  # rich, imported when a table is made
 
-
-def _fitted_table_class():
-    from rich.measure import Measurement
-    from rich.table import Table
-    from rich.text import Text
-
-    def min_width(console, options, renderable) -> int:
-        return Measurement.get(console, options, renderable).minimum
-
-    class FittedTable(Table):
-        def __init__(self, **kw):
-            super().__init__(**kw)
-            self._whole: list[bool] = []
-
-        def add_column(self, header="", *, whole: bool | None = None, **kw):
-            kw.pop("no_wrap", None)
-            kw["overflow"] = "fold"
-            super().add_column(header, **kw)
-            self._whole.append(kw.get("justify") == "right" if whole is None else whole)
-
-        def __rich_console__(self, console, options):
-            title, caption = self.title, self.caption
-            if title:
-                yield self._annotation(console, title, "table.title")
-            if not self.columns:
-                return
-            saved = [c.width for c in self.columns], self.show_edge, self.pad_edge
-            widths = self._fit(console, options)
-            if widths == "stack":  # a table without its outer frame may still fit
-                self.show_edge = self.pad_edge = False
-                widths = self._fit(console, options)
-            try:
-                self.title = self.caption = None
-                if widths == "stack":
-                    yield from self._stacked(console, options)
-                else:
-                    for c, w in zip(self.columns, widths or [None] * len(self.columns)):
-                        c.width = w
-                    yield from super().__rich_console__(console, options)
-            finally:
-                for c, w in zip(self.columns, saved[0]):
-                    c.width = w
-                self.title, self.caption, self.show_edge, self.pad_edge = title, caption, *saved[1:]
-            if caption:
-                yield self._annotation(console, caption, "table.caption")
-
-        def _annotation(self, console, text, style):
-            return console.render_str(text, style=style, highlight=False) if isinstance(text, str) else text
-
-        def _fit(self, console, options):
-            """Column widths (without padding) that fit, None for the natural ones, or 'stack'."""
-            avail = options.max_width - self._extra_width
-            wide = options.update_width(max(options.max_width, 1 << 16))
-            pads = [self._get_padding_width(i) for i in range(len(self.columns))]
-            natural = [self._measure_column(console, wide, c).maximum - p for c, p in zip(self.columns, pads)]
-            if sum(natural) + sum(pads) <= avail:
-                return None
-            floors = []
-            for c, whole, nat in zip(self.columns, self._whole, natural):
-                head = min_width(console, wide, c.header) if c.header else 0
-                cells = max((min_width(console, wide, x) for x in c.cells), default=0)
-                floors.append(min(nat, max(head, cells if whole else min(cells, FOLD_MIN), 1)))
-            spare = avail - sum(floors) - sum(pads)
-            if spare < 0:
-                return "stack"
-            # fair shares of the spare room: narrow columns get their natural width, wide ones split the rest
-            widths = list(floors)
-            wants = [n - f for n, f in zip(natural, floors)]
-            order = sorted(range(len(wants)), key=wants.__getitem__)
-            for k, i in enumerate(order):
-                give = min(wants[i], spare // (len(order) - k))
-                widths[i] += give
-                spare -= give
-            return widths
-
-        def _stacked(self, console, options):
-            """Each row as 'header  value' lines, rows separated by a blank line."""
-            grid = Table.grid(padding=(0, 2))
-            grid.add_column(style="bold", overflow="fold")
-            grid.add_column(overflow="fold")
-            columns = [list(c.cells) for c in self.columns]
-            for r in range(self.row_count):
-                if r:
-                    grid.add_row("", "")
-                for c, cells in zip(self.columns, columns):
-                    grid.add_row(c.header if isinstance(c.header, str) else Text(str(c.header)), cells[r])
-            yield grid
-
-    return FittedTable
+    return FittedTable(title=title, caption=caption)
 
 
 def results_table(result, title: str | None = None):
