@@ -9,11 +9,14 @@ from collections import Counter
 
 import numpy as np
 import pandas as pd
+import pytest
 import torch
 
 from vrec.store.catalog_table import catalog_table
 from vrec.search.query import search_image
 from vrec.store.store import Store
+
+pytestmark = pytest.mark.slow  # the real effnet-lite0 over hundreds of real photos
 
 
 def test_the_right_imagenet_class_wins_on_real_photos(fashion):

@@ -29,6 +29,8 @@ from urllib.parse import quote
 
 import pytest
 
+pytestmark = pytest.mark.slow  # a real browser against a real server: make test-fast leaves it out
+
 ROOT = Path(__file__).resolve().parents[1]
 SAMPLE = ROOT / "tests" / "data" / "drawn_catalog"
 PHOTO = SAMPLE / "bags" / "bag-tote-red.jpg"
