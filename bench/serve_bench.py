@@ -7,8 +7,9 @@ What it does (a few minutes on a 2-core CPU):
 1. fills a Hugging Face cache with the real ViT-B-16-SigLIP architecture at random weights
    (../shared/tools/fake_siglip_hub.py; speed does not depend on the weights' values), so the
    server loads `siglip` exactly as on a machine that downloaded it, offline;
-2. writes a store of clustered synthetic unit vectors (768-d, as bench/run.py makes them) under
-   model `siglip`, with metadata (title, category, price), and builds its HNSW index (`vrec index`);
+2. writes a store of clustered synthetic unit vectors (768-d, as bench/inputs.py makes them for the
+   search benchmark) under model `siglip`, with metadata (title, category, price), and builds its
+   HNSW index (`vrec index`);
 3. starts `vrec serve` in a process of its own on a free loopback port and times process start ->
    first answer (/api/health) and -> first text answer (the text tower loading);
 4. times single requests one after another: GET /api/similar/{id}, GET /api/search/text, POST
@@ -37,14 +38,17 @@ from pathlib import Path
 
 import numpy as np
 
-ROOT = Path(__file__).resolve().parents[1]
-HUB_TOOL = ROOT.parent / "shared" / "tools" / "fake_siglip_hub.py"
+from common import ROOT, log
+from inputs import clustered, fake_siglip_hub, write_vectors
+
 PHOTO = next(iter(sorted((ROOT / "sample_catalog").rglob("*.jpg"))), None)
 COLOURS = ["red", "black", "navy", "white", "olive", "beige", "pink", "grey", "mustard", "burgundy", "teal", "cream"]
 MATERIALS = ["leather", "denim", "linen", "wool", "silk", "canvas", "suede", "knitted", "striped", "floral"]
 ITEMS = ["bag", "running shoes", "summer dress", "watch", "shirt", "backpack", "tote", "sneakers", "jacket", "scarf",
          "belt", "hat", "skirt", "boots", "coat", "sandals"]
+CATEGORIES = ["bags", "shoes", "dresses", "shirts", "watches", "jackets", "belts", "hats"]
 TARGETS = {"similar": 20.0, "text": 150.0, "image": 600.0}  # p50, ms
+BEGIN, END = "<!-- serve-bench:begin -->", "<!-- serve-bench:end -->"
 _asked = iter(range(10**9))
 
 
@@ -53,45 +57,24 @@ def new_text() -> str:
     seen, so a text asked again measures the search, not the encoding."""
     i = next(_asked) % (len(COLOURS) * len(MATERIALS) * len(ITEMS))
     return f"{COLOURS[i % 12]} {MATERIALS[i // 12 % 10]} {ITEMS[i // 120]}"
-BEGIN, END = "<!-- serve-bench:begin -->", "<!-- serve-bench:end -->"
 
 
-def log(*a) -> None:
-    print(*a, file=sys.stderr, flush=True)
-
-
-def fake_hub(hub: Path) -> None:
-    if (hub / "hub").is_dir() and any((hub / "hub").rglob("open_clip_model.safetensors")):
-        return
-    if not HUB_TOOL.is_file():
-        sys.exit(f"serve_bench: {HUB_TOOL} is missing; it makes the offline SigLIP this benchmark loads.")
-    subprocess.run([sys.executable, str(HUB_TOOL), str(hub)], check=True, stdout=subprocess.DEVNULL)
+def item_id(j: int) -> str:
+    return f"{CATEGORIES[j % len(CATEGORIES)]}/item-{j:06d}"
 
 
 def make_store(path: Path, n: int, dim: int) -> None:
     """n clustered unit vectors under model 'siglip' (the real configuration), metadata, an HNSW index."""
     import pandas as pd
 
-    sys.path.insert(0, str(ROOT / "bench"))
-    from run import clustered  # the synthetic vectors of bench/run.py's search section
-
     from vrec.models.encoders import expected_config, resolve
     from vrec.store.index import build_index
-    from vrec.store.store import Store
 
-    st = Store(path)
-    st.create(path.parent / "photos")
     vectors, _ = clustered(n, dim, seed=3)
-    cats = ["bags", "shoes", "dresses", "shirts", "watches", "jackets", "belts", "hats"]
-    ids = [f"{cats[j % len(cats)]}/item-{j:06d}" for j in range(n)]
-    items = pd.DataFrame({"id": ids, "path": [i + ".jpg" for i in ids], "hash": "", "size": 0, "mtime": 0,
-                          "width": 0, "height": 0})
-    with st.model_for_writing("siglip").writer(expected_config(resolve("siglip"))) as w:
-        for start in range(0, n, 250_000):
-            w.add(items.iloc[start:start + 250_000], vectors[start:start + 250_000])
-            w.flush()
+    ids = [item_id(j) for j in range(n)]
+    st = write_vectors(path, "siglip", expected_config(resolve("siglip")), ids, vectors, path.parent / "photos")
     st.write_metadata(pd.DataFrame({"id": ids, "title": [f"Item {j}" for j in range(n)],
-                                    "category": [cats[j % len(cats)] for j in range(n)],
+                                    "category": [CATEGORIES[j % len(CATEGORIES)] for j in range(n)],
                                     "price": (np.arange(n) * 37) % 400}).set_index("id"))
     t = time.perf_counter()
     s = build_index(st.model("siglip"))
@@ -178,8 +161,6 @@ def throughput(base: str, make_request, clients: int, seconds: float) -> float:
 
 
 def bench(args) -> dict:
-    import httpx
-
     tmp = Path(args.tmp or tempfile.mkdtemp(prefix="vrec-serve-bench-"))
     hub = Path(args.hub) if args.hub else tmp / "hf"
     env = {**os.environ, "HF_HOME": str(hub), "HF_HUB_OFFLINE": "1"}
@@ -187,88 +168,113 @@ def bench(args) -> dict:
     t_all = time.perf_counter()
     load_before = _loadavg()
     try:
-        log("serve_bench: fake SigLIP hub ...")
-        fake_hub(hub)
-        store = tmp / "store"
-        if not (store / "models").is_dir():
-            log(f"serve_bench: a store of {args.items:,} x {args.dim} vectors ...")
-            make_store(store, args.items, args.dim)
-        log("serve_bench: the ONNX text tower (vrec models download siglip; once per weights) ...")
-        subprocess.run([sys.executable, "-c", "from vrec.cli import main; main()", "models", "download", "siglip"],
-                       env=env, check=True, capture_output=True)
+        store = prepare(args, tmp, hub, env)
         log("serve_bench: vrec serve with the text tower on torch (VREC_TEXT_ONNX=0), cold start only ...")
-        server = Server(store, {**env, "VREC_TEXT_ONNX": "0"})
-        try:
-            with httpx.Client(timeout=300) as h:
-                cold_torch = cold_start(server, h)
-        finally:
-            server.stop()
+        cold_torch = cold_start_only(store, {**env, "VREC_TEXT_ONNX": "0"})
         log(f"  cold start on torch: first answer {cold_torch['first_answer_s']:.1f} s, "
             f"first text answer {cold_torch['first_text_answer_s']:.1f} s")
         log("serve_bench: vrec serve ...")
-        server = Server(store, env)
-        try:
-            with httpx.Client(timeout=300) as h:
-                cold = cold_start(server, h)
-                log(f"  cold start: first answer {cold['first_answer_s']:.1f} s, "
-                    f"first text answer {cold['first_text_answer_s']:.1f} s")
-                rng = np.random.default_rng(0)
-                picks = rng.integers(0, args.items, 10_000)
-                cats = ["bags", "shoes", "dresses", "shirts", "watches", "jackets", "belts", "hats"]
-                def item(i: int) -> str:
-                    j = int(picks[i % len(picks)])
-                    return f"{cats[j % len(cats)]}/item-{j:06d}"
-                photo = PHOTO.read_bytes()
-
-                def similar(i, client=h):
-                    return client.get(server.base + f"/api/similar/{item(i)}", params={"k": 12})
-
-                def text(i, client=h):
-                    return client.get(server.base + "/api/search/text", params={"q": new_text(), "k": 12})
-
-                def text_again(i, client=h):
-                    return client.get(server.base + "/api/search/text", params={"q": "red leather bag", "k": 12})
-
-                def image(i, client=h):
-                    return client.post(server.base + "/api/search/image", files={"file": ("q.jpg", photo)},
-                                       data={"k": "12"})
-
-                took = {"similar": [], "text": [], "text_again": [], "image": []}
-
-                def checked(fn):
-                    def run(i):
-                        r = fn(i)
-                        r.raise_for_status()
-                        took[fn.__name__].append(r.json()["took_ms"])
-                        return r
-                    return run
-
-                lat = {"similar": timed(checked(similar), args.similar_n, warm=5),
-                       "text": timed(checked(text), args.text_n, warm=3),
-                       "text_again": timed(checked(text_again), args.text_n, warm=1),
-                       "image": timed(checked(image), args.image_n, warm=2)}  # the first upload loads the image tower
-                inside = {k: float(np.median(v[-len(lat[k]):])) for k, v in took.items()}
-                for k, v in lat.items():
-                    log(f"  {k}: p50 {percentile(v, 50):.1f} ms, p95 {percentile(v, 95):.1f} ms ({len(v)} requests)")
-            rates = {}
-            for kind, fn in (("similar", lambda c, i: c.get(f"/api/similar/{item(i)}", params={"k": 12})),
-                             ("text", lambda c, i: c.get("/api/search/text", params={"q": new_text(), "k": 12}))):
-                rates[kind] = {}
-                for clients in (1, 4, 8):
-                    rates[kind][clients] = throughput(server.base, fn, clients, args.seconds)
-                    log(f"  {kind}: {clients} client(s) {rates[kind][clients]:.1f} requests/s")
-            rss = _rss_mb(server.proc.pid)
-        finally:
-            server.stop()
+        figures = serve_figures(store, env, args)
     finally:
         if not args.keep and not args.tmp:
             shutil.rmtree(tmp, ignore_errors=True)
-    return {"date": _dt.date.today().isoformat(), "items": args.items, "dim": args.dim, "cold": cold,
-            "cold_torch": cold_torch,
-            "latency_ms": {k: {"p50": percentile(v, 50), "p95": percentile(v, 95), "n": len(v)} for k, v in lat.items()},
-            "inside_ms": inside, "throughput": rates, "photo": _photo_text(), "server_rss_mb": rss,
+    return {"date": _dt.date.today().isoformat(), "items": args.items, "dim": args.dim, "cold": figures["cold"],
+            "cold_torch": cold_torch, "latency_ms": figures["latency_ms"], "inside_ms": figures["inside_ms"],
+            "throughput": figures["throughput"], "photo": _photo_text(), "server_rss_mb": figures["server_rss_mb"],
             "seconds": time.perf_counter() - t_all, "load_average": [load_before, _loadavg()],
             "machine": f"{platform.machine()}, {os.cpu_count()} cores, Python {platform.python_version()}"}
+
+
+def prepare(args, tmp: Path, hub: Path, env: dict) -> Path:
+    """The fake SigLIP hub, the store (unless ``tmp`` holds it from an earlier run) and the ONNX text tower."""
+    log("serve_bench: fake SigLIP hub ...")
+    fake_siglip_hub(hub)
+    store = tmp / "store"
+    if not (store / "models").is_dir():
+        log(f"serve_bench: a store of {args.items:,} x {args.dim} vectors ...")
+        make_store(store, args.items, args.dim)
+    log("serve_bench: the ONNX text tower (vrec models download siglip; once per weights) ...")
+    subprocess.run([sys.executable, "-c", "from vrec.cli import main; main()", "models", "download", "siglip"],
+                   env=env, check=True, capture_output=True)
+    return store
+
+
+def cold_start_only(store: Path, env: dict) -> dict:
+    import httpx
+
+    server = Server(store, env)
+    try:
+        with httpx.Client(timeout=300) as h:
+            return cold_start(server, h)
+    finally:
+        server.stop()
+
+
+def serve_figures(store: Path, env: dict, args) -> dict:
+    """One server: its cold start, the latency of single requests, throughput, memory after."""
+    import httpx
+
+    server = Server(store, env)
+    try:
+        with httpx.Client(timeout=300) as h:
+            cold = cold_start(server, h)
+            log(f"  cold start: first answer {cold['first_answer_s']:.1f} s, "
+                f"first text answer {cold['first_text_answer_s']:.1f} s")
+            picks = np.random.default_rng(0).integers(0, args.items, 10_000)
+
+            def item(i: int) -> str:
+                return item_id(int(picks[i % len(picks)]))
+
+            lat, inside = latencies(server.base, h, item, args)
+        rates = {}
+        for kind, fn in (("similar", lambda c, i: c.get(f"/api/similar/{item(i)}", params={"k": 12})),
+                         ("text", lambda c, i: c.get("/api/search/text", params={"q": new_text(), "k": 12}))):
+            rates[kind] = {}
+            for clients in (1, 4, 8):
+                rates[kind][clients] = throughput(server.base, fn, clients, args.seconds)
+                log(f"  {kind}: {clients} client(s) {rates[kind][clients]:.1f} requests/s")
+        rss = _rss_mb(server.proc.pid)
+    finally:
+        server.stop()
+    return {"cold": cold, "latency_ms": {k: {"p50": percentile(v, 50), "p95": percentile(v, 95), "n": len(v)}
+                                         for k, v in lat.items()},
+            "inside_ms": inside, "throughput": rates, "server_rss_mb": rss}
+
+
+def latencies(base: str, h, item, args) -> tuple[dict, dict]:
+    """Seconds per request, one at a time, for each kind of request; and the median time the
+    server itself reported (`took_ms`) for each."""
+    photo = PHOTO.read_bytes()
+
+    def similar(i):
+        return h.get(base + f"/api/similar/{item(i)}", params={"k": 12})
+
+    def text(i):
+        return h.get(base + "/api/search/text", params={"q": new_text(), "k": 12})
+
+    def text_again(i):
+        return h.get(base + "/api/search/text", params={"q": "red leather bag", "k": 12})
+
+    def image(i):
+        return h.post(base + "/api/search/image", files={"file": ("q.jpg", photo)}, data={"k": "12"})
+
+    took = {"similar": [], "text": [], "text_again": [], "image": []}
+
+    def checked(fn):
+        def run(i):
+            r = fn(i)
+            r.raise_for_status()
+            took[fn.__name__].append(r.json()["took_ms"])
+            return r
+        return run
+
+    lat = {"similar": timed(checked(similar), args.similar_n, warm=5),
+           "text": timed(checked(text), args.text_n, warm=3),
+           "text_again": timed(checked(text_again), args.text_n, warm=1),
+           "image": timed(checked(image), args.image_n, warm=2)}  # the first upload loads the image tower
+    for k, v in lat.items():
+        log(f"  {k}: p50 {percentile(v, 50):.1f} ms, p95 {percentile(v, 95):.1f} ms ({len(v)} requests)")
+    return lat, {k: float(np.median(v[-len(lat[k]):])) for k, v in took.items()}
 
 
 def _loadavg() -> float | None:
