@@ -45,7 +45,7 @@ from typing import Sequence
 import numpy as np
 
 from .encoders import Encoder
-from .registry import ModelEntry, store_key
+from .registry import ModelEntry, folder_name, store_key
 from .errors import QueryError
 
 FORMAT = 1
@@ -81,7 +81,7 @@ def cache_root() -> Path:
 
 
 def export_folder(entry: ModelEntry, weights_id: str) -> Path:
-    return cache_root() / "text-onnx" / store_key(entry.name) / store_key(weights_id)
+    return cache_root() / "text-onnx" / store_key(entry.name) / folder_name(weights_id)
 
 
 # --- identity and checks ----------------------------------------------------------------------
