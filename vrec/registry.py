@@ -183,11 +183,13 @@ def _hf_hub_entry(name: str) -> ModelEntry:
                                      f"open_clip checkpoint {repo} from the Hugging Face hub")
 
 
-def _whole(v, lo: int, hi: int) -> bool:
+def whole_number(v, lo: int, hi: int) -> bool:
+    """Whether a value read from a JSON file is a whole number from ``lo`` to ``hi`` (not a bool)."""
     return isinstance(v, int) and not isinstance(v, bool) and lo <= v <= hi
 
 
-def _number(v) -> bool:
+def finite_number(v) -> bool:
+    """Whether a value read from a JSON file is a finite number (not a bool, NaN nor infinity)."""
     return isinstance(v, (int, float)) and not isinstance(v, bool) and math.isfinite(v)
 
 
@@ -198,14 +200,14 @@ def config_problem(model_cfg: dict, pre: dict) -> str | None:
         shown = repr(value) if len(repr(value)) <= 40 else repr(value)[:37] + "..."
         return f"has {field} {shown}, not {what}"
 
-    if not _whole(model_cfg.get("embed_dim"), 1, 65536):
+    if not whole_number(model_cfg.get("embed_dim"), 1, 65536):
         return bad("model_cfg.embed_dim", model_cfg.get("embed_dim"), "a whole number from 1 to 65536")
     vision = model_cfg.get("vision_cfg")
     if not isinstance(vision, dict):
         return bad("model_cfg.vision_cfg", vision, "an object")
     size = vision.get("image_size", 224)
-    if not (_whole(size, 1, 4096) or (isinstance(size, list) and 1 <= len(size) <= 2
-                                      and all(_whole(x, 1, 4096) for x in size))):
+    if not (whole_number(size, 1, 4096) or (isinstance(size, list) and 1 <= len(size) <= 2
+                                      and all(whole_number(x, 1, 4096) for x in size))):
         return bad("model_cfg.vision_cfg.image_size", size, "a whole number of pixels from 1 to 4096")
     if not isinstance(model_cfg.get("text_cfg", {}), dict):
         return bad("model_cfg.text_cfg", model_cfg.get("text_cfg"), "an object")
@@ -215,7 +217,7 @@ def config_problem(model_cfg: dict, pre: dict) -> str | None:
         return bad("preprocess_cfg.interpolation", pre.get("interpolation"), "one of " + ", ".join(_FILTERS))
     for key, lo in (("mean", -math.inf), ("std", 0)):
         v = pre.get(key, [0.5] * 3)
-        if not (isinstance(v, list) and len(v) == 3 and all(_number(x) and x > lo for x in v)):
+        if not (isinstance(v, list) and len(v) == 3 and all(finite_number(x) and x > lo for x in v)):
             return bad(f"preprocess_cfg.{key}", v, "3 finite numbers" + (" above 0" if key == "std" else ""))
     return None
 
