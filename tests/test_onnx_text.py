@@ -8,6 +8,7 @@ import random
 import shutil
 import subprocess
 import sys
+import threading
 from pathlib import Path
 
 import numpy as np
@@ -420,3 +421,24 @@ def test_vrec_index_exports_the_text_tower_so_the_first_query_needs_no_torch(cac
     assert "exporting" not in vrec("index", "--store", tiny_store).stderr  # once: a valid export is kept
     first = run_query(tiny_store, "--model", "tiny-siglip", "--k", "3")
     assert heavy(first) == [] and "session" in first.stderr
+
+
+@pytest.mark.parametrize("name", ["export.json", "failed.json", "verified.json", "data"])
+def test_a_fifo_in_the_export_folder_is_no_hang(exported, cache, name):
+    entry = resolve("tiny-siglip")
+    path = export_files(cache)["data"] if name == "data" else next(cache.rglob("export.json")).parent / name
+    path.unlink(missing_ok=True)
+    os.mkfifo(path)  # nothing ever writes to it: reading it would wait forever
+    answers = []
+    worker = threading.Thread(target=lambda: answers.append((onnx_text.check_export(entry, "random-seed0"),
+                                                             onnx_text.failed_before(entry, "random-seed0"))),
+                              daemon=True)
+    worker.start()
+    worker.join(60)  # a guard against the hang only
+    assert answers, "checking the export hung on a FIFO"
+    (found, why), failed = answers[0]
+    assert failed is None
+    if name in ("export.json", "data"):
+        assert found is None and ("regular file" in why or "not a regular" in why), why
+    else:
+        assert found is not None

@@ -42,6 +42,7 @@ import html
 import json
 import os
 import re
+import stat
 import string
 import sys
 import time
@@ -233,13 +234,24 @@ def _stamp(st: os.stat_result) -> list[int]:
     return [st.st_size, st.st_mtime_ns, st.st_ctime_ns, st.st_ino]
 
 
+def read_small_json(path: Path):
+    """A JSON file of the export's folder, read only when it is a regular file of at most
+    MAX_META bytes (a FIFO or a huge file put there is an error, never a hang nor a memory hog)."""
+    st = os.stat(path)
+    if not stat.S_ISREG(st.st_mode):
+        raise ValueError("not a regular file")
+    if st.st_size > MAX_META:
+        raise ValueError(f"{st.st_size} bytes, far more than vrec writes there")
+    return json.loads(Path(path).read_text(encoding="utf-8"))
+
+
 def _verified(folder: Path) -> dict:
     """File name -> stamp when its full digest last matched (anything unreadable: nothing)."""
     try:
-        rec = json.loads((folder / VERIFIED).read_text(encoding="utf-8"))
-        return rec["files"] if isinstance(rec, dict) and isinstance(rec.get("files"), dict) else {}
-    except (OSError, ValueError, KeyError):
+        rec = read_small_json(folder / VERIFIED)
+    except (OSError, ValueError):
         return {}
+    return rec["files"] if isinstance(rec, dict) and isinstance(rec.get("files"), dict) else {}
 
 
 def _remember_verified(folder: Path, stamps: dict) -> None:
@@ -265,6 +277,8 @@ def _files_problem(folder: Path, files: dict) -> str | None:
             st = os.stat(p)
         except OSError:
             return f"its {role} file {f['name']} is missing"
+        if not stat.S_ISREG(st.st_mode):  # a FIFO would hang the digest
+            return f"its {role} file {f['name']} is not a regular file"
         if st.st_size != f["size"]:
             return f"its {role} file {f['name']} has {st.st_size} bytes, not {f['size']}"
         stamp = _stamp(st)
@@ -358,10 +372,7 @@ def _meta_problem(meta: dict, entry: ModelEntry) -> str | None:
 def _read_meta(folder: Path) -> tuple[dict | None, str]:
     path = folder / "export.json"
     try:
-        size = path.stat().st_size
-        if size > MAX_META:
-            return None, f"its export.json ({path}) has {size} bytes, far more than an export's"
-        meta = json.loads(path.read_text(encoding="utf-8"))
+        meta = read_small_json(path)
     except FileNotFoundError:
         return None, "no export yet"
     except (OSError, ValueError) as e:
@@ -406,7 +417,7 @@ def check_export(entry: ModelEntry, weights_id: str) -> tuple[dict | None, str]:
 def failed_before(entry: ModelEntry, weights_id: str) -> str | None:
     """The reason an export of exactly this identity failed before (then it is not retried)."""
     try:
-        rec = json.loads((export_folder(entry, weights_id) / "failed.json").read_text())
+        rec = read_small_json(export_folder(entry, weights_id) / "failed.json")
     except (OSError, ValueError):
         return None
     if not isinstance(rec, dict) or rec.get("identity") != identity(entry, weights_id):
