@@ -1,6 +1,7 @@
 """The model registry: one interface, tiny models through the real code paths, weights files, offline errors."""
 from __future__ import annotations
 
+import json
 import subprocess
 import sys
 
@@ -153,8 +154,6 @@ def test_hf_hub_models_load_the_weights_in_their_repository(tmp_path, monkeypatc
     """``hf-hub:ORG/NAME`` builds the architecture in the repository's open_clip_config.json and
     loads the repository's weights (safetensors, else open_clip's .bin, as open_clip does), not
     random ones. A stand-in hub cache and hub (no network): the tiny SigLIP, weights perturbed."""
-    import json
-
     import huggingface_hub
     from safetensors.torch import save_file
 
@@ -205,3 +204,83 @@ def test_hf_hub_models_load_the_weights_in_their_repository(tmp_path, monkeypatc
     assert enc.weights_id == repo == expected_config(entry)["weights"]  # the manifest names them
     assert downloads == (["open_clip_model.safetensors", "open_clip_pytorch_model.bin"]
                          if case == "bin only on the hub" else [])
+
+
+BAD_NAMES = {"hf-hub:": "empty", "hf-hub:a/b/c": "one '/'", "hf-hub:a b/c": "letters, digits",
+             "hf-hub:../x": "'..'", "hf-hub:-a/b": "letters, digits", "hf-hub:a/b.git": ".git",
+             "hf-hub:a/" + "b" * 97: "96", "open_clip:../x": "open_clip:ARCH[@PRETRAINED]",
+             "sig lip": "Did you mean 'siglip'", "x" * 500: "500 characters"}
+
+
+@pytest.mark.parametrize("name", BAD_NAMES)
+def test_malformed_model_names_are_one_clear_error_before_any_hub_call(name, tmp_path, sample_dir, tiny_store,
+                                                                       monkeypatch):
+    import huggingface_hub
+    from clihelp import fails
+
+    def no_hub(*a, **kw):
+        raise AssertionError("the hub was asked")
+
+    monkeypatch.setattr(huggingface_hub, "try_to_load_from_cache", no_hub)
+    monkeypatch.setattr(huggingface_hub, "hf_hub_download", no_hub)
+    for args in (["models", "download", name], ["embed", sample_dir, "--model", name, "--store", tmp_path / "s"],
+                 ["search-text", "red bag", "--model", name, "--store", tiny_store],
+                 ["search-image", "bag-tote-red", "--model", name, "--store", tiny_store]):
+        line = fails(*args, says=BAD_NAMES[name])
+        assert len(line) < 400, line  # a 500-character name is not echoed whole
+    with pytest.raises(UnknownModel):
+        resolve(name)
+
+
+def test_well_formed_names_pass_the_check():
+    from vrec.models.registry import check_model_name
+
+    for name in ("siglip", "tiny-cnn", "hf-hub:timm/ViT-B-16-SigLIP", "hf-hub:Marqo/marqo-fashionSigLIP",
+                 "hf-hub:a_b/c.d-e", "open_clip:ViT-B-16-SigLIP@webli", "open_clip:RN50"):
+        assert check_model_name(name) == name
+
+
+def _tiny_cfg(**pre):
+    from vrec.models.registry import TINY_SIGLIP_CONFIG
+
+    return {"model_cfg": json.loads(json.dumps(TINY_SIGLIP_CONFIG)), "preprocess_cfg": pre}
+
+
+def _with(cfg, path, value):
+    keys = path.split(".")
+    node = cfg
+    for k in keys[:-1]:
+        node = node[k]
+    node[keys[-1]] = value
+    return cfg
+
+
+BAD_CONFIGS = {
+    "not json": ("{'model_cfg':", "cannot be read as JSON"),
+    "a list": ([1, 2], "no 'model_cfg' object"),
+    "text dim": (_with(_tiny_cfg(), "model_cfg.embed_dim", "abc"), "model_cfg.embed_dim 'abc'"),
+    "no vision": (_with(_tiny_cfg(), "model_cfg.vision_cfg", None), "model_cfg.vision_cfg None"),
+    "huge size": (_with(_tiny_cfg(), "model_cfg.vision_cfg.image_size", 10**9), "model_cfg.vision_cfg.image_size"),
+    "mean": (_tiny_cfg(mean=["a", 0, 0]), "preprocess_cfg.mean"),
+    "std zero": (_tiny_cfg(std=[0, 0, 0]), "preprocess_cfg.std"),
+    "interpolation": (_tiny_cfg(interpolation="random"), "preprocess_cfg.interpolation 'random'"),
+    "unbuildable": (_with(_tiny_cfg(), "model_cfg.vision_cfg.layers", "many"), "model_cfg open_clip cannot build"),
+}
+
+
+@pytest.mark.parametrize("case", BAD_CONFIGS)
+def test_a_damaged_or_hostile_hub_config_is_one_clear_error_naming_file_and_field(case, tmp_path, monkeypatch,
+                                                                                  sample_dir):
+    import huggingface_hub
+    from clihelp import fails
+    from safetensors.torch import save_file
+
+    content, says = BAD_CONFIGS[case]
+    path = tmp_path / "open_clip_config.json"
+    path.write_text(content if isinstance(content, str) else json.dumps(content))
+    monkeypatch.setattr(huggingface_hub, "try_to_load_from_cache",
+                        lambda repo, filename, *a, **kw: str(path) if filename == path.name else None)
+    save_file({"x": torch.zeros(1)}, str(tmp_path / "w.safetensors"))  # weights here: the model gets built
+    line = fails("embed", sample_dir, "--model", "hf-hub:someone/odd-model", "--weights", tmp_path / "w.safetensors",
+                 "--store", tmp_path / "store", says=says)
+    assert str(path) in line and "open_clip_config.json" in line

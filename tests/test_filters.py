@@ -60,3 +60,44 @@ def test_a_metadata_column_named_like_an_internal_one_is_named_meta_name(tmp_pat
     assert apply_filters(t, ["meta_size=M"]).tolist() == [True, False]
     with pytest.raises(FilterError, match="'size' is named 'meta_size' here"):
         apply_filters(t, ["size=M"])
+
+
+@pytest.mark.parametrize("expr,says", [
+    ("price=<100", "did you mean price<=100?"), ("price =< 100", "did you mean price<=100?"),
+    ("price=>20", "did you mean price>=20?"), ("price<>20", "did you mean price!=20?"),
+    ("price===20", "did you mean price=20?"), ("price=!20", "did you mean price!=20?"),
+    ("price!20", "did you mean price!=20?"), ("price>>5", "use one of =, !=, <, <=, >, >="),
+    ("title<>a", "did you mean title!=a?"), ("title=!a", "did you mean title!=a?"),
+])
+def test_a_malformed_comparison_is_an_error_with_the_one_meant(table, expr, says):
+    with pytest.raises(FilterError) as e:
+        apply_filters(table, [expr])
+    assert says in str(e.value)
+
+
+@pytest.mark.parametrize("expr", ["price=abc", "price!=abc", "price in (10, abc)", "width=wide", "price=''"])
+def test_a_word_on_a_numeric_column_is_an_error_not_an_empty_result(table, expr):
+    with pytest.raises(FilterError, match=r"holds numbers, but .* is not one .* e\.g\. (price=10|width=8)"):
+        apply_filters(table, [expr])
+
+
+def test_equality_still_works_on_numbers_and_on_text_that_looks_like_an_operator(tmp_path):
+    meta = pd.DataFrame({"id": ["item0", "item1"], "title": ["<b>bold", "=plain"], "price": [10.0, None]})
+    st = Store(handmade_store(tmp_path / "store", {"m": np.eye(2, 4)}, metadata=meta))
+    t = catalog_table(st, st.model("m"))
+    assert apply_filters(t, ["price=10"]).tolist() == [True, False]
+    assert apply_filters(t, ["price==10.0"]).tolist() == [True, False]  # '==' is '='
+    assert apply_filters(t, ["price in (10, 1e3)"]).tolist() == [True, False]
+    assert apply_filters(t, ["title=<b>bold"]).tolist() == [True, False]  # a text column takes it as text
+    assert apply_filters(t, ["title='=plain'"]).tolist() == [False, True]
+    with pytest.raises(FilterError, match="quote a value"):
+        apply_filters(t, ["title=<c"])  # matches nothing: was it meant as title<=c?
+
+
+def test_cli_refuses_a_malformed_filter_with_one_error_line(shared_tiny_store):
+    from clihelp import fails
+
+    fails("search-image", "bag-tote-red", "--model", "tiny-cnn", "--store", shared_tiny_store, "-f", "price=<100",
+          says="did you mean price<=100?")
+    fails("search-image", "bag-tote-red", "--model", "tiny-cnn", "--store", shared_tiny_store, "-f", "price=abc",
+          says="holds numbers")

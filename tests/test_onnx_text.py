@@ -8,6 +8,7 @@ import random
 import shutil
 import subprocess
 import sys
+import threading
 from pathlib import Path
 
 import numpy as np
@@ -199,6 +200,105 @@ def test_damaged_export_is_never_used_and_rebuilt(exported, cache, shared_tiny_s
     assert not path.exists() and onnx_text.check_export(entry, "random-seed0")[0] is not None
 
 
+def blind_spot(path: Path) -> int:
+    """An offset in the data file that the sampled digest does not read, 16 KiB before the next sample."""
+    size, block = os.path.getsize(path), onnx_text.SAMPLE_BLOCK
+    starts = [max(0, size - block) * i // (onnx_text.SAMPLE_BLOCKS - 1) for i in range(onnx_text.SAMPLE_BLOCKS)]
+    gap = next(i for i in range(len(starts) // 2, len(starts) - 1) if starts[i + 1] - starts[i] - block > 1 << 15)
+    return starts[gap + 1] - (1 << 14) - 1024
+
+
+@pytest.mark.parametrize("mtime", ["changed", "restored with os.utime"])
+def test_data_file_overwritten_in_the_middle_is_never_used(exported, cache, shared_tiny_store, mtime, capfd):
+    """Bytes overwritten where the sampled digest does not look, size kept (the issue's 8 MB): the
+    changed stamp (mtime, and the ctime that os.utime cannot set back) makes the next use hash the
+    file whole, so the damaged export is not used but rebuilt."""
+    from vrec.search.query import search_text
+
+    path = export_files(cache)["data"]
+    st, sample = os.stat(path), onnx_text.sampled_digest(path)
+    with open(path, "r+b") as f:
+        f.seek(blind_spot(path))
+        f.write(np.random.default_rng(0).bytes(1 << 14))
+    if mtime != "changed":
+        os.utime(path, ns=(st.st_atime_ns, st.st_mtime_ns))
+        assert os.stat(path).st_mtime_ns == st.st_mtime_ns
+    assert onnx_text.sampled_digest(path) == sample and os.path.getsize(path) == st.st_size  # only content changed
+    entry = resolve("tiny-siglip")
+    found, why = onnx_text.check_export(entry, "random-seed0")
+    assert found is None and path.name in why and "damaged" in why
+    r = search_text("red bag", k=3, model="tiny-siglip", store=shared_tiny_store, device="cpu")
+    assert "torch+open_clip import" in r.timings and "rebuilding it" in capfd.readouterr().err
+    assert onnx_text.check_export(entry, "random-seed0")[0] is not None and not path.exists()
+
+
+def test_an_unchanged_export_costs_a_stat_per_file_and_a_touched_one_one_digest(exported, cache, monkeypatch):
+    entry = resolve("tiny-siglip")
+    hashed = []
+    real = onnx_text.sha256_file
+    monkeypatch.setattr(onnx_text, "sha256_file", lambda p: hashed.append(Path(p).name) or real(p))
+    for _ in range(3):
+        assert onnx_text.check_export(entry, "random-seed0")[0] is not None
+    assert hashed == []  # verified when exported; unchanged since
+    tok = export_files(cache)["tokenizer"]
+    st = os.stat(tok)
+    os.utime(tok, ns=(st.st_atime_ns, st.st_mtime_ns - 5 * 10**9))  # touched, same bytes
+    assert onnx_text.check_export(entry, "random-seed0")[0] is not None and hashed == [tok.name]
+    stamps = json.loads((tok.parent / onnx_text.VERIFIED).read_text())["files"]
+    assert set(stamps) == {f.name for f in export_files(cache).values()}
+
+
+def edit_json(path: Path, change) -> None:
+    meta = json.loads(path.read_text())
+    change(meta)
+    path.write_text(json.dumps(meta))
+
+
+HOSTILE = {
+    "model.logit_scale": lambda m: m["model"].update(logit_scale="abc"),
+    "model.logit_scale NaN": lambda m: m["model"].update(logit_scale=float("nan")),
+    "model.logit_bias": lambda m: m["model"].update(logit_bias=[1]),
+    "model.dim": lambda m: m["model"].update(dim=3),
+    "tokenizer.context_length": lambda m: m["tokenizer"].update(context_length="32"),
+    "tokenizer.clean": lambda m: m["tokenizer"].update(clean="rm -rf"),
+    "tokenizer.hub": lambda m: m["tokenizer"].update(hub=["../../etc", "1"]),
+    "files.graph.name": lambda m: m["files"]["graph"].update(name="../../../etc/passwd"),
+    "files.data.sha256": lambda m: m["files"]["data"].pop("sha256"),
+    "weights": lambda m: m.update(weights=["file"]),
+    "files": lambda m: m.update(files="all"),
+}
+
+
+@pytest.mark.parametrize("field", HOSTILE)
+def test_a_damaged_or_hostile_export_json_is_never_used(exported, cache, field):
+    meta_path = next(cache.rglob("export.json"))
+    edit_json(meta_path, HOSTILE[field])
+    found, why = onnx_text.check_export(resolve("tiny-siglip"), "random-seed0")
+    assert found is None and str(meta_path) in why and field.split()[0] in why, why
+
+
+def test_a_non_numeric_logit_scale_is_rebuilt_not_a_traceback(exported, cache, shared_tiny_store):
+    from clihelp import vrec
+
+    edit_json(next(cache.rglob("export.json")), HOSTILE["model.logit_scale"])
+    r = vrec("search-text", "red bag", "--model", "tiny-siglip", "--store", shared_tiny_store, "--format", "json")
+    assert "rebuilding it: its export.json" in r.stderr and "model.logit_scale 'abc'" in r.stderr
+    assert len(json.loads(r.stdout)["results"]) == 10
+
+
+@pytest.mark.parametrize("content", ["[1, 2]", "{\"identity\": 1}"])
+def test_odd_export_json_failed_json_and_verified_json_are_never_a_traceback(exported, cache, content):
+    entry = resolve("tiny-siglip")
+    folder = next(cache.rglob("export.json")).parent
+    for name in ("verified.json", "failed.json"):
+        (folder / name).write_text(content)
+    assert onnx_text.check_export(entry, "random-seed0")[0] is not None  # verified.json garbage: hashed again
+    assert onnx_text.failed_before(entry, "random-seed0") is None
+    (folder / "export.json").write_text(content)
+    found, why = onnx_text.check_export(entry, "random-seed0")
+    assert found is None and "export.json" in why
+
+
 def test_changed_weights_file_is_noticed(tmp_path):
     from vrec.models.encoders import file_digest
 
@@ -321,3 +421,24 @@ def test_vrec_index_exports_the_text_tower_so_the_first_query_needs_no_torch(cac
     assert "exporting" not in vrec("index", "--store", tiny_store).stderr  # once: a valid export is kept
     first = run_query(tiny_store, "--model", "tiny-siglip", "--k", "3")
     assert heavy(first) == [] and "session" in first.stderr
+
+
+@pytest.mark.parametrize("name", ["export.json", "failed.json", "verified.json", "data"])
+def test_a_fifo_in_the_export_folder_is_no_hang(exported, cache, name):
+    entry = resolve("tiny-siglip")
+    path = export_files(cache)["data"] if name == "data" else next(cache.rglob("export.json")).parent / name
+    path.unlink(missing_ok=True)
+    os.mkfifo(path)  # nothing ever writes to it: reading it would wait forever
+    answers = []
+    worker = threading.Thread(target=lambda: answers.append((onnx_text.check_export(entry, "random-seed0"),
+                                                             onnx_text.failed_before(entry, "random-seed0"))),
+                              daemon=True)
+    worker.start()
+    worker.join(60)  # a guard against the hang only
+    assert answers, "checking the export hung on a FIFO"
+    (found, why), failed = answers[0]
+    assert failed is None
+    if name in ("export.json", "data"):
+        assert found is None and ("regular file" in why or "not a regular" in why), why
+    else:
+        assert found is not None

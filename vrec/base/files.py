@@ -16,9 +16,9 @@ import numpy as np
 from vrec.base.errors import StoreError
 
 
-def store_key(name: str) -> str:
-    """A folder-safe form of a model name, used inside the store and the cache."""
-    return re.sub(r"[^A-Za-z0-9._@-]+", "_", name)
+def folder_name(text: str) -> str:
+    """``text`` with what a folder name should not hold replaced by '_' (model names as store folders)."""
+    return re.sub(r"[^A-Za-z0-9._@-]+", "_", text)
 
 
 def now() -> str:

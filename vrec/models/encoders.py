@@ -18,9 +18,8 @@ from typing import Sequence
 import numpy as np
 
 from vrec.base.errors import ModelUnavailable, QueryError, UnknownModel
-from vrec.models.hub import hub_unreachable, offline_help, open_clip_config
+from vrec.models.hub import config_error, hub_unreachable, offline_help, open_clip_config
 from vrec.models.encoder_base import Encoder, no_text_tower  # noqa: F401  (re-exported: the interface every model implements)
-from vrec.models.preprocess import normalize, to_pixels
 from vrec.models.registry import (  # noqa: F401  (re-exported: vrec.encoders was the registry's home)
     _ENTRIES, DEFAULT_MODELS, MODELS, TINY_SEED, TINY_SIGLIP_CONFIG, ModelEntry, list_models, resolve, store_key,
 )
@@ -318,13 +317,33 @@ def _open_clip_builder(entry: ModelEntry):
     """A function device -> freshly built (randomly initialised) open_clip model of the entry."""
     import open_clip
 
-    if entry.config is not None or entry.arch.startswith("hf-hub:"):
-        cfg = dict(entry.config) if entry.config is not None else open_clip_config(entry.arch)["model_cfg"]
+    if entry.config is not None:
+        cfg = dict(entry.config)
         from open_clip.model import CLIP, CustomTextCLIP
 
         custom = cfg.pop("custom_text", False) or "hf_model_name" in cfg.get("text_cfg", {})
         return lambda device: (CustomTextCLIP if custom else CLIP)(**cfg)
+    if entry.arch.startswith("hf-hub:"):
+        return _hub_builder(entry.arch)
     return lambda device: open_clip.create_model(entry.arch, pretrained=None, device=device)
+
+
+def _hub_builder(name: str):
+    """The builder of an hf-hub model from its open_clip_config.json; a configuration open_clip
+    cannot build is a ModelUnavailable naming the file, not a traceback from deep inside it."""
+    from open_clip.model import CLIP, CustomTextCLIP
+
+    full = open_clip_config(name)
+    cfg = dict(full["model_cfg"])
+    custom = cfg.pop("custom_text", False) or "hf_model_name" in cfg.get("text_cfg", {})
+
+    def build(device):
+        try:
+            return (CustomTextCLIP if custom else CLIP)(**cfg)
+        except Exception as e:
+            reason = f"{type(e).__name__}: {str(e).strip().splitlines()[0] if str(e).strip() else ''}"[:120]
+            raise config_error(name, full["path"], f"has a model_cfg open_clip cannot build ({reason})") from None
+    return build
 
 
 def _build_open_clip(entry: ModelEntry, weights, device: str, weights_id: str, text_only: bool) -> Encoder:

@@ -9,9 +9,14 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import sys
 
-from vrec.base.errors import ModelUnavailable
+from vrec.base.errors import ModelUnavailable, UnknownModel
+
+# one part of a repository id as the hub allows it: letters, digits, '-', '_', '.', at most 96,
+# not starting nor ending with '-' or '.' (huggingface_hub's validate_repo_id)
+_REPO_PART = re.compile(r"[A-Za-z0-9_](?:[A-Za-z0-9_.-]{0,94}[A-Za-z0-9_])?")
 
 
 def cache_dir() -> str:
@@ -32,6 +37,34 @@ def offline_help(name: str, what: str, reason: str) -> str:
         f"the copy, and set HF_HUB_OFFLINE=1. Or pass a local weights file with --weights PATH "
         f"(safetensors or a plain PyTorch state dict)."
     )
+
+
+def repo_problem(repo: str) -> str | None:
+    """Why ``repo`` cannot be a Hugging Face model repository id (``ORG/NAME``), or None."""
+    if not isinstance(repo, str) or not repo:
+        return "it is empty"
+    if repo.count("/") != 1:
+        return "a repository id is ORG/NAME, with one '/'"
+    if "--" in repo or ".." in repo:
+        return "it cannot contain '--' or '..'"
+    if not all(_REPO_PART.fullmatch(part) for part in repo.split("/")):
+        return ("each part uses only letters, digits, '-', '_' and '.', does not start or end with '-' or '.', "
+                "and has at most 96 characters")
+    if repo.endswith(".git"):
+        return "it cannot end in '.git'"
+    return None
+
+
+def check_repo_id(repo: str, name: str | None = None) -> str:
+    """``repo`` when it is a valid hub repository id, else :class:`UnknownModel` (before any
+    network or hub call); ``name`` is the model name the user typed, for the message."""
+    why = repo_problem(repo)
+    if why:
+        shown = repr(name if name is not None else repo)
+        shown = shown if len(shown) <= 80 else shown[:77] + "..."
+        raise UnknownModel(f"Model {shown} does not name a Hugging Face repository ({why}); "
+                           f"write it as hf-hub:ORG/NAME, e.g. hf-hub:timm/ViT-B-16-SigLIP.")
+    return repo
 
 
 def hub_unreachable() -> str | None:
@@ -62,6 +95,7 @@ def hub_file(name: str, repo: str, filename: str, size_mb: int, missing_ok: bool
     """
     from huggingface_hub import hf_hub_download, try_to_load_from_cache
 
+    check_repo_id(repo, name)
     cached = try_to_load_from_cache(repo, filename)
     if isinstance(cached, str):
         return cached
@@ -79,8 +113,29 @@ def hub_file(name: str, repo: str, filename: str, size_mb: int, missing_ok: bool
         raise ModelUnavailable(offline_help(name, f"{repo}/{filename}", type(e).__name__)) from None
 
 
+def config_error(name: str, path: str, problem: str) -> ModelUnavailable:
+    """One sentence for a model configuration file that vrec cannot use: which file, what is wrong."""
+    return ModelUnavailable(
+        f"The open_clip_config.json of {name} ({path}) {problem}, so it describes no usable open_clip model; "
+        f"if the cached copy is damaged, delete it and run 'vrec models download {name}' again.")
+
+
 def open_clip_config(name: str) -> dict:
     """The ``open_clip_config.json`` of an ``hf-hub:ORG/NAME`` model: ``model_cfg`` (the
-    architecture) and, where given, ``preprocess_cfg`` (the recipe its weights were trained with)."""
-    with open(hub_file(name, name[len("hf-hub:"):], "open_clip_config.json", 0)) as f:
-        return json.load(f)
+    architecture) and, where given, ``preprocess_cfg`` (the recipe its weights were trained with).
+
+    A file that is not a JSON object with those objects is a :class:`ModelUnavailable` naming the
+    file; the fields inside are checked where they are read (``registry``), with ``path`` (added
+    here: where the file is) for their messages."""
+    path = hub_file(name, check_repo_id(name[len("hf-hub:"):], name), "open_clip_config.json", 0)
+    try:
+        with open(path, encoding="utf-8") as f:
+            cfg = json.load(f)
+    except (OSError, ValueError) as e:  # ValueError: not JSON, not UTF-8
+        raise config_error(name, path, f"cannot be read as JSON ({str(e)[:100]})") from None
+    if not isinstance(cfg, dict) or not isinstance(cfg.get("model_cfg"), dict):
+        raise config_error(name, path, "has no 'model_cfg' object")
+    if not isinstance(cfg.setdefault("preprocess_cfg", {}), dict):
+        raise config_error(name, path, "has a 'preprocess_cfg' that is not an object")
+    cfg["path"] = path
+    return cfg

@@ -15,13 +15,15 @@ open_clip is imported only to resolve ``open_clip:`` names.
 from __future__ import annotations
 
 import fnmatch
+import math
 import re
 from dataclasses import dataclass, field, replace
 
 from vrec.base.errors import UnknownModel, suggest
-from vrec.base.files import store_key  # noqa: F401  (model names as folder names; callers import it from here)
-from vrec.models.hub import open_clip_config
-from vrec.models.preprocess import IMAGENET_MEAN, IMAGENET_STD, INCEPTION_MEAN, INCEPTION_STD, PreprocessSpec, squash_spec
+from vrec.base.files import folder_name
+from vrec.models.hub import check_repo_id, config_error, open_clip_config
+from vrec.models.preprocess import (_FILTERS, IMAGENET_MEAN, IMAGENET_STD, INCEPTION_MEAN, INCEPTION_STD,
+                                    PreprocessSpec, squash_spec)
 
 
 @dataclass(frozen=True)
@@ -90,18 +92,49 @@ def list_models(pattern: str = "*") -> list[ModelEntry]:
     return [e for n, e in MODELS.items() if fnmatch.fnmatch(n, pattern)]
 
 
+MAX_NAME = 200  # characters in a model name (hf-hub:ORG/NAME is at most 7 + 96 + 1 + 96)
+_PLAIN_NAME = re.compile(r"[A-Za-z0-9_](?:[A-Za-z0-9_.-]*[A-Za-z0-9_])?")  # a registry name, an open_clip arch or tag
+FORMS = "Run 'vrec models' for the list, or use open_clip:ARCH[@PRETRAINED] or hf-hub:ORG/NAME."
+
+
+def check_model_name(name: str) -> str:
+    """``name`` when it can name a model, else one clear :class:`UnknownModel`, before any hub or
+    network call and before anything is imported.
+
+    A plain registry name, an open_clip architecture and its tag use letters, digits, '-', '_' and
+    '.' (not first nor last, no '..'); ``hf-hub:`` takes a repository id as the Hugging Face hub
+    allows it (:func:`vrec.hub.check_repo_id`). Whether the model exists is ``resolve``'s question.
+    The web app checks its ``model=`` parameter with this too.
+    """
+    if not isinstance(name, str) or not name.strip():
+        raise UnknownModel(f"The model name is empty. {FORMS}")
+    shown = repr(name) if len(name) <= 60 else repr(name[:57] + "...")
+    if len(name) > MAX_NAME:
+        raise UnknownModel(f"Model name {shown} is {len(name)} characters long (at most {MAX_NAME}). {FORMS}")
+    if name.startswith("hf-hub:"):
+        check_repo_id(name[len("hf-hub:"):], name)
+        return name
+    parts = name[len("open_clip:"):].split("@", 1) if name.startswith("open_clip:") else [name]
+    if not all(_PLAIN_NAME.fullmatch(p) and ".." not in p for p in parts):
+        if name.startswith("open_clip:"):
+            raise UnknownModel(f"Model {shown} is not of the form open_clip:ARCH[@PRETRAINED] (architecture and tag "
+                               f"use letters, digits, '-', '_' and '.'), e.g. open_clip:ViT-B-16-SigLIP@webli.")
+        raise UnknownModel(f"Model name {shown} has characters no model name has (names use letters, digits, '-', "
+                           f"'_' and '.').{suggest(name.strip(), MODELS)} {FORMS}")
+    return name
+
+
 def resolve(name: str) -> ModelEntry:
-    """The entry for a name, including ``open_clip:ARCH[@TAG]`` and ``hf-hub:ORG/NAME`` forms."""
+    """The entry for a name, including ``open_clip:ARCH[@TAG]`` and ``hf-hub:ORG/NAME`` forms
+    (checked by :func:`check_model_name` first)."""
+    check_model_name(name)
     if name in MODELS:
         return MODELS[name]
     if name.startswith("open_clip:"):
         return _open_clip_entry(name)
     if name.startswith("hf-hub:"):
         return _hf_hub_entry(name)
-    raise UnknownModel(
-        f"Unknown model {name!r}.{suggest(name, MODELS)} Run 'vrec models' for the list, "
-        f"or use open_clip:ARCH[@PRETRAINED] or hf-hub:ORG/NAME."
-    )
+    raise UnknownModel(f"Unknown model {name!r}.{suggest(name, MODELS)} {FORMS}")
 
 
 def _open_clip_entry(name: str) -> ModelEntry:
@@ -144,6 +177,54 @@ def _hf_hub_entry(name: str) -> ModelEntry:
     repository, as open_clip's own ``create_model('hf-hub:...')`` does."""
     repo = name[len("hf-hub:"):]
     cfg = open_clip_config(name)
-    return _entry_from_open_clip_cfg(name, name, repo, cfg["model_cfg"], cfg.get("preprocess_cfg", {}),
+    why = config_problem(cfg["model_cfg"], cfg["preprocess_cfg"])
+    if why:
+        raise config_error(name, cfg["path"], why)
+    return _entry_from_open_clip_cfg(name, name, repo, cfg["model_cfg"], cfg["preprocess_cfg"],
                                      f"open_clip checkpoint {repo} from the Hugging Face hub")
+
+
+def whole_number(v, lo: int, hi: int) -> bool:
+    """Whether a value read from a JSON file is a whole number from ``lo`` to ``hi`` (not a bool)."""
+    return isinstance(v, int) and not isinstance(v, bool) and lo <= v <= hi
+
+
+def finite_number(v) -> bool:
+    """Whether a value read from a JSON file is a finite number (not a bool, NaN nor infinity)."""
+    return isinstance(v, (int, float)) and not isinstance(v, bool) and math.isfinite(v)
+
+
+def config_problem(model_cfg: dict, pre: dict) -> str | None:
+    """What in an open_clip configuration (``model_cfg``, ``preprocess_cfg``) vrec cannot use, as
+    'FIELD is VALUE, not WHAT' (None when every field vrec reads is usable)."""
+    def bad(field: str, value, what: str) -> str:
+        shown = repr(value) if len(repr(value)) <= 40 else repr(value)[:37] + "..."
+        return f"has {field} {shown}, not {what}"
+
+    if not whole_number(model_cfg.get("embed_dim"), 1, 65536):
+        return bad("model_cfg.embed_dim", model_cfg.get("embed_dim"), "a whole number from 1 to 65536")
+    vision = model_cfg.get("vision_cfg")
+    if not isinstance(vision, dict):
+        return bad("model_cfg.vision_cfg", vision, "an object")
+    size = vision.get("image_size", 224)
+    if not (whole_number(size, 1, 4096) or (isinstance(size, list) and 1 <= len(size) <= 2
+                                      and all(whole_number(x, 1, 4096) for x in size))):
+        return bad("model_cfg.vision_cfg.image_size", size, "a whole number of pixels from 1 to 4096")
+    if not isinstance(model_cfg.get("text_cfg", {}), dict):
+        return bad("model_cfg.text_cfg", model_cfg.get("text_cfg"), "an object")
+    if not isinstance(pre.get("resize_mode", "shortest"), str):
+        return bad("preprocess_cfg.resize_mode", pre.get("resize_mode"), "a text such as 'squash'")
+    if pre.get("interpolation", "bicubic") not in _FILTERS:
+        return bad("preprocess_cfg.interpolation", pre.get("interpolation"), "one of " + ", ".join(_FILTERS))
+    for key, lo in (("mean", -math.inf), ("std", 0)):
+        v = pre.get(key, [0.5] * 3)
+        if not (isinstance(v, list) and len(v) == 3 and all(finite_number(x) and x > lo for x in v)):
+            return bad(f"preprocess_cfg.{key}", v, "3 finite numbers" + (" above 0" if key == "std" else ""))
+    return None
+
+
+def store_key(name: str) -> str:
+    """A folder-safe form of a model name, used inside the store; a name no model can have is
+    refused first (:func:`check_model_name`), so a store is never asked for a path it cannot hold."""
+    return folder_name(check_model_name(name))
 

@@ -17,6 +17,7 @@ from typing import Sequence
 import numpy as np
 
 from vrec.base.errors import QueryError, UnknownItem, check_number, suggest
+from vrec.models.registry import check_model_name
 from vrec.store.catalog_table import catalog_table
 from vrec.store.filters import INTERNAL as INTERNAL_COLUMNS  # used to search, never shown nor exported
 from vrec.store.filters import apply_filters
@@ -42,6 +43,9 @@ class SearchResult:
 
 
 def open_model(store: str | os.PathLike | Store | None, model: str) -> tuple[Store, ModelStore]:
+    """The store and one model's vectors in it; a name no model can have is refused first, in the
+    registry's words (before the store is asked for a folder of that name)."""
+    check_model_name(model)
     st = as_store(store)
     return st, st.model(model)
 

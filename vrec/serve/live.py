@@ -19,7 +19,7 @@ import time
 from pathlib import Path
 
 from vrec.base.errors import StoreError, VrecError
-from vrec.base.files import store_key
+from vrec.models.registry import store_key
 from vrec.store.store import ModelStore, Store
 
 

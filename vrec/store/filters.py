@@ -1,8 +1,12 @@
 """``--filter`` expressions over item metadata: ``category=bags``, ``price<200``, ``colour in (red,black)``.
 
 Several filters combine with AND. Text comparisons ignore case; on a numeric column ``=`` and ``in``
-also compare as numbers (``price=120`` matches 120.0). ``<``, ``<=``, ``>``, ``>=`` compare numbers
-and refuse a text column. ``tag:NAME`` keeps items carrying that zero-shot tag (see ``vrec tag``).
+also compare as numbers (``price=120`` matches 120.0) and refuse a value that is not a number
+(``price=abc`` would match nothing). ``<``, ``<=``, ``>``, ``>=`` compare numbers and refuse a text
+column. An operator vrec does not have (``price=<100``, ``price=>5``, ``price<>5``, ``price===5``,
+``price!5``) is refused with the one meant (``did you mean price<=100?``) rather than read as ``=``
+with the value ``<100``; on a text column ``=`` still takes such a value as text when it matches,
+and a quoted one (``title='<b>'``) always. ``tag:NAME`` keeps items carrying that zero-shot tag (see ``vrec tag``).
 Metadata columns named like vrec's own are filtered as ``meta_<name>`` (see ``search.catalog_table``).
 
 The columns a filter may name are the ones a user sees in results and exports: item metadata, tags
@@ -77,17 +81,28 @@ def parse_filter(expr: str, df) -> np.ndarray:
     if m:
         col, op, values = m.group(1), m.group(2).lower(), m.group(3)
         wanted = [_unquote(v) for v in values.split(",") if v.strip()]
-        hit = _equals(_column(df, col), wanted)
+        series = _column(df, col)
+        _check_numbers(expr, series, wanted)
+        hit = _equals(series, wanted)
         return ~hit if op.startswith("not") else hit
     m = _CMP.match(expr)
     if not m or not m.group(3):
-        raise FilterError(
-            f"Cannot read filter {expr!r}; write it like category=bags, price<200 or 'colour in (red,black)'."
-        )
-    col, op, value = m.group(1), m.group(2), _unquote(m.group(3))
+        raise FilterError(f"Cannot read filter {expr!r}; {_did_you_mean(expr)}")
+    return _compare(expr, m.group(1), m.group(2), m.group(3), df)
+
+
+def _compare(expr: str, col: str, op: str, raw: str, df) -> np.ndarray:
+    """Rows satisfying COLUMN OP VALUE (``raw``: the value as typed, quotes included)."""
     series = _column(df, col)
+    text = not _is_numeric(series)
+    if op not in ("=", "==") or not text:
+        _check_operator(expr, col, op, raw, text)
+    value = _unquote(raw)
     if op in ("=", "==", "!="):
+        _check_numbers(expr, series, [value])
         hit = _equals(series, [value])
+        if op != "!=" and not hit.any():  # colour=!red on a text column: matched as text first
+            _check_operator(expr, col, op, raw, text)
         return ~hit if op == "!=" else hit
     try:
         number = float(value)
@@ -104,6 +119,66 @@ def parse_filter(expr: str, df) -> np.ndarray:
     return result.fillna(False).to_numpy(dtype=bool)
 
 
+HOW = "write it like category=bags, price<200 or 'colour in (red,black)'."
+OPERATORS = "=, !=, <, <=, >, >="
+# what a user may have meant by an operator vrec does not have
+_MEANT = {"=<": "<=", "=>": ">=", "<>": "!=", "=!": "!=", "!==": "!=", "===": "=", "=<=": "<=", "=>=": ">=",
+          "<==": "<=", ">==": ">=", "!": "!="}
+
+
+def _did_you_mean(expr: str) -> str:
+    """How to write an expression that does not read as a filter: 'price!100' means price!=100."""
+    m = re.match(r"^\s*([\w.-]+)\s*!\s*([^=\s].*?)\s*$", expr)
+    if m:
+        return f"did you mean {m.group(1)}!={m.group(2)}?"
+    return HOW
+
+
+def _check_operator(expr: str, col: str, op: str, raw: str, text: bool) -> None:
+    """Refuse an operator vrec does not have (price=<100, price<>5, price===5): read as '=' with
+    the value '<100' it would silently match nothing. On a text column '=' takes such a value as
+    text (checked only when it matches nothing), and a quoted value always."""
+    if raw[:1] not in ("<", ">", "=", "!"):
+        return
+    run = re.match(r"[<>=!\s]*", raw).group(0)
+    ops, rest = re.sub(r"\s", "", op + run), raw[len(run):]
+    meant = _MEANT.get(ops)
+    if meant and rest and not (text and meant not in ("=", "!=")):
+        hint = f"did you mean {col}{meant}{rest}?"
+    elif text and op in ("=", "=="):
+        hint = f"{col} holds text, which compares with =, != or in (quote a value that starts with {raw[0]!r}: {col}='{raw}')."
+    else:
+        hint = f"use one of {OPERATORS}."
+    raise FilterError(f"Filter {expr!r} has no comparison {ops!r}; {hint}")
+
+
+def _is_numeric(series) -> bool:
+    import pandas as pd
+
+    return pd.api.types.is_numeric_dtype(series) and series.dtype != bool
+
+
+def _as_number(value: str) -> float | None:
+    try:
+        return float(value)
+    except ValueError:
+        return None
+
+
+def _check_numbers(expr: str, series, values) -> None:
+    """Refuse a value that is not a number where the column holds numbers (price=abc): it would
+    match nothing, silently."""
+    if not _is_numeric(series):
+        return
+    bad = next((v for v in values if _as_number(v) is None), None)
+    if bad is None:
+        return
+    known = series.dropna()
+    example = f"{series.name}={known.iloc[0]:g}" if len(known) else f"{series.name}=120"
+    raise FilterError(f"Column {series.name!r} holds numbers, but {bad!r} in filter {expr!r} is not one (it would "
+                      f"match nothing); give a number, e.g. {example}.")
+
+
 def _numbers(series):
     import pandas as pd
 
@@ -114,13 +189,11 @@ def _numbers(series):
 
 def _equals(series, values) -> np.ndarray:
     """Rows equal to any of ``values``: as numbers in a numeric column (so 120 matches 120.0), else as text."""
-    import pandas as pd
-
     text = _text(series).isin([v.strip().lower() for v in values]).to_numpy()
-    if pd.api.types.is_numeric_dtype(series) and series.dtype != bool:
-        wanted = pd.to_numeric(pd.Series(values, dtype=object), errors="coerce").dropna()
-        if len(wanted):
-            text = text | series.isin(wanted.astype(float).tolist()).to_numpy()
+    if _is_numeric(series):
+        wanted = [n for n in map(_as_number, values) if n is not None]
+        if wanted:
+            text = text | series.isin(wanted).to_numpy()
     return text
 
 

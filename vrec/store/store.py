@@ -21,12 +21,8 @@ Row numbers are global across shards in manifest order; the index uses them as l
 """
 from __future__ import annotations
 
-import contextlib
-import datetime as _dt
 import fcntl
-import json
 import os
-import tempfile
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Iterator
@@ -35,7 +31,7 @@ import numpy as np
 
 from vrec.base import __version__
 from vrec.base.errors import ConfigMismatch, NotEmbedded, StoreError, suggest
-from vrec.base.files import atomic_path, now, read_json, store_key, write_json, write_npy, write_parquet  # noqa: F401  (the store's files)
+from vrec.base.files import atomic_path, folder_name, now, read_json, write_json, write_npy, write_parquet  # noqa: F401  (the store's files)
 
 SCHEMA_VERSION = 1
 DEFAULT_STORE = ".vrec"
@@ -133,7 +129,11 @@ class Store:
     def model(self, name: str) -> "ModelStore":
         """The vectors of one model; raises NotEmbedded when that model has none here."""
         self.info()
-        ms = ModelStore(self, name, self.path / "models" / store_key(name))
+        folder = folder_name(name)
+        if len(folder.encode()) > 255:  # no folder can have that name, so no store holds that model
+            raise NotEmbedded(f"No model named {name[:40]!r}... ({len(name)} characters) in {str(self.path)!r}; "
+                              f"it has {', '.join(self.model_names()) or 'none'}.")
+        ms = ModelStore(self, name, self.path / "models" / folder)
         if not ms.exists():
             have = self.model_names()
             hint = suggest(name, have)
@@ -145,7 +145,7 @@ class Store:
         return ms.checked()
 
     def model_for_writing(self, name: str) -> "ModelStore":
-        return ModelStore(self, name, self.path / "models" / store_key(name))
+        return ModelStore(self, name, self.path / "models" / folder_name(name))
 
     # metadata and skipped files are small, per catalog, and rewritten whole
     def metadata(self):
