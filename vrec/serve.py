@@ -576,7 +576,7 @@ def serve(store=None, model: str | None = None, compare_with: str | None = None,
     """
     check_number("--port", port, min=0, max=65535, integer=True, hint="0 picks a free port")
     check_number("--max-upload-mb", max_upload_mb, min=0.001, max=10_000, hint="in megabytes, e.g. 20")
-    check_number("--shutdown-grace", shutdown_grace, min=0, max=3600, hint="in seconds, e.g. 5")
+    check_number("--shutdown-grace", shutdown_grace, min=0.1, max=3600, hint="in seconds, e.g. 5")
     check_exposure(host, token)
     names = allowed_host_names(host, allowed_hosts)
     app = create_app(store, model, compare_with, token, max_upload_mb, device, experiment=experiment, arms=arms,

@@ -49,8 +49,8 @@ def serve(
                                                       "use for this server (the Host header), e.g. shop.example.com "
                                                       "or 192.168.1.20; '*.example.com' for a domain, '*' for any. "
                                                       "Repeatable."),
-    shutdown_grace: float = typer.Option(5.0, "--shutdown-grace", help="Seconds running requests get to finish "
-                                         "after Ctrl-C or SIGTERM; requests still running then get HTTP 503."),
+    shutdown_grace: float = typer.Option(5.0, "--shutdown-grace", help="Seconds (0.1 to 3600) running requests get "
+                                         "to finish after Ctrl-C or SIGTERM; requests still running then get HTTP 503."),
     experiment: Optional[str] = typer.Option(None, "--experiment", help="Run an A/B experiment of this name: "
                                              "GET /api/recommend/ID?unit=U serves the unit's arm's similar items."),
     arms: Optional[str] = typer.Option(None, "--arms", help="With --experiment: arms as embedded models, the first "
