@@ -1,7 +1,7 @@
 """``vrec serve``."""
 from __future__ import annotations
 
-from typing import Optional
+from typing import List, Optional
 
 import typer
 
@@ -15,9 +15,12 @@ a new process takes. The first line printed is the URL to open. Ctrl-C stops the
 
 Safety: it listens on 127.0.0.1 (this machine only) unless --host says otherwise, and any other
 --host needs --token; with a token every route but /api/health needs it (open the printed URL, or
-send 'Authorization: Bearer TOKEN'). Thumbnails are served by catalog id only, uploads are limited
-in size, and the store is only read. When 'vrec embed' adds photos meanwhile, the server picks them
-up by itself.
+send 'Authorization: Bearer TOKEN'). It answers only requests addressed to localhost, 127.0.0.1,
+[::1] or its --host (the Host header; a guard against DNS rebinding): with --host 0.0.0.0, add the
+name or address clients use with --allowed-host. Thumbnails are served by catalog id only, uploads
+are limited in size and pixels, and only models the store holds are used. The store is only read;
+when 'vrec embed' adds photos meanwhile, the server picks them up by itself. Ctrl-C or SIGTERM
+lets running requests finish (--shutdown-grace seconds), then stops.
 
 API: GET /api/health, GET /api/search/text?q=..., POST /api/search/image (multipart 'file'),
 GET /api/similar/ID, GET /api/compare/ID, GET /api/items/ID, GET /thumb/ID, POST /api/gallery;
@@ -40,6 +43,14 @@ def serve(
     token: Optional[str] = typer.Option(None, "--token", envvar="VREC_SERVE_TOKEN", show_envvar=True,
                                         help="Secret that every request but /api/health must carry."),
     max_upload_mb: float = typer.Option(20.0, "--max-upload-mb", help="Largest photo upload accepted, in MB."),
+    max_upload_pixels: int = typer.Option(40_000_000, "--max-upload-pixels", help="Most pixels (width x height) an "
+                                          "uploaded photo may have; larger ones get HTTP 413 before being decoded."),
+    allowed_hosts: Optional[List[str]] = typer.Option(None, "--allowed-host", metavar="NAME", help="Another name or address clients "
+                                                      "use for this server (the Host header), e.g. shop.example.com "
+                                                      "or 192.168.1.20; '*.example.com' for a domain, '*' for any. "
+                                                      "Repeatable."),
+    shutdown_grace: float = typer.Option(5.0, "--shutdown-grace", help="Seconds (0.1 to 3600) running requests get "
+                                         "to finish after Ctrl-C or SIGTERM; requests still running then get HTTP 503."),
     experiment: Optional[str] = typer.Option(None, "--experiment", help="Run an A/B experiment of this name: "
                                              "GET /api/recommend/ID?unit=U serves the unit's arm's similar items."),
     arms: Optional[str] = typer.Option(None, "--arms", help="With --experiment: arms as embedded models, the first "
@@ -57,5 +68,6 @@ def serve(
         raise VrecError("--split belongs to an experiment; add --experiment NAME.")
     run(store, model=model, compare_with=compare_with, host=host, port=port, token=token,
         max_upload_mb=max_upload_mb, device=device, experiment=experiment, arms=arms, split=split,
-        exposure_log=exposure_log)
+        exposure_log=exposure_log, max_upload_pixels=max_upload_pixels, allowed_hosts=allowed_hosts or (),
+        shutdown_grace=shutdown_grace)
     request_quick_exit()  # stopped: the exposure log is written line by line, nothing is left to clean up

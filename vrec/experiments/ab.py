@@ -406,7 +406,9 @@ class Experiment:
         arm = self.arm_of(unit)
         model = self.models[arm]
         table = catalog_table(st, st.model(model))
-        pos = resolve_item(table, str(item).strip())
+        pos = resolve_item(table, str(item))  # as it is: a file name may begin or end with a space
+        if pos is None:
+            pos = resolve_item(table, str(item).strip())
         if pos is None:
             raise unknown_item(table, str(item).strip(), photos=False)
         res = search_image(str(table["id"].iloc[pos]), k=k or self.k, model=model, store=st, filters=filters)

@@ -321,6 +321,60 @@ def decode_image(data: bytes, min_size: int = 0) -> Image.Image:
         raise BadImage(f"damaged or truncated image ({e})") from None
 
 
+def decode_reduced(data: bytes, min_size: int = 0) -> Image.Image:
+    """``decode_image`` for a long-lived server: the same upright RGB picture, never kept at full size.
+
+    Right after decoding, a photo whose short side is at least twice ``max(DRAFT_MIN, min_size)``
+    is shrunk by a whole factor (JPEG: while decoding, by draft mode, as decode_image does; other
+    formats: ``Image.reduce``, a box filter) so that its short side stays at least that size --
+    before the copies that orientation and colour conversion make. A 40-megapixel PNG thus costs
+    one full-size buffer instead of three or four. Raises BadImage as decode_image does.
+    """
+    if not data:
+        raise BadImage("empty file")
+    try:
+        with warnings.catch_warnings():
+            warnings.simplefilter("error", Image.DecompressionBombWarning)
+            img = Image.open(io.BytesIO(data))
+            if img.width * img.height > MAX_PIXELS:
+                raise BadImage(f"too large ({img.width}x{img.height} pixels): refused as a possible decompression bomb")
+            if getattr(img, "n_frames", 1) > 1:
+                img.seek(0)
+            full, target = img.size, max(DRAFT_MIN, min_size)
+            if img.format == "JPEG" and min(img.size) >= 2 * target:
+                img.draft("RGB", (target, target))
+            img.load()
+            before = img.size
+            ImageOps.exif_transpose(img, in_place=True)  # a copy only when the photo is rotated
+            if img.size != before:
+                full = full[::-1]
+            img = to_rgb(_reduce(img, target))
+            img.info["full_size"] = full
+            return img
+    except BadImage:
+        raise
+    except (Image.DecompressionBombError, Image.DecompressionBombWarning) as e:
+        raise BadImage(f"refused as a possible decompression bomb ({e})") from None
+    except Image.UnidentifiedImageError:
+        raise BadImage("not an image Pillow can read") from None
+    except (OSError, SyntaxError, ValueError, EOFError) as e:
+        raise BadImage(f"damaged or truncated image ({e})") from None
+
+
+def _reduce(img: Image.Image, target: int) -> Image.Image:
+    """The picture shrunk by the largest whole factor that keeps its short side >= target."""
+    factor = min(img.size) // max(target, 1)
+    if factor < 2:
+        return img
+    if img.mode == "1":
+        img = img.convert("L")
+    elif img.mode in ("P", "PA"):  # palette indexes cannot be averaged
+        img = img.convert("RGBA" if img.mode == "PA" or "transparency" in img.info else "RGB")
+    elif img.mode.startswith("I;16"):
+        return img.convert("I").reduce(factor).convert("I;16")
+    return img.reduce(factor)
+
+
 def to_rgb(img: Image.Image) -> Image.Image:
     """Any Pillow mode to 8-bit RGB, compositing transparency on white."""
     if img.mode == "RGB":

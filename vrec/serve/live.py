@@ -10,7 +10,8 @@ Before each request ``LiveStore.current()`` stats the files that a commit replac
 changed, a new snapshot is read and swapped in whole. Commits replace manifests atomically, so a
 snapshot is never half-written; requests already running finish on the old one, whose memory
 maps stay valid even after a compaction deletes their files. A commit that cannot be read is
-reported once on stderr and the previous snapshot keeps serving. The store is only ever read.
+reported once on stderr and the previous snapshot keeps serving. A store that is gone (its
+``store.json`` deleted or moved away) is ``StoreGone`` until it is back. The store is only ever read.
 """
 import os
 import sys
@@ -21,6 +22,14 @@ from pathlib import Path
 from vrec.base.errors import StoreError, VrecError
 from vrec.models.registry import store_key
 from vrec.store.store import ModelStore, Store
+
+
+class StoreGone(StoreError):
+    """The store a server was started on is no longer there (HTTP 503 until it is back)."""
+
+
+GONE = ("The store is missing (it was deleted, moved or emptied after vrec serve started); rebuild it with "
+        "'vrec embed' (the server picks it up) or restart vrec serve.")
 
 
 def store_signature(path: str | os.PathLike) -> tuple:
@@ -152,6 +161,8 @@ class LiveStore:
 
     def current(self) -> Snapshot:
         sig = store_signature(self.path)
+        if sig[0] is None:  # no store.json: the store was deleted or moved away
+            raise StoreGone(GONE)
         snap = self._snap
         if sig == snap.signature or sig == self._failed:
             return snap

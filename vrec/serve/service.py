@@ -1,22 +1,26 @@
 """What ``vrec serve`` answers, without the HTTP: the state the routes share and the answers' shapes.
 
 ``Service`` holds everything a request needs -- the live store (``vrec.serve.live``), the shared
-encoders (``vrec.serve.encoder_pool``), the thumbnails (``vrec.serve.thumbnails``), the token and the upload
-limit -- and the small decisions the routes have in common: which model a request uses, how an
-item id is found, what ``/api/health`` says. The JSON records below are the API's shapes of a
+encoders (``vrec.serve.encoder_pool``), the photo decodes (``vrec.serve.decodes``), the thumbnails
+(``vrec.serve.thumbnails``), the token and the upload limits -- and the small decisions the routes
+have in common: which model a request uses (only one the store holds: a request never makes the
+server load or download another), how an item id is found, what ``/api/health`` says, and what
+an error may tell a client (never a folder of the server: ``public``). The JSON records below are the API's shapes of a
 result and of an item (the contract in README.md, ``vrec serve``); ``gallery_result`` turns a
 posted gallery into the ``SearchResult`` that ``vrec.report.pages`` renders, as ``--html`` does.
 
 Nothing here imports the web framework: ``vrec.serve.app`` maps these answers and errors to HTTP.
 """
 import hmac
+import os
 from urllib.parse import quote
 
 from vrec.base import __version__
+from vrec.serve.decodes import MAX_UPLOAD_PIXELS, Decodes
 from vrec.serve.encoder_pool import Encoders, has_text_tower, pick_models
-from vrec.base.errors import QueryError, UnknownItem, VrecError, check_number
+from vrec.base.errors import QueryError, UnknownItem, VrecError, check_number, suggest
 from vrec.store.filters import filterable_columns
-from vrec.serve.live import LiveStore, Snapshot, index_state
+from vrec.serve.live import GONE, LiveStore, Snapshot, StoreGone, index_state
 from vrec.store.store import as_store
 from vrec.serve.thumbnails import Thumbnails
 
@@ -92,8 +96,13 @@ class Service:
     """Everything the routes share: the live store, the models, the thumbnails, the settings."""
 
     def __init__(self, store, model: str | None, compare_with: str | None, token: str | None,
-                 max_upload_mb: float, device: str, weights: dict | None):
+                 max_upload_mb: float, device: str, weights: dict | None,
+                 max_upload_pixels: int = MAX_UPLOAD_PIXELS):
+        from vrec.ingest.catalog import MAX_PIXELS
+
         check_number("max_upload_mb", max_upload_mb, min=0.001, max=10_000, hint="in megabytes, e.g. 20")
+        check_number("--max-upload-pixels", max_upload_pixels, min=1, max=MAX_PIXELS, integer=True,
+                     hint=f"in pixels, e.g. {MAX_UPLOAD_PIXELS} (40 megapixels)")
         st = as_store(store)
         self.live = LiveStore(st.path)
         self.model, self.compare_with = pick_models(self.live.current(), model, compare_with)
@@ -101,21 +110,38 @@ class Service:
         self.max_upload_mb = float(max_upload_mb)
         self.max_upload = int(self.max_upload_mb * 1024 * 1024)
         self.encoders = Encoders(device, weights)
-        self.thumbs = Thumbnails()
+        self.decodes = Decodes(int(max_upload_pixels))
+        self.thumbs = Thumbnails(decodes=self.decodes)
         self.experiment = None  # the A/B test of /api/recommend (open_experiment), if any
+        self._private = private_folders(self.live.path, self.live.current().info().get("root"))
 
     # the snapshot every request starts from
     def snap(self) -> Snapshot:
-        return self.live.current()
+        snap = self.live.current()  # StoreGone when the store was deleted
+        if self.model not in snap.model_names():  # its folder emptied, or rebuilt without the server's model
+            raise StoreGone(GONE)
+        return snap
 
     def check_model(self, snap: Snapshot, model: str | None) -> str:
+        """The model a request names, when the store holds it (QueryError otherwise). Only the store's
+        own models: a name is never resolved, loaded or looked up on the Hugging Face hub for a client."""
         model = model or self.model
-        if model not in snap.model_names():  # a name vrec does not know: say that, not "embed it"
-            from vrec.models.encoders import resolve
+        have = snap.model_names()
+        if model in have:
+            return model
+        from vrec.models.registry import MODELS
 
-            resolve(model)  # UnknownModel
-        snap.model(model)  # NotEmbedded (400) when the store lacks it
-        return model
+        shown = model if len(model) <= 80 else model[:77] + "..."
+        if model in MODELS:
+            raise QueryError(f"Model {shown!r} has no vectors in this server's store; use one it has: "
+                             f"{', '.join(have)}.")
+        raise QueryError(f"Unknown model {shown!r}: this server answers only with the models its store holds "
+                         f"({', '.join(have)}).{suggest(model, have)}")
+
+    def public(self, message: str) -> str:
+        """An error message as a client may see it: no folder of this machine (the store, the catalog,
+        the home and cache folders). A safety net: the API's own sentences name none."""
+        return self._private.sub("<server folder>", message) if self._private else message
 
     def notes(self, snap: Snapshot, model: str) -> list[str]:
         ms = snap.model(model)
@@ -169,6 +195,21 @@ class Service:
         return given is not None and hmac.compare_digest(given.encode(), self.token.encode())
 
 
+def private_folders(store, root):
+    """A pattern of the server's folders (and a remote catalog's address) that no answer may show: each
+    as a whole path ('/root/x', not the '/root' of 'bags/rooted'), the longest first; None when none."""
+    import re
+    from pathlib import Path
+
+    folders = {str(store), str(Path(store).resolve()), os.path.expanduser("~"), str(root or "")}
+    for var in ("VREC_CACHE_DIR", "HF_HOME", "HF_HUB_CACHE", "XDG_CACHE_HOME", "TORCH_HOME"):
+        folders.add(os.environ.get(var, ""))
+    folders = sorted({f.rstrip("/") for f in folders if len(f.rstrip("/")) > 1}, key=len, reverse=True)
+    if not folders:
+        return None
+    return re.compile(r"(?<![\w.~-])(?:" + "|".join(map(re.escape, folders)) + r")(?![\w.~-])")
+
+
 def open_experiment(svc: Service, name: str | None, arms, split, exposure_log):
     """The A/B experiment /api/recommend serves (vrec.ab.Experiment), or None without --experiment."""
     if name is None:
@@ -202,8 +243,8 @@ def gallery_result(svc: Service, snap: Snapshot, body) -> tuple[str, object]:
     from vrec.search.query import INTERNAL_COLUMNS, SearchResult
 
     if not isinstance(body, dict):
-        raise QueryError('The gallery must be a JSON object like '
-                         '{"title": "...", "results": [{"id": ..., "score": ...}]}.')
+        raise QueryError('The gallery must be a JSON object like {"title": "...", "results": [{"id": ..., '
+                         '"score": ...}]}, sent with Content-Type: application/json.')
     title = body.get("title") or "vrec gallery"
     if not isinstance(title, str):
         raise QueryError("The gallery's title must be a text.")

@@ -3,8 +3,8 @@
 A request names an item id, never a path: the id is looked up in the snapshot, and its photo is
 read only when it lies inside the catalog folder once links are followed (``photo_path``, also
 the rule for photos inlined into a saved gallery). Photos are decoded as the catalog decodes
-them (``vrec.ingest.catalog.decode_image``; one that cannot be read or decoded is a 404 with the reason),
-shrunk to ``THUMB_SIZE`` pixels on the longest side and kept as JPEG bytes in a small LRU cache,
+them (``vrec.ingest.catalog.decode_image``; one that cannot be read or decoded is a 404 with the reason;
+in a server, through ``vrec.serve.decodes``: a few at a time, shrunk while decoding), shrunk to ``THUMB_SIZE`` pixels on the longest side and kept as JPEG bytes in a small LRU cache,
 keyed by the photo's hash and mtime so a re-embedded photo gets a new thumbnail.
 """
 import io
@@ -23,8 +23,8 @@ THUMB_CACHE = 512  # thumbnails kept in memory (about 30 KB each)
 class Thumbnails:
     """Resized JPEGs of catalog photos, by catalog id only, kept in a small LRU cache."""
 
-    def __init__(self, size: int = THUMB_SIZE, capacity: int = THUMB_CACHE):
-        self.size, self.capacity = size, capacity
+    def __init__(self, size: int = THUMB_SIZE, capacity: int = THUMB_CACHE, decodes=None):
+        self.size, self.capacity, self.decodes = size, capacity, decodes
         self._cache: OrderedDict = OrderedDict()
         self._lock = threading.Lock()
 
@@ -46,7 +46,8 @@ class Thumbnails:
                 return data
         path = self.photo_path(snap, str(row["path"]), item_id)
         try:
-            img = decode_image(read_regular(path), min_size=self.size)
+            data = read_regular(path)
+            img = self.decodes.photo(data, self.size) if self.decodes else decode_image(data, min_size=self.size)
         except OSError as e:
             raise UnknownItem(f"The photo of {item_id!r} is no longer readable ({e.strerror or e}).") from None
         except BadImage as e:
@@ -66,7 +67,7 @@ class Thumbnails:
         """The photo's file, only when it lies inside the catalog folder (after following links)."""
         root_text = str(snap.info().get("root", ""))
         if "://" in root_text:
-            raise UnknownItem(f"The photo of {item_id!r} is not on this machine (the catalog is {root_text!r}).")
+            raise UnknownItem(f"The photo of {item_id!r} is not on this machine (the catalog is remote).")
         root = Path(root_text).resolve()
         if not rel or Path(rel).is_absolute():
             raise UnknownItem(f"No photo for {item_id!r} in the catalog.")
