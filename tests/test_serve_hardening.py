@@ -174,7 +174,7 @@ def test_no_answer_shows_a_folder_of_the_server(tmp_path, shared_tiny_store, mon
     def no_weights(*a, **kw):  # a store-held model whose weights are not on this machine
         raise ModelUnavailable(offline_help("tiny-siglip", "some/repo/weights.bin", "no network"))
 
-    monkeypatch.setattr(vrec.search, "load_encoder", no_weights)
+    monkeypatch.setattr(vrec.search.query, "load_encoder", no_weights)
     monkeypatch.setattr(c.app.state.vrec.encoders, "_loaded", {})
     unloadable = c.get("/api/search/text", params={"q": "a never asked text"})
     is_error(unloadable, 503, "cannot be loaded")
@@ -219,7 +219,7 @@ def test_requests_for_another_host_name_are_refused(shared_tiny_store, tmp_path)
 
 
 def test_allowed_host_names_and_the_wildcard_address():
-    from vrec.serve.app import HostCheck, allowed_host_names, host_name
+    from vrec.serve.middleware import HostCheck, allowed_host_names, host_name
 
     assert host_name("[::1]:8765") == "::1" and host_name("LocalHost.:80") == "localhost" and host_name("::1") == "::1"
     names = allowed_host_names("0.0.0.0", ["Shop.Example.com:8765"])
@@ -374,7 +374,7 @@ def test_every_legal_file_name_is_reachable_by_id_on_every_route(tmp_path):
     finally:
         p.send_signal(signal.SIGINT)
         p.wait(timeout=60)
-    js = (Path(__file__).resolve().parents[1] / "vrec" / "web" / "static" / "app.js").read_text()
+    js = (Path(__file__).resolve().parents[1] / "vrec" / "serve" / "web" / "static" / "app.js").read_text()
     assert 'split("/").map(encodeURIComponent).join("/")' in js  # the page encodes ids the same way
 
 
@@ -426,7 +426,7 @@ def test_the_stopping_middleware_leaves_a_cancelled_request_alone_while_the_serv
     """Cancellation outside a stop (a client gone) is not turned into an answer."""
     import asyncio
 
-    from vrec.serve.app import Stopping
+    from vrec.serve.middleware import Stopping
 
     async def app(scope, receive, send):
         raise asyncio.CancelledError()

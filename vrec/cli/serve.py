@@ -61,7 +61,7 @@ def serve(
                                                "per list shown (time, experiment, unit, arm, item, shown ids)."),
     device: str = DeviceOpt,
 ) -> None:
-    from vrec.serve.app import serve as run
+    from vrec.serve.runner import serve as run
 
     if split is not None and experiment is None:  # the split itself is parsed where the arms are (vrec.ab)
         from vrec.base.errors import VrecError
@@ -69,5 +69,5 @@ def serve(
     run(store, model=model, compare_with=compare_with, host=host, port=port, token=token,
         max_upload_mb=max_upload_mb, device=device, experiment=experiment, arms=arms, split=split,
         exposure_log=exposure_log, max_upload_pixels=max_upload_pixels, allowed_hosts=allowed_hosts or (),
-        shutdown_grace=shutdown_grace)
+        shutdown_grace=shutdown_grace, on_ready=lambda url: print(f"vrec serve: {url}", flush=True))
     request_quick_exit()  # stopped: the exposure log is written line by line, nothing is left to clean up

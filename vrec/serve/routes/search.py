@@ -1,0 +1,71 @@
+"""Searches: by text, by an uploaded photo (steered by text), and the server's health."""
+import re
+import time
+
+from fastapi import APIRouter, Depends, File, Form, Query, UploadFile
+
+from vrec.search.query import search_image as run_image
+from vrec.search.query import search_text as run_text
+from vrec.serve.middleware import TooLarge
+from vrec.serve.routes import FILTERS, check_k, k_query, model_query, service
+from vrec.serve.schemas import DEFAULT_K, ERRORS, MAX_K, UPLOAD_ERRORS, Health, SearchAnswer
+from vrec.serve.service import Service
+
+router = APIRouter()
+
+
+@router.get("/api/health", summary="Models, items, index state and version", response_model=Health,
+            responses={k: v for k, v in ERRORS.items() if k in (405, 503)})
+def health(svc: Service = Depends(service)):
+    return svc.health()
+
+
+@router.get("/api/search/text", summary="Items that match a text", response_model=SearchAnswer, responses=ERRORS)
+def search_text(q: str = Query(..., min_length=1, max_length=1000, description="What to look for, in plain words."),
+                k: int = k_query(),
+                model: str | None = model_query("Model with a text tower (default: the server's)."),
+                filters: list[str] = FILTERS, svc: Service = Depends(service)):
+    check_k(k)
+    snap = svc.snap()
+    model = svc.check_model(snap, model)
+    t = time.perf_counter()
+    result = run_text(q, k=k, model=model, store=snap, filters=filters, encoder=svc.encoders.for_model(snap.model(model)))
+    return svc.results(result, "text", k, time.perf_counter() - t, snap)
+
+
+@router.post("/api/search/image", summary="Items that look like an uploaded photo, optionally steered by text",
+             response_model=SearchAnswer, responses=UPLOAD_ERRORS)
+def search_image(file: UploadFile = File(..., description="The photo (JPEG, PNG, WebP, ...)."),
+                 plus: list[str] = Form([], description="Text to add to the query; repeatable."),
+                 minus: list[str] = Form([], description="Text to subtract from the query; repeatable."),
+                 weight: float = Form(1.0, description="Weight of each plus/minus text, 0 to 10.",
+                                     json_schema_extra={"minimum": 0, "maximum": 10}),
+                 k: int = Form(DEFAULT_K, description=f"Number of results, 1 to {MAX_K}.",
+                             json_schema_extra={"minimum": 1, "maximum": MAX_K}),
+                 model: str | None = Form(None, description="Model to search (default: the server's)."),
+                 filters: list[str] = Form([], alias="filter", description="Metadata filters; repeatable."),
+                 svc: Service = Depends(service)):
+    check_k(k)
+    snap = svc.snap()
+    model = svc.check_model(snap, model)
+    name = upload_name(file.filename)
+    encoder = svc.encoders.for_model(snap.model(model))
+    t = time.perf_counter()
+    photo = svc.decodes.upload(lambda: read_upload(file, svc.max_upload), encoder.preprocess_spec.decode_size,
+                               name)  # in a decode slot, reduced to what the model needs
+    result = run_image(name, k=k, model=model, store=snap, filters=filters, plus=[p for p in plus if p.strip()],
+                       minus=[m for m in minus if m.strip()], weight=weight, encoder=encoder, image=photo)
+    return svc.results(result, "image", k, time.perf_counter() - t, snap)
+
+
+def read_upload(file, limit: int) -> bytes:
+    data = file.file.read(limit + 1)
+    if len(data) > limit:
+        raise TooLarge()
+    return data
+
+
+def upload_name(filename: str | None) -> str:
+    """The uploaded file's base name, for the result's query label (never used as a path)."""
+    name = re.split(r"[\\/]", filename or "")[-1].strip()
+    return name[:120] or "uploaded photo"
