@@ -56,6 +56,7 @@ def create_app(store=None, model: str | None = None, compare_with: str | None = 
     from fastapi_offline import FastAPIOffline  # /docs and /redoc with their scripts served from the package
 
     from vrec.serve.middleware import Guard, HeadAsGet, HostCheck, Stopping
+    from vrec.serve.routes import experiment as experiment_routes
     from vrec.serve.routes import items, page, search
 
     svc = Service(store, model, compare_with, token, max_upload_mb, device, weights, max_upload_pixels)
@@ -68,6 +69,7 @@ def create_app(store=None, model: str | None = None, compare_with: str | None = 
     app.mount("/static", StaticFiles(directory=page.WEB / "static", check_dir=False), name="static")
     app.include_router(search.router)
     app.include_router(items.router)
+    app.include_router(experiment_routes.router, include_in_schema=svc.experiment is not None)
     app.openapi = lambda: _openapi(app)
     app.add_middleware(Guard, service=svc)  # each one added wraps those before: Stopping is the outermost
     app.add_middleware(HeadAsGet)
@@ -128,8 +130,24 @@ def _openapi(app) -> dict:
     schemas["GalleryRequest"] = gallery
     for name in ("HTTPValidationError", "ValidationError"):
         schemas.pop(name, None)
-    for path in doc.get("paths", {}).values():
+    from vrec.serve.encoder_pool import has_text_tower
+
+    models = app.state.vrec.snap().model_names()
+    text_models = [m for m in models if has_text_tower(m)]
+    error = {"application/json": {"schema": {"$ref": "#/components/schemas/ErrorAnswer"}}}
+    for route, path in doc.get("paths", {}).items():
         for op in path.values():
-            op.get("responses", {}).pop("422", None)
+            responses = op.get("responses", {})
+            responses.pop("422", None)
+            for code, answer in responses.items():
+                if code[0] in "45":  # errors are JSON whatever the route's own answer is (HTML, JPEG)
+                    answer["content"] = error
+            for param in op.get("parameters", []):  # a model= names one the store holds
+                if param["name"] in ("model", "left", "right"):
+                    names = text_models if route == "/api/search/text" else models
+                    param["schema"] = {"anyOf": [{"type": "string", "enum": names}, {"type": "null"}]}
+    for name, schema in schemas.items():  # request bodies (the gallery, the photo search's form)
+        if "model" in schema.get("properties", {}) and (name == "GalleryRequest" or name.startswith("Body_")):
+            schema["properties"]["model"] = {"type": "string", "enum": models}  # a form field is never null
     app.openapi_schema = doc
     return doc

@@ -204,7 +204,9 @@ def private_folders(store, root):
     folders = {str(store), str(Path(store).resolve()), os.path.expanduser("~"), str(root or "")}
     for var in ("VREC_CACHE_DIR", "HF_HOME", "HF_HUB_CACHE", "XDG_CACHE_HOME", "TORCH_HOME"):
         folders.add(os.environ.get(var, ""))
-    folders = sorted({f.rstrip("/") for f in folders if len(f.rstrip("/")) > 1}, key=len, reverse=True)
+    # absolute paths only: a relative store name such as 'store' is also an everyday word in a sentence
+    folders = sorted({f.rstrip("/") for f in folders if os.path.isabs(f) and len(f.rstrip("/")) > 1},
+                     key=len, reverse=True)
     if not folders:
         return None
     return re.compile(r"(?<![\w.~-])(?:" + "|".join(map(re.escape, folders)) + r")(?![\w.~-])")
@@ -269,7 +271,7 @@ def gallery_result(svc: Service, snap: Snapshot, body) -> tuple[str, object]:
             raise QueryError(str(e)) from None
         pos = snap.position(model, r["id"])
         if pos is None:
-            raise QueryError(f"Gallery result {i + 1} ({r['id']!r}) is not an item in the store.")
+            raise UnknownItem(f"Gallery result {i + 1} ({r['id']!r}) is not an item in the store.")
         positions.append(pos)
         scores.append(float(r["score"]))
     table = cat.iloc[positions].drop(columns=list(INTERNAL_COLUMNS), errors="ignore").reset_index(drop=True)

@@ -29,3 +29,8 @@ def model_query(what: str):
 
 
 FILTERS = Query([], alias="filter", description="Metadata filter such as category=bags or price<200; repeat to combine.")
+
+
+def given(filters: list[str]) -> list[str]:
+    """The filters a request gives: an empty filter field (a form left blank) is no filter."""
+    return [f for f in filters if f.strip()]

@@ -1,19 +1,19 @@
 """Catalog items: one item, its similar items, two models' neighbours side by side, its thumbnail,
-a saved gallery of results, and the A/B experiment's recommendations."""
+and a saved gallery of results."""
 import re
 import time
 from pathlib import Path
 from typing import Any
 
-from fastapi import APIRouter, Body, Depends, Query
+from fastapi import APIRouter, Body, Depends
 from fastapi.responses import HTMLResponse, Response
 
 from vrec.base.errors import QueryError, UnknownItem
 from vrec.report import pages
 from vrec.search.compare import compare as run_compare
 from vrec.search.query import search_image as run_similar
-from vrec.serve.routes import FILTERS, check_k, k_query, model_query, service
-from vrec.serve.schemas import ERRORS, CompareAnswer, GalleryRequest, Item, RecommendAnswer, SearchAnswer
+from vrec.serve.routes import FILTERS, check_k, given, k_query, model_query, service
+from vrec.serve.schemas import ERRORS, CompareAnswer, GalleryRequest, Item, SearchAnswer
 from vrec.serve.service import Service, compare_records, gallery_result, item_record
 
 router = APIRouter()
@@ -30,24 +30,8 @@ def similar(item_id: str, k: int = k_query(),
     pos = svc.resolve(snap, model, item_id)
     full_id = str(snap.table(model)["id"].iloc[pos])
     t = time.perf_counter()
-    result = run_similar(full_id, k=k, model=model, store=snap, filters=filters)
+    result = run_similar(full_id, k=k, model=model, store=snap, filters=given(filters))
     return svc.results(result, "similar", k, time.perf_counter() - t, snap)
-
-
-@router.get("/api/recommend/{item_id:path}", summary="A/B experiment: the unit's arm's similar items (logged)",
-            response_model=RecommendAnswer, responses=ERRORS)
-def recommend(item_id: str,
-              unit: str = Query(..., min_length=1, description="The unit of the experiment: a user or session id."),
-              k: int = k_query(), svc: Service = Depends(service)):
-    if svc.experiment is None:
-        raise QueryError("This server runs no experiment; start it with vrec serve --experiment NAME "
-                         "--arms cnn,siglip to serve /api/recommend.")
-    check_k(k)
-    snap = svc.snap()
-    t = time.perf_counter()
-    rec = svc.experiment.recommend(item_id, unit, k=k, store=snap)
-    result = rec.pop("result")
-    return {**rec, **svc.results(result, "recommend", k, time.perf_counter() - t, snap)}
 
 
 @router.get("/api/compare/{item_id:path}", summary="Two models' neighbours of an item, side by side",

@@ -7,7 +7,7 @@ from fastapi import APIRouter, Depends, File, Form, Query, UploadFile
 from vrec.search.query import search_image as run_image
 from vrec.search.query import search_text as run_text
 from vrec.serve.middleware import TooLarge
-from vrec.serve.routes import FILTERS, check_k, k_query, model_query, service
+from vrec.serve.routes import FILTERS, check_k, given, k_query, model_query, service
 from vrec.serve.schemas import DEFAULT_K, ERRORS, MAX_K, UPLOAD_ERRORS, Health, SearchAnswer
 from vrec.serve.service import Service
 
@@ -29,7 +29,7 @@ def search_text(q: str = Query(..., min_length=1, max_length=1000, description="
     snap = svc.snap()
     model = svc.check_model(snap, model)
     t = time.perf_counter()
-    result = run_text(q, k=k, model=model, store=snap, filters=filters, encoder=svc.encoders.for_model(snap.model(model)))
+    result = run_text(q, k=k, model=model, store=snap, filters=given(filters), encoder=svc.encoders.for_model(snap.model(model)))
     return svc.results(result, "text", k, time.perf_counter() - t, snap)
 
 
@@ -53,7 +53,7 @@ def search_image(file: UploadFile = File(..., description="The photo (JPEG, PNG,
     t = time.perf_counter()
     photo = svc.decodes.upload(lambda: read_upload(file, svc.max_upload), encoder.preprocess_spec.decode_size,
                                name)  # in a decode slot, reduced to what the model needs
-    result = run_image(name, k=k, model=model, store=snap, filters=filters, plus=[p for p in plus if p.strip()],
+    result = run_image(name, k=k, model=model, store=snap, filters=given(filters), plus=[p for p in plus if p.strip()],
                        minus=[m for m in minus if m.strip()], weight=weight, encoder=encoder, image=photo)
     return svc.results(result, "image", k, time.perf_counter() - t, snap)
 
