@@ -7,7 +7,6 @@ import os
 from pathlib import Path
 
 import numpy as np
-
 from common import log, run_json
 
 # argv: model, weights, images. Prints one JSON line: whether vrec's setting took, images/s, and the

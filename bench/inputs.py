@@ -13,7 +13,6 @@ import sys
 from pathlib import Path
 
 import numpy as np
-
 from common import FAKE_HUB, FASHION, ROOT
 
 

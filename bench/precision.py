@@ -8,7 +8,6 @@ import time
 from pathlib import Path
 
 import numpy as np
-
 from embed_throughput import encode_all, folder_pixels
 from inputs import offline_tokenizer
 

@@ -26,8 +26,8 @@ from pathlib import Path
 import allocator
 import cold_query
 import decoding
-import embed_throughput
 import embed_memory
+import embed_throughput
 import gpu
 import inputs
 import precision

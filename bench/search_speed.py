@@ -9,7 +9,6 @@ import time
 from pathlib import Path
 
 import numpy as np
-
 from common import FASHION, log, run_json
 from inputs import clustered, write_vectors
 

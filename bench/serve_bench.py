@@ -37,7 +37,6 @@ import time
 from pathlib import Path
 
 import numpy as np
-
 from common import ROOT, log
 from inputs import clustered, fake_siglip_hub, write_vectors
 

@@ -9,11 +9,11 @@ import threading
 import numpy as np
 import pandas as pd
 import pytest
-
 from clihelp import fails, vrec
 from conftest import handmade_store
-from vrec.experiments import ab
+
 from vrec.base.errors import VrecError
+from vrec.experiments import ab
 
 TRUE_CTR = 0.05
 TRUE_LIFT = 0.10  # relative

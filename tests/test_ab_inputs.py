@@ -13,8 +13,8 @@ import sys
 import numpy as np
 import pandas as pd
 import pytest
-
 from clihelp import fails, vrec
+
 from vrec.experiments import ab
 
 SCALES = [10 ** e for e in range(3, 12)]  # daily units, 1e3 ... 1e11

@@ -6,11 +6,11 @@ import json
 import numpy as np
 import pandas as pd
 import pytest
-
 from clihelp import vrec
 from conftest import handmade_store
-from vrec.search.compare import compare, label_agreement, overlap_at_k
+
 from vrec.base.errors import NotEmbedded, QueryError, UnknownItem
+from vrec.search.compare import compare, label_agreement, overlap_at_k
 
 
 def test_overlap_and_agreement_on_hand_made_lists():

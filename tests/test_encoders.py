@@ -10,8 +10,8 @@ import pytest
 import torch
 from PIL import Image
 
-from vrec.models.encoders import MODELS, create_encoder, expected_config, list_models, resolve
 from vrec.base.errors import ModelUnavailable, QueryError, UnknownModel
+from vrec.models.encoders import MODELS, create_encoder, expected_config, list_models, resolve
 
 
 def pictures():

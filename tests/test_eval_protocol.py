@@ -10,9 +10,9 @@ import json
 import numpy as np
 import pandas as pd
 import pytest
-
 from clihelp import fails, vrec
 from conftest import handmade_store
+
 from vrec.experiments.evaluate import evaluate, fused_documents, rank_queries
 
 evaluate_module = importlib.import_module("vrec.experiments.evaluate")  # (vrec.evaluate is the function)

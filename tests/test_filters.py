@@ -9,12 +9,12 @@ from __future__ import annotations
 import numpy as np
 import pandas as pd
 import pytest
-
 from conftest import handmade_store
+
 from vrec.base.errors import FilterError
-from vrec.store.filters import apply_filters
-from vrec.store.catalog_table import catalog_table
 from vrec.search.query import INTERNAL_COLUMNS
+from vrec.store.catalog_table import catalog_table
+from vrec.store.filters import apply_filters
 from vrec.store.store import Store
 
 

@@ -17,9 +17,9 @@ import pytest
 pytest.importorskip("onnxruntime")
 pytest.importorskip("tokenizers")
 
+from vrec.base.errors import QueryError  # noqa: E402
 from vrec.models import onnx_text  # noqa: E402
 from vrec.models.encoders import create_encoder, expected_config, query_encoder, resolve  # noqa: E402
-from vrec.base.errors import QueryError  # noqa: E402
 
 ROOT = Path(__file__).resolve().parents[1]
 TOOLS = ROOT.parent / "shared" / "tools"

@@ -16,10 +16,9 @@ from collections import Counter
 from pathlib import Path
 
 import pytest
+from clihelp import vrec
 from conftest import SAMPLE, catalog_copy
 from rich.console import Console, ConsoleDimensions
-
-from clihelp import vrec
 
 VREC = str(Path(sys.executable).with_name("vrec"))
 MODELS = ("tiny-siglip", "tiny-cnn")

@@ -6,12 +6,12 @@ import secrets
 
 import pandas as pd
 import pytest
-
 from clihelp import vrec
 from conftest import SAMPLE, TINY, catalog_copy, write_bad_files
-from vrec.search.compare import compare
-from vrec.ingest.embed import embed
+
 from vrec.base.errors import VrecError
+from vrec.ingest.embed import embed
+from vrec.search.compare import compare
 from vrec.search.query import search_image
 from vrec.store.store import Store
 

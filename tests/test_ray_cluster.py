@@ -21,8 +21,8 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-
 from conftest import catalog_copy
+
 from vrec.ingest.embed import embed
 from vrec.store.store import Store
 

@@ -12,8 +12,8 @@ import pandas as pd
 import pytest
 import torch
 
-from vrec.store.catalog_table import catalog_table
 from vrec.search.query import search_image
+from vrec.store.catalog_table import catalog_table
 from vrec.store.store import Store
 
 pytestmark = pytest.mark.slow  # the real effnet-lite0 over hundreds of real photos

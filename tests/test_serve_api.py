@@ -24,10 +24,9 @@ from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 import pytest
-from PIL import Image
-
 from clihelp import fails
 from conftest import SAMPLE, TINY, catalog_copy, jpeg_bytes
+from PIL import Image
 
 fastapi = pytest.importorskip("fastapi")
 from fastapi.testclient import TestClient  # noqa: E402
@@ -207,7 +206,7 @@ def test_gallery_is_one_self_contained_page_from_the_cli_renderer(client):
     html = r.text
     assert "<title>Red things</title>" in html and "Red tote bag" in html and "0.910" in html
     assert html.count("data:image/jpeg;base64,") == 2 and "http://" not in html and "https://" not in html
-    is_error(client.post("/api/gallery", json={"title": "x", "results": [{"id": "nope", "score": 1}]}), 400, "nope")
+    is_error(client.post("/api/gallery", json={"title": "x", "results": [{"id": "nope", "score": 1}]}), 404, "nope")  # an id not in the store: not found
     is_error(client.post("/api/gallery", json={"title": "x", "results": []}), 400, "no results")
     is_error(client.post("/api/gallery", json={"title": "x", "results": [{"id": ITEM, "score": "high"}]}), 400, "score")
     is_error(client.post("/api/gallery", content=b"{not json", headers={"content-type": "application/json"}), 400)
@@ -370,7 +369,7 @@ def test_upload_size_limit(shared_tiny_store):
     is_error(upload(c, big), 413, "limit of 0.01 MB")  # refused once read
 
     def chunks():  # no Content-Length: the limit applies while the body streams in
-        for i in range(0, 200_000, 4096):
+        for _ in range(0, 200_000, 4096):
             yield b"x" * 4096
 
     is_error(c.post("/api/search/image", content=chunks(), headers={"content-type": "multipart/form-data; boundary=b"}),

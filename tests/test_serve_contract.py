@@ -11,7 +11,6 @@ import pytest
 
 fastapi = pytest.importorskip("fastapi")
 from fastapi.testclient import TestClient  # noqa: E402
-
 from test_serve_api import make_app, start_server, stop  # noqa: E402
 
 ST = Path(sys.executable).with_name("st")  # schemathesis' command, installed with the test extra

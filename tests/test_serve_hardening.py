@@ -19,13 +19,11 @@ from urllib.parse import quote
 
 import numpy as np
 import pytest
-from PIL import Image, ImageDraw
-
 from conftest import SAMPLE, TINY
+from PIL import Image, ImageDraw
 
 fastapi = pytest.importorskip("fastapi")
 from fastapi.testclient import TestClient  # noqa: E402
-
 from test_serve_api import ITEM, PHOTO, is_error, make_app, rss_kb, start_server, upload  # noqa: E402
 
 STORE_MODELS = ("tiny-siglip", "tiny-cnn")

@@ -7,7 +7,7 @@ keeps its traceback.
 from __future__ import annotations
 
 import difflib
-from typing import Iterable
+from collections.abc import Iterable
 
 
 class VrecError(Exception):

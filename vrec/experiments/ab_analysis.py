@@ -15,14 +15,14 @@ statsmodels, scipy and pandas are imported inside the functions, so that the CLI
 from __future__ import annotations
 
 import math
+from collections.abc import Sequence
 from dataclasses import dataclass, field
-from typing import Sequence
 
 import numpy as np
 
-from vrec.experiments.ab_assign import parse_arms, parse_split, read_table, require_column
 from vrec.base.errors import VrecError, check_number, suggest
 from vrec.base.records import json_safe
+from vrec.experiments.ab_assign import parse_arms, parse_split, read_table, require_column
 
 SRM_ALPHA = 0.001  # a sample-ratio-mismatch p-value below this is flagged (the usual threshold)
 MAX_VALUE = 1e15  # no count or amount of one row is larger: beyond it the export is broken (and sums overflow)

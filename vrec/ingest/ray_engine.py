@@ -19,8 +19,8 @@ from collections import Counter
 
 import numpy as np
 
-from vrec.ingest.catalog import ImageRef
 from vrec.base.errors import VrecError
+from vrec.ingest.catalog import ImageRef
 
 log = logging.getLogger(__name__)
 

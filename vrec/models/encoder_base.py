@@ -4,7 +4,7 @@ Implementations: open_clip and timm models on torch (:mod:`vrec.models.encoders`
 tower on onnxruntime (:mod:`vrec.models.onnx_text`)."""
 from __future__ import annotations
 
-from typing import Sequence
+from collections.abc import Sequence
 
 import numpy as np
 

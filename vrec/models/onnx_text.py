@@ -46,8 +46,8 @@ import stat
 import string
 import sys
 import time
+from collections.abc import Sequence
 from pathlib import Path
-from typing import Sequence
 
 import numpy as np
 

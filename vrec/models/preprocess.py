@@ -45,7 +45,7 @@ class PreprocessSpec:
         return d
 
     @classmethod
-    def from_dict(cls, d: dict) -> "PreprocessSpec":
+    def from_dict(cls, d: dict) -> PreprocessSpec:
         return cls(**{**d, "mean": tuple(d["mean"]), "std": tuple(d["std"])})
 
     @property
@@ -85,7 +85,7 @@ def to_pixels(img: Image.Image, spec: PreprocessSpec) -> np.ndarray:
     return np.asarray(out.convert("RGB"), dtype=np.uint8)
 
 
-def normalize(pixels: "np.ndarray", spec: PreprocessSpec, device: str = "cpu"):
+def normalize(pixels: np.ndarray, spec: PreprocessSpec, device: str = "cpu"):
     """uint8 [n, h, w, 3] -> normalised float32 torch tensor [n, 3, h, w] on ``device``.
 
     The uint8 batch is moved first (pinned, asynchronous on CUDA) and converted there: 4x fewer

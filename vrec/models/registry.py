@@ -22,8 +22,15 @@ from dataclasses import dataclass, field, replace
 from vrec.base.errors import UnknownModel, suggest
 from vrec.base.files import folder_name
 from vrec.models.hub import check_repo_id, config_error, open_clip_config
-from vrec.models.preprocess import (_FILTERS, IMAGENET_MEAN, IMAGENET_STD, INCEPTION_MEAN, INCEPTION_STD,
-                                    PreprocessSpec, squash_spec)
+from vrec.models.preprocess import (
+    _FILTERS,
+    IMAGENET_MEAN,
+    IMAGENET_STD,
+    INCEPTION_MEAN,
+    INCEPTION_STD,
+    PreprocessSpec,
+    squash_spec,
+)
 
 
 @dataclass(frozen=True)

@@ -13,8 +13,8 @@ import io
 import json
 import math
 import re
+from collections.abc import Iterable, Sequence
 from pathlib import Path
-from typing import Iterable, Sequence
 
 from vrec.report.render import METRIC_NAMES, TASK_NAMES, figure, fmt
 from vrec.store.store import atomic_path

@@ -15,16 +15,16 @@ Rules, the same per item and in the summary:
 """
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Sequence
 
 import numpy as np
 
 from vrec.base.errors import QueryError, check_number
-from vrec.store.index import search_rows
-from vrec.store.catalog_table import catalog_table
 from vrec.search.query import load_encoder, resolve_item, unknown_item
+from vrec.store.catalog_table import catalog_table
+from vrec.store.index import search_rows
 from vrec.store.store import as_store
 
 SUMMARY_MAX_QUERIES = 20_000  # larger catalogs are summarised on a seeded sample of this many items
@@ -37,7 +37,7 @@ class Side:
     """One model's neighbours of one query: rank, id, path, title, [label], score, common."""
 
     model: str
-    table: "object"  # pandas.DataFrame
+    table: object  # pandas.DataFrame
 
 
 @dataclass
@@ -60,7 +60,7 @@ class Summary:
     left_agreement: float | None = None  # None when no query has a label value another item shares
     right_agreement: float | None = None
     labelled: int | None = None  # queries in the label agreement (the others are left out; see the module doc)
-    per_label: "object | None" = None  # DataFrame: label value, items, left, right
+    per_label: object | None = None  # DataFrame: label value, items, left, right
     sampled: bool = False
 
 

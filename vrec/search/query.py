@@ -10,9 +10,9 @@ from __future__ import annotations
 import difflib
 import os
 import time
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Sequence
 
 import numpy as np
 
@@ -35,7 +35,7 @@ class SearchResult:
     query: str
     kind: str  # "text" or "image"
     model: str
-    table: "object"  # pandas.DataFrame
+    table: object  # pandas.DataFrame
     query_path: str | None = None  # the query photo, for pictures of the query
     query_item: dict | None = None  # the catalog item queried by id, with its metadata
     timings: dict = field(default_factory=dict)  # seconds per phase

@@ -16,8 +16,8 @@ clusters, about as many as a person can read on one page; ask for more with ``cl
 from __future__ import annotations
 
 import os
+from collections.abc import Sequence
 from dataclasses import dataclass, field
-from typing import Sequence
 
 import numpy as np
 
@@ -126,7 +126,7 @@ class StyleMap:
     k: int
     criterion: str
     clusters: list[Cluster]
-    items: "object"  # DataFrame: id, path, title?, cluster, cluster_name, x, y
+    items: object  # DataFrame: id, path, title?, cluster, cluster_name, x, y
     label: str | None = None
     k_scores: dict = field(default_factory=dict)
     root: str = ""

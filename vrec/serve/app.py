@@ -22,7 +22,7 @@ concept a module:
 FastAPI and uvicorn are imported only when an app is made, so ``vrec --help`` stays fast.
 """
 import os
-from typing import Sequence
+from collections.abc import Sequence
 
 from vrec.base import __version__
 from vrec.base.errors import VrecError

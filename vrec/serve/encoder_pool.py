@@ -12,7 +12,7 @@ as its ``encoder=``, so the server's answers come from the same functions as the
 """
 import threading
 from collections import OrderedDict
-from typing import Sequence
+from collections.abc import Sequence
 
 from vrec.base.errors import NotEmbedded, VrecError
 from vrec.store.store import ModelStore, Store

@@ -4,7 +4,7 @@ the server's address or --allowed-host: a guard against DNS rebinding), ``HeadAs
 GET works) and ``Guard`` (the token, in a header, query parameter or cookie, for every route but
 ``/api/health`` and the page's static files; the upload size limit)."""
 import asyncio
-from typing import Sequence
+from collections.abc import Sequence
 
 from vrec.serve.http_errors import error
 from vrec.serve.service import Service

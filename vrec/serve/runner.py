@@ -3,7 +3,7 @@ until Ctrl-C or SIGTERM, both stopping it gracefully."""
 import logging
 import os
 import threading
-from typing import Sequence
+from collections.abc import Sequence
 from urllib.parse import quote
 
 from vrec.base.errors import VrecError, check_number

@@ -16,13 +16,13 @@ import os
 from urllib.parse import quote
 
 from vrec.base import __version__
+from vrec.base.errors import QueryError, UnknownItem, VrecError, check_number, suggest
 from vrec.serve.decodes import MAX_UPLOAD_PIXELS, Decodes
 from vrec.serve.encoder_pool import Encoders, has_text_tower, pick_models
-from vrec.base.errors import QueryError, UnknownItem, VrecError, check_number, suggest
-from vrec.store.filters import filterable_columns
 from vrec.serve.live import GONE, LiveStore, Snapshot, StoreGone, index_state
-from vrec.store.store import as_store
 from vrec.serve.thumbnails import Thumbnails
+from vrec.store.filters import filterable_columns
+from vrec.store.store import as_store
 
 MAX_GALLERY = 500  # results in one saved gallery
 TITLE_COLUMNS = ("title", "productDisplayName", "name")

@@ -10,8 +10,8 @@ keyed by the photo's hash and mtime so a re-embedded photo gets a new thumbnail.
 import io
 import threading
 from collections import OrderedDict
+from collections.abc import Sequence
 from pathlib import Path
-from typing import Sequence
 
 from vrec.base.errors import UnknownItem
 from vrec.serve.live import Snapshot

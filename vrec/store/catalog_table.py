@@ -9,7 +9,6 @@ from pathlib import Path
 
 from vrec.store.store import ModelStore, Store
 
-
 # vrec's own columns in search results and exports; "v<N>" (vector components in CSV exports) too.
 # A metadata column with one of these names is kept, renamed "meta_<name>" (see catalog_table).
 VREC_COLUMNS = ("rank", "score", "probability", "id", "path", "width", "height", "tags", "vector",
