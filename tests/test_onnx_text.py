@@ -18,7 +18,7 @@ pytest.importorskip("onnxruntime")
 pytest.importorskip("tokenizers")
 
 from vrec.base.errors import QueryError  # noqa: E402
-from vrec.models import onnx_text  # noqa: E402
+from vrec.models import onnx_cache, onnx_export, onnx_text  # noqa: E402
 from vrec.models.encoders import create_encoder, expected_config, query_encoder, resolve  # noqa: E402
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -46,7 +46,7 @@ def cache(tmp_path, monkeypatch) -> Path:
 
 @pytest.fixture
 def exported(cache, torch_tiny):
-    enc = onnx_text.export(torch_tiny, quiet=True)
+    enc = onnx_export.export(torch_tiny, quiet=True)
     assert enc is not None
     return enc
 
@@ -67,8 +67,8 @@ def random_texts(n: int, seed: int = 0) -> list[str]:
 
 def test_tokenizer_json_gives_open_clips_tokens(torch_tiny):
     tok = torch_tiny.tokenizer()
-    spec, mode, zero = onnx_text._tokenizer_spec(tok, 32)
-    texts = TEXTS + list(onnx_text.PROBES) + random_texts(300) + ["<start_of_text> hello <end_of_text>"]
+    spec, mode, zero = onnx_export._tokenizer_spec(tok, 32)
+    texts = TEXTS + list(onnx_cache.PROBES) + random_texts(300) + ["<start_of_text> hello <end_of_text>"]
     ours = np.array([e.ids for e in spec.encode_batch([onnx_text.clean(t, mode) for t in texts])])
     assert mode == "lower" and zero is None
     assert np.array_equal(ours, tok(texts).numpy())
@@ -172,14 +172,14 @@ def test_stale_export_is_rebuilt(exported, cache, shared_tiny_store, capfd):
     meta["identity"]["weights_id"] = "sha256:0123456789abcdef"  # made from other weights
     meta_path.write_text(json.dumps(meta))
     entry = resolve("tiny-siglip")
-    found, why = onnx_text.check_export(entry, expected_config(entry)["weights"])
+    found, why = onnx_cache.check_export(entry, expected_config(entry)["weights"])
     assert found is None and "stale" in why and "weights_id" in why
     r = search_text("red bag", k=3, model="tiny-siglip", store=shared_tiny_store, device="cpu")
     assert "torch+open_clip import" in r.timings  # answered by torch, not by the stale export
     assert "rebuilding it: stale export" in capfd.readouterr().err
     again = json.loads(meta_path.read_text())
     assert again["identity"]["weights_id"] == "random-seed0" and again["files"] != meta["files"]
-    assert onnx_text.check_export(entry, "random-seed0")[0] is not None
+    assert onnx_cache.check_export(entry, "random-seed0")[0] is not None
 
 
 @pytest.mark.parametrize("role", ["graph", "data", "tokenizer"])
@@ -190,20 +190,20 @@ def test_damaged_export_is_never_used_and_rebuilt(exported, cache, shared_tiny_s
     with open(path, "r+b") as f:
         f.truncate(os.path.getsize(path) // 2)
     entry = resolve("tiny-siglip")
-    found, why = onnx_text.check_export(entry, "random-seed0")
+    found, why = onnx_cache.check_export(entry, "random-seed0")
     assert found is None and path.name in why
     enc = query_encoder("tiny-siglip", device="cpu", text_only=True)
     assert not isinstance(enc, onnx_text.OnnxTextEncoder) and enc.export_pending
     r = search_text("red bag", k=3, model="tiny-siglip", store=shared_tiny_store, device="cpu")
     assert "torch+open_clip import" in r.timings
     assert "rebuilding it" in capfd.readouterr().err
-    assert not path.exists() and onnx_text.check_export(entry, "random-seed0")[0] is not None
+    assert not path.exists() and onnx_cache.check_export(entry, "random-seed0")[0] is not None
 
 
 def blind_spot(path: Path) -> int:
     """An offset in the data file that the sampled digest does not read, 16 KiB before the next sample."""
-    size, block = os.path.getsize(path), onnx_text.SAMPLE_BLOCK
-    starts = [max(0, size - block) * i // (onnx_text.SAMPLE_BLOCKS - 1) for i in range(onnx_text.SAMPLE_BLOCKS)]
+    size, block = os.path.getsize(path), onnx_cache.SAMPLE_BLOCK
+    starts = [max(0, size - block) * i // (onnx_cache.SAMPLE_BLOCKS - 1) for i in range(onnx_cache.SAMPLE_BLOCKS)]
     gap = next(i for i in range(len(starts) // 2, len(starts) - 1) if starts[i + 1] - starts[i] - block > 1 << 15)
     return starts[gap + 1] - (1 << 14) - 1024
 
@@ -216,35 +216,35 @@ def test_data_file_overwritten_in_the_middle_is_never_used(exported, cache, shar
     from vrec.search.query import search_text
 
     path = export_files(cache)["data"]
-    st, sample = os.stat(path), onnx_text.sampled_digest(path)
+    st, sample = os.stat(path), onnx_cache.sampled_digest(path)
     with open(path, "r+b") as f:
         f.seek(blind_spot(path))
         f.write(np.random.default_rng(0).bytes(1 << 14))
     if mtime != "changed":
         os.utime(path, ns=(st.st_atime_ns, st.st_mtime_ns))
         assert os.stat(path).st_mtime_ns == st.st_mtime_ns
-    assert onnx_text.sampled_digest(path) == sample and os.path.getsize(path) == st.st_size  # only content changed
+    assert onnx_cache.sampled_digest(path) == sample and os.path.getsize(path) == st.st_size  # only content changed
     entry = resolve("tiny-siglip")
-    found, why = onnx_text.check_export(entry, "random-seed0")
+    found, why = onnx_cache.check_export(entry, "random-seed0")
     assert found is None and path.name in why and "damaged" in why
     r = search_text("red bag", k=3, model="tiny-siglip", store=shared_tiny_store, device="cpu")
     assert "torch+open_clip import" in r.timings and "rebuilding it" in capfd.readouterr().err
-    assert onnx_text.check_export(entry, "random-seed0")[0] is not None and not path.exists()
+    assert onnx_cache.check_export(entry, "random-seed0")[0] is not None and not path.exists()
 
 
 def test_an_unchanged_export_costs_a_stat_per_file_and_a_touched_one_one_digest(exported, cache, monkeypatch):
     entry = resolve("tiny-siglip")
     hashed = []
-    real = onnx_text.sha256_file
-    monkeypatch.setattr(onnx_text, "sha256_file", lambda p: hashed.append(Path(p).name) or real(p))
+    real = onnx_cache.sha256_file
+    monkeypatch.setattr(onnx_cache, "sha256_file", lambda p: hashed.append(Path(p).name) or real(p))
     for _ in range(3):
-        assert onnx_text.check_export(entry, "random-seed0")[0] is not None
+        assert onnx_cache.check_export(entry, "random-seed0")[0] is not None
     assert hashed == []  # verified when exported; unchanged since
     tok = export_files(cache)["tokenizer"]
     st = os.stat(tok)
     os.utime(tok, ns=(st.st_atime_ns, st.st_mtime_ns - 5 * 10**9))  # touched, same bytes
-    assert onnx_text.check_export(entry, "random-seed0")[0] is not None and hashed == [tok.name]
-    stamps = json.loads((tok.parent / onnx_text.VERIFIED).read_text())["files"]
+    assert onnx_cache.check_export(entry, "random-seed0")[0] is not None and hashed == [tok.name]
+    stamps = json.loads((tok.parent / onnx_cache.VERIFIED).read_text())["files"]
     assert set(stamps) == {f.name for f in export_files(cache).values()}
 
 
@@ -273,7 +273,7 @@ HOSTILE = {
 def test_a_damaged_or_hostile_export_json_is_never_used(exported, cache, field):
     meta_path = next(cache.rglob("export.json"))
     edit_json(meta_path, HOSTILE[field])
-    found, why = onnx_text.check_export(resolve("tiny-siglip"), "random-seed0")
+    found, why = onnx_cache.check_export(resolve("tiny-siglip"), "random-seed0")
     assert found is None and str(meta_path) in why and field.split()[0] in why, why
 
 
@@ -292,10 +292,10 @@ def test_odd_export_json_failed_json_and_verified_json_are_never_a_traceback(exp
     folder = next(cache.rglob("export.json")).parent
     for name in ("verified.json", "failed.json"):
         (folder / name).write_text(content)
-    assert onnx_text.check_export(entry, "random-seed0")[0] is not None  # verified.json garbage: hashed again
-    assert onnx_text.failed_before(entry, "random-seed0") is None
+    assert onnx_cache.check_export(entry, "random-seed0")[0] is not None  # verified.json garbage: hashed again
+    assert onnx_cache.failed_before(entry, "random-seed0") is None
     (folder / "export.json").write_text(content)
-    found, why = onnx_text.check_export(entry, "random-seed0")
+    found, why = onnx_cache.check_export(entry, "random-seed0")
     assert found is None and "export.json" in why
 
 
@@ -307,14 +307,14 @@ def test_changed_weights_file_is_noticed(tmp_path):
     st = os.stat(w)
     rec = {"kind": "pretrained", "path": str(w), "size": st.st_size, "mtime_ns": st.st_mtime_ns,
            "digest": file_digest(w)}
-    assert onnx_text._weights_problem(rec) is None
+    assert onnx_cache._weights_problem(rec) is None
     os.utime(w, ns=(st.st_atime_ns, st.st_mtime_ns + 10**9))  # touched, same bytes: still the same weights
-    assert onnx_text._weights_problem(rec) is None
+    assert onnx_cache._weights_problem(rec) is None
     assert rec["mtime_ns"] == st.st_mtime_ns + 10**9 and rec.pop("refreshed")  # not hashed again next time
     w.write_bytes(b"b" * 1000)
-    assert "changed" in onnx_text._weights_problem(rec)
+    assert "changed" in onnx_cache._weights_problem(rec)
     w.unlink()
-    assert "no longer" in onnx_text._weights_problem(rec)
+    assert "no longer" in onnx_cache._weights_problem(rec)
 
 
 def test_new_hub_revision_of_the_tokenizer_is_noticed(tmp_path, monkeypatch):
@@ -324,9 +324,9 @@ def test_new_hub_revision_of_the_tokenizer_is_noticed(tmp_path, monkeypatch):
     refs = tmp_path / "models--org--model" / "refs"
     refs.mkdir(parents=True)
     (refs / "main").write_text("1" * 40)
-    assert onnx_text._tokenizer_problem({"hub": ["org/model", "1" * 40]}) is None
+    assert onnx_cache._tokenizer_problem({"hub": ["org/model", "1" * 40]}) is None
     (refs / "main").write_text("2" * 40)
-    assert "revision" in onnx_text._tokenizer_problem({"hub": ["org/model", "1" * 40]})
+    assert "revision" in onnx_cache._tokenizer_problem({"hub": ["org/model", "1" * 40]})
 
 
 def test_an_unusable_cache_leaves_queries_on_torch(tmp_path, monkeypatch, shared_tiny_store, capfd):
@@ -364,11 +364,11 @@ def siglip_hub(tmp_path_factory, request):
 REAL_CHECK = """
 import json, sys
 import numpy as np
-from vrec.models import onnx_text
+from vrec.models import onnx_cache, onnx_export, onnx_text  # noqa: F811
 from vrec.models.encoders import create_encoder
 texts = json.loads(sys.argv[1])
 torch_enc = create_encoder("siglip", device="cpu", text_only=True)
-onnx_enc = onnx_text.export(torch_enc, quiet=True)
+onnx_enc = onnx_export.export(torch_enc, quiet=True)
 tok = torch_enc.tokenizer()
 a, b = onnx_enc.encode_texts(texts), torch_enc.encode_texts(texts)
 print(json.dumps({"cos": float((a * b).sum(1).min()), "tokens": bool((onnx_enc.tokenize(texts) == tok(texts).numpy()).all()),
@@ -417,7 +417,7 @@ def test_vrec_index_exports_the_text_tower_so_the_first_query_needs_no_torch(cac
     r = vrec("index", "--store", tiny_store)
     assert "exporting tiny-siglip's text tower" in r.stderr
     entry = resolve("tiny-siglip")
-    assert onnx_text.check_export(entry, expected_config(entry)["weights"])[0] is not None
+    assert onnx_cache.check_export(entry, expected_config(entry)["weights"])[0] is not None
     assert "exporting" not in vrec("index", "--store", tiny_store).stderr  # once: a valid export is kept
     first = run_query(tiny_store, "--model", "tiny-siglip", "--k", "3")
     assert heavy(first) == [] and "session" in first.stderr
@@ -430,8 +430,8 @@ def test_a_fifo_in_the_export_folder_is_no_hang(exported, cache, name):
     path.unlink(missing_ok=True)
     os.mkfifo(path)  # nothing ever writes to it: reading it would wait forever
     answers = []
-    worker = threading.Thread(target=lambda: answers.append((onnx_text.check_export(entry, "random-seed0"),
-                                                             onnx_text.failed_before(entry, "random-seed0"))),
+    worker = threading.Thread(target=lambda: answers.append((onnx_cache.check_export(entry, "random-seed0"),
+                                                             onnx_cache.failed_before(entry, "random-seed0"))),
                               daemon=True)
     worker.start()
     worker.join(60)  # a guard against the hang only

@@ -4,6 +4,9 @@ The library behind the ``vrec`` command. Names are imported lazily so that ``imp
 ``vrec --help``) stays instant; torch and open_clip load only when a model is built.
 """
 from vrec.base import __version__
+from vrec.base.logs import show_library_logs
+
+show_library_logs()  # the library's notes on stderr, as the CLI shows them (see vrec.base.logs)
 
 _EXPORTS = {
     "embed": "vrec.ingest.embed",

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import sys
 
+# isort: off  (the order of these imports is the order of the commands in --help)
 from vrec.cli import embed as _embed  # noqa: F401  (the order here is the order in --help)
 from vrec.cli import search as _search  # noqa: F401
 from vrec.cli import compare as _compare  # noqa: F401
@@ -18,10 +19,9 @@ from vrec.cli import models as _models  # noqa: F401
 from vrec.cli import serve as _serve  # noqa: F401  (vrec serve)
 from vrec.cli import common
 from vrec.cli.common import app, reflow_help
-from vrec.cli.logs import show_library_logs
+# isort: on
 
 reflow_help(app)  # after every module above has registered its commands
-show_library_logs()
 
 
 def main() -> None:

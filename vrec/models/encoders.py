@@ -18,6 +18,7 @@ from pathlib import Path
 import numpy as np
 
 from vrec.base.errors import ModelUnavailable, QueryError, UnknownModel
+from vrec.models import onnx_cache, onnx_export, onnx_text
 from vrec.models.encoder_base import Encoder, no_text_tower  # noqa: F401  (re-exported: the interface every model implements)
 from vrec.models.hub import config_error, hub_unreachable, offline_help, open_clip_config
 from vrec.models.registry import (  # noqa: F401  (re-exported: vrec.encoders was the registry's home)
@@ -138,10 +139,8 @@ class OpenClipEncoder(Encoder):
 
     def encode_texts(self, texts: Sequence[str]) -> np.ndarray:
         if self.export_pending:
-            from vrec.models import onnx_text
-
             why, self.export_pending = self.export_pending, ""
-            self._onnx = onnx_text.export(self, texts, why=why)
+            self._onnx = onnx_export.export(self, texts, why=why)
         if self._onnx is not None:
             return self._onnx.encode_texts(texts)
         import torch
@@ -215,7 +214,7 @@ def query_encoder(name: str, weights: str | os.PathLike | None = None, device: s
                   precision: str = "fp32", text_only: bool = False) -> Encoder:
     """The encoder for queries (search, tags, eval, serve): every text user comes through here.
 
-    Texts go through the model's text tower exported to ONNX (vrec.onnx_text) when a valid export
+    Texts go through the model's text tower exported to ONNX (vrec.models.onnx_text) when a valid export
     is there: onnxruntime and tokenizers, no torch, open_clip nor transformers imported. Pictures,
     and texts when there is no export, go through torch as ``create_encoder`` builds it; the first
     text such a torch encoder meets exports its text tower, so later queries start fast. Only
@@ -229,9 +228,7 @@ def query_encoder(name: str, weights: str | os.PathLike | None = None, device: s
     export = ""  # why the ONNX text tower is to be exported (none, stale, damaged), or ""
     if entry.text and entry.family == "open_clip" and precision == "fp32" and device in ("auto", "cpu") \
             and (entry.tiny or weights or entry.pretrained):
-        from vrec.models import onnx_text
-
-        if onnx_text.enabled():
+        if onnx_cache.enabled():
             weights_id = expected_config(entry, weights)["weights"]
             images = None if text_only else (lambda: create_encoder(name, weights, device, precision))
             enc, why = onnx_text.open_encoder(entry, weights_id, image_loader=images)
@@ -239,7 +236,7 @@ def query_encoder(name: str, weights: str | os.PathLike | None = None, device: s
                 # resolving the name and the weights id count as checks too
                 enc.load_timings["checks"] += time.perf_counter() - t0 - sum(enc.load_timings.values())
                 return enc
-            export = "" if onnx_text.failed_before(entry, weights_id) else why
+            export = "" if onnx_cache.failed_before(entry, weights_id) else why
     t1 = time.perf_counter()
     if entry.family == "open_clip":
         import open_clip  # noqa: F401  (timed on its own: it is most of a cold start)
@@ -451,11 +448,9 @@ def prepare_text_tower(name: str) -> Path | None:
     entry = resolve(name)
     if not (entry.text and entry.family == "open_clip" and (entry.tiny or entry.pretrained)):
         return None
-    from vrec.models import onnx_text  # the text tower for torch-free text queries (see query_encoder)
-
-    if not onnx_text.enabled():
+    if not onnx_cache.enabled():
         return None
     weights_id = expected_config(entry)["weights"]
     done, _ = onnx_text.open_encoder(entry, weights_id)
-    done = done or onnx_text.export(create_encoder(name, device="cpu", text_only=True), force=True)
+    done = done or onnx_export.export(create_encoder(name, device="cpu", text_only=True), force=True)
     return None if done is None else done.folder

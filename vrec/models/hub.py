@@ -8,11 +8,13 @@ client's half minute of retries, nor as a traceback).
 from __future__ import annotations
 
 import json
+import logging
 import os
 import re
-import sys
 
 from vrec.base.errors import ModelUnavailable, UnknownModel
+
+log = logging.getLogger(__name__)
 
 # one part of a repository id as the hub allows it: letters, digits, '-', '_', '.', at most 96,
 # not starting nor ending with '-' or '.' (huggingface_hub's validate_repo_id)
@@ -103,8 +105,7 @@ def hub_file(name: str, repo: str, filename: str, size_mb: int, missing_ok: bool
     if why:
         raise ModelUnavailable(offline_help(name, f"{repo}/{filename}", why))
     if size_mb:
-        print(f"Downloading {name} weights ({repo}, about {size_mb} MB) into {cache_dir()}; this happens once.",
-              file=sys.stderr)
+        log.info(f"Downloading {name} weights ({repo}, about {size_mb} MB) into {cache_dir()}; this happens once.")
     try:
         return hf_hub_download(repo, filename)
     except Exception as e:  # network errors come in many types; all mean the same to the user

@@ -9,12 +9,14 @@ model is built, so that vectors of different weights are never mixed.
 from __future__ import annotations
 
 import hashlib
+import logging
 import os
-import sys
 
 from vrec.base.errors import ModelUnavailable
 from vrec.models.hub import hub_file, offline_help
 from vrec.models.registry import TINY_SEED, ModelEntry
+
+log = logging.getLogger(__name__)
 
 # open_clip's weights files in an hf-hub repository, in the order open_clip itself tries them
 HF_HUB_WEIGHTS = ("open_clip_model.safetensors", "open_clip_pytorch_model.bin")
@@ -79,7 +81,7 @@ def weights_file(entry: ModelEntry) -> str | None:
     url = get_pretrained_cfg(entry.arch, entry.pretrained).get("url")
     if not url:
         raise ModelUnavailable(f"open_clip lists no download for {entry.arch}@{entry.pretrained}.")
-    print(f"Downloading {entry.name} weights ({url}, about {entry.size_mb or '?'} MB); this happens once.", file=sys.stderr)
+    log.info(f"Downloading {entry.name} weights ({url}, about {entry.size_mb or '?'} MB); this happens once.")
     try:
         return download_pretrained_from_url(url)
     except Exception as e:

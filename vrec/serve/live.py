@@ -13,8 +13,8 @@ maps stay valid even after a compaction deletes their files. A commit that canno
 reported once on stderr and the previous snapshot keeps serving. A store that is gone (its
 ``store.json`` deleted or moved away) is ``StoreGone`` until it is back. The store is only ever read.
 """
+import logging
 import os
-import sys
 import threading
 import time
 from pathlib import Path
@@ -22,6 +22,8 @@ from pathlib import Path
 from vrec.base.errors import StoreError, VrecError
 from vrec.models.registry import store_key
 from vrec.store.store import ModelStore, Store
+
+log = logging.getLogger(__name__)
 
 
 class StoreGone(StoreError):
@@ -174,8 +176,7 @@ class LiveStore:
                     new = self._read(sig)
                 except (OSError, VrecError) as e:  # a damaged commit: keep serving what was there
                     self._failed = sig
-                    print(f"vrec serve: kept the previous data; the store changed but cannot be read ({e})",
-                          file=sys.stderr, flush=True)
+                    log.warning(f"vrec serve: kept the previous data; the store changed but cannot be read ({e})")
                     return snap
                 self._snap, self._failed = new, None
                 self.reloads += 1

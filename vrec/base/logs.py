@@ -1,8 +1,11 @@
 """The library's log records as plain lines on stderr.
 
 Library code never prints: it returns notes, or logs to ``logging.getLogger("vrec")`` what a person
-should see while it works (a download starting, which cluster nodes did the work). On the command
-line those records are printed as they are, one line each on stderr, where progress and notes go.
+should see while it works (a weights download starting, the ONNX text tower being exported, which
+cluster nodes did the work). Importing vrec sends those records, INFO and above, to stderr as
+plain lines, as the command line shows them; a program that wants them elsewhere or not at all
+configures the ``vrec`` logger as usual (``logging.getLogger("vrec").setLevel(logging.WARNING)``,
+or its own handlers: ``show_library_logs`` adds this one only where no handler is set).
 """
 from __future__ import annotations
 
@@ -23,9 +26,11 @@ class StderrLines(logging.Handler):
 
 
 def show_library_logs(level: int = logging.INFO) -> None:
-    """Send the ``vrec`` logger's records of ``level`` and above to stderr (once per process)."""
+    """Send the ``vrec`` logger's records of ``level`` and above to stderr, unless the program gave
+    that logger handlers of its own (once per process)."""
     log = logging.getLogger("vrec")
-    if not any(isinstance(h, StderrLines) for h in log.handlers):
-        log.addHandler(StderrLines())
+    if log.handlers:
+        return
+    log.addHandler(StderrLines())
     log.setLevel(level)
     log.propagate = False
