@@ -8,7 +8,8 @@ from __future__ import annotations
 
 import sys
 
-# isort: off  (the order of these imports is the order of the commands in --help)
+# the order of these imports is the order of the commands in --help
+# isort: off
 from vrec.cli import embed as _embed  # noqa: F401  (the order here is the order in --help)
 from vrec.cli import search as _search  # noqa: F401
 from vrec.cli import compare as _compare  # noqa: F401
