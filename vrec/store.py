@@ -35,12 +35,14 @@ import numpy as np
 
 from . import __version__
 from .errors import ConfigMismatch, NotEmbedded, StoreError, suggest
+from .userfiles import describe, write_error
 
 SCHEMA_VERSION = 1
 DEFAULT_STORE = ".vrec"
 ITEM_COLUMNS = ["id", "path", "hash", "size", "mtime", "width", "height"]
 COMPACT_DELETED_SHARE = 0.25  # compact once a quarter of the rows are tombstones
 COMPACT_MAX_SHARDS = 256  # ... or once there are this many shards
+STDOUT_REFUSED = "Writing to stdout ('-') is not possible here; give a file name (./- for a file named '-')."
 
 
 def default_store_path() -> str:
@@ -69,19 +71,28 @@ def atomic_path(path: str | os.PathLike) -> Iterator[str]:
     the file gets the permissions the umask asks for (mkstemp alone would make it 0600, which
     other users and web servers cannot read).
     """
+    if str(path) == "-":  # a user's '-' means stdout, never a file of that name
+        raise StoreError(STDOUT_REFUSED)
     path = Path(path)
     if path.is_dir():
         raise StoreError(f"{str(path)!r} is a folder; give a file name to write to (e.g. {str(path / 'out')!r}).")
     if path.exists() and not path.is_file():  # /dev/null, a pipe, a socket: never replace those
-        raise StoreError(f"{str(path)!r} is not a regular file; give the name of a file to write to.")
+        raise StoreError(f"{str(path)!r} {describe(path)}; give the name of a file to write to.")
     try:
         path.parent.mkdir(parents=True, exist_ok=True)
         fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
     except OSError as e:
-        raise StoreError(f"Cannot write {str(path)!r} ({e.strerror or e}); choose a writable location.") from None
+        raise StoreError(write_error(e, path) or f"Cannot write {str(path)!r} ({e.strerror or e}); "
+                         "choose a writable location.") from None
     os.close(fd)
     try:
-        yield tmp
+        try:
+            yield tmp
+        except OSError as e:  # a full disk, a file size limit, an I/O error: the old file stays whole
+            message = write_error(e, path)
+            if message is None:
+                raise
+            raise StoreError(message) from None
         os.chmod(tmp, 0o666 & ~_umask())
         try:
             os.replace(tmp, path)
@@ -104,14 +115,25 @@ def write_json(path: str | os.PathLike, obj) -> None:
 def write_npy(path: str | os.PathLike, array: np.ndarray) -> None:
     with atomic_path(path) as tmp:
         with open(tmp, "wb") as f:
-            np.save(f, array, allow_pickle=False)
+            np.save(_WriteOnly(f), array, allow_pickle=False)
             f.flush()
             os.fsync(f.fileno())
+
+
+class _WriteOnly:
+    """A file seen through ``write`` alone: numpy then writes in chunks through Python, so a full
+    disk or a size limit raises an OSError with its errno (numpy's own ``tofile`` reports only
+    'N requested and M written')."""
+
+    def __init__(self, f):
+        self.write = f.write
 
 
 def write_parquet(path: str | os.PathLike, df) -> None:
     with atomic_path(path) as tmp:
         df.to_parquet(tmp, index=False)
+        with open(tmp, "rb") as f:  # on disk before the rename, as write_json and write_npy are
+            os.fsync(f.fileno())
 
 
 def read_json(path: str | os.PathLike) -> dict:
@@ -157,8 +179,9 @@ class Store:
 
     def _check_folder(self) -> None:
         """A --store that is a file, a device or a pipe: one clear error, before anything else."""
-        if self.path.exists() and not self.path.is_dir():
-            raise StoreError(f"--store {str(self.path)!r} is a file, not a folder; pass a folder for the store "
+        what = None if self.path.is_dir() else describe(self.path) or "is a file"
+        if what is not None and what != "does not exist":  # a missing store is created when needed
+            raise StoreError(f"--store {str(self.path)!r} {what}, not a folder; pass a folder for the store "
                              f"(it is created if missing), e.g. --store ./.vrec.")
 
     def info(self) -> dict:

@@ -15,6 +15,9 @@ import sys
 from .errors import ModelUnavailable
 from .hub import hub_file, offline_help
 from .registry import TINY_SEED, ModelEntry
+from .userfiles import check_file
+
+WANT_WEIGHTS = "pass the model's weights file (safetensors or a PyTorch state dict)"
 
 # open_clip's weights files in an hf-hub repository, in the order open_clip itself tries them
 HF_HUB_WEIGHTS = ("open_clip_model.safetensors", "open_clip_pytorch_model.bin")
@@ -111,8 +114,7 @@ def load_state_dict(path: str | os.PathLike, skip_prefix: str | None = None) -> 
     import torch
 
     p = str(path)
-    if not os.path.isfile(p):
-        raise ModelUnavailable(f"Weights file {p!r} does not exist.")
+    check_file(p, "Weights file", WANT_WEIGHTS, ModelUnavailable)
     try:
         if p.endswith(".safetensors"):
             from safetensors import safe_open
@@ -143,8 +145,7 @@ def model_config(entry: ModelEntry, weights_id: str) -> dict:
 def expected_config(entry: ModelEntry, weights: str | os.PathLike | None = None) -> dict:
     """The manifest configuration an encoder will have, known without building it."""
     if weights:
-        if not os.path.isfile(weights):
-            raise ModelUnavailable(f"Weights file {str(weights)!r} does not exist.")
+        check_file(weights, "Weights file", WANT_WEIGHTS, ModelUnavailable)
         wid = file_digest(weights)
     elif entry.tiny:
         wid = f"random-seed{TINY_SEED}"

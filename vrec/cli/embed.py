@@ -6,7 +6,7 @@ from typing import List, Optional
 
 import typer
 
-from .common import DeviceOpt, StoreOpt, app, err, out
+from .common import DeviceOpt, StoreOpt, app, err, out, print_notes
 
 
 @app.command()
@@ -42,6 +42,8 @@ def embed(
     drops deleted ones; an interrupted run keeps what it finished and the next run resumes.
     Unreadable files are skipped and listed.
     """
+    from rich.markup import escape
+
     from ..embed import EmbedInterrupted, embed as run
     from ..encoders import DEFAULT_MODELS
     from ..errors import VrecError
@@ -73,7 +75,7 @@ def embed(
     if report.skipped and not quiet:
         err.print(f"[yellow]Skipped {len(report.skipped)} file(s) that could not be used:[/yellow]")
         for path, reason in report.skipped[:20]:
-            err.print(f"  {path}: {reason}", highlight=False)
+            err.print(f"  {escape(path)}: {escape(reason)}", highlight=False)
         if len(report.skipped) > 20:
             err.print(f"  ... and {len(report.skipped) - 20} more (see skipped.parquet in the store)")
     if report.found and len(report.skipped) == report.found:
@@ -81,7 +83,10 @@ def embed(
 
 
 def _notes(report) -> None:
-    """Warnings a user must see even with --quiet: repaired damage and duplicate metadata rows."""
+    """Warnings a user must see even with --quiet: repaired damage, duplicate metadata rows, and
+    what was read or skipped other than one might think (hidden files, a ';'-separated CSV)."""
+    from rich.markup import escape
+
     for m in report.models:
         if m.repaired:
             err.print(f"[yellow]Repaired:[/yellow] {m.repaired} {m.model} vector(s) whose shard files were missing "
@@ -89,8 +94,9 @@ def _notes(report) -> None:
     md = report.metadata or {}
     if md.get("duplicate_rows"):
         err.print(f"[yellow]Note:[/yellow] {md['duplicate_rows']} metadata row(s) repeat an id already given "
-                  f"(e.g. {', '.join(repr(i) for i in md['duplicate_ids'])}); the last row of each id was kept.",
+                  f"(e.g. {escape(', '.join(repr(i) for i in md['duplicate_ids']))}); the last row of each id was kept.",
                   highlight=False)
+    print_notes(report.notes)
 
 
 def _exit_now_if_stuck(code: int) -> None:
