@@ -253,7 +253,9 @@ def build_arms(arms: Sequence[str] | str = DEFAULT_ARMS, k: int = 20, filters: S
     if out is not None:
         with atomic_path(out) as tmp:
             if fmt == "csv":
-                table.to_csv(tmp, index=False)
+                from .render import csv_safe  # spreadsheet formulas escaped, as in every CSV vrec writes
+
+                csv_safe(table).to_csv(tmp, index=False)
             else:
                 table.to_parquet(tmp, index=False)
         res.file = str(out)

@@ -149,19 +149,20 @@ def assign_cmd(
 
     from ..ab import assign_file
     from ..errors import VrecError
+    from ..render import csv_safe
     from ..store import atomic_path
 
     if out_path is not None and Path(out_path).suffix.lower() not in (".csv", ".parquet"):
         raise VrecError(f"Cannot write {out_path!r}: name the file .csv or .parquet.")
     table, counts = assign_file(units, experiment, arms, split, unit)
     if out_path is None:
-        table.to_csv(sys.stdout, index=False)
+        csv_safe(table).to_csv(sys.stdout, index=False)
     else:
         with atomic_path(out_path) as tmp:
             if out_path.lower().endswith(".parquet"):
                 table.to_parquet(tmp, index=False)
             else:
-                table.to_csv(tmp, index=False)
+                csv_safe(table).to_csv(tmp, index=False)
     total = sum(counts.values())
     err.print(f"experiment {escape(experiment)}: " + ", ".join(f"{escape(a)} {n:,} ({n / total:.1%})"
                                                                for a, n in counts.items())

@@ -24,7 +24,7 @@ def render(result, fmt: str, html_path: Optional[str], store) -> None:
     if fmt == "json":
         print(r.result_json(result))
     elif fmt == "csv":
-        print(result.table.to_csv(index=False).rstrip("\n"))
+        print(r.csv_safe(result.table).to_csv(index=False).rstrip("\n"))
     else:
         out.print(r.results_table(result))
     if html_path:

@@ -40,7 +40,7 @@ def tag(
     result = run(model=model, store=store, vocab=vocab or (), threshold=threshold, top=top, save=False, device=device)
     if csv:  # before the store is touched: a CSV that cannot be written leaves everything as it was
         with atomic_path(csv) as tmp:
-            result.table.to_csv(tmp, index=False)
+            r.csv_safe(result.table).to_csv(tmp, index=False)
         err.print(f"wrote {csv}")
     st = Store(store)
     save_tags(st, result.long)
@@ -77,9 +77,10 @@ def map_(
     from .. import pages, render as r
     from ..errors import QueryError
     from ..store import atomic_path
-    from ..tags import check_gap_options, check_output_file
+    from ..tags import check_gap_options, check_output_file, read_vocabs
 
     check_gap_options(threshold, min_items)
+    read_vocabs(vocab or ())  # a vocabulary that cannot be read fails now, not after the models load
     if gaps and html:
         raise QueryError("--html draws the style map and has no gaps page; drop --html, or use --csv FILE "
                          "to save the gaps.")
@@ -96,7 +97,7 @@ def map_(
             out.print(t)
         if csv:
             with atomic_path(csv) as tmp:
-                gaps_frame(gap_list, over).to_csv(tmp, index=False)
+                r.csv_safe(gaps_frame(gap_list, over)).to_csv(tmp, index=False)
             err.print(f"wrote {csv}")
         return
     from ..stylemap import style_map
@@ -109,5 +110,5 @@ def map_(
         err.print(f"wrote {html}")
     if csv:
         with atomic_path(csv) as tmp:
-            sm.items.to_csv(tmp, index=False)
+            r.csv_safe(sm.items).to_csv(tmp, index=False)
         err.print(f"wrote {csv}")
