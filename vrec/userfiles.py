@@ -6,7 +6,7 @@ regular file (a named pipe, a device such as /dev/zero, a folder, a socket, a br
 link) is one clear error that says what the path is, and never a hang -- the file is opened with
 O_NONBLOCK and checked with fstat on the open descriptor, so a pipe never blocks and a file
 swapped for one meanwhile is caught too. Content read whole is capped per kind of file (see
-LIMITS_MB; VREC_MAX_FILE_MB raises every cap), so a huge file is refused before it is read
+LIMITS_MB; VREC_MAX_FILE_MB replaces every cap), so a huge file is refused before it is read
 rather than filling the memory.
 
 This module depends on nothing of vrec's but its errors, so any module may import it.
@@ -19,7 +19,7 @@ import os
 import stat
 from typing import BinaryIO
 
-from .errors import VrecError
+from .errors import VrecError, check_number
 
 MB = 1 << 20
 # The most a file of each kind may hold, where vrec reads it whole (pandas then needs a few
@@ -39,13 +39,8 @@ def limit_mb(kind: str) -> float:
     """The size cap in MB for a kind of file: VREC_MAX_FILE_MB when set, else LIMITS_MB[kind]."""
     raw = os.environ.get(LIMIT_ENV, "").strip()
     if raw:
-        try:
-            value = float(raw)
-        except ValueError:
-            raise VrecError(f"{LIMIT_ENV} must be a number of megabytes (not {raw!r}).") from None
-        if value > 0:
-            return value
-        raise VrecError(f"{LIMIT_ENV} must be above 0 (not {raw!r}).")
+        check_number(LIMIT_ENV, raw, min=0.001, max=1e9, hint="megabytes, e.g. 2000")
+        return float(raw)
     return float(LIMITS_MB[kind])
 
 
