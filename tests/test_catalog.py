@@ -96,3 +96,50 @@ def test_metadata_without_a_key_column_is_a_clear_error(tmp_path, sample_dir):
     pd.DataFrame({"title": ["x"]}).to_csv(tmp_path / "m.csv", index=False)
     with pytest.raises(CatalogError, match="needs an 'id' column"):
         read_metadata(tmp_path / "m.csv", find_images(sample_dir))
+
+
+# --- metadata files as people save them (issue 21) -----------------------------------------------
+
+def _two_photos(tmp_path):
+    folder = tmp_path / "img"
+    (folder / "bags").mkdir(parents=True)
+    for name in ("bags/tote-01.jpg", "bags/tote-02.jpg"):
+        Image.new("RGB", (8, 8)).save(folder / name)
+    return find_images(folder)
+
+
+def test_metadata_with_only_a_header_is_refused(tmp_path):
+    refs = _two_photos(tmp_path)
+    (tmp_path / "h.csv").write_text("id,title\n")
+    with pytest.raises(CatalogError, match="has a header but no rows.*left as it was"):
+        read_metadata(tmp_path / "h.csv", refs)
+
+
+@pytest.mark.parametrize("text", ['file,title\n"bags\\tote-01.jpg",Tote\n', "id,title\nbags\\tote-01,Tote\n",
+                                  "id,title\nbags\\tote-01.jpg,Tote\n", "image,title\n.\\bags\\tote-01.jpg,Tote\n"])
+def test_windows_paths_with_backslashes_match_their_photo(tmp_path, text):
+    refs = _two_photos(tmp_path)
+    (tmp_path / "m.csv").write_text(text)
+    meta, report = read_metadata(tmp_path / "m.csv", refs)
+    assert meta.loc["bags/tote-01", "title"] == "Tote" and report["matched"] == 1
+
+
+@pytest.mark.parametrize("sep,name", [(";", "semicolons"), ("\t", "tabs")])
+def test_metadata_separated_by_semicolons_or_tabs_is_read_with_a_note(tmp_path, sep, name):
+    refs = _two_photos(tmp_path)
+    (tmp_path / "m.csv").write_text(f"id{sep}title{sep}price\ntote-01{sep}Tote, large{sep}12,50\n", encoding="utf-8")
+    meta, report = read_metadata(tmp_path / "m.csv", refs)
+    assert meta.loc["bags/tote-01", "title"] == "Tote, large"
+    assert any(f"separated by {name}" in n for n in report["notes"]), report["notes"]
+
+
+def test_a_metadata_file_of_thousands_of_columns_is_one_clear_error(tmp_path):
+    import warnings
+
+    refs = _two_photos(tmp_path)
+    wide = pd.DataFrame({"id": ["tote-01"], **{f"c{i}": [i] for i in range(10_000)}})
+    wide.to_csv(tmp_path / "wide.csv", index=False)
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")  # no pandas PerformanceWarning on the way
+        with pytest.raises(CatalogError, match="10,001 columns, more than the 1,000"):
+            read_metadata(tmp_path / "wide.csv", refs)

@@ -94,3 +94,77 @@ def test_a_reader_that_stops_early_gets_no_error_message(shared_tiny_store, k):
     err = p.stderr.read().decode()
     assert p.wait(timeout=300) == 1
     assert "Error" not in err and "Exception" not in err and "BrokenPipe" not in err, err
+
+
+# --- CSV a spreadsheet can open safely (issue 21) ------------------------------------------------
+
+FORMULA = '=HYPERLINK("http://evil.example","click")'
+
+
+@pytest.fixture
+def formula_store(tmp_path):
+    """Three items whose metadata (and one id) a spreadsheet would run as formulas."""
+    import numpy as np
+    import pandas as pd
+
+    from conftest import handmade_store
+
+    ids = ["=1+1", "bag", "tote"]
+    meta = pd.DataFrame({"id": ids, "title": [FORMULA, "@SUM(A1)", "-0.5"], "price": [-0.5, 10.0, 12.0]})
+    return handmade_store(tmp_path / "store", {"m": np.eye(3) + 0.1}, metadata=meta, ids=ids)
+
+
+def _csv_rows(text: str) -> list[dict]:
+    import csv
+    import io
+
+    return list(csv.DictReader(io.StringIO(text)))
+
+
+def test_every_csv_escapes_cells_a_spreadsheet_would_run(formula_store, tmp_path):
+    rows = _csv_rows(vrec("search-image", "bag", "-m", "m", "--store", formula_store, "--format", "csv").stdout)
+    by_id = {r["id"]: r for r in rows}
+    assert by_id["'=1+1"]["title"] == "'" + FORMULA and by_id["tote"]["title"] == "-0.5"  # a number: as it is
+    assert by_id["'=1+1"]["price"] == "-0.5"  # numeric columns are never touched
+    vrec("export", tmp_path / "v.csv", "-m", "m", "--store", formula_store)
+    exported = {r["id"]: r for r in _csv_rows((tmp_path / "v.csv").read_text())}
+    assert exported["bag"]["title"] == "'@SUM(A1)" and float(exported["'=1+1"]["price"]) == -0.5
+    vrec("neighbours", tmp_path / "n.csv", "-m", "m", "--store", formula_store, "-k", "2")
+    assert {r["item"] for r in _csv_rows((tmp_path / "n.csv").read_text())} == {"'=1+1", "bag", "tote"}
+
+
+def test_csv_raw_values_on_request(formula_store, monkeypatch):
+    def titles() -> dict:
+        rows = _csv_rows(vrec("search-image", "bag", "-m", "m", "--store", formula_store, "--format", "csv").stdout)
+        return {r["id"]: r["title"] for r in rows}
+
+    assert titles()["'=1+1"] == "'" + FORMULA
+    monkeypatch.setenv("VREC_CSV_RAW", "1")
+    assert titles()["=1+1"] == FORMULA
+
+
+def test_ab_assign_escapes_unit_ids_too(tmp_path):
+    (tmp_path / "units.csv").write_text("unit\n=cmd|' /C calc'!A0\nu2\n")
+    rows = _csv_rows(vrec("ab", "assign", tmp_path / "units.csv", "-e", "exp").stdout)
+    assert rows[0]["unit"] == "'=cmd|' /C calc'!A0" and rows[1]["unit"] == "u2"
+
+
+# --- '-' is stdout -------------------------------------------------------------------------------
+
+def test_export_and_neighbours_to_dash_write_csv_on_stdout(formula_store, tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    rows = _csv_rows(vrec("export", "-", "-m", "m", "--store", formula_store).stdout)
+    assert len(rows) == 3 and "v0" in rows[0]
+    assert len(_csv_rows(vrec("neighbours", "-", "-m", "m", "--store", formula_store, "-k", "1").stdout)) == 3
+    assert not (tmp_path / "-").exists()
+
+
+@pytest.mark.parametrize("args,says", [(["export", "-", "--format", "npy"], "takes CSV only"),
+                                       (["export", "-", "--format", "parquet"], "takes CSV only"),
+                                       (["tag", "--csv", "-"], "Writing to stdout ('-') is not possible here")])
+def test_dash_where_stdout_cannot_take_it_is_one_error(formula_store, tmp_path, monkeypatch, args, says):
+    from clihelp import fails
+
+    monkeypatch.chdir(tmp_path)
+    fails(*args, "-m", "m", "--store", formula_store, says=says)
+    assert not (tmp_path / "-").exists()

@@ -14,7 +14,7 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from clihelp import vrec
+from clihelp import fails, vrec
 from conftest import ROOT, TINY, catalog_copy, jpeg_bytes, write_bad_files
 from vrec.ingest.embed import embed
 from vrec.store.store import Store
@@ -287,3 +287,52 @@ def test_a_store_belongs_to_one_catalog(tiny_store, tmp_path):
     other = catalog_copy(tmp_path, n=3)
     r = vrec("embed", other, "--model", "tiny-cnn", "--store", tiny_store, ok=False)
     assert r.exit_code == 1 and "belongs to the catalog" in r.stderr
+
+
+# --- what a run reads, skips and says (issue 21) -------------------------------------------------
+
+@pytest.fixture
+def small_store(tmp_path):
+    """4 photos embedded with tiny-cnn, with a title each: (photos, store)."""
+    photos = catalog_copy(tmp_path, n=4)
+    ids = sorted(p.relative_to(photos).with_suffix("").as_posix() for p in photos.rglob("*.jpg"))
+    pd.DataFrame({"id": ids, "title": [f"item {i}" for i in range(4)]}).to_csv(tmp_path / "m.csv", index=False)
+    vrec("embed", photos, "-m", "tiny-cnn", "--store", tmp_path / "s", "--metadata", tmp_path / "m.csv", "-q")
+    return photos, tmp_path / "s"
+
+
+def test_a_header_only_metadata_file_keeps_the_stores_titles(small_store, tmp_path):
+    photos, store = small_store
+    (tmp_path / "h.csv").write_text("id,title\n")
+    before = Store(store).metadata()
+    fails("embed", photos, "-m", "tiny-cnn", "--store", store, "--metadata", tmp_path / "h.csv",
+          says="has a header but no rows")
+    pd.testing.assert_frame_equal(Store(store).metadata(), before)
+    assert before["title"].notna().all() and len(before) == 4
+
+
+def test_hidden_photos_are_skipped_with_a_note_that_counts_them(small_store):
+    photos, store = small_store
+    first = sorted(photos.rglob("*.jpg"))[0]
+    for name in (".a.jpg", ".b.png"):
+        shutil.copy(first, photos / name)
+    (photos / ".thumbs").mkdir()
+    shutil.copy(first, photos / ".thumbs" / "x.jpg")
+    r = vrec("embed", photos, "-m", "tiny-cnn", "--store", store, "-q")
+    text = " ".join(r.stderr.split())
+    assert "Skipped 2 hidden image files and the hidden folder .thumbs (names starting with '.')" in text, text
+    assert len(Store(store).model("tiny-cnn")) == 4
+
+
+def test_file_names_with_control_characters_are_listed_not_embedded(small_store):
+    photos, store = small_store
+    first = sorted(photos.rglob("*.jpg"))[0]
+    for name in ("new\nline.jpg", "tab\there.jpg", "cr\rx.jpg"):
+        shutil.copy(first, photos / name)
+    r = vrec("embed", photos, "-m", "tiny-cnn", "--store", store)
+    listed = " ".join(r.stderr.split())
+    for shown in ("new\\nline.jpg", "tab\\there.jpg", "cr\\rx.jpg"):
+        assert f"{shown}: its name holds a control character" in listed, listed
+    items = Store(store).model("tiny-cnn").items()
+    assert len(items) == 4 and not items["id"].str.contains(r"[\x00-\x1f]").any()
+    assert "new\\nline.jpg" in set(Store(store).skipped()["path"])

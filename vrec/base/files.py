@@ -14,6 +14,9 @@ from pathlib import Path
 import numpy as np
 
 from vrec.base.errors import StoreError
+from vrec.base.userfiles import describe, write_error
+
+STDOUT_REFUSED = "Writing to stdout ('-') is not possible here; give a file name (./- for a file named '-')."
 
 
 def folder_name(text: str) -> str:
@@ -43,19 +46,28 @@ def atomic_path(path: str | os.PathLike) -> Iterator[str]:
     the file gets the permissions the umask asks for (mkstemp alone would make it 0600, which
     other users and web servers cannot read).
     """
+    if str(path) == "-":  # a user's '-' means stdout, never a file of that name
+        raise StoreError(STDOUT_REFUSED)
     path = Path(path)
     if path.is_dir():
         raise StoreError(f"{str(path)!r} is a folder; give a file name to write to (e.g. {str(path / 'out')!r}).")
     if path.exists() and not path.is_file():  # /dev/null, a pipe, a socket: never replace those
-        raise StoreError(f"{str(path)!r} is not a regular file; give the name of a file to write to.")
+        raise StoreError(f"{str(path)!r} {describe(path)}; give the name of a file to write to.")
     try:
         path.parent.mkdir(parents=True, exist_ok=True)
         fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
     except OSError as e:
-        raise StoreError(f"Cannot write {str(path)!r} ({e.strerror or e}); choose a writable location.") from None
+        raise StoreError(write_error(e, path) or f"Cannot write {str(path)!r} ({e.strerror or e}); "
+                         "choose a writable location.") from None
     os.close(fd)
     try:
-        yield tmp
+        try:
+            yield tmp
+        except OSError as e:  # a full disk, a file size limit, an I/O error: the old file stays whole
+            message = write_error(e, path)
+            if message is None:
+                raise
+            raise StoreError(message) from None
         os.chmod(tmp, 0o666 & ~_umask())
         try:
             os.replace(tmp, path)
@@ -78,14 +90,25 @@ def write_json(path: str | os.PathLike, obj) -> None:
 def write_npy(path: str | os.PathLike, array: np.ndarray) -> None:
     with atomic_path(path) as tmp:
         with open(tmp, "wb") as f:
-            np.save(f, array, allow_pickle=False)
+            np.save(_WriteOnly(f), array, allow_pickle=False)
             f.flush()
             os.fsync(f.fileno())
+
+
+class _WriteOnly:
+    """A file seen through ``write`` alone: numpy then writes in chunks through Python, so a full
+    disk or a size limit raises an OSError with its errno (numpy's own ``tofile`` reports only
+    'N requested and M written')."""
+
+    def __init__(self, f):
+        self.write = f.write
 
 
 def write_parquet(path: str | os.PathLike, df) -> None:
     with atomic_path(path) as tmp:
         df.to_parquet(tmp, index=False)
+        with open(tmp, "rb") as f:  # on disk before the rename, as write_json and write_npy are
+            os.fsync(f.fileno())
 
 
 def read_json(path: str | os.PathLike) -> dict:

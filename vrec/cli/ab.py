@@ -49,8 +49,8 @@ def plan_cmd(
     Two-sided z-test power analysis (statsmodels NormalIndPower; for rates with Cohen's h). With
     --daily-units it also says the smallest effect a test of 7, 14 and 28 days (or --days) can detect.
     """
-    from vrec.experiments.ab import plan
     from vrec.base.records import json_safe
+    from vrec.experiments.ab import plan
     from vrec.report.render import new_table
 
     check_format(fmt, ("table", "json"))
@@ -163,6 +163,7 @@ def assign_cmd(
 
     from vrec.base.errors import VrecError
     from vrec.base.files import atomic_path
+    from vrec.base.records import csv_safe
     from vrec.experiments.ab import assign_file
     from vrec.experiments.ab_assign import refuse_overwrite
 
@@ -172,13 +173,13 @@ def assign_cmd(
         refuse_overwrite(out_path, {"units file": units})
     table, counts = assign_file(units, experiment, arms, split, unit)
     if out_path is None:
-        table.to_csv(sys.stdout, index=False)
+        csv_safe(table).to_csv(sys.stdout, index=False)
     else:
         with atomic_path(out_path) as tmp:
             if out_path.lower().endswith(".parquet"):
                 table.to_parquet(tmp, index=False)
             else:
-                table.to_csv(tmp, index=False)
+                csv_safe(table).to_csv(tmp, index=False)
     total = sum(counts.values())
     err.print(f"experiment {escape(experiment)}: " + ", ".join(f"{escape(a)} {n:,} ({n / total:.1%})"
                                                                for a, n in counts.items())

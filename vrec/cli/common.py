@@ -21,20 +21,29 @@ def flush_output() -> int:
     """Flush stdout and stderr; returns the exit status to end with: 0, or 1 when the reader of
     stdout went away early (``vrec ... --format json | head``). That reader wanted no more, so
     nothing is said about it: the rest goes to /dev/null, as Click does when it happens mid-command."""
-    import os
-
     try:
         sys.stdout.flush()
     except (BrokenPipeError, ValueError):
-        null = os.open(os.devnull, os.O_WRONLY)
-        os.dup2(null, sys.stdout.fileno())
-        os.close(null)
+        silence_stdout()
         return 1
     try:
         sys.stderr.flush()
     except (OSError, ValueError):
         pass
     return 0
+
+
+def silence_stdout() -> None:
+    """Send stdout to /dev/null from now on: its reader went away, or its disk is full, and what is
+    still buffered would otherwise fail again at exit ("Exception ignored ...")."""
+    import os
+
+    try:
+        null = os.open(os.devnull, os.O_WRONLY)
+        os.dup2(null, sys.stdout.fileno())
+        os.close(null)
+    except (OSError, ValueError):  # no real descriptor (a test's captured output): nothing to keep
+        pass
 
 
 def exit_now() -> None:
@@ -87,12 +96,26 @@ class VrecGroup(TyperGroup):
 
     def invoke(self, ctx):
         from vrec.base.errors import VrecError
+        from vrec.base.userfiles import write_error
 
         try:
-            return super().invoke(ctx)
+            rv = super().invoke(ctx)
+            sys.stdout.flush()  # a full disk behind stdout fails here, inside the command, not at exit
+            return rv
         except VrecError as e:
-            err.print(f"[bold red]Error:[/bold red] {rich_escape(str(e))}", highlight=False, soft_wrap=True)
-            ctx.exit(1)
+            self._error(ctx, str(e))
+        except OSError as e:  # writing a file or stdout: a full disk, a read-only place, an I/O error
+            message = write_error(e, writing=False)
+            if message is None:
+                raise  # not about the place written to: a bug, with its traceback
+            if e.filename is None:  # stdout itself: what is still buffered can never be written
+                silence_stdout()
+            self._error(ctx, message)
+
+    @staticmethod
+    def _error(ctx, message: str) -> None:
+        err.print(f"[bold red]Error:[/bold red] {rich_escape(message)}", highlight=False, soft_wrap=True)
+        ctx.exit(1)
 
     def main(self, args=None, prog_name=None, complete_var=None, standalone_mode=True, **extra):
         import sys
@@ -138,7 +161,8 @@ WeightsOpt = typer.Option(None, "--weights", help="Local weights file (safetenso
 DeviceOpt = typer.Option("auto", "--device", help="auto, cpu, cuda or mps.")
 FilterOpt = typer.Option(None, "--filter", "-f", help="Metadata filter such as category=bags, price<200, "
                          "'colour in (red,black)' or tag:minimalist; repeat to combine.")
-FormatOpt = typer.Option("table", "--format", help="table, json or csv.")
+FormatOpt = typer.Option("table", "--format", help="table, json or csv (a cell a spreadsheet would run as a formula, "
+                         "such as =HYPERLINK(...), gets a leading '; VREC_CSV_RAW=1 writes cells as they are).")
 FormatTableJsonOpt = typer.Option("table", "--format", help="table or json.")  # commands without a CSV form
 
 

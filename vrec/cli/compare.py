@@ -36,8 +36,10 @@ def compare(
     """
     import json
 
-    from vrec.report import pages, render as r
-    from vrec.search.compare import compare as run, to_dict
+    from vrec.report import pages
+    from vrec.report import render as r
+    from vrec.search.compare import compare as run
+    from vrec.search.compare import to_dict
 
     check_format(fmt, ("table", "json"))
     result = run(items or (), left=left, right=right, k=k, sample=0 if summary else sample, seed=seed, label=label,

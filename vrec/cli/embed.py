@@ -6,7 +6,7 @@ from typing import List, Optional
 
 import typer
 
-from vrec.cli.common import DeviceOpt, StoreOpt, app, err, out
+from vrec.cli.common import DeviceOpt, StoreOpt, app, err, out, print_notes
 
 
 @app.command()
@@ -42,9 +42,12 @@ def embed(
     drops deleted ones; an interrupted run keeps what it finished and the next run resumes.
     Unreadable files are skipped and listed.
     """
-    from vrec.ingest.embed import EmbedInterrupted, embed as run
-    from vrec.models.encoders import DEFAULT_MODELS
+    from rich.markup import escape
+
     from vrec.base.errors import VrecError
+    from vrec.ingest.embed import EmbedInterrupted
+    from vrec.ingest.embed import embed as run
+    from vrec.models.encoders import DEFAULT_MODELS
 
     models = list(model or DEFAULT_MODELS)
     if weights and len(models) != 1:
@@ -73,7 +76,7 @@ def embed(
     if report.skipped and not quiet:
         err.print(f"[yellow]Skipped {len(report.skipped)} file(s) that could not be used:[/yellow]")
         for path, reason in report.skipped[:20]:
-            err.print(f"  {path}: {reason}", highlight=False)
+            err.print(f"  {escape(path)}: {escape(reason)}", highlight=False)
         if len(report.skipped) > 20:
             err.print(f"  ... and {len(report.skipped) - 20} more (see skipped.parquet in the store)")
     if report.found and len(report.skipped) == report.found:
@@ -81,7 +84,10 @@ def embed(
 
 
 def _notes(report) -> None:
-    """Warnings a user must see even with --quiet: repaired damage and duplicate metadata rows."""
+    """Warnings a user must see even with --quiet: repaired damage, duplicate metadata rows, and
+    what was read or skipped other than one might think (hidden files, a ';'-separated CSV)."""
+    from rich.markup import escape
+
     for m in report.models:
         if m.repaired:
             err.print(f"[yellow]Repaired:[/yellow] {m.repaired} {m.model} vector(s) whose shard files were missing "
@@ -89,8 +95,9 @@ def _notes(report) -> None:
     md = report.metadata or {}
     if md.get("duplicate_rows"):
         err.print(f"[yellow]Note:[/yellow] {md['duplicate_rows']} metadata row(s) repeat an id already given "
-                  f"(e.g. {', '.join(repr(i) for i in md['duplicate_ids'])}); the last row of each id was kept.",
+                  f"(e.g. {escape(', '.join(repr(i) for i in md['duplicate_ids']))}); the last row of each id was kept.",
                   highlight=False)
+    print_notes(report.notes)
 
 
 def _exit_now_if_stuck(code: int) -> None:
@@ -165,9 +172,9 @@ def index(
     queries start without torch."""
     from rich.markup import escape
 
-    from vrec.store import index as ix
     from vrec.base.errors import VrecError
     from vrec.report.render import new_table
+    from vrec.store import index as ix
     from vrec.store.store import Store
 
     ix.check_index_options(m, ef_construction, target_recall)  # before any work: a bad value is a typo
@@ -200,8 +207,8 @@ def index(
 def text_tower_ready(ms) -> None:
     """Export the model's text tower to ONNX if it has none yet, so that the first text query starts
     fast; a model whose weights are not here (or differ from the default) is left to that query."""
-    from vrec.models.encoders import prepare_text_tower
     from vrec.base.errors import ConfigMismatch, VrecError
+    from vrec.models.encoders import prepare_text_tower
     from vrec.search.query import check_config
 
     try:

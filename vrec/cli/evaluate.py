@@ -45,9 +45,10 @@ def eval_(
     --text-queries-from TITLE_COLUMN (R@1, R@10, MRR), --label-queries LABEL_COLUMN (P@1, P@10, MRR),
     and --fuse-text COLUMN for its text-fused documents.
     """
-    from vrec.report import pages, render as r
     from vrec.base.errors import VrecError
     from vrec.experiments.evaluate import evaluate
+    from vrec.report import pages
+    from vrec.report import render as r
 
     try:
         ks = [int(x) for x in k.split(",") if x.strip()]
@@ -71,7 +72,7 @@ def eval_(
 @app.command()
 def export(
     out_path: str = typer.Argument(..., metavar="OUT", help="Output file; its extension picks the format: "
-                                   ".parquet, .npy or .csv."),
+                                   ".parquet, .npy or .csv; '-' writes CSV to stdout."),
     model: str = typer.Option("siglip", "--model", "-m", help="Model whose vectors to export."),
     fmt: Optional[str] = typer.Option(None, "--format", help="parquet, npy or csv, for an OUT without extension "
                                       "\\[default: from OUT's extension; parquet without one]."),
@@ -92,7 +93,7 @@ def export(
 @app.command()
 def neighbours(
     out_path: str = typer.Argument(..., metavar="OUT", help="Output file: .parquet or .csv (by its extension; "
-                                   "parquet without one)."),
+                                   "parquet without one); '-' writes CSV to stdout."),
     model: str = typer.Option("siglip", "--model", "-m", help="Model whose neighbours to use."),
     k: int = typer.Option(20, "--k", "-k", help="Neighbours per item (at least 1; beyond the catalog, all "
                           "other items)."),

@@ -1,7 +1,6 @@
 """``vrec models``: what can embed, and getting weights onto an offline machine."""
 from __future__ import annotations
 
-
 import typer
 
 from vrec.cli.common import app, err, out

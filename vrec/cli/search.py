@@ -6,7 +6,19 @@ from typing import List, Optional
 
 import typer
 
-from vrec.cli.common import START, request_quick_exit, DeviceOpt, FilterOpt, FormatOpt, StoreOpt, WeightsOpt, app, check_format, err, out
+from vrec.cli.common import (
+    START,
+    DeviceOpt,
+    FilterOpt,
+    FormatOpt,
+    StoreOpt,
+    WeightsOpt,
+    app,
+    check_format,
+    err,
+    out,
+    request_quick_exit,
+)
 
 SCORES_HELP = ("Scores: 'score' is the cosine similarity of the query and item vectors (1 = identical direction);"
                " for text queries on SigLIP models, 'match p' is SigLIP's own probability that the text describes"
@@ -14,7 +26,8 @@ SCORES_HELP = ("Scores: 'score' is the cosine similarity of the query and item v
 
 
 def render(result, fmt: str, html_path: Optional[str], store) -> None:
-    from vrec.report import pages, render as r
+    from vrec.report import pages
+    from vrec.report import render as r
     from vrec.store.store import Store
 
     if html_path:  # first: an unwritable page is an error before any result is printed
@@ -24,7 +37,7 @@ def render(result, fmt: str, html_path: Optional[str], store) -> None:
     if fmt == "json":
         print(r.result_json(result))
     elif fmt == "csv":
-        print(result.table.to_csv(index=False).rstrip("\n"))
+        print(r.csv_safe(result.table).to_csv(index=False).rstrip("\n"))
     else:
         out.print(r.results_table(result))
     if html_path:

@@ -29,18 +29,17 @@ def tag(
     store: filter with --filter tag:minimalist; search and compare show them.
     """
     from vrec.report import render as r
-    from vrec.store.catalog_table import catalog_table
-    from vrec.store.store import Store
-    from vrec.store.store import atomic_path
     from vrec.search.tags import check_output_file, save_tags
     from vrec.search.tags import tag as run
+    from vrec.store.catalog_table import catalog_table
+    from vrec.store.store import Store, atomic_path
 
     if csv:
         check_output_file(csv, "--csv")
     result = run(model=model, store=store, vocab=vocab or (), threshold=threshold, top=top, save=False, device=device)
     if csv:  # before the store is touched: a CSV that cannot be written leaves everything as it was
         with atomic_path(csv) as tmp:
-            result.table.to_csv(tmp, index=False)
+            r.csv_safe(result.table).to_csv(tmp, index=False)
         err.print(f"wrote {csv}")
     st = Store(store)
     save_tags(st, result.long)
@@ -74,12 +73,14 @@ def map_(
     device: str = DeviceOpt,
 ) -> None:
     """Group the assortment into style clusters named by vocabulary concepts, or find its gaps."""
-    from vrec.report import pages, render as r
     from vrec.base.errors import QueryError
+    from vrec.report import pages
+    from vrec.report import render as r
+    from vrec.search.tags import check_gap_options, check_output_file, read_vocabs
     from vrec.store.store import atomic_path
-    from vrec.search.tags import check_gap_options, check_output_file
 
     check_gap_options(threshold, min_items)
+    read_vocabs(vocab or ())  # a vocabulary that cannot be read fails now, not after the models load
     if gaps and html:
         raise QueryError("--html draws the style map and has no gaps page; drop --html, or use --csv FILE "
                          "to save the gaps.")
@@ -96,7 +97,7 @@ def map_(
             out.print(t)
         if csv:
             with atomic_path(csv) as tmp:
-                gaps_frame(gap_list, over).to_csv(tmp, index=False)
+                r.csv_safe(gaps_frame(gap_list, over)).to_csv(tmp, index=False)
             err.print(f"wrote {csv}")
         return
     from vrec.search.stylemap import style_map
@@ -109,5 +110,5 @@ def map_(
         err.print(f"wrote {html}")
     if csv:
         with atomic_path(csv) as tmp:
-            sm.items.to_csv(tmp, index=False)
+            r.csv_safe(sm.items).to_csv(tmp, index=False)
         err.print(f"wrote {csv}")

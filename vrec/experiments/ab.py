@@ -37,14 +37,37 @@ from typing import Sequence
 
 import numpy as np
 
-from vrec.experiments.ab_analysis import (  # noqa: F401  (re-exported: vrec.ab is the A/B module's one entry point)
-    LIFT_HEADER, SRM_ALPHA, Analysis, Lift, MetricSpec, analysis_to_dict, analyze, compare_means, cuped,
-    fmt_p, fmt_pct, fmt_value, lift_rows, linearize, parse_metric)
-from vrec.experiments.ab_assign import (  # noqa: F401  (re-exported, as above)
-    DEFAULT_ARMS, MAX_ARMS, assign, assign_file, assign_many, bucket, check_experiment, parse_arms, parse_split,
-    read_table)
 from vrec.base.errors import QueryError, StoreError, VrecError, check_number, suggest
 from vrec.base.records import json_safe
+from vrec.experiments.ab_analysis import (  # noqa: F401  (re-exported: vrec.ab is the A/B module's one entry point)
+    LIFT_HEADER,
+    SRM_ALPHA,
+    Analysis,
+    Lift,
+    MetricSpec,
+    analysis_to_dict,
+    analyze,
+    compare_means,
+    cuped,
+    fmt_p,
+    fmt_pct,
+    fmt_value,
+    lift_rows,
+    linearize,
+    parse_metric,
+)
+from vrec.experiments.ab_assign import (  # noqa: F401  (re-exported, as above)
+    DEFAULT_ARMS,
+    MAX_ARMS,
+    assign,
+    assign_file,
+    assign_many,
+    bucket,
+    check_experiment,
+    parse_arms,
+    parse_split,
+    read_table,
+)
 from vrec.store.store import atomic_path
 
 BARELY_DIFFER = 0.8  # mean overlap@k at or above this: the arms show nearly the same lists
@@ -293,7 +316,9 @@ def build_arms(arms: Sequence[str] | str = DEFAULT_ARMS, k: int = 20, filters: S
     if out is not None:
         with atomic_path(out) as tmp:
             if fmt == "csv":
-                table.to_csv(tmp, index=False)
+                from vrec.base.records import csv_safe  # spreadsheet formulas escaped, as in every CSV vrec writes
+
+                csv_safe(table).to_csv(tmp, index=False)
             else:
                 table.to_parquet(tmp, index=False)
         res.file = str(out)
@@ -399,8 +424,8 @@ class Experiment:
         Only catalog ids (or their unique endings) are accepted, never a file path: a request from the
         web must not make the server read its own files. ``store`` overrides the experiment's store
         for this call (``vrec serve`` passes its current snapshot)."""
-        from vrec.store.catalog_table import catalog_table
         from vrec.search.query import resolve_item, search_image, unknown_item
+        from vrec.store.catalog_table import catalog_table
 
         st = store if store is not None else self.store
         arm = self.arm_of(unit)

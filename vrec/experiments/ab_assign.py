@@ -138,16 +138,15 @@ def read_table(path: str | os.PathLike, what: str = "file"):
     """A CSV or parquet file as a DataFrame (ids kept as text), with one clear error when it cannot be read."""
     import pandas as pd
 
+    from vrec.base.userfiles import buffer
+
     p = Path(path)
-    if p.is_dir():
-        raise VrecError(f"{what} {str(path)!r} is a folder; give a CSV or parquet file.")
-    if not p.is_file():
-        raise VrecError(f"{what} {str(path)!r} does not exist.")
+    data = buffer(p, what, "table", "give a CSV or parquet file")
     try:
         if p.suffix.lower() in (".parquet", ".pq"):
-            df = pd.read_parquet(p)
+            df = pd.read_parquet(data)
         else:
-            df = pd.read_csv(p, dtype=str, keep_default_na=False, skipinitialspace=True)
+            df = pd.read_csv(data, dtype=str, keep_default_na=False, skipinitialspace=True)
     except pd.errors.EmptyDataError:
         raise VrecError(f"{what} {str(path)!r} is empty; it needs a header row and one row per unit.") from None
     except (pd.errors.ParserError, UnicodeDecodeError, ValueError, OSError) as e:

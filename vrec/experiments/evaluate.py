@@ -30,16 +30,15 @@ from __future__ import annotations
 
 import string
 from dataclasses import dataclass, field
-from pathlib import Path
 from typing import Sequence
 
 import numpy as np
 
 from vrec.base.errors import FilterError, QueryError, check_number, suggest
-from vrec.store.index import search_rows
 from vrec.base.records import json_safe, to_records
-from vrec.store.catalog_table import catalog_table
 from vrec.search.query import load_encoder
+from vrec.store.catalog_table import catalog_table
+from vrec.store.index import search_rows
 from vrec.store.store import as_store
 
 IMAGE_METRICS = ("precision", "recall", "map", "ndcg")
@@ -410,24 +409,22 @@ def text_queries_from_file(table, path: str, notes: list[str] | None = None) -> 
     unknown, a filter matching nothing -- is skipped with a note (appended to ``notes``), so one
     bad row does not stop a long file; a file with no usable row is an error.
     """
+    import io
+
     import pandas as pd
 
+    from vrec.base.userfiles import read_bytes
     from vrec.store.filters import apply_filters
 
-    if Path(path).is_dir():
-        raise QueryError(f"Queries file {path!r} is a folder; give a CSV file.")
+    data = read_bytes(path, "Queries file", "queries", "give a CSV file of queries", QueryError)
     try:
-        df = pd.read_csv(path, dtype=str, keep_default_na=False, skipinitialspace=True)
-    except FileNotFoundError:
-        raise QueryError(f"Queries file {path!r} does not exist.") from None
+        df = pd.read_csv(io.BytesIO(data), dtype=str, keep_default_na=False, skipinitialspace=True)
     except pd.errors.EmptyDataError:
         raise QueryError(f"Queries file {path!r} is empty; it needs a header 'query,relevant_ids' (or "
                          f"'query,filter') and one row per query.") from None
     except (pd.errors.ParserError, UnicodeDecodeError) as e:
         reason = str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__
         raise QueryError(f"Cannot read queries file {path!r} as CSV ({reason}); save it as UTF-8 CSV.") from None
-    except OSError as e:
-        raise QueryError(f"Cannot read queries file {path!r} ({e.strerror or e}).") from None
     df.columns = [str(c).strip() for c in df.columns]
     if "query" not in df.columns or not ({"relevant_ids", "filter"} & set(df.columns)):
         raise QueryError(f"Queries file {path!r} needs a 'query' column and a 'relevant_ids' or 'filter' column.")

@@ -12,7 +12,7 @@ import io
 import os
 import stat
 import warnings
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Iterable, Sequence
 
@@ -20,6 +20,7 @@ import numpy as np
 from PIL import Image, ImageOps
 
 from vrec.base.errors import CatalogError
+from vrec.base.userfiles import describe, kind_of, read_bytes
 
 IMAGE_EXTENSIONS = frozenset({".jpg", ".jpeg", ".png", ".webp", ".bmp", ".gif", ".tif", ".tiff"})
 
@@ -41,14 +42,6 @@ class BadImage(Exception):
     """An image file that cannot be used; the message is the reason recorded in the store."""
 
 
-def _kind(mode: int) -> str:
-    for test, name in ((stat.S_ISFIFO, "a named pipe"), (stat.S_ISSOCK, "a socket"), (stat.S_ISCHR, "a device"),
-                       (stat.S_ISBLK, "a device"), (stat.S_ISDIR, "a folder")):
-        if test(mode):
-            return name
-    return "not a regular file"
-
-
 def stat_regular(path: str | os.PathLike) -> os.stat_result:
     """``os.stat`` that refuses anything but a regular file (following symlinks).
 
@@ -58,7 +51,7 @@ def stat_regular(path: str | os.PathLike) -> os.stat_result:
     """
     st = os.stat(path)
     if not stat.S_ISREG(st.st_mode):
-        raise OSError(errno.EINVAL, f"not a regular file: {_kind(st.st_mode)}")
+        raise OSError(errno.EINVAL, f"not a regular file: {kind_of(st.st_mode)}")
     return st
 
 
@@ -68,7 +61,7 @@ def read_regular(path: str | os.PathLike) -> bytes:
     try:
         st = os.fstat(fd)
         if not stat.S_ISREG(st.st_mode):
-            raise OSError(errno.EINVAL, f"not a regular file: {_kind(st.st_mode)}")
+            raise OSError(errno.EINVAL, f"not a regular file: {kind_of(st.st_mode)}")
         with os.fdopen(fd, "rb", closefd=False) as f:
             return f.read()
     finally:
@@ -78,23 +71,64 @@ def read_regular(path: str | os.PathLike) -> bytes:
 def find_images(root: str | os.PathLike) -> list[ImageRef]:
     """All images below ``root``, recursively, in a stable (sorted) order.
 
-    Hidden folders (such as a ``.vrec`` store kept beside the photos) are skipped. An image's id
-    is its relative path without extension, so ``bags/tote-01.jpg`` is ``bags/tote-01``; where two
-    files differ only by extension, both keep their extension to stay unique.
+    Hidden folders (such as a ``.vrec`` store kept beside the photos) and hidden files are
+    skipped (:func:`scan_images` also counts them). An image's id is its relative path without
+    extension, so ``bags/tote-01.jpg`` is ``bags/tote-01``; where two files differ only by
+    extension, both keep their extension to stay unique.
     """
+    return scan_images(root)[0]
+
+
+def scan_images(root: str | os.PathLike) -> tuple[list[ImageRef], "Hidden"]:
+    """:func:`find_images`, plus what was skipped for being hidden (a name starting with '.')."""
     base = Path(root)
-    if not base.exists():
-        raise CatalogError(f"Folder {str(root)!r} does not exist; pass the folder that holds your product photos.")
     if not base.is_dir():
-        raise CatalogError(f"{str(root)!r} is not a folder; pass the folder that holds your product photos.")
+        why = describe(base) or "is a file, not a folder"
+        raise CatalogError(f"{str(root)!r} {why}; pass the folder that holds your product photos.")
     paths: list[str] = []
+    hidden = Hidden()
     for dirpath, dirnames, filenames in os.walk(base):
-        dirnames[:] = sorted(d for d in dirnames if not d.startswith("."))
         rel_dir = Path(dirpath).relative_to(base)
+        hidden.folders += [(rel_dir / d).as_posix() for d in dirnames
+                           if d.startswith(".") and _has_images(Path(dirpath, d))]
+        dirnames[:] = sorted(d for d in dirnames if not d.startswith("."))
         for name in sorted(filenames):
-            if not name.startswith(".") and Path(name).suffix.lower() in IMAGE_EXTENSIONS:
-                paths.append((rel_dir / name).as_posix())
-    return _refs_from_paths(sorted(paths))
+            if Path(name).suffix.lower() in IMAGE_EXTENSIONS:
+                if name.startswith("."):
+                    hidden.files += 1
+                else:
+                    paths.append((rel_dir / name).as_posix())
+    return _refs_from_paths(sorted(paths)), hidden
+
+
+def _has_images(folder: Path) -> bool:
+    """Whether a folder holds image files itself (a hidden .thumbs does; .git or a vrec store do not)."""
+    try:
+        return any(Path(e.name).suffix.lower() in IMAGE_EXTENSIONS for e in os.scandir(folder))
+    except OSError:
+        return False
+
+
+@dataclass
+class Hidden:
+    """Images and folders a scan skipped because their names start with '.' (vrec stores aside)."""
+
+    files: int = 0
+    folders: list = field(default_factory=list)
+
+    def note(self) -> str | None:
+        """One sentence for the user, or None when nothing was skipped."""
+        parts = []
+        if self.files:
+            parts.append(f"{self.files} hidden image file{'s' if self.files != 1 else ''}")
+        if self.folders:
+            names = ", ".join(sorted(self.folders)[:3]) + (f" and {len(self.folders) - 3} more"
+                                                          if len(self.folders) > 3 else "")
+            parts.append(f"the hidden folder{'s' if len(self.folders) != 1 else ''} {names}")
+        if not parts:
+            return None
+        return (f"Skipped {' and '.join(parts)} (names starting with '.'); rename them without the dot "
+                "to embed them.")
 
 
 # --- sources: where photos live ---------------------------------------------------------------
@@ -111,6 +145,7 @@ class Source:
 
     root: str
     metadata = None  # a DataFrame keyed by id, when the source carries product data
+    hidden = None  # a Hidden: what refs() skipped for a name starting with '.' (folders and URIs)
 
     def refs(self) -> list[ImageRef]:
         raise NotImplementedError
@@ -131,7 +166,8 @@ class FolderSource(Source):
         self.root = str(self.folder.resolve())
 
     def refs(self) -> list[ImageRef]:
-        return find_images(self.folder)
+        refs, self.hidden = scan_images(self.folder)
+        return refs
 
     def stat(self, ref: ImageRef) -> tuple[int, int]:
         st = stat_regular(self.folder / ref.path)
@@ -174,10 +210,13 @@ class FileSystemSource(Source):
             raise CatalogError(f"Cannot list {self.uri!r} ({e}).") from None
         self._stats = {}
         paths = []
+        self.hidden = Hidden()
         for info in infos:
             rel = info.path[len(self.base):].lstrip("/")
-            if info.type == pafs.FileType.File and Path(rel).suffix.lower() in IMAGE_EXTENSIONS \
-                    and not any(part.startswith(".") for part in rel.split("/")):
+            if info.type == pafs.FileType.File and Path(rel).suffix.lower() in IMAGE_EXTENSIONS:
+                if any(part.startswith(".") for part in rel.split("/")):
+                    self.hidden.files += 1
+                    continue
                 paths.append(rel)
                 self._stats[rel] = (info.size, info.mtime_ns or 0)
         return _refs_from_paths(sorted(paths))
@@ -200,14 +239,14 @@ class ListSource(Source):
     """
 
     def __init__(self, list_file: str | os.PathLike):
-        import pandas as pd
-
         self.list_file = Path(list_file)
         self.root = str(self.list_file.resolve().parent)
-        try:
-            df = pd.read_parquet(list_file) if self.list_file.suffix.lower() == ".parquet" else pd.read_csv(list_file, dtype={"id": str})
-        except FileNotFoundError:
-            raise CatalogError(f"List file {str(list_file)!r} does not exist.") from None
+        self.notes: list[str] = []
+        want = "give a CSV or parquet file listing the photos"
+        if self.list_file.suffix.lower() == ".parquet":
+            df = read_parquet_file(list_file, "List file", "list", want)
+        else:
+            df = read_csv_file(list_file, "List file", "list", want, self.notes, dtype={"id": str})
         col = next((c for c in df.columns if c.lower() in ("path",) + FILE_COLUMNS), None)
         if col is None:
             raise CatalogError(f"List file {str(list_file)!r} needs a 'path' column with the image paths or URIs.")
@@ -405,74 +444,155 @@ def load_image(path: str | os.PathLike, min_size: int = 0) -> Image.Image:
 # --- product metadata -------------------------------------------------------------------------
 
 FILE_COLUMNS = ("file", "filename", "path", "image", "image_path")
+METADATA_WANT = "give the CSV file of product data"
+MAX_COLUMNS = 1000  # a metadata or list file with more columns is refused: vrec shows, filters and exports them all
+SEPARATORS = {",": "commas", ";": "semicolons", "\t": "tabs", "|": "vertical bars"}
+
+
+def separator(data: bytes) -> str:
+    """The separator a CSV's header line uses most: ',' unless ';', tab or '|' appear more often
+    (spreadsheets save ';'-separated CSV in many locales)."""
+    header = data[:65536].split(b"\n", 1)[0].decode("utf-8", errors="replace")
+    counts = {sep: header.count(sep) for sep in SEPARATORS}
+    best = max(counts, key=lambda sep: (counts[sep], sep == ","))
+    return best if counts[best] else ","
+
+
+def read_csv_file(path, what: str, kind: str, want: str, notes: list, **options):
+    """A user's CSV file as a DataFrame, read through :mod:`vrec.userfiles` (regular files only,
+    size capped by ``kind``); see :func:`parse_csv`."""
+    return parse_csv(read_bytes(path, what, kind, want, CatalogError), path, what, notes, **options)
+
+
+def parse_csv(data: bytes, path, what: str, notes: list, **options):
+    """CSV bytes as a DataFrame, separated by ',' or, with a note, by the ';', tab or '|' their
+    header uses, and at most MAX_COLUMNS columns wide. Every failure is one CatalogError naming
+    the file (``what`` and ``path``)."""
+    import pandas as pd
+
+    sep = separator(data)
+    try:
+        header = pd.read_csv(io.BytesIO(data), sep=sep, nrows=0)
+        _check_width(path, what, len(header.columns))
+        df = pd.read_csv(io.BytesIO(data), sep=sep, **options)
+    except pd.errors.EmptyDataError:
+        raise CatalogError(f"{what} {str(path)!r} is empty; it needs a header row and one row per item.") from None
+    except (pd.errors.ParserError, UnicodeDecodeError, ValueError) as e:
+        reason = str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__
+        raise CatalogError(f"Cannot read {what.lower()} {str(path)!r} as CSV ({reason}); save it as UTF-8 CSV.") from None
+    if sep != ",":
+        notes.append(f"{what} {str(path)!r} is separated by {SEPARATORS[sep]}, not commas; it was read that way.")
+    return df
+
+
+def read_parquet_file(path, what: str, kind: str, want: str):
+    """A user's parquet file as a DataFrame, read as :func:`read_csv_file` reads a CSV."""
+    import pandas as pd
+
+    data = read_bytes(path, what, kind, want, CatalogError)
+    try:
+        df = pd.read_parquet(io.BytesIO(data))
+    except Exception as e:  # pyarrow raises its own kinds for a damaged file
+        reason = str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__
+        raise CatalogError(f"Cannot read {what.lower()} {str(path)!r} as parquet ({reason}).") from None
+    _check_width(path, what, len(df.columns))
+    return df
+
+
+def _check_width(path, what: str, columns: int) -> None:
+    if columns > MAX_COLUMNS:
+        raise CatalogError(f"{what} {str(path)!r} has {columns:,} columns, more than the {MAX_COLUMNS:,} vrec takes; "
+                           "keep the columns you search, filter or export on (id, title, category, price, ...).")
 
 
 def read_metadata(csv_path: str | os.PathLike, refs: Sequence[ImageRef]) -> tuple[object, dict]:
     """Read a product CSV and key it by item id.
 
     Rows are matched by an ``id`` column equal to the item id (``bags/tote-01``), its unique last
-    part (``tote-01``, the file name without extension) or the file name, or by a file column (``file``, ``filename``, ``path``, ``image``) equal to the relative path
-    or the file name. Ids and file names are read exactly as written (an id ``NA`` or ``007``
-    stays that string). Returns the table indexed by ``id`` and a report of what matched,
-    including ids that appear on more than one row (the last row wins, and the report says so).
-    Raises CatalogError when no row matches any item: applying such a table would wipe the
-    metadata the store has, so it is refused with an example of each side's ids.
+    part (``tote-01``, the file name without extension) or the file name, or by a file column
+    (``file``, ``filename``, ``path``, ``image``) equal to the relative path or the file name;
+    a backslash counts as a '/' (``bags\\tote-01.jpg``). Ids and file names are read exactly as
+    written (an id ``NA`` or ``007`` stays that string). A file separated by ';', tabs or '|' is
+    read as such, with a note. Returns the table indexed by ``id`` and a report of what matched
+    (``notes`` among it), including ids that appear on more than one row (the last row wins,
+    and the report says so). Raises CatalogError when no row matches any item -- a file with a
+    header and no rows included: applying such a table would wipe the metadata the store has.
     """
     import pandas as pd
 
-    if Path(csv_path).is_dir():
-        raise CatalogError(f"--metadata {str(csv_path)!r} is a folder; pass the CSV file of product data.")
-    try:
-        df = pd.read_csv(csv_path)
-        # keys exactly as written: no 'NA' -> NaN, no '007' -> 7
-        raw = pd.read_csv(csv_path, dtype=str, keep_default_na=False)
-    except FileNotFoundError:
-        raise CatalogError(f"Metadata file {str(csv_path)!r} does not exist.") from None
-    except (pd.errors.ParserError, pd.errors.EmptyDataError, UnicodeDecodeError, OSError) as e:
-        raise CatalogError(f"Cannot read metadata file {str(csv_path)!r} as CSV ({e}).") from None
+    notes: list[str] = []
+    what, want = "Metadata file", METADATA_WANT
+    data = read_bytes(csv_path, what, "metadata", want, CatalogError)
+    df = parse_csv(data, csv_path, what, notes)
+    raw = parse_csv(data, csv_path, what, [], dtype=str, keep_default_na=False)  # keys as written: 'NA', '007'
+    del data
     ids = {r.id for r in refs}
-    by_path = {r.path: r.id for r in refs}
-    by_name: dict[str, str] = {}
-    for r in refs:
-        by_name.setdefault(Path(r.path).name, r.id)
     file_col = next((c for c in df.columns if str(c).lower() in FILE_COLUMNS), None)
-    keys = None
-    if file_col is not None:
-        f = raw[file_col].str.replace("\\", "/", regex=False)
-        keys = f.map(lambda s: by_path.get(s) or by_path.get(s.lstrip("./")) or by_name.get(Path(s).name))
-    if "id" in df.columns:
-        # an item id, else its unique last part ('tote-01' for 'bags/tote-01'), else a file name
-        stems: dict[str, list[str]] = {}
-        for i in ids:
-            stems.setdefault(i.rsplit("/", 1)[-1], []).append(i)
-        id_keys = raw["id"].map(lambda s: s if s in ids else (stems[s][0] if len(stems.get(s, ())) == 1
-                                                               else by_name.get(s)))
-        keys = id_keys if keys is None else keys.fillna(id_keys)
+    keys = _match_keys(raw, refs, file_col)
     if keys is None:
         raise CatalogError(
             f"Metadata file {str(csv_path)!r} needs an 'id' column (the file name without extension) "
-            f"or a file column ({', '.join(FILE_COLUMNS)})."
+            f"or a file column ({', '.join(FILE_COLUMNS)}); its columns are "
+            f"{', '.join(map(repr, list(df.columns)[:8]))}{' ...' if len(df.columns) > 8 else ''}."
         )
-    if len(df) and keys.notna().sum() == 0 and ids:
+    if not len(df):
+        raise CatalogError(f"Metadata file {str(csv_path)!r} has a header but no rows, so it matches no image; "
+                           "the store's metadata was left as it was. Add one row per product.")
+    if keys.notna().sum() == 0 and ids:
         col = "id" if "id" in df.columns else file_col
-        example_item = sorted(ids)[0]
+        by_path = sorted(r.path for r in refs)
         raise CatalogError(
             f"None of the {len(df)} rows of {str(csv_path)!r} matches an image (its {col!r} values look like "
-            f"{str(raw[col].iloc[0])!r}; item ids look like {example_item!r}, file paths like "
-            f"{by_path and sorted(by_path)[0]!r}); the store's metadata was left as it was."
+            f"{str(raw[col].iloc[0])!r}; item ids look like {sorted(ids)[0]!r}, file paths like "
+            f"{by_path[0]!r}); the store's metadata was left as it was."
         )
     if file_col is not None and file_col != "id":
         df[file_col] = raw[file_col]
-    df = df.drop(columns=[c for c in ("id",) if c in df.columns])
-    df.insert(0, "id", keys)
+    df = pd.concat([keys.rename("id"), df.drop(columns=[c for c in ("id",) if c in df.columns])], axis=1)
     unmatched = int(df["id"].isna().sum())
     df = df.dropna(subset=["id"])
     dup = df["id"][df["id"].duplicated(keep="last")]
     df = df.drop_duplicates(subset=["id"], keep="last").set_index("id")
     report = {"rows": int(len(df) + len(dup) + unmatched), "matched": int(len(df) + len(dup)),
               "unmatched_rows": unmatched, "items_without_metadata": int(len(ids - set(df.index))),
-              "duplicate_rows": int(len(dup)), "duplicate_ids": sorted(set(dup))[:5]}
+              "duplicate_rows": int(len(dup)), "duplicate_ids": sorted(set(dup))[:5], "notes": notes}
     return df, report
+
+
+def _match_keys(raw, refs: Sequence[ImageRef], file_col):
+    """The item id each row of ``raw`` (read as text) belongs to, or None (NaN) where none; None
+    when the table has neither an ``id`` nor a file column."""
+    ids = {r.id for r in refs}
+    by_path = {r.path: r.id for r in refs}
+    by_name: dict[str, str] = {}
+    for r in refs:
+        by_name.setdefault(Path(r.path).name, r.id)
+    keys = None
+    if file_col is not None:
+        f = raw[file_col].str.replace("\\", "/", regex=False)
+        keys = f.map(lambda s: by_path.get(s) or by_path.get(_strip_dot(s)) or by_name.get(Path(s).name))
+    if "id" in raw.columns:
+        # an item id, else its unique last part ('tote-01' for 'bags/tote-01'), else a file name
+        stems: dict[str, list[str]] = {}
+        for i in ids:
+            stems.setdefault(i.rsplit("/", 1)[-1], []).append(i)
+
+        def item(s: str):
+            s = s if s in ids else s.replace("\\", "/")  # a backslash is a '/'
+            if s in ids:
+                return s
+            return stems[s][0] if len(stems.get(s, ())) == 1 else by_path.get(s) or by_name.get(s)
+
+        id_keys = raw["id"].map(item)
+        keys = id_keys if keys is None else keys.fillna(id_keys)
+    return keys
+
+
+def _strip_dot(path: str) -> str:
+    """'./bags/x.jpg' -> 'bags/x.jpg'."""
+    while path.startswith("./"):
+        path = path[2:]
+    return path
 
 
 def chunked(seq: Sequence, size: int) -> Iterable[Sequence]:

@@ -30,8 +30,9 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Sequence
 
-from vrec.base.errors import VrecError, check_number
+from vrec.base.errors import StoreError, VrecError, check_number
 from vrec.base.records import json_safe
+from vrec.base.userfiles import check_file, read_text
 from vrec.store.store import as_store, now, read_json, write_json
 
 CALIBRATION_FILE = "calibration.json"
@@ -165,10 +166,14 @@ def calibrate(model: str, store=None, device: str = "cpu", precision: str = "fp3
     entry = {**key, "images_per_second": report.images_per_second, "photos": done,
              "seconds": report.embed_seconds, "measured": now()}
     entries = [e for e in entries if not all(e.get(k) == v for k, v in key.items())] + [entry]
-    write_json(_calibration_path(st), {"entries": entries})
+    kept = "kept in the store"
+    try:
+        write_json(_calibration_path(st), {"entries": entries})
+    except (StoreError, OSError):  # a read-only store still gets its estimate
+        kept = "not kept: the store cannot be written, so the next run measures again"
     return Rate(name, device, precision, report.images_per_second,
                 f"calibrated now: 'vrec embed' on {done} of this catalog's photos on this machine "
-                f"({report.embed_seconds:.1f} s; kept in the store)")
+                f"({report.embed_seconds:.1f} s; {kept})")
 
 
 def benchmark_files(benchmarks: str | os.PathLike | None = None) -> list[Path]:
@@ -178,9 +183,7 @@ def benchmark_files(benchmarks: str | os.PathLike | None = None) -> list[Path]:
         p = Path(benchmarks)
         if p.suffix.lower() == ".md":  # the Markdown's machine-readable twin
             p = p.with_suffix(".json")
-        if not p.is_file():
-            raise VrecError(f"--benchmarks {str(benchmarks)!r} does not exist; give a BENCHMARKS-gpu.json written by "
-                            "'make bench-gpu' (or bench/run.py).")
+        check_file(p, "--benchmarks", "give a BENCHMARKS-gpu.json written by 'make bench-gpu' (or bench/run.py)")
         return [p]
     out = []
     for folder in dict.fromkeys([Path.cwd(), ROOT]):
@@ -191,9 +194,10 @@ def benchmark_files(benchmarks: str | os.PathLike | None = None) -> list[Path]:
 
 
 def _load_benchmark(path: Path) -> dict:
+    text = read_text(path, "The benchmark file", "benchmarks", "regenerate it with 'make bench'")
     try:
-        return json.loads(path.read_text())
-    except (OSError, json.JSONDecodeError) as e:
+        return json.loads(text)
+    except json.JSONDecodeError as e:
         raise VrecError(f"Cannot read the benchmark file {str(path)!r} ({e}); regenerate it with 'make bench'.") from None
 
 

@@ -16,18 +16,22 @@ from __future__ import annotations
 
 import contextlib
 import os
+import re
 import time
 from concurrent.futures import ThreadPoolExecutor
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Callable, Iterable, Sequence
 
 import numpy as np
 
-from vrec.ingest.catalog import Source, chunked, open_source, read_metadata
-from vrec.base.errors import CatalogError, check_number
+from vrec.base.errors import CatalogError, ModelUnavailable, check_number
+from vrec.base.userfiles import check_file
+from vrec.ingest.catalog import METADATA_WANT, Source, chunked, open_source, read_metadata
 from vrec.ingest.pipeline import Decoded, Job, ModelReport, Recorder, plan_model
+from vrec.models.weights import WANT_WEIGHTS
 from vrec.store.store import ITEM_COLUMNS, Store, as_store
 
+CONTROL = re.compile(r"[\x00-\x1f\x7f]")  # C0 control characters and DEL
 DECODE_NICENESS = int(os.environ.get("VREC_DECODE_NICENESS", "10"))
 ENGINES = ("local", "ray")
 
@@ -44,6 +48,7 @@ class EmbedReport:
     load_seconds: float = 0.0  # building the models
     embed_seconds: float = 0.0  # reading, decoding, encoding and writing
     engine: str = "local"
+    notes: list[str] = field(default_factory=list)  # for the user: hidden files skipped, a ';'-separated CSV read
 
     @property
     def embedded(self) -> int:
@@ -87,7 +92,11 @@ def embed(
     """
     from vrec.models.encoders import check_precision, default_batch_size, expected_config, pick_device, resolve, store_key
 
-    # every option is checked before anything is read or written
+    # every option is checked before anything is read or written (the files a user named first: cheap)
+    if metadata is not None:
+        check_file(metadata, "Metadata file", METADATA_WANT, CatalogError)
+    for path in (weights or {}).values():
+        check_file(path, "Weights file", WANT_WEIGHTS, ModelUnavailable)
     if engine not in ENGINES:
         raise CatalogError(f"Unknown engine {engine!r}; use one of: {', '.join(ENGINES)}.")
     if engine == "local":
@@ -106,6 +115,9 @@ def embed(
     st = as_store(store)
     source = open_source(folder)
     refs = source.refs()
+    notes = list(getattr(source, "notes", []))
+    if source.hidden is not None and source.hidden.note():
+        notes.append(source.hidden.note())
     if not refs:
         raise CatalogError(
             f"No images found in {str(folder)!r} (looked for .jpg, .jpeg, .png, .webp, .bmp, .gif and .tif files, "
@@ -119,6 +131,7 @@ def embed(
     meta, meta_report = None, None
     if metadata is not None:
         meta, meta_report = read_metadata(metadata, refs)
+        notes += meta_report.pop("notes", [])
     elif source.metadata is not None:
         meta = source.metadata
         meta_report = {"rows": len(meta), "matched": len(meta), "unmatched_rows": 0, "items_without_metadata": 0}
@@ -126,9 +139,15 @@ def embed(
     if meta is not None:
         st.write_metadata(meta)
 
-    # files that vanished, broken or looping symlinks, pipes and devices: skipped and listed
+    # files that vanished, broken or looping symlinks, pipes and devices: skipped and listed; so are
+    # names with a newline or another control character, which no URL, CSV or terminal line can hold
     stats, unusable = {}, []
     for ref in refs:
+        if CONTROL.search(ref.path) or CONTROL.search(ref.id):
+            what = "name" if CONTROL.search(ref.path) else f"id {printable(ref.id)!r}"
+            unusable.append((printable(ref.path), f"its {what} holds a control character (such as a newline or a "
+                             "tab), which no link, CSV row or terminal line can hold; rename it"))
+            continue
         try:
             stats[ref.id] = source.stat(ref)
         except OSError as e:
@@ -175,7 +194,7 @@ def embed(
     st.write_skipped(recorder.skipped)
     report = EmbedReport(found=len(refs), models=list(recorder.reports.values()), skipped=recorder.skipped,
                          metadata=meta_report, interrupted=interrupted, load_seconds=t_embed - t_load,
-                         embed_seconds=time.perf_counter() - t_embed, engine=engine)
+                         embed_seconds=time.perf_counter() - t_embed, engine=engine, notes=notes)
     if interrupted:
         raise EmbedInterrupted(report)
     _update_indexes(st, [stores[k].name for k in plans])
@@ -188,6 +207,11 @@ class EmbedInterrupted(KeyboardInterrupt):
     def __init__(self, report: EmbedReport):
         super().__init__()
         self.report = report
+
+
+def printable(path: str) -> str:
+    """A path with its control characters written as escapes ('a\\nb' for a newline), for listings."""
+    return CONTROL.sub(lambda m: repr(m.group())[1:-1], path)
 
 
 def _empty_items():

@@ -13,10 +13,13 @@ import logging
 import os
 
 from vrec.base.errors import ModelUnavailable
+from vrec.base.userfiles import check_file
 from vrec.models.hub import hub_file, offline_help
 from vrec.models.registry import TINY_SEED, ModelEntry
 
 log = logging.getLogger(__name__)
+
+WANT_WEIGHTS = "pass the model's weights file (safetensors or a PyTorch state dict)"
 
 # open_clip's weights files in an hf-hub repository, in the order open_clip itself tries them
 HF_HUB_WEIGHTS = ("open_clip_model.safetensors", "open_clip_pytorch_model.bin")
@@ -113,8 +116,7 @@ def load_state_dict(path: str | os.PathLike, skip_prefix: str | None = None) -> 
     import torch
 
     p = str(path)
-    if not os.path.isfile(p):
-        raise ModelUnavailable(f"Weights file {p!r} does not exist.")
+    check_file(p, "Weights file", WANT_WEIGHTS, ModelUnavailable)
     try:
         if p.endswith(".safetensors"):
             from safetensors import safe_open
@@ -145,8 +147,7 @@ def model_config(entry: ModelEntry, weights_id: str) -> dict:
 def expected_config(entry: ModelEntry, weights: str | os.PathLike | None = None) -> dict:
     """The manifest configuration an encoder will have, known without building it."""
     if weights:
-        if not os.path.isfile(weights):
-            raise ModelUnavailable(f"Weights file {str(weights)!r} does not exist.")
+        check_file(weights, "Weights file", WANT_WEIGHTS, ModelUnavailable)
         wid = file_digest(weights)
     elif entry.tiny:
         wid = f"random-seed{TINY_SEED}"

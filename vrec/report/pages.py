@@ -283,7 +283,9 @@ def check_report_path(path: str | Path) -> None:
     if path.is_dir():
         raise StoreError(f"{str(path)!r} is a folder; give a file name to write to (e.g. {str(path / 'eval.html')!r}).")
     if path.exists() and not path.is_file():
-        raise StoreError(f"{str(path)!r} is not a regular file; give the name of a file to write to.")
+        from vrec.base.userfiles import describe
+
+        raise StoreError(f"{str(path)!r} {describe(path)}; give the name of a file to write to.")
     if path.suffix.lower() not in REPORT_TYPES:
         raise VrecError(f"Unknown report type {path.suffix or path.name!r}; name the file .md, .html or .json.")
     chart_dir = path.with_name(path.stem + "_charts")

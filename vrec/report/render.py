@@ -8,7 +8,7 @@ from __future__ import annotations
 import json
 from typing import Sequence
 
-from vrec.base.records import to_records
+from vrec.base.records import CSV_RAW_ENV, csv_cell, csv_safe, to_records  # noqa: F401  (CSV cells: base)
 
 # metadata columns worth a place in a narrow terminal table, in order of preference
 PREFERRED_COLUMNS = ("title", "productDisplayName", "name", "category", "articleType", "colour", "baseColour",
@@ -68,6 +68,8 @@ def results_table(result, title: str | None = None):
         table.add_row(*row)
     return table
 
+
+# --- CSV ------------------------------------------------------------------------------------------
 
 def result_json(result) -> str:
     return json.dumps({"query": result.query, "kind": result.kind, "model": result.model,

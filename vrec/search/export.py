@@ -5,21 +5,35 @@ its vectors in memory.
 """
 from __future__ import annotations
 
+import contextlib
 import os
+import sys
 from pathlib import Path
 from typing import Sequence
 
 import numpy as np
 
 from vrec.base.errors import QueryError, check_number
+from vrec.base.records import csv_safe
+from vrec.search.query import INTERNAL_COLUMNS
+from vrec.store.catalog_table import catalog_table
 from vrec.store.filters import apply_filters
 from vrec.store.index import search_rows
-from vrec.store.catalog_table import catalog_table
-from vrec.search.query import INTERNAL_COLUMNS
-from vrec.store.store import atomic_path, as_store
+from vrec.store.store import as_store, atomic_path
 
 FORMATS = ("parquet", "npy", "csv")  # export: from OUT's extension, or --format
 NEIGHBOUR_FORMATS = ("parquet", "csv")  # neighbours: from OUT's extension
+STDOUT = "-"  # as OUT: CSV on standard output
+
+
+@contextlib.contextmanager
+def _csv_target(out):
+    """Where CSV rows go: standard output for OUT '-', else a temporary file renamed over OUT."""
+    if str(out) == STDOUT:
+        yield sys.stdout
+    else:
+        with atomic_path(out) as tmp:
+            yield tmp
 
 
 def _one_of(formats: Sequence[str]) -> str:
@@ -32,7 +46,13 @@ def output_format(out: str | os.PathLike, formats: Sequence[str], fmt: str | Non
 
     An unknown extension or ``fmt``, or a ``fmt`` that contradicts the extension (``x.csv --format
     parquet``), is refused before anything is read or written, so a file's name says what it holds.
+    OUT '-' is standard output, in CSV (the one text format).
     """
+    if str(out) == STDOUT:
+        if fmt is not None and fmt.strip().lower().lstrip(".") != "csv":
+            raise QueryError(f"OUT '-' writes to stdout, which takes CSV only (not {fmt}); drop --format, or give "
+                             "a file name.")
+        return "csv"
     suffix = Path(out).suffix.lstrip(".").lower()
     if fmt is not None:
         fmt = fmt.strip().lower().lstrip(".")
@@ -84,17 +104,18 @@ def export_vectors(out: str | os.PathLike, model: str = "siglip", store=None, fm
         raise _no_items(model, "export")
     meta = table[_meta_columns(table)]
     dim, n = ms.dim, len(table)
-    files = [str(out)]
+    files = ["stdout" if str(out) == STDOUT else str(out)]
     offset = 0
     if fmt == "npy":
         side = out.with_name(out.name[: -len(out.suffix)] + ".items.parquet" if out.suffix else out.name + ".items.parquet")
         with atomic_path(out) as tmp, atomic_path(side) as side_tmp:  # both paths checked before writing either
-            mm = np.lib.format.open_memmap(tmp, mode="w+", dtype=np.float32, shape=(n, dim))
-            for _, vec in ms.iter_live():
-                mm[offset:offset + len(vec)] = vec
-                offset += len(vec)
-            mm.flush()
-            del mm
+            # written in order, not through a memory map: on a full disk a write fails with ENOSPC,
+            # where a page of a map would kill the process (SIGBUS)
+            with open(tmp, "wb") as f:
+                header = np.lib.format.header_data_from_array_1_0(np.zeros((0, dim), np.float32))
+                np.lib.format.write_array_header_1_0(f, {**header, "shape": (n, dim)})
+                for _, vec in ms.iter_live():
+                    f.write(np.ascontiguousarray(vec, np.float32).tobytes())
             meta.to_parquet(side_tmp, index=False)
         files.append(str(side))
     elif fmt == "parquet":
@@ -112,12 +133,12 @@ def export_vectors(out: str | os.PathLike, model: str = "siglip", store=None, fm
     else:
         import pandas as pd
 
-        with atomic_path(out) as tmp:
+        with _csv_target(out) as tmp:
             header = True
             for _, vec in ms.iter_live():
                 part = meta.iloc[offset:offset + len(vec)].reset_index(drop=True)
                 cols = pd.DataFrame(np.asarray(vec), columns=[f"v{i}" for i in range(dim)])
-                pd.concat([part, cols], axis=1).to_csv(tmp, mode="a", header=header, index=False)
+                csv_safe(pd.concat([part, cols], axis=1)).to_csv(tmp, mode="a", header=header, index=False)
                 header = False
                 offset += len(vec)
     return {"items": n, "dim": dim, "format": fmt, "files": files, "notes": notes}
@@ -156,7 +177,7 @@ def similar_items(out: str | os.PathLike, model: str = "siglip", store=None, k: 
     pos_of = dict(zip(rows.tolist(), range(len(rows))))
     schema = pa.schema([("item", pa.string()), ("rank", pa.int32()), ("neighbour", pa.string()), ("score", pa.float32())])
     written = 0
-    with atomic_path(out) as tmp:
+    with (atomic_path(out) if fmt == "parquet" else _csv_target(out)) as tmp:
         writer = pq.ParquetWriter(tmp, schema) if fmt == "parquet" else None
         try:
             for start in range(0, len(rows), batch):
@@ -173,9 +194,10 @@ def similar_items(out: str | os.PathLike, model: str = "siglip", store=None, k: 
                 if writer is not None:
                     writer.write_table(part)
                 else:
-                    part.to_pandas().to_csv(tmp, mode="a", header=start == 0, index=False)
+                    csv_safe(part.to_pandas()).to_csv(tmp, mode="a", header=start == 0, index=False)
                 written += len(items)
         finally:
             if writer is not None:
                 writer.close()
-    return {"items": len(rows), "rows": written, "k": k, "file": str(out), "format": fmt, "notes": notes}
+    return {"items": len(rows), "rows": written, "k": k, "file": "stdout" if str(out) == STDOUT else str(out),
+            "format": fmt, "notes": notes}

@@ -23,6 +23,8 @@ from typing import Sequence
 import numpy as np
 
 from vrec.base.errors import CatalogError, StoreError, check_number, suggest
+from vrec.base.files import STDOUT_REFUSED
+from vrec.base.userfiles import describe, read_text
 from vrec.search.query import load_encoder
 from vrec.store.store import as_store, write_parquet
 
@@ -45,19 +47,12 @@ def read_vocab(source: str | os.PathLike) -> list[Concept]:
         text = resources.files("vrec.search").joinpath(f"vocab/{source}.txt").read_text(encoding="utf-8")
     else:
         path = Path(source)
-        if path.is_dir():
-            raise CatalogError(f"Vocabulary {str(source)!r} is a folder; give a text file with one concept per line.")
-        try:
-            text = path.read_text(encoding="utf-8")
-        except FileNotFoundError:
+        if not os.path.lexists(path):  # perhaps a mistyped built-in name: 'fashon'
             raise CatalogError(
                 f"Vocabulary {str(source)!r} is neither a file nor a built-in vocabulary "
-                f"({', '.join(BUILTIN_VOCABS)}).{suggest(str(source), BUILTIN_VOCABS)}") from None
-        except UnicodeDecodeError:
-            raise CatalogError(f"Vocabulary {str(source)!r} is not UTF-8 text; save it as UTF-8 "
-                               f"(one concept per line).") from None
-        except OSError as e:
-            raise CatalogError(f"Cannot read vocabulary {str(source)!r} ({e.strerror or e}).") from None
+                f"({', '.join(BUILTIN_VOCABS)}).{suggest(str(source), BUILTIN_VOCABS)}")
+        text = read_text(path, "Vocabulary", "vocabulary", "give a text file with one concept per line (UTF-8)",
+                         CatalogError)
     concepts, group = [], "tag"
     for raw in text.splitlines():
         line = raw.split("#", 1)[0].strip()
@@ -183,11 +178,13 @@ def save_tags(store, long) -> None:
 def check_output_file(path: str | os.PathLike, option: str) -> None:
     """Refuse an output path that cannot become a file (a folder, a device, a file where a folder
     should be, a read-only place) before any work is done, so that nothing is written on failure."""
+    if str(path) == "-":
+        raise StoreError(f"{option} -: " + STDOUT_REFUSED)
     p = Path(path)
     if p.is_dir():
         raise StoreError(f"{option} {str(p)!r} is a folder; give a file name to write to (e.g. {str(p / 'out')!r}).")
     if p.exists() and not p.is_file():
-        raise StoreError(f"{option} {str(p)!r} is not a regular file; give the name of a file to write to.")
+        raise StoreError(f"{option} {str(p)!r} {describe(p)}; give the name of a file to write to.")
     parent = p.absolute().parent
     while not parent.exists() and parent != parent.parent:
         parent = parent.parent

@@ -32,6 +32,7 @@ import numpy as np
 from vrec.base import __version__
 from vrec.base.errors import ConfigMismatch, NotEmbedded, StoreError, suggest
 from vrec.base.files import atomic_path, folder_name, now, read_json, write_json, write_npy, write_parquet  # noqa: F401  (the store's files)
+from vrec.base.userfiles import describe
 
 SCHEMA_VERSION = 1
 DEFAULT_STORE = ".vrec"
@@ -79,8 +80,9 @@ class Store:
 
     def _check_folder(self) -> None:
         """A --store that is a file, a device or a pipe: one clear error, before anything else."""
-        if self.path.exists() and not self.path.is_dir():
-            raise StoreError(f"--store {str(self.path)!r} is a file, not a folder; pass a folder for the store "
+        what = None if self.path.is_dir() else describe(self.path) or "is a file"
+        if what is not None and what != "does not exist":  # a missing store is created when needed
+            raise StoreError(f"--store {str(self.path)!r} {what}, not a folder; pass a folder for the store "
                              f"(it is created if missing), e.g. --store ./.vrec.")
 
     def info(self) -> dict:
