@@ -4,11 +4,11 @@ from __future__ import annotations
 import numpy as np
 import pandas as pd
 import pytest
+from conftest import animated_gif, exif_rotated_jpeg, jpeg_bytes, png_16bit, png_with_alpha
 from PIL import Image
 
-from conftest import animated_gif, exif_rotated_jpeg, jpeg_bytes, png_16bit, png_with_alpha
-from vrec.ingest.catalog import BadImage, decode_image, find_images, read_metadata
 from vrec.base.errors import CatalogError
+from vrec.ingest.catalog import BadImage, decode_image, find_images, read_metadata
 
 
 def test_find_images_is_recursive_sorted_and_skips_hidden_and_non_images(tmp_path):

@@ -5,7 +5,6 @@ import subprocess
 import sys
 
 import pytest
-
 from clihelp import vrec
 
 
@@ -106,7 +105,6 @@ def formula_store(tmp_path):
     """Three items whose metadata (and one id) a spreadsheet would run as formulas."""
     import numpy as np
     import pandas as pd
-
     from conftest import handmade_store
 
     ids = ["=1+1", "bag", "tote"]

@@ -6,8 +6,8 @@ from pathlib import Path
 
 import pandas as pd
 import pytest
-
 from clihelp import fails, vrec
+
 from vrec.ingest import cost
 
 ROOT = Path(__file__).resolve().parents[1]

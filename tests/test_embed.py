@@ -13,9 +13,9 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 import pytest
-
 from clihelp import fails, vrec
 from conftest import ROOT, TINY, catalog_copy, jpeg_bytes, write_bad_files
+
 from vrec.ingest.embed import embed
 from vrec.store.store import Store
 

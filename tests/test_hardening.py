@@ -17,9 +17,9 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 import pytest
-
 from clihelp import fails, one_error, vrec
 from conftest import ROOT, catalog_copy
+
 from vrec.ingest.embed import embed
 from vrec.store.store import Store
 

@@ -16,9 +16,9 @@ from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 import pytest
-
 from clihelp import fails, vrec
 from conftest import SAMPLE, catalog_copy
+
 from vrec.store.store import Store
 
 VREC = str(Path(sys.executable).parent / "vrec")

@@ -2,7 +2,6 @@
 from __future__ import annotations
 
 import json
-from typing import List, Optional
 
 import typer
 from rich.markup import escape
@@ -34,14 +33,14 @@ def plan_cmd(
     power: float = typer.Option(0.8, "--power", help="Chance to detect an effect of --mde when it is there."),
     arms: int = typer.Option(2, "--arms", help="Number of arms, control included (2 to 10); beyond two, alpha is "
                              "split over the comparisons (Bonferroni)."),
-    daily_units: Optional[float] = typer.Option(None, "--daily-units", help="Units (users, sessions) entering the "
+    daily_units: float | None = typer.Option(None, "--daily-units", help="Units (users, sessions) entering the "
                                                 "test per day, all arms together (e.g. 5000 or 1e6): gives the "
                                                 "duration."),
-    days: Optional[List[int]] = typer.Option(None, "--days", help="With --daily-units: durations to show the "
+    days: list[int] | None = typer.Option(None, "--days", help="With --daily-units: durations to show the "
                                              "smallest detectable effect for \\[default: 7, 14 and 28]; repeatable."),
-    sd: Optional[float] = typer.Option(None, "--sd", help="For a mean metric (e.g. revenue per user): its per-unit "
+    sd: float | None = typer.Option(None, "--sd", help="For a mean metric (e.g. revenue per user): its per-unit "
                                        "standard deviation; --baseline is then the control's mean."),
-    split: Optional[str] = SplitOpt,
+    split: str | None = SplitOpt,
     fmt: str = FormatTableJsonOpt,
 ) -> None:
     """How many units per arm, in total, and how many days a test needs to detect --mde.
@@ -96,13 +95,13 @@ def _relative(v: float) -> str:
 def arms_cmd(
     arms: str = ArmsOpt,
     k: int = typer.Option(20, "--k", "-k", help="Neighbours per item in each arm's list."),
-    filter: Optional[List[str]] = FilterOpt,
-    label: Optional[str] = typer.Option(None, "--label", help="Metadata column (e.g. articleType): overlap per "
+    filter: list[str] | None = FilterOpt,
+    label: str | None = typer.Option(None, "--label", help="Metadata column (e.g. articleType): overlap per "
                                         "label value."),
-    out_path: Optional[str] = typer.Option(None, "--out", help="Write the table (arm, item, rank, neighbour, score) "
+    out_path: str | None = typer.Option(None, "--out", help="Write the table (arm, item, rank, neighbour, score) "
                                            "to a .parquet or .csv file."),
     fmt: str = FormatTableJsonOpt,
-    store: Optional[str] = StoreOpt,
+    store: str | None = StoreOpt,
 ) -> None:
     """Each arm's "similar items" table, and how different the arms' lists are (overlap@k).
 
@@ -148,9 +147,9 @@ def assign_cmd(
     experiment: str = typer.Option(..., "--experiment", "-e", help="Experiment name; it salts the hash, so each "
                                    "experiment splits units independently."),
     arms: str = ArmsOpt,
-    split: Optional[str] = SplitOpt,
-    unit: Optional[str] = typer.Option(None, "--unit", help="Column holding the unit ids."),
-    out_path: Optional[str] = typer.Option(None, "--out", help="Write unit,arm to a .csv or .parquet file "
+    split: str | None = SplitOpt,
+    unit: str | None = typer.Option(None, "--unit", help="Column holding the unit ids."),
+    out_path: str | None = typer.Option(None, "--out", help="Write unit,arm to a .csv or .parquet file "
                                            "\\[default: CSV on stdout]."),
 ) -> None:
     """Assign each unit to an arm: a deterministic, salted hash (sha256 of experiment and unit).
@@ -192,16 +191,16 @@ def analyze_cmd(
                                  "(rows of a unit are summed)."),
     unit: str = typer.Option("unit", "--unit", help="Column of the unit of randomisation (user or session id)."),
     arm: str = typer.Option("arm", "--arm", help="Column of the arm."),
-    metric: List[str] = typer.Option(..., "--metric", "-m", help="NAME=COLUMN (mean per unit, e.g. orders=orders) or "
+    metric: list[str] = typer.Option(..., "--metric", "-m", help="NAME=COLUMN (mean per unit, e.g. orders=orders) or "
                                      "NAME=NUM/DEN (a ratio, e.g. ctr=clicks/impressions, by the delta method); "
                                      "repeatable."),
-    covariate: Optional[str] = typer.Option(None, "--covariate", help="Pre-period column per unit for CUPED (e.g. "
+    covariate: str | None = typer.Option(None, "--covariate", help="Pre-period column per unit for CUPED (e.g. "
                                             "clicks before the test): narrower intervals."),
-    arms: Optional[str] = typer.Option(None, "--arms", help="Arms in order, the first is the control \\[default: "
+    arms: str | None = typer.Option(None, "--arms", help="Arms in order, the first is the control \\[default: "
                                        "the data's arms, sorted]."),
-    split: Optional[str] = SplitOpt,
+    split: str | None = SplitOpt,
     alpha: float = typer.Option(0.05, "--alpha", help="Significance level; 0.05 gives 95% intervals."),
-    report: Optional[List[str]] = typer.Option(None, "--report", help="Write a report: FILE.html, FILE.md (chart "
+    report: list[str] | None = typer.Option(None, "--report", help="Write a report: FILE.html, FILE.md (chart "
                                                "in FILE_charts/) or FILE.json; repeatable."),
     fmt: str = FormatTableJsonOpt,
 ) -> None:

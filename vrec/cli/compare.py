@@ -1,8 +1,6 @@
 """``vrec compare``."""
 from __future__ import annotations
 
-from typing import List, Optional
-
 import typer
 
 from vrec.cli.common import DeviceOpt, StoreOpt, app, check_format, err, out
@@ -10,7 +8,7 @@ from vrec.cli.common import DeviceOpt, StoreOpt, app, check_format, err, out
 
 @app.command()
 def compare(
-    items: Optional[List[str]] = typer.Argument(None, help="Catalog item ids or photo paths \\[default: a sample]."),
+    items: list[str] | None = typer.Argument(None, help="Catalog item ids or photo paths \\[default: a sample]."),
     left: str = typer.Option("cnn", "--left", help="Model shown on the left."),
     right: str = typer.Option("siglip", "--right", help="Model shown on the right."),
     k: int = typer.Option(5, "--k", "-k", help="Neighbours per model (at most the other items in the catalog; "
@@ -18,12 +16,12 @@ def compare(
     sample: int = typer.Option(5, "--sample", help="Without ITEMs: how many items to pick across the catalog "
                                "(0 to 200; 0 = only the summary)."),
     seed: int = typer.Option(0, "--seed", help="Seed for the sample (same seed, same items; 0 or more)."),
-    label: Optional[str] = typer.Option(None, "--label", help="Metadata column (e.g. category, articleType): "
+    label: str | None = typer.Option(None, "--label", help="Metadata column (e.g. category, articleType): "
                                         "shown beside neighbours, and each model's agreement with it is measured."),
     summary: bool = typer.Option(False, "--summary", help="Only the catalog-wide summary, no per-item tables."),
-    html: Optional[str] = typer.Option(None, "--html", help="Also write a self-contained HTML page."),
+    html: str | None = typer.Option(None, "--html", help="Also write a self-contained HTML page."),
     fmt: str = typer.Option("table", "--format", help="table or json."),
-    store: Optional[str] = StoreOpt,
+    store: str | None = StoreOpt,
     device: str = DeviceOpt,
 ) -> None:
     """Show two models' nearest neighbours side by side (CNN vs SigLIP by default).

@@ -2,7 +2,6 @@
 from __future__ import annotations
 
 import json
-from typing import List, Optional
 
 import typer
 from rich.markup import escape
@@ -13,22 +12,22 @@ from vrec.cli.common import FormatTableJsonOpt, StoreOpt, app, check_format, err
 @app.command()
 def cost(
     images: int = typer.Option(..., "--images", "-n", help="Photos to (re-)embed, e.g. 2000000."),
-    model: Optional[List[str]] = typer.Option(None, "--model", "-m", help="Model to cost; repeat for several "
+    model: list[str] | None = typer.Option(None, "--model", "-m", help="Model to cost; repeat for several "
                                               "\\[default: siglip and cnn]."),
     device: str = typer.Option("cpu", "--device", help="cpu (calibrated here on your photos) or cuda (from "
                                "BENCHMARKS-gpu.json)."),
     precision: str = typer.Option("fp32", "--precision", help="fp32, fp16, bf16 or int8, as vrec embed takes it."),
-    price_per_hour: Optional[float] = typer.Option(None, "--price-per-hour", help="What an hour of the machine "
+    price_per_hour: float | None = typer.Option(None, "--price-per-hour", help="What an hour of the machine "
                                                    "costs (any currency): gives money."),
-    new_per_week: Optional[float] = typer.Option(None, "--new-per-week", help="Share of the catalog that is new each "
+    new_per_week: float | None = typer.Option(None, "--new-per-week", help="Share of the catalog that is new each "
                                                  "week, e.g. 0.02: gives the weekly upkeep."),
     calibrate: int = typer.Option(32, "--calibrate", help="Photos the CPU calibration embeds (2 to 10000)."),
     recalibrate: bool = typer.Option(False, "--recalibrate", help="Measure again instead of re-using the store's "
                                      "calibration."),
-    benchmarks: Optional[str] = typer.Option(None, "--benchmarks", help="Benchmark file with GPU figures "
+    benchmarks: str | None = typer.Option(None, "--benchmarks", help="Benchmark file with GPU figures "
                                              "\\[default: BENCHMARKS-gpu.json, then BENCHMARKS.json]."),
     fmt: str = FormatTableJsonOpt,
-    store: Optional[str] = StoreOpt,
+    store: str | None = StoreOpt,
 ) -> None:
     """What embedding N photos costs: time and money, vector and index storage, index build, weekly upkeep.
 

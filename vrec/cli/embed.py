@@ -2,7 +2,6 @@
 from __future__ import annotations
 
 import signal
-from typing import List, Optional
 
 import typer
 
@@ -12,25 +11,25 @@ from vrec.cli.common import DeviceOpt, StoreOpt, app, err, out, print_notes
 @app.command()
 def embed(
     folder: str = typer.Argument(..., metavar="SRC", help="Folder of product photos (searched recursively), a URI, or a list file."),
-    model: Optional[List[str]] = typer.Option(None, "--model", "-m", help="Model to embed with; repeat for several "
+    model: list[str] | None = typer.Option(None, "--model", "-m", help="Model to embed with; repeat for several "
                                               "\\[default: siglip and cnn]. See 'vrec models'."),
-    store: Optional[str] = StoreOpt,
-    metadata: Optional[str] = typer.Option(None, "--metadata", help="CSV of product data with an 'id' or file column "
+    store: str | None = StoreOpt,
+    metadata: str | None = typer.Option(None, "--metadata", help="CSV of product data with an 'id' or file column "
                                            "(title, category, price, ...); may be re-applied at any time."),
-    batch_size: Optional[int] = typer.Option(None, "--batch-size", help="Images per model batch "
+    batch_size: int | None = typer.Option(None, "--batch-size", help="Images per model batch "
                                              "\\[default: 32 on CPU, 128 on GPU]."),
     device: str = DeviceOpt,
     precision: str = typer.Option("fp32", "--precision", help="fp32; fp16 or bf16 on a GPU; int8 (dynamic "
                                   "quantisation of Linear layers) on a CPU. See BENCHMARKS.md for speed and fidelity."),
-    weights: Optional[str] = typer.Option(None, "--weights", help="Local weights file for the (single) --model."),
-    workers: Optional[int] = typer.Option(None, "--workers", help="Threads that read and decode photos ahead of the "
+    weights: str | None = typer.Option(None, "--weights", help="Local weights file for the (single) --model."),
+    workers: int | None = typer.Option(None, "--workers", help="Threads that read and decode photos ahead of the "
                                           "model \\[default: one per CPU core]."),
     quiet: bool = typer.Option(False, "--quiet", "-q", help="No progress bar or summary."),
     engine: str = typer.Option("local", "--engine", envvar="VREC_ENGINE", show_envvar=True,
                                help="local (this process) or ray (Ray Data, on a local Ray or a cluster)."),
-    ray_address: Optional[str] = typer.Option(None, "--ray-address", envvar="RAY_ADDRESS", show_envvar=True,
+    ray_address: str | None = typer.Option(None, "--ray-address", envvar="RAY_ADDRESS", show_envvar=True,
                                               help="With --engine ray: the cluster to join \\[default: start a local Ray]."),
-    concurrency: Optional[int] = typer.Option(None, "--concurrency", help="With --engine ray: number of encoder actors."),
+    concurrency: int | None = typer.Option(None, "--concurrency", help="With --engine ray: number of encoder actors."),
     gpus_per_worker: float = typer.Option(0, "--gpus-per-worker", help="With --engine ray: GPUs per encoder actor."),
     verify: bool = typer.Option(False, "--verify", help="Read and hash every photo, to catch one replaced by another "
                                 "of the same size and modification time (slower: every file is read)."),
@@ -69,7 +68,7 @@ def embed(
     except EmbedInterrupted as e:
         err.print(f"Interrupted: kept {e.report.embedded} new vectors; run the same command again to resume.")
         _exit_now_if_stuck(130)
-        raise typer.Exit(130)
+        raise typer.Exit(130) from None
     if not quiet:
         _summary(report)
     _notes(report)
@@ -158,8 +157,8 @@ def _summary(report) -> None:
 
 @app.command()
 def index(
-    model: Optional[List[str]] = typer.Option(None, "--model", "-m", help="Model(s) to index \\[default: all in the store]."),
-    store: Optional[str] = StoreOpt,
+    model: list[str] | None = typer.Option(None, "--model", "-m", help="Model(s) to index \\[default: all in the store]."),
+    store: str | None = StoreOpt,
     m: int = typer.Option(16, "--m", help="HNSW graph degree (M)."),
     ef_construction: int = typer.Option(200, "--ef-construction", help="HNSW build-time search width."),
     target_recall: float = typer.Option(0.99, "--target-recall", help="Recall@10 versus exact search that the "

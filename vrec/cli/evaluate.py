@@ -1,8 +1,6 @@
 """``vrec eval``, ``vrec export`` and ``vrec neighbours``."""
 from __future__ import annotations
 
-from typing import List, Optional
-
 import typer
 
 from vrec.cli.common import DeviceOpt, FilterOpt, StoreOpt, app, err, out, print_notes
@@ -11,28 +9,28 @@ from vrec.cli.common import DeviceOpt, FilterOpt, StoreOpt, app, err, out, print
 @app.command("eval")
 def eval_(
     models: str = typer.Option("siglip,cnn", "--models", help="Comma-separated embedded models to evaluate."),
-    label: Optional[List[str]] = typer.Option(None, "--label", help="Metadata column whose values define relevance "
+    label: list[str] | None = typer.Option(None, "--label", help="Metadata column whose values define relevance "
                                               "(same value = relevant); repeat for several."),
     k: str = typer.Option("1,5,10", "--k", help="Cut-offs, comma-separated; a k above the catalog ranks every item "
                           "(a note says so)."),
-    queries: Optional[str] = typer.Option(None, "--queries", help="CSV of text queries: 'query' plus 'relevant_ids' "
+    queries: str | None = typer.Option(None, "--queries", help="CSV of text queries: 'query' plus 'relevant_ids' "
                                           "(';'-separated) or 'filter' (e.g. articleType=Watches)."),
-    text_template: Optional[str] = typer.Option(None, "--text-template", help="Text queries built from labels, e.g. "
+    text_template: str | None = typer.Option(None, "--text-template", help="Text queries built from labels, e.g. "
                                                 "'a photo of a {baseColour} {articleType}' \\[default: 'a photo of a {LABEL}.']."),
-    report: Optional[List[str]] = typer.Option(None, "--report", help="Write a report: FILE.md (with SVG charts), "
+    report: list[str] | None = typer.Option(None, "--report", help="Write a report: FILE.md (with SVG charts), "
                                                "FILE.html or FILE.json; repeatable."),
-    text_queries_from: Optional[str] = typer.Option(None, "--text-queries-from", help="Published protocol: each "
+    text_queries_from: str | None = typer.Option(None, "--text-queries-from", help="Published protocol: each "
                                                     "distinct value of this column (e.g. productDisplayName) is a text "
                                                     "query; relevant = items with that value. R@1, R@10, MRR."),
-    label_queries: Optional[str] = typer.Option(None, "--label-queries", help="Published protocol: each value of this "
+    label_queries: str | None = typer.Option(None, "--label-queries", help="Published protocol: each value of this "
                                                 "label column (e.g. articleType) is a text query; relevant = items with "
                                                 "that label. P@1, P@10, MRR."),
-    fuse_text: Optional[str] = typer.Option(None, "--fuse-text", help="Protocol documents = normalise((1-w) image + w "
+    fuse_text: str | None = typer.Option(None, "--fuse-text", help="Protocol documents = normalise((1-w) image + w "
                                             "text of this column), as the benchmark's are."),
     text_weight: float = typer.Option(0.1, "--text-weight", help="w for --fuse-text (0 to 1)."),
     bootstrap: int = typer.Option(1000, "--bootstrap", help="Bootstrap resamples for the 95% intervals (10 to 100000)."),
     seed: int = typer.Option(0, "--seed", help="Seed for the bootstrap (0 or more)."),
-    store: Optional[str] = StoreOpt,
+    store: str | None = StoreOpt,
     device: str = DeviceOpt,
 ) -> None:
     """Measure which model retrieves better on your labelled catalog (SigLIP vs CNN by default).
@@ -74,9 +72,9 @@ def export(
     out_path: str = typer.Argument(..., metavar="OUT", help="Output file; its extension picks the format: "
                                    ".parquet, .npy or .csv; '-' writes CSV to stdout."),
     model: str = typer.Option("siglip", "--model", "-m", help="Model whose vectors to export."),
-    fmt: Optional[str] = typer.Option(None, "--format", help="parquet, npy or csv, for an OUT without extension "
+    fmt: str | None = typer.Option(None, "--format", help="parquet, npy or csv, for an OUT without extension "
                                       "\\[default: from OUT's extension; parquet without one]."),
-    store: Optional[str] = StoreOpt,
+    store: str | None = StoreOpt,
 ) -> None:
     """Export vectors with item ids and metadata for downstream models (e.g. a two-tower recommender).
 
@@ -97,8 +95,8 @@ def neighbours(
     model: str = typer.Option("siglip", "--model", "-m", help="Model whose neighbours to use."),
     k: int = typer.Option(20, "--k", "-k", help="Neighbours per item (at least 1; beyond the catalog, all "
                           "other items)."),
-    filter: Optional[List[str]] = FilterOpt,
-    store: Optional[str] = StoreOpt,
+    filter: list[str] | None = FilterOpt,
+    store: str | None = StoreOpt,
 ) -> None:
     """Write the "similar items" table (item, rank, neighbour, score) for every item.
 

@@ -2,7 +2,6 @@
 from __future__ import annotations
 
 import sys
-from typing import List, Optional
 
 import typer
 
@@ -25,7 +24,7 @@ SCORES_HELP = ("Scores: 'score' is the cosine similarity of the query and item v
                " the photo, sigmoid(logit_scale x cosine + logit_bias), comparable across queries.")
 
 
-def render(result, fmt: str, html_path: Optional[str], store) -> None:
+def render(result, fmt: str, html_path: str | None, store) -> None:
     from vrec.report import pages
     from vrec.report import render as r
     from vrec.store.store import Store
@@ -54,11 +53,11 @@ def search_text(
     model: str = typer.Option("siglip", "--model", "-m", help="A model with a text tower (siglip, tiny-siglip, open_clip:...)."),
     template: str = typer.Option("a photo of {}.", "--template", help="Prompt template; {} is replaced by the query "
                                   "(required; '{}' alone uses the query as typed)."),
-    filter: Optional[List[str]] = FilterOpt,
+    filter: list[str] | None = FilterOpt,
     fmt: str = FormatOpt,
-    html: Optional[str] = typer.Option(None, "--html", help="Also write a self-contained HTML page of the results."),
-    store: Optional[str] = StoreOpt,
-    weights: Optional[str] = WeightsOpt,
+    html: str | None = typer.Option(None, "--html", help="Also write a self-contained HTML page of the results."),
+    store: str | None = StoreOpt,
+    weights: str | None = WeightsOpt,
     device: str = DeviceOpt,
     timings: bool = typer.Option(False, "--timings", help="Print where the time went (to stderr)."),
 ) -> None:
@@ -89,15 +88,15 @@ def search_image(
     query: str = typer.Argument(..., help="A photo file, or a catalog item id (the item itself is left out)."),
     k: int = typer.Option(10, "--k", "-k", help="Number of results (at least 1; beyond the catalog, all items)."),
     model: str = typer.Option("siglip", "--model", "-m", help="Model whose vectors to search."),
-    plus: Optional[List[str]] = typer.Option(None, "--plus", help="Text to add to the query (needs a text tower)."),
-    minus: Optional[List[str]] = typer.Option(None, "--minus", help="Text to subtract from the query."),
+    plus: list[str] | None = typer.Option(None, "--plus", help="Text to add to the query (needs a text tower)."),
+    minus: list[str] | None = typer.Option(None, "--minus", help="Text to subtract from the query."),
     weight: float = typer.Option(1.0, "--weight", help="Weight of each --plus/--minus text vector against the "
                                  "unit image vector, 0 to 10."),
-    filter: Optional[List[str]] = FilterOpt,
+    filter: list[str] | None = FilterOpt,
     fmt: str = FormatOpt,
-    html: Optional[str] = typer.Option(None, "--html", help="Also write a self-contained HTML page of the results."),
-    store: Optional[str] = StoreOpt,
-    weights: Optional[str] = WeightsOpt,
+    html: str | None = typer.Option(None, "--html", help="Also write a self-contained HTML page of the results."),
+    store: str | None = StoreOpt,
+    weights: str | None = WeightsOpt,
     device: str = DeviceOpt,
 ) -> None:
     from vrec.search.query import search_image as run

@@ -1,8 +1,6 @@
 """``vrec serve``."""
 from __future__ import annotations
 
-from typing import List, Optional
-
 import typer
 
 from vrec.cli.common import DeviceOpt, StoreOpt, app, request_quick_exit
@@ -32,32 +30,32 @@ model, and --exposure-log records what was shown); OpenAPI docs at /docs.
 @app.command("serve", help=SERVE_HELP,
              short_help="Serve a web page and JSON API: search, similar items, CNN vs SigLIP, galleries.")
 def serve(
-    store: Optional[str] = StoreOpt,
-    model: Optional[str] = typer.Option(None, "--model", "-m", help="Model to search with \\[default: siglip if the "
+    store: str | None = StoreOpt,
+    model: str | None = typer.Option(None, "--model", "-m", help="Model to search with \\[default: siglip if the "
                                         "store has it, else the first embedded model with a text tower]."),
-    compare_with: Optional[str] = typer.Option(None, "--compare-with", help="Model shown beside it in comparisons "
+    compare_with: str | None = typer.Option(None, "--compare-with", help="Model shown beside it in comparisons "
                                                "\\[default: cnn if the store has it, else the first other embedded "
                                                "model without a text tower]."),
     host: str = typer.Option("127.0.0.1", "--host", help="Address to listen on; anything but loopback needs --token."),
     port: int = typer.Option(8765, "--port", help="Port to listen on (0: any free port)."),
-    token: Optional[str] = typer.Option(None, "--token", envvar="VREC_SERVE_TOKEN", show_envvar=True,
+    token: str | None = typer.Option(None, "--token", envvar="VREC_SERVE_TOKEN", show_envvar=True,
                                         help="Secret that every request but /api/health must carry."),
     max_upload_mb: float = typer.Option(20.0, "--max-upload-mb", help="Largest photo upload accepted, in MB."),
     max_upload_pixels: int = typer.Option(40_000_000, "--max-upload-pixels", help="Most pixels (width x height) an "
                                           "uploaded photo may have; larger ones get HTTP 413 before being decoded."),
-    allowed_hosts: Optional[List[str]] = typer.Option(None, "--allowed-host", metavar="NAME", help="Another name or address clients "
+    allowed_hosts: list[str] | None = typer.Option(None, "--allowed-host", metavar="NAME", help="Another name or address clients "
                                                       "use for this server (the Host header), e.g. shop.example.com "
                                                       "or 192.168.1.20; '*.example.com' for a domain, '*' for any. "
                                                       "Repeatable."),
     shutdown_grace: float = typer.Option(5.0, "--shutdown-grace", help="Seconds (0.1 to 3600) running requests get "
                                          "to finish after Ctrl-C or SIGTERM; requests still running then get HTTP 503."),
-    experiment: Optional[str] = typer.Option(None, "--experiment", help="Run an A/B experiment of this name: "
+    experiment: str | None = typer.Option(None, "--experiment", help="Run an A/B experiment of this name: "
                                              "GET /api/recommend/ID?unit=U serves the unit's arm's similar items."),
-    arms: Optional[str] = typer.Option(None, "--arms", help="With --experiment: arms as embedded models, the first "
+    arms: str | None = typer.Option(None, "--arms", help="With --experiment: arms as embedded models, the first "
                                        "the control, e.g. cnn,siglip \\[default: cnn,siglip]."),
-    split: Optional[str] = typer.Option(None, "--split", help="With --experiment: shares per arm, e.g. 50/50 "
+    split: str | None = typer.Option(None, "--split", help="With --experiment: shares per arm, e.g. 50/50 "
                                         "\\[default: equal]."),
-    exposure_log: Optional[str] = typer.Option(None, "--exposure-log", help="With --experiment: append one JSON line "
+    exposure_log: str | None = typer.Option(None, "--exposure-log", help="With --experiment: append one JSON line "
                                                "per list shown (time, experiment, unit, arm, item, shown ids)."),
     device: str = DeviceOpt,
 ) -> None:

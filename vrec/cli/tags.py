@@ -1,8 +1,6 @@
 """``vrec tag`` and ``vrec map``."""
 from __future__ import annotations
 
-from typing import List, Optional
-
 import typer
 
 from vrec.cli.common import DeviceOpt, StoreOpt, app, err, out
@@ -14,12 +12,12 @@ VocabOpt = typer.Option(None, "--vocab", help="Vocabulary file (UTF-8, one conce
 
 @app.command()
 def tag(
-    vocab: Optional[List[str]] = VocabOpt,
+    vocab: list[str] | None = VocabOpt,
     threshold: float = typer.Option(0.1, "--threshold", help="Smallest SigLIP match probability for a tag (0 to 1)."),
     top: int = typer.Option(2, "--top", help="At most this many tags per vocabulary group and item (1 or more)."),
     model: str = typer.Option("siglip", "--model", "-m", help="A model with a text tower."),
-    csv: Optional[str] = typer.Option(None, "--csv", help="Also write every item's tags to a CSV file."),
-    store: Optional[str] = StoreOpt,
+    csv: str | None = typer.Option(None, "--csv", help="Also write every item's tags to a CSV file."),
+    store: str | None = StoreOpt,
     device: str = DeviceOpt,
 ) -> None:
     """Tag every item zero-shot with style, occasion, material, pattern... concepts.
@@ -55,11 +53,11 @@ def map_(
     clusters: str = typer.Option("auto", "--clusters", help="Number of clusters (2 to 200), or auto: the best mean "
                                  "silhouette among K from about 0.5 to 1.5 x sqrt(items/2), at most 40 (10..30 for "
                                  "800 items), so clusters are shelf-sized rather than the coarsest split."),
-    label: Optional[str] = typer.Option(None, "--label", help="Metadata column to show the mix of (e.g. category)."),
-    vocab: Optional[List[str]] = VocabOpt,
-    html: Optional[str] = typer.Option(None, "--html", help="Write a page with the 2-D map and a row of photos per "
+    label: str | None = typer.Option(None, "--label", help="Metadata column to show the mix of (e.g. category)."),
+    vocab: list[str] | None = VocabOpt,
+    html: str | None = typer.Option(None, "--html", help="Write a page with the 2-D map and a row of photos per "
                                        "cluster (not with --gaps)."),
-    csv: Optional[str] = typer.Option(None, "--csv", help="Write id, cluster, cluster name and map position per item; "
+    csv: str | None = typer.Option(None, "--csv", help="Write id, cluster, cluster name and map position per item; "
                                       "with --gaps, the gaps and over-served concepts."),
     gaps: bool = typer.Option(False, "--gaps", help="List vocabulary concepts the catalog barely covers (gaps) "
                               "and the ones it covers most (over-served), instead of clusters."),
@@ -69,7 +67,7 @@ def map_(
                                   "gap (1 or more)."),
     model: str = typer.Option("siglip", "--model", "-m", help="Model whose vectors to map."),
     seed: int = typer.Option(0, "--seed", help="Seed for k-means (0 or more)."),
-    store: Optional[str] = StoreOpt,
+    store: str | None = StoreOpt,
     device: str = DeviceOpt,
 ) -> None:
     """Group the assortment into style clusters named by vocabulary concepts, or find its gaps."""

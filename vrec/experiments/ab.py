@@ -31,9 +31,9 @@ import fcntl
 import json
 import math
 import os
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Sequence
 
 import numpy as np
 
@@ -223,9 +223,9 @@ class ArmsResult:
     arms: list[str]
     k: int
     items: int
-    table: "object"  # DataFrame: arm, item, rank, neighbour, score
+    table: object  # DataFrame: arm, item, rank, neighbour, score
     pairs: list[dict]  # first, second, overlap (mean over items)
-    per_label: "object | None" = None  # DataFrame: label value, items, one column per pair
+    per_label: object | None = None  # DataFrame: label value, items, one column per pair
     label: str | None = None
     file: str | None = None
     notes: list[str] = field(default_factory=list)
@@ -236,7 +236,7 @@ class ArmsResult:
         return float(np.mean([p["overlap"] for p in self.pairs])) if self.pairs else float("nan")
 
 
-def _overlaps(a, b) -> "object":
+def _overlaps(a, b) -> object:
     """Per item: shared neighbours / neighbours shown (the shorter list), between two arm tables."""
     import pandas as pd
 

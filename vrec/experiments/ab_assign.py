@@ -11,8 +11,8 @@ from __future__ import annotations
 import hashlib
 import math
 import os
+from collections.abc import Iterable, Sequence
 from pathlib import Path
-from typing import Iterable, Sequence
 
 import numpy as np
 
@@ -107,7 +107,7 @@ def bucket(unit, experiment: str) -> float:
     The experiment name is the salt, so one unit lands independently in different experiments;
     the hash is the same in every process and on every machine (unlike Python's ``hash``).
     """
-    digest = hashlib.sha256(f"{experiment}\x00{unit}".encode("utf-8")).digest()
+    digest = hashlib.sha256(f"{experiment}\x00{unit}".encode()).digest()
     return int.from_bytes(digest[:8], "big") / 2.0 ** 64
 
 

@@ -29,8 +29,8 @@ w * text(column)), as the benchmark's documents are. Ranks are computed in batch
 from __future__ import annotations
 
 import string
+from collections.abc import Sequence
 from dataclasses import dataclass, field
-from typing import Sequence
 
 import numpy as np
 
@@ -132,7 +132,7 @@ class Evaluation:
     ks: list[int]
     items: int
     metrics: list[Metric] = field(default_factory=list)
-    per_value: "object | None" = None  # DataFrame: task, label, value, metric, k, model, score, queries
+    per_value: object | None = None  # DataFrame: task, label, value, metric, k, model, score, queries
     comparisons: list[dict] = field(default_factory=list)
     notes: list[str] = field(default_factory=list)
 

@@ -12,9 +12,9 @@ import io
 import os
 import stat
 import warnings
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Iterable, Sequence
 
 import numpy as np
 from PIL import Image, ImageOps
@@ -79,7 +79,7 @@ def find_images(root: str | os.PathLike) -> list[ImageRef]:
     return scan_images(root)[0]
 
 
-def scan_images(root: str | os.PathLike) -> tuple[list[ImageRef], "Hidden"]:
+def scan_images(root: str | os.PathLike) -> tuple[list[ImageRef], Hidden]:
     """:func:`find_images`, plus what was skipped for being hidden (a name starting with '.')."""
     base = Path(root)
     if not base.is_dir():
@@ -183,7 +183,7 @@ def _filesystem(uri: str):
 
     try:
         return pafs.FileSystem.from_uri(uri)
-    except (pafs.ArrowInvalid if hasattr(pafs, "ArrowInvalid") else Exception, OSError, ValueError) as e:
+    except (getattr(pafs, "ArrowInvalid", ValueError), OSError, ValueError) as e:  # noqa: B030  (pyarrow's own, where it has one)
         raise CatalogError(f"Cannot open {uri!r} ({e}); use a folder, or a file://, s3:// or gs:// URI.") from None
 
 

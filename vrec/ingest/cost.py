@@ -26,9 +26,9 @@ import math
 import os
 import platform
 import tempfile
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Sequence
 
 from vrec.base.errors import StoreError, VrecError, check_number
 from vrec.base.records import json_safe

@@ -6,7 +6,7 @@ every command. HTML pages live in ``vrec.report.pages``.
 from __future__ import annotations
 
 import json
-from typing import Sequence
+from collections.abc import Sequence
 
 from vrec.base.records import CSV_RAW_ENV, csv_cell, csv_safe, to_records  # noqa: F401  (CSV cells: base)
 

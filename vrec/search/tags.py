@@ -15,10 +15,10 @@ holds a comma.
 from __future__ import annotations
 
 import os
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from importlib import resources
 from pathlib import Path
-from typing import Sequence
 
 import numpy as np
 
@@ -129,8 +129,8 @@ def _catalog_probabilities(model, store, vocab, encoder, device):
 class TagResult:
     """Per item: its tags (best first) and their probabilities; ``long`` has one row per (item, tag)."""
 
-    table: "object"  # DataFrame: id, tags (comma-separated), tag_probabilities
-    long: "object"  # DataFrame: id, group, tag, probability
+    table: object  # DataFrame: id, tags (comma-separated), tag_probabilities
+    long: object  # DataFrame: id, group, tag, probability
     concepts: list[Concept] = field(default_factory=list)
     threshold: float = DEFAULT_THRESHOLD
     top: int = DEFAULT_TOP

@@ -23,9 +23,9 @@ from __future__ import annotations
 
 import fcntl
 import os
+from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Iterator
 
 import numpy as np
 
@@ -128,7 +128,7 @@ class Store:
                 names.append(read_json(m / "manifest.json")["model"]["name"])
         return names
 
-    def model(self, name: str) -> "ModelStore":
+    def model(self, name: str) -> ModelStore:
         """The vectors of one model; raises NotEmbedded when that model has none here."""
         self.info()
         folder = folder_name(name)
@@ -146,7 +146,7 @@ class Store:
             )
         return ms.checked()
 
-    def model_for_writing(self, name: str) -> "ModelStore":
+    def model_for_writing(self, name: str) -> ModelStore:
         return ModelStore(self, name, self.path / "models" / folder_name(name))
 
     # metadata and skipped files are small, per catalog, and rewritten whole
@@ -216,7 +216,7 @@ class ModelStore:
             self._cache = {"manifest": m}
         return m
 
-    def checked(self) -> "ModelStore":
+    def checked(self) -> ModelStore:
         """This model store, after checking that every file its manifest lists is there."""
         if not self._cache.get("checked"):
             self._check_files()
@@ -359,7 +359,7 @@ class ModelStore:
         return out
 
     # -- writing --
-    def writer(self, config: dict) -> "ModelWriter":
+    def writer(self, config: dict) -> ModelWriter:
         return ModelWriter(self, config)
 
 
@@ -379,7 +379,7 @@ class ModelWriter:
         self.rows_written = 0
         self.repaired = 0
 
-    def __enter__(self) -> "ModelWriter":
+    def __enter__(self) -> ModelWriter:
         self.ms.check_config(self.config)
         try:
             self.ms.shard_dir.mkdir(parents=True, exist_ok=True)
@@ -535,7 +535,7 @@ class ModelWriter:
                 f.unlink(missing_ok=True)
 
 
-def as_store(store: "str | os.PathLike | Store | None") -> Store:
+def as_store(store: str | os.PathLike | Store | None) -> Store:
     """A Store from a path (or the default), passing an existing Store through."""
     return store if isinstance(store, Store) else Store(store)
 
