@@ -8,7 +8,8 @@ from conftest import animated_gif, exif_rotated_jpeg, jpeg_bytes, png_16bit, png
 from PIL import Image
 
 from vrec.base.errors import CatalogError
-from vrec.ingest.catalog import BadImage, decode_image, find_images, read_metadata
+from vrec.ingest.catalog import BadImage, decode_image, find_images
+from vrec.ingest.metadata import read_metadata
 
 
 def test_find_images_is_recursive_sorted_and_skips_hidden_and_non_images(tmp_path):

@@ -12,21 +12,18 @@ from clihelp import one_error, vrec
 from conftest import handmade_store
 
 from vrec.base.errors import QueryError, VrecError
-from vrec.experiments.evaluate import (
+from vrec.experiments.evaluate import evaluate, to_dict
+from vrec.experiments.metrics import (
     ap_at_k,
     bootstrap_ci,
-    evaluate,
     hit_at_k,
     ndcg_at_k,
     paired_difference,
     precision_at_k,
     recall_at_k,
     reciprocal_rank,
-    template_fields,
-    text_queries_from_file,
-    text_queries_from_template,
-    to_dict,
 )
+from vrec.experiments.text_queries import template_fields, text_queries_from_file, text_queries_from_template
 from vrec.report.render import eval_table, figure
 from vrec.search.compare import _Pair, compare, sample_items
 from vrec.store.store import Store

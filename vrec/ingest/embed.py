@@ -26,7 +26,8 @@ import numpy as np
 
 from vrec.base.errors import CatalogError, ModelUnavailable, check_number
 from vrec.base.userfiles import check_file
-from vrec.ingest.catalog import METADATA_WANT, Source, chunked, open_source, read_metadata
+from vrec.ingest.catalog import Source, chunked, open_source
+from vrec.ingest.metadata import METADATA_WANT, read_metadata
 from vrec.ingest.pipeline import Decoded, Job, ModelReport, Recorder, plan_model
 from vrec.models.weights import WANT_WEIGHTS
 from vrec.store.store import ITEM_COLUMNS, Store, as_store
@@ -90,85 +91,27 @@ def embed(
     and hashed, and re-embedded only if its content differs. ``verify`` hashes every file, to
     catch a photo replaced by another of the same size and time. Returns an EmbedReport.
     """
-    from vrec.models.encoders import check_precision, default_batch_size, expected_config, pick_device, resolve, store_key
+    from vrec.models.encoders import expected_config, resolve, store_key
 
-    # every option is checked before anything is read or written (the files a user named first: cheap)
-    if metadata is not None:
-        check_file(metadata, "Metadata file", METADATA_WANT, CatalogError)
-    for path in (weights or {}).values():
-        check_file(path, "Weights file", WANT_WEIGHTS, ModelUnavailable)
-    if engine not in ENGINES:
-        raise CatalogError(f"Unknown engine {engine!r}; use one of: {', '.join(ENGINES)}.")
-    if engine == "local":
-        device = pick_device(device)
-        check_precision(precision, device)
-    if batch_size is not None:
-        check_number("--batch-size", batch_size, min=1, max=65536, integer=True)
-    batch_size = default_batch_size(device) if batch_size is None else batch_size
-    if workers is not None:
-        check_number("--workers", workers, min=1, max=1024, integer=True)
-    ray_options = ray_options or {}
-    if ray_options.get("concurrency") is not None:
-        check_number("--concurrency", ray_options["concurrency"], min=1, max=100_000, integer=True)
-    if ray_options.get("gpus_per_worker") is not None:
-        check_number("--gpus-per-worker", ray_options["gpus_per_worker"], min=0, max=64)
+    device, batch_size, ray_options = _checked_options(metadata, weights, engine, device, precision, batch_size,
+                                                       workers, ray_options)
     st = as_store(store)
-    source = open_source(folder)
-    refs = source.refs()
-    notes = list(getattr(source, "notes", []))
-    if source.hidden is not None and source.hidden.note():
-        notes.append(source.hidden.note())
-    if not refs:
-        raise CatalogError(
-            f"No images found in {str(folder)!r} (looked for .jpg, .jpeg, .png, .webp, .bmp, .gif and .tif files, "
-            f"recursively); pass the folder that holds your product photos."
-        )
+    source, refs, notes = _catalog(folder)
     weights = weights or {}
     entries = [resolve(m) for m in dict.fromkeys(models)]
     configs = {store_key(e.name): {**expected_config(e, weights.get(e.name)), "precision": precision}
                for e in entries}
     # metadata is read before the store is touched: a table that cannot be used changes nothing
-    meta, meta_report = None, None
-    if metadata is not None:
-        meta, meta_report = read_metadata(metadata, refs)
-        notes += meta_report.pop("notes", [])
-    elif source.metadata is not None:
-        meta = source.metadata
-        meta_report = {"rows": len(meta), "matched": len(meta), "unmatched_rows": 0, "items_without_metadata": 0}
+    meta, meta_report = _metadata(metadata, source, refs, notes)
     st.create(source.root)
     if meta is not None:
         st.write_metadata(meta)
-
-    # files that vanished, broken or looping symlinks, pipes and devices: skipped and listed; so are
-    # names with a newline or another control character, which no URL, CSV or terminal line can hold
-    stats, unusable = {}, []
-    for ref in refs:
-        if CONTROL.search(ref.path) or CONTROL.search(ref.id):
-            what = "name" if CONTROL.search(ref.path) else f"id {printable(ref.id)!r}"
-            unusable.append((printable(ref.path), f"its {what} holds a control character (such as a newline or a "
-                             "tab), which no link, CSV row or terminal line can hold; rename it"))
-            continue
-        try:
-            stats[ref.id] = source.stat(ref)
-        except OSError as e:
-            unusable.append((ref.path, f"cannot read ({e.strerror or e})"))
+    stats, unusable = _stat_photos(source, refs)
     usable = [r for r in refs if r.id in stats]
 
     interrupted = False
     with contextlib.ExitStack() as held:
-        # each model's writer holds its lock from planning to the last commit, so two runs never
-        # plan against the same vectors; it also repairs shards whose files went missing
-        plans, maybe, stores, writers = {}, {}, {}, {}
-        for e in entries:
-            key = store_key(e.name)
-            ms = st.model_for_writing(e.name)
-            writers[key] = held.enter_context(ms.writer(configs[key]))
-            items = ms.items() if ms.exists() else _empty_items()
-            plans[key], maybe_ids = plan_model(usable, stats, items, verify=verify)
-            stored = dict(zip(items["id"], items["hash"])) if len(items) else {}
-            for i in maybe_ids:
-                maybe.setdefault(i, {})[key] = stored[i]
-            stores[key] = ms
+        plans, maybe, stores, writers = _plan(st, entries, configs, usable, stats, verify, held)
         to_read = [r for r in usable if r.id in maybe or any(r.id in p.todo for p in plans.values())]
         busy = [k for k in plans if to_read and (plans[k].todo or any(k in m for m in maybe.values()))]
         job = Job(source, usable, to_read, plans, maybe, {k: resolve(stores[k].name).preprocess for k in busy},
@@ -199,6 +142,99 @@ def embed(
         raise EmbedInterrupted(report)
     _update_indexes(st, [stores[k].name for k in plans])
     return report
+
+
+def _checked_options(metadata, weights, engine: str, device: str, precision: str, batch_size, workers,
+                     ray_options) -> tuple[str, int, dict]:
+    """Every option checked before anything is read or written (the files a user named first: cheap).
+    Returns the device, the batch size and the Ray options, with their defaults filled in."""
+    from vrec.models.encoders import check_precision, default_batch_size, pick_device
+
+    if metadata is not None:
+        check_file(metadata, "Metadata file", METADATA_WANT, CatalogError)
+    for path in (weights or {}).values():
+        check_file(path, "Weights file", WANT_WEIGHTS, ModelUnavailable)
+    if engine not in ENGINES:
+        raise CatalogError(f"Unknown engine {engine!r}; use one of: {', '.join(ENGINES)}.")
+    if engine == "local":
+        device = pick_device(device)
+        check_precision(precision, device)
+    if batch_size is not None:
+        check_number("--batch-size", batch_size, min=1, max=65536, integer=True)
+    batch_size = default_batch_size(device) if batch_size is None else batch_size
+    if workers is not None:
+        check_number("--workers", workers, min=1, max=1024, integer=True)
+    ray_options = ray_options or {}
+    if ray_options.get("concurrency") is not None:
+        check_number("--concurrency", ray_options["concurrency"], min=1, max=100_000, integer=True)
+    if ray_options.get("gpus_per_worker") is not None:
+        check_number("--gpus-per-worker", ray_options["gpus_per_worker"], min=0, max=64)
+    return device, batch_size, ray_options
+
+
+def _catalog(folder) -> tuple[Source, list, list[str]]:
+    """The catalog's source, its photos and the notes about what it left out (hidden files)."""
+    source = open_source(folder)
+    refs = source.refs()
+    notes = list(getattr(source, "notes", []))
+    if source.hidden is not None and source.hidden.note():
+        notes.append(source.hidden.note())
+    if not refs:
+        raise CatalogError(
+            f"No images found in {str(folder)!r} (looked for .jpg, .jpeg, .png, .webp, .bmp, .gif and .tif files, "
+            f"recursively); pass the folder that holds your product photos."
+        )
+    return source, refs, notes
+
+
+def _metadata(metadata, source: Source, refs, notes: list[str]) -> tuple[object, dict | None]:
+    """The product metadata to store (from --metadata, else the list file's own columns) and its report."""
+    if metadata is not None:
+        meta, report = read_metadata(metadata, refs)
+        notes += report.pop("notes", [])
+        return meta, report
+    if source.metadata is not None:
+        meta = source.metadata
+        return meta, {"rows": len(meta), "matched": len(meta), "unmatched_rows": 0, "items_without_metadata": 0}
+    return None, None
+
+
+def _stat_photos(source: Source, refs) -> tuple[dict, list[tuple[str, str]]]:
+    """Each usable photo's stat, and the unusable ones with the reason: files that vanished, broken or
+    looping symlinks, pipes and devices; names with a newline or another control character, which no
+    URL, CSV row or terminal line can hold."""
+    stats, unusable = {}, []
+    for ref in refs:
+        if CONTROL.search(ref.path) or CONTROL.search(ref.id):
+            what = "name" if CONTROL.search(ref.path) else f"id {printable(ref.id)!r}"
+            unusable.append((printable(ref.path), f"its {what} holds a control character (such as a newline or a "
+                             "tab), which no link, CSV row or terminal line can hold; rename it"))
+            continue
+        try:
+            stats[ref.id] = source.stat(ref)
+        except OSError as e:
+            unusable.append((ref.path, f"cannot read ({e.strerror or e})"))
+    return stats, unusable
+
+
+def _plan(st: Store, entries, configs: dict, usable, stats: dict, verify: bool, held: contextlib.ExitStack):
+    """Each model's plan (what to embed, what may have changed), store and writer. Each writer holds
+    its lock from planning to the last commit, so two runs never plan against the same vectors; it
+    also repairs shards whose files went missing."""
+    from vrec.models.encoders import store_key
+
+    plans, maybe, stores, writers = {}, {}, {}, {}
+    for e in entries:
+        key = store_key(e.name)
+        ms = st.model_for_writing(e.name)
+        writers[key] = held.enter_context(ms.writer(configs[key]))
+        items = ms.items() if ms.exists() else _empty_items()
+        plans[key], maybe_ids = plan_model(usable, stats, items, verify=verify)
+        stored = dict(zip(items["id"], items["hash"])) if len(items) else {}
+        for i in maybe_ids:
+            maybe.setdefault(i, {})[key] = stored[i]
+        stores[key] = ms
+    return plans, maybe, stores, writers
 
 
 class EmbedInterrupted(KeyboardInterrupt):
