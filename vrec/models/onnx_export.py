@@ -187,13 +187,11 @@ def _remember_failure(folder: Path, ident: dict, reason: str) -> None:
 
 
 def _export(enc, folder: Path, ident: dict, texts: list[str]) -> dict:
+    """Export ``enc``'s text tower into ``folder`` (checked against open_clip's tokens and torch's
+    vectors before it is published by export.json); returns export.json's content."""
     import secrets
     import shutil
     import tempfile
-    import warnings
-
-    import onnxruntime as ort
-    import torch
 
     t_start = time.perf_counter()
     model = enc.model
@@ -201,56 +199,14 @@ def _export(enc, folder: Path, ident: dict, texts: list[str]) -> dict:
     tok = enc.tokenizer()
     tokenizer, mode, zero = _tokenizer_spec(tok, ctx)
     probes = list(PROBES) + [t for t in texts if isinstance(t, str)][:16]
-    ours = np.array([e.ids for e in tokenizer.encode_batch([clean(t, mode) for t in probes])], np.int64)
-    if zero is not None:
-        ours[ours == zero] = 0
-    theirs = tok(probes).cpu().numpy()
-    if ours.shape != theirs.shape or not np.array_equal(ours, theirs):
-        bad = next((p for p, a, b in zip(probes, ours, theirs) if not np.array_equal(a, b)), probes[0])
-        raise ValueError(f"the tokenizers JSON does not reproduce open_clip's tokens (e.g. for {bad[:40]!r})")
+    ours, theirs = _checked_tokens(tokenizer, tok, mode, zero, probes)
     weights = _weights_record(enc.entry, enc.weights_id)
-
-    class TextTower(torch.nn.Module):
-        def __init__(self, m):
-            super().__init__()
-            self.m = m
-
-        def forward(self, tokens):
-            return self.m.encode_text(tokens)
-
     key = secrets.token_hex(6)
     graph, data, tok_name = f"text-{key}.onnx", f"text-{key}.onnx.data", f"tokenizer-{key}.json"
     tmp = Path(tempfile.mkdtemp(prefix=".export-", dir=folder))
     try:
-        example = torch.from_numpy(theirs[:2].copy()).to(enc.device)
-        # gradients on: with them off, torch's MultiheadAttention takes a fused fast path that has
-        # no ONNX form; the exporter's chatter (and a failed graph's dump) stays off the terminal
-        with torch.inference_mode(False), torch.enable_grad(), warnings.catch_warnings(), _quiet_fds():
-            warnings.simplefilter("ignore")
-            torch.onnx.export(TextTower(model).eval(), (example,), str(tmp / "raw.onnx"), input_names=["tokens"],
-                              output_names=["features"], dynamic_axes={"tokens": {0: "batch"}, "features": {0: "batch"}},
-                              opset_version=17, dynamo=False)
-        # onnxruntime's own graph optimisation, saved, so that a query's session starts without it;
-        # the weights go to one external file, which onnxruntime maps instead of parsing
-        so = ort.SessionOptions()
-        so.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_EXTENDED
-        so.optimized_model_filepath = str(tmp / graph)
-        so.add_session_config_entry("session.optimized_model_external_initializers_file_name", data)
-        so.add_session_config_entry("session.optimized_model_external_initializers_min_size_in_bytes", "1024")
-        so.log_severity_level = 3
-        ort.InferenceSession(str(tmp / "raw.onnx"), so, providers=["CPUExecutionProvider"])
-        os.unlink(tmp / "raw.onnx")
-        # the published form must give torch's vectors
-        session = ort.InferenceSession(str(tmp / graph), _session_options(ort), providers=["CPUExecutionProvider"])
-        got = session.run(["features"], {"tokens": ours})[0].astype(np.float64)
-        with torch.no_grad():
-            want = model.encode_text(torch.from_numpy(theirs).to(enc.device)).float().cpu().numpy().astype(np.float64)
-        got /= np.maximum(np.linalg.norm(got, axis=1, keepdims=True), 1e-12)
-        want /= np.maximum(np.linalg.norm(want, axis=1, keepdims=True), 1e-12)
-        cos = float((got * want).sum(1).min())
-        if not cos >= MIN_COSINE:
-            raise ValueError(f"onnxruntime's vectors differ from torch's (cosine {cos:.6f} < {MIN_COSINE})")
-        del session
+        _write_graph(enc, theirs[:2], tmp, graph, data)
+        cos = _check_vectors(enc, tmp / graph, ours, theirs)
         tokenizer.save(str(tmp / tok_name))
         files = {role: {"name": n, "size": os.path.getsize(tmp / n), "sha256": sha256_file(tmp / n)}
                  for role, n in (("graph", graph), ("data", data), ("tokenizer", tok_name))}
@@ -268,8 +224,81 @@ def _export(enc, folder: Path, ident: dict, texts: list[str]) -> dict:
         write_json(folder / "export.json", meta)
     finally:
         shutil.rmtree(tmp, ignore_errors=True)
-    keep = {"export.json", ".lock", *(f["name"] for f in files.values())}  # verified.json: written anew below
-    for p in folder.iterdir():  # earlier exports and left-overs of interrupted ones
+    _remove_leftovers(folder, {"export.json", ".lock", *(f["name"] for f in files.values())})
+    # hashed whole above, in a folder of this process's own: their stamps now are those of the export
+    _remember_verified(folder, {f["name"]: _stamp(os.stat(folder / f["name"])) for f in files.values()})
+    return meta
+
+
+def _checked_tokens(tokenizer, tok, mode: str, zero, probes: list[str]) -> tuple[np.ndarray, np.ndarray]:
+    """The probe texts' token ids by the tokenizers JSON and by open_clip, which must be equal."""
+    ours = np.array([e.ids for e in tokenizer.encode_batch([clean(t, mode) for t in probes])], np.int64)
+    if zero is not None:
+        ours[ours == zero] = 0
+    theirs = tok(probes).cpu().numpy()
+    if ours.shape != theirs.shape or not np.array_equal(ours, theirs):
+        bad = next((p for p, a, b in zip(probes, ours, theirs) if not np.array_equal(a, b)), probes[0])
+        raise ValueError(f"the tokenizers JSON does not reproduce open_clip's tokens (e.g. for {bad[:40]!r})")
+    return ours, theirs
+
+
+def _write_graph(enc, example_tokens: np.ndarray, tmp: Path, graph: str, data: str) -> None:
+    """torch's ONNX export of the text tower, optimised once by onnxruntime and saved as ``graph`` with
+    its weights in one external file ``data`` (which onnxruntime maps instead of parsing)."""
+    import warnings
+
+    import onnxruntime as ort
+    import torch
+
+    class TextTower(torch.nn.Module):
+        def __init__(self, m):
+            super().__init__()
+            self.m = m
+
+        def forward(self, tokens):
+            return self.m.encode_text(tokens)
+
+    example = torch.from_numpy(example_tokens.copy()).to(enc.device)
+    # gradients on: with them off, torch's MultiheadAttention takes a fused fast path that has
+    # no ONNX form; the exporter's chatter (and a failed graph's dump) stays off the terminal
+    with torch.inference_mode(False), torch.enable_grad(), warnings.catch_warnings(), _quiet_fds():
+        warnings.simplefilter("ignore")
+        torch.onnx.export(TextTower(enc.model).eval(), (example,), str(tmp / "raw.onnx"), input_names=["tokens"],
+                          output_names=["features"], dynamic_axes={"tokens": {0: "batch"}, "features": {0: "batch"}},
+                          opset_version=17, dynamo=False)
+    so = ort.SessionOptions()
+    so.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_EXTENDED
+    so.optimized_model_filepath = str(tmp / graph)
+    so.add_session_config_entry("session.optimized_model_external_initializers_file_name", data)
+    so.add_session_config_entry("session.optimized_model_external_initializers_min_size_in_bytes", "1024")
+    so.log_severity_level = 3
+    ort.InferenceSession(str(tmp / "raw.onnx"), so, providers=["CPUExecutionProvider"])
+    os.unlink(tmp / "raw.onnx")
+
+
+def _check_vectors(enc, graph: Path, ours: np.ndarray, theirs: np.ndarray) -> float:
+    """The smallest cosine between the published graph's vectors and torch's on the probes (at least
+    MIN_COSINE, or the export is refused)."""
+    import onnxruntime as ort
+    import torch
+
+    session = ort.InferenceSession(str(graph), _session_options(ort), providers=["CPUExecutionProvider"])
+    got = session.run(["features"], {"tokens": ours})[0].astype(np.float64)
+    with torch.no_grad():
+        want = enc.model.encode_text(torch.from_numpy(theirs).to(enc.device)).float().cpu().numpy().astype(np.float64)
+    got /= np.maximum(np.linalg.norm(got, axis=1, keepdims=True), 1e-12)
+    want /= np.maximum(np.linalg.norm(want, axis=1, keepdims=True), 1e-12)
+    cos = float((got * want).sum(1).min())
+    if not cos >= MIN_COSINE:
+        raise ValueError(f"onnxruntime's vectors differ from torch's (cosine {cos:.6f} < {MIN_COSINE})")
+    return cos
+
+
+def _remove_leftovers(folder: Path, keep: set[str]) -> None:
+    """Earlier exports and left-overs of interrupted ones (verified.json is written anew after)."""
+    import shutil
+
+    for p in folder.iterdir():
         if p.name not in keep:
             if p.is_dir():
                 shutil.rmtree(p, ignore_errors=True)
@@ -278,6 +307,3 @@ def _export(enc, folder: Path, ident: dict, texts: list[str]) -> dict:
                     p.unlink()
                 except OSError:
                     pass
-    # hashed whole above, in a folder of this process's own: their stamps now are those of the export
-    _remember_verified(folder, {f["name"]: _stamp(os.stat(folder / f["name"])) for f in files.values()})
-    return meta
