@@ -22,7 +22,7 @@ def measure(folders: dict, at_least: int) -> list[dict]:
     from concurrent.futures import ProcessPoolExecutor, ThreadPoolExecutor
 
     from vrec.ingest.catalog import open_source
-    from vrec.models.encoders import DEFAULT_MODELS, resolve
+    from vrec.models.registry import DEFAULT_MODELS, resolve
 
     specs = {m: resolve(m).preprocess for m in DEFAULT_MODELS}
     min_size = max(s.decode_size for s in specs.values())

@@ -17,8 +17,8 @@ from common import log
 def folder_pixels(name: str, folder: Path, refs) -> np.ndarray:
     """The photos decoded and preprocessed for a model, as one uint8 array (the bare model's input)."""
     from vrec.ingest.catalog import decode_image
-    from vrec.models.encoders import resolve
     from vrec.models.preprocess import to_pixels
+    from vrec.models.registry import resolve
 
     spec = resolve(name).preprocess
     return np.stack([to_pixels(decode_image((folder / r.path).read_bytes()), spec) for r in refs])
@@ -34,7 +34,7 @@ class ModelClock:
     drift between runs can touch it)."""
 
     def __enter__(self):
-        from vrec.models.encoders import Encoder
+        from vrec.models.encoder_base import Encoder
 
         self.seconds, self.original = 0.0, Encoder.encode_pixels
 
@@ -49,7 +49,7 @@ class ModelClock:
         return self
 
     def __exit__(self, *exc):
-        from vrec.models.encoders import Encoder
+        from vrec.models.encoder_base import Encoder
 
         Encoder.encode_pixels = self.original
 

@@ -56,7 +56,7 @@ def random_weights(name: str, tmp: Path) -> Path:
     import torch
     from safetensors.torch import save_file
 
-    from vrec.models.encoders import resolve
+    from vrec.models.registry import resolve
 
     entry = resolve(name)
     torch.manual_seed(0)
@@ -138,7 +138,8 @@ def write_vectors(store: Path, model: str, config: dict, ids: list[str], vectors
 def siglip_store(store: Path, ids: list[str], seed: int, weights: Path | None = None, root: Path | None = None):
     """A store of clustered 768-d vectors under model ``siglip`` (its real configuration, for
     ``weights`` if given), as a catalog of SigLIP embeddings would be. Returns the Store."""
-    from vrec.models.encoders import expected_config, resolve
+    from vrec.models.registry import resolve
+    from vrec.models.weights import expected_config
 
     vectors, _ = clustered(len(ids), 768, seed=seed)
     return write_vectors(store, "siglip", expected_config(resolve("siglip"), weights), ids, vectors,

@@ -138,8 +138,7 @@ def measure_cpu(results: dict, part: Parts, w: dict, folders: dict, tmp: Path, q
 
 def write_outputs(results: dict, out: Path) -> None:
     """The notes, then the document at ``out`` and the figures beside it (same name, .json)."""
-    from vrec.store.store import atomic_path
-
+    from vrec.base.files import atomic_path
     if not FASHION.is_dir():
         results["notes"].append("The shared fashion sample was absent: the 146 photos bundled in sample_catalog/ were used instead.")
     if "search" in results:

@@ -37,8 +37,7 @@ def _locked(path: Path):
 
 
 def _write(path: Path, text: str) -> None:
-    from vrec.store.store import atomic_path
-
+    from vrec.base.files import atomic_path
     with atomic_path(path) as tmp:
         Path(tmp).write_text(text)
 

@@ -66,7 +66,8 @@ def make_store(path: Path, n: int, dim: int) -> None:
     """n clustered unit vectors under model 'siglip' (the real configuration), metadata, an HNSW index."""
     import pandas as pd
 
-    from vrec.models.encoders import expected_config, resolve
+    from vrec.models.registry import resolve
+    from vrec.models.weights import expected_config
     from vrec.store.index import build_index
 
     vectors, _ = clustered(n, dim, seed=3)
@@ -387,8 +388,7 @@ def main() -> None:
     text = markdown(results)
     print(text)
     if args.json:
-        from vrec.store.store import atomic_path
-
+        from vrec.base.files import atomic_path
         with atomic_path(args.json) as tmp:
             Path(tmp).write_text(json.dumps(results, indent=2) + "\n")
     if args.write:

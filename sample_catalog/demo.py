@@ -26,8 +26,8 @@ FALLBACK_NOTE = ("random weights: text results are meaningless here; "
 
 def text_model() -> str:
     """siglip when its weights are cached or the hub answers (then embed downloads them), else tiny-siglip."""
-    from vrec.models.encoders import hub_unreachable, is_available_offline, resolve
-
+    from vrec.models.encoders import hub_unreachable, resolve
+    from vrec.models.weights import is_available_offline
     if is_available_offline(resolve("siglip")) or hub_unreachable() is None:
         return "siglip"
     return "tiny-siglip"

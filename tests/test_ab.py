@@ -13,7 +13,7 @@ from clihelp import fails, vrec
 from conftest import handmade_store
 
 from vrec.base.errors import VrecError
-from vrec.experiments import ab
+from vrec.experiments import ab, ab_analysis, ab_assign
 
 TRUE_CTR = 0.05
 TRUE_LIFT = 0.10  # relative
@@ -47,7 +47,7 @@ def test_interval_covers_a_known_ratio_lift_in_about_95_percent_of_experiments()
     truth = TRUE_CTR * TRUE_LIFT
     covered_abs = covered_rel = 0
     for s in range(200):
-        a = ab.analyze(frame(imp[s], clk[s]), metrics=["ctr=clicks/impressions"])
+        a = ab_analysis.analyze(frame(imp[s], clk[s]), metrics=["ctr=clicks/impressions"])
         x = a.lifts[0]
         covered_abs += x.abs_ci[0] <= truth <= x.abs_ci[1]
         covered_rel += x.rel_ci[0] <= TRUE_LIFT <= x.rel_ci[1]
@@ -59,7 +59,7 @@ def test_per_unit_mean_interval_covers_the_truth_too():
     rng = np.random.default_rng(2)
     c = rng.exponential(10.0, (200, 300))  # revenue-like, skewed
     t = rng.exponential(10.0, (200, 300)) + 1.0  # true lift +1.0
-    covered = sum(ab.compare_means(c[s], t[s])["ci"][0] <= 1.0 <= ab.compare_means(c[s], t[s])["ci"][1]
+    covered = sum(ab_analysis.compare_means(c[s], t[s])["ci"][0] <= 1.0 <= ab_analysis.compare_means(c[s], t[s])["ci"][1]
                   for s in range(200))
     assert 0.90 <= covered / 200 <= 0.99
 
@@ -68,9 +68,9 @@ def test_a_a_experiments_reject_at_about_alpha():
     imp, clk = simulated_ctr(400, 300, 0.0, seed=3)
     rejected = 0
     for s in range(400):
-        yc, _ = ab.linearize(clk[s, 0], imp[s, 0])
-        yt, _ = ab.linearize(clk[s, 1], imp[s, 1])
-        rejected += ab.compare_means(yc, yt)["p"] < 0.05
+        yc, _ = ab_analysis.linearize(clk[s, 0], imp[s, 0])
+        yt, _ = ab_analysis.linearize(clk[s, 1], imp[s, 1])
+        rejected += ab_analysis.compare_means(yc, yt)["p"] < 0.05
     assert 0.02 <= rejected / 400 <= 0.09  # alpha 0.05; binomial sd over 400 runs is 0.011
 
 
@@ -78,12 +78,12 @@ def test_sample_ratio_mismatch_flagged_at_48_52_of_100000_units():
     n = 100_000
     arm = np.where(np.arange(n) < 48_000, "cnn", "siglip")
     df = pd.DataFrame({"unit": np.arange(n).astype(str), "arm": arm, "clicks": np.ones(n) + (np.arange(n) % 3)})
-    a = ab.analyze(df, metrics=["clicks"])
+    a = ab_analysis.analyze(df, metrics=["clicks"])
     assert a.srm and a.srm_p < 1e-10
     assert "SAMPLE RATIO MISMATCH" in a.srm_message and "48.0%" in a.srm_message
     # the hash's own 50/50 assignment of the same number of units is not flagged
-    df["arm"] = ab.assign_many(df["unit"], "srm-check")
-    assert not ab.analyze(df, metrics=["clicks"]).srm
+    df["arm"] = ab_assign.assign_many(df["unit"], "srm-check")
+    assert not ab_analysis.analyze(df, metrics=["clicks"]).srm
 
 
 def test_srm_is_loud_on_the_command_line(tmp_path):
@@ -102,7 +102,7 @@ def test_results_equal_statsmodels_and_scipy_on_the_same_data():
     rng = np.random.default_rng(4)
     c, t = rng.poisson(3.0, 500).astype(float), rng.poisson(3.3, 450).astype(float)
     df = pd.DataFrame({"unit": range(950), "arm": ["a"] * 500 + ["b"] * 450, "orders": np.concatenate([c, t])})
-    x = ab.analyze(df, metrics=["orders"]).lifts[0]
+    x = ab_analysis.analyze(df, metrics=["orders"]).lifts[0]
     cm = CompareMeans(DescrStatsW(t), DescrStatsW(c))
     lo, hi = cm.tconfint_diff(alpha=0.05, usevar="unequal")
     assert x.abs_ci == pytest.approx((lo, hi), rel=1e-12)
@@ -116,7 +116,7 @@ def test_ratio_metric_is_the_delta_method_at_the_unit():
     rng = np.random.default_rng(5)
     den = rng.poisson(10, 800) + 1.0
     num = rng.binomial(den.astype(int), 0.1).astype(float)
-    y, r = ab.linearize(num, den)
+    y, r = ab_analysis.linearize(num, den)
     assert y.mean() == pytest.approx(num.sum() / den.sum()) and r == pytest.approx(num.sum() / den.sum())
     # the textbook delta-method variance of sum(num)/sum(den) (Deng et al. 2018)
     n, md = len(num), den.mean()
@@ -153,9 +153,9 @@ def test_cuped_narrows_the_interval_when_the_covariate_correlates():
     clicks = rng.poisson(habit * np.where(arm == "siglip", 1.1, 1.0))
     df = pd.DataFrame({"unit": range(n), "arm": arm, "clicks": clicks, "pre": rng.poisson(4 * habit),
                        "noise": rng.poisson(2.0, n)})
-    plain = ab.analyze(df, metrics=["clicks"]).lifts[0]
-    adjusted = ab.analyze(df, metrics=["clicks"], covariate="pre").lifts[0]
-    useless = ab.analyze(df, metrics=["clicks"], covariate="noise").lifts[0]
+    plain = ab_analysis.analyze(df, metrics=["clicks"]).lifts[0]
+    adjusted = ab_analysis.analyze(df, metrics=["clicks"], covariate="pre").lifts[0]
+    useless = ab_analysis.analyze(df, metrics=["clicks"], covariate="noise").lifts[0]
     width = lambda x: x.abs_ci[1] - x.abs_ci[0]  # noqa: E731
     assert width(adjusted) < 0.85 * width(plain)
     assert adjusted.variance_reduction > 0.25 and adjusted.cuped
@@ -169,7 +169,7 @@ def test_per_event_rows_are_summed_per_unit():
     events = pd.concat([units.assign(impressions=units.impressions // 2, clicks=units.clicks // 2),
                         units.assign(impressions=units.impressions - units.impressions // 2,
                                      clicks=units.clicks - units.clicks // 2)]).sample(frac=1, random_state=0)
-    a, b = ab.analyze(units, metrics=["ctr=clicks/impressions"]), ab.analyze(events, metrics=["ctr=clicks/impressions"])
+    a, b = ab_analysis.analyze(units, metrics=["ctr=clicks/impressions"]), ab_analysis.analyze(events, metrics=["ctr=clicks/impressions"])
     assert b.events == 800 and b.units == a.units
     assert b.lifts[0].abs_ci == pytest.approx(a.lifts[0].abs_ci)
     assert any("aggregated" in n for n in b.notes)
@@ -179,9 +179,9 @@ def test_three_arms_are_each_compared_with_the_control_bonferroni():
     rng = np.random.default_rng(8)
     df = pd.DataFrame({"unit": range(3000), "arm": np.repeat(["cnn", "siglip", "siglip-256"], 1000),
                        "orders": rng.poisson(1.0, 3000)})
-    a = ab.analyze(df, metrics=["orders"], arms="cnn,siglip,siglip-256", split="34/33/33")
+    a = ab_analysis.analyze(df, metrics=["orders"], arms="cnn,siglip,siglip-256", split="34/33/33")
     assert [x.arm for x in a.lifts] == ["siglip", "siglip-256"] and a.control == "cnn" and a.adjusted
-    two = ab.analyze(df[df.arm != "siglip-256"], metrics=["orders"]).lifts[0]
+    two = ab_analysis.analyze(df[df.arm != "siglip-256"], metrics=["orders"]).lifts[0]
     assert a.lifts[0].p_value == pytest.approx(min(1.0, 2 * two.p_value))
     assert a.lifts[0].abs_ci[1] - a.lifts[0].abs_ci[0] > two.abs_ci[1] - two.abs_ci[0]
 
@@ -190,25 +190,25 @@ def test_three_arms_are_each_compared_with_the_control_bonferroni():
 
 def test_assignment_is_deterministic_balanced_and_independent_across_experiments():
     units = [f"user-{i}" for i in range(100_000)]
-    first = ab.assign_many(units, "exp-a")
-    assert (first == ab.assign_many(units, "exp-a")).all()
+    first = ab_assign.assign_many(units, "exp-a")
+    assert (first == ab_assign.assign_many(units, "exp-a")).all()
     share = (first == "siglip").mean()
     assert abs(share - 0.5) < 0.01
-    other = ab.assign_many(units, "exp-b")
+    other = ab_assign.assign_many(units, "exp-b")
     # independent: a unit's arm in one experiment says nothing about its arm in another
     both = pd.crosstab(first, other).to_numpy() / len(units)
     assert np.abs(both - 0.25).max() < 0.01
     from scipy.stats import chi2_contingency
     assert chi2_contingency(pd.crosstab(first, other)).pvalue > 0.001
     # stable across machines and Python versions: sha256, pinned
-    assert ab.bucket("user-1", "exp-a") == pytest.approx(
+    assert ab_assign.bucket("user-1", "exp-a") == pytest.approx(
         int.from_bytes(__import__("hashlib").sha256(b"exp-a\x00user-1").digest()[:8], "big") / 2 ** 64)
-    assert [ab.assign(f"user-{i}", "exp-a") for i in range(6)] == list(first[:6])
+    assert [ab_assign.assign(f"user-{i}", "exp-a") for i in range(6)] == list(first[:6])
 
 
 def test_three_arm_split_is_balanced_to_its_shares():
     units = [f"s{i}" for i in range(100_000)]
-    got = pd.Series(ab.assign_many(units, "three", "cnn,siglip,siglip-256", "50/25/25")).value_counts(normalize=True)
+    got = pd.Series(ab_assign.assign_many(units, "three", "cnn,siglip,siglip-256", "50/25/25")).value_counts(normalize=True)
     assert got["cnn"] == pytest.approx(0.5, abs=0.01) and got["siglip"] == pytest.approx(0.25, abs=0.01)
     assert got["siglip-256"] == pytest.approx(0.25, abs=0.01)
 
@@ -220,7 +220,7 @@ def test_assign_command_writes_the_same_arms_every_run(tmp_path):
     r2 = vrec("ab", "assign", units, "--experiment", "pilot", "--unit", "user_id")
     assert r1.stdout == r2.stdout and r1.stdout.startswith("user_id,arm")
     rows = pd.read_csv(__import__("io").StringIO(r1.stdout))
-    assert list(rows["arm"]) == list(ab.assign_many(rows["user_id"], "pilot"))
+    assert list(rows["arm"]) == list(ab_assign.assign_many(rows["user_id"], "pilot"))
     assert "cnn" in r1.stderr and "siglip" in r1.stderr
     vrec("ab", "assign", units, "-e", "pilot", "--unit", "user_id", "--out", tmp_path / "arms.parquet")
     assert pd.read_parquet(tmp_path / "arms.parquet")["arm"].tolist() == rows["arm"].tolist()
@@ -299,7 +299,7 @@ def test_example_events_file_shows_its_known_effect():
     from pathlib import Path
 
     path = Path(__file__).resolve().parents[1] / "examples" / "events.csv"
-    a = ab.analyze(path, unit="user", metrics=["ctr=clicks/impressions"], covariate="pre_clicks")
+    a = ab_analysis.analyze(path, unit="user", metrics=["ctr=clicks/impressions"], covariate="pre_clicks")
     x = a.lifts[0]
     assert x.rel_ci[0] <= 0.10 <= x.rel_ci[1] and x.significant and not a.srm
 
@@ -342,7 +342,7 @@ def test_exposures_are_logged_one_whole_line_each(shared_tiny_store, tmp_path):
     st = Store(shared_tiny_store)
     item = catalog_table(st, st.model("tiny-cnn"))["id"].iloc[0]
     got = exp.recommend(item, "user-7")
-    assert got["arm"] == ab.assign("user-7", "pilot", "tiny-cnn,tiny-siglip") and len(got["shown"]) == 4
+    assert got["arm"] == ab_assign.assign("user-7", "pilot", "tiny-cnn,tiny-siglip") and len(got["shown"]) == 4
     assert item not in got["shown"]
 
     def hammer(i):
@@ -388,7 +388,7 @@ def test_serve_recommends_the_units_arm_and_logs_the_exposure(shared_tiny_store,
     r = client.get("/api/recommend/bags/bag-tote-red", params={"unit": "user-7", "k": 5})
     assert r.status_code == 200, r.text
     body = r.json()
-    arm = ab.assign("user-7", "pilot", arms)
+    arm = ab_assign.assign("user-7", "pilot", arms)
     assert body["arm"] == arm and body["model"] == arm and body["experiment"] == "pilot"
     assert body["item"] == "bags/bag-tote-red" and len(body["results"]) == 5
     assert body["shown"] == [x["id"] for x in body["results"]] and "bags/bag-tote-red" not in body["shown"]

@@ -11,7 +11,9 @@ import torch
 from PIL import Image
 
 from vrec.base.errors import ModelUnavailable, QueryError, UnknownModel
-from vrec.models.encoders import MODELS, create_encoder, expected_config, list_models, resolve
+from vrec.models.encoders import create_encoder
+from vrec.models.registry import MODELS, list_models, resolve
+from vrec.models.weights import expected_config
 
 
 def pictures():
@@ -158,8 +160,8 @@ def test_hf_hub_models_load_the_weights_in_their_repository(tmp_path, monkeypatc
     from safetensors.torch import save_file
 
     from vrec.models import hub
-    from vrec.models.encoders import is_available_offline
     from vrec.models.registry import TINY_SIGLIP_CONFIG
+    from vrec.models.weights import is_available_offline
 
     src = create_encoder("tiny-siglip", device="cpu")
     with torch.no_grad():

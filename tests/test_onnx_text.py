@@ -19,7 +19,9 @@ pytest.importorskip("tokenizers")
 
 from vrec.base.errors import QueryError  # noqa: E402
 from vrec.models import onnx_cache, onnx_export, onnx_text  # noqa: E402
-from vrec.models.encoders import create_encoder, expected_config, query_encoder, resolve  # noqa: E402
+from vrec.models.encoders import create_encoder, query_encoder
+from vrec.models.registry import resolve
+from vrec.models.weights import expected_config
 
 ROOT = Path(__file__).resolve().parents[1]
 TOOLS = ROOT.parent / "shared" / "tools"
@@ -300,7 +302,7 @@ def test_odd_export_json_failed_json_and_verified_json_are_never_a_traceback(exp
 
 
 def test_changed_weights_file_is_noticed(tmp_path):
-    from vrec.models.encoders import file_digest
+    from vrec.models.weights import file_digest
 
     w = tmp_path / "weights.bin"
     w.write_bytes(b"a" * 1000)

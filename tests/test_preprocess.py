@@ -6,8 +6,8 @@ import pytest
 import torch
 from PIL import Image
 
-from vrec.models.encoders import MODELS
 from vrec.models.preprocess import normalize, to_pixels
+from vrec.models.registry import MODELS
 
 
 def photo(size=(300, 180)) -> Image.Image:

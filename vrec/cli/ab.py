@@ -163,8 +163,7 @@ def assign_cmd(
     from vrec.base.errors import VrecError
     from vrec.base.files import atomic_path
     from vrec.base.records import csv_safe
-    from vrec.experiments.ab import assign_file
-    from vrec.experiments.ab_assign import refuse_overwrite
+    from vrec.experiments.ab_assign import assign_file, refuse_overwrite
 
     if out_path is not None and Path(out_path).suffix.lower() not in (".csv", ".parquet"):
         raise VrecError(f"Cannot write {out_path!r}: name the file .csv or .parquet.")
@@ -210,7 +209,7 @@ def analyze_cmd(
     delta method, CUPED with --covariate. A sample-ratio-mismatch check (chi-square, scipy) warns
     loudly when the arms' sizes do not match the split.
     """
-    from vrec.experiments.ab import LIFT_HEADER, analysis_to_dict, analyze, lift_rows
+    from vrec.experiments.ab_analysis import LIFT_HEADER, analysis_to_dict, analyze, lift_rows
     from vrec.experiments.ab_assign import refuse_overwrite
     from vrec.report.ab_report import check_report, write_report
     from vrec.report.render import new_table

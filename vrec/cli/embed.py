@@ -46,7 +46,7 @@ def embed(
     from vrec.base.errors import VrecError
     from vrec.ingest.embed import EmbedInterrupted
     from vrec.ingest.embed import embed as run
-    from vrec.models.encoders import DEFAULT_MODELS
+    from vrec.models.registry import DEFAULT_MODELS
 
     models = list(model or DEFAULT_MODELS)
     if weights and len(models) != 1:

@@ -18,7 +18,8 @@ def models_list(ctx: typer.Context,
         return
     from rich.markup import escape
 
-    from vrec.models.encoders import is_available_offline, list_models
+    from vrec.models.registry import list_models
+    from vrec.models.weights import is_available_offline
     from vrec.report.render import new_table
 
     t = new_table(escape("Models (any open_clip:ARCH[@TAG] or hf-hub:ORG/NAME works too)"))

@@ -26,12 +26,12 @@ def tag(
     softmax across tags), so thresholds mean the same for every concept. Tags are saved in the
     store: filter with --filter tag:minimalist; search and compare show them.
     """
+    from vrec.base.files import atomic_path
     from vrec.report import render as r
     from vrec.search.tags import check_output_file, save_tags
     from vrec.search.tags import tag as run
     from vrec.store.catalog_table import catalog_table
-    from vrec.store.store import Store, atomic_path
-
+    from vrec.store.store import Store
     if csv:
         check_output_file(csv, "--csv")
     result = run(model=model, store=store, vocab=vocab or (), threshold=threshold, top=top, save=False, device=device)
@@ -72,11 +72,10 @@ def map_(
 ) -> None:
     """Group the assortment into style clusters named by vocabulary concepts, or find its gaps."""
     from vrec.base.errors import QueryError
+    from vrec.base.files import atomic_path
     from vrec.report import pages
     from vrec.report import render as r
     from vrec.search.tags import check_gap_options, check_output_file, read_vocabs
-    from vrec.store.store import atomic_path
-
     check_gap_options(threshold, min_items)
     read_vocabs(vocab or ())  # a vocabulary that cannot be read fails now, not after the models load
     if gaps and html:

@@ -38,37 +38,16 @@ from pathlib import Path
 import numpy as np
 
 from vrec.base.errors import QueryError, StoreError, VrecError, check_number, suggest
+from vrec.base.files import atomic_path
 from vrec.base.records import json_safe
-from vrec.experiments.ab_analysis import (  # noqa: F401  (re-exported: vrec.ab is the A/B module's one entry point)
-    LIFT_HEADER,
-    SRM_ALPHA,
-    Analysis,
-    Lift,
-    MetricSpec,
-    analysis_to_dict,
-    analyze,
-    compare_means,
-    cuped,
-    fmt_p,
-    fmt_pct,
-    fmt_value,
-    lift_rows,
-    linearize,
-    parse_metric,
-)
-from vrec.experiments.ab_assign import (  # noqa: F401  (re-exported, as above)
+from vrec.experiments.ab_assign import (
     DEFAULT_ARMS,
     MAX_ARMS,
-    assign,
-    assign_file,
     assign_many,
-    bucket,
     check_experiment,
     parse_arms,
     parse_split,
-    read_table,
 )
-from vrec.store.store import atomic_path
 
 BARELY_DIFFER = 0.8  # mean overlap@k at or above this: the arms show nearly the same lists
 

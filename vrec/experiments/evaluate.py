@@ -35,7 +35,7 @@ import numpy as np
 
 from vrec.base.errors import QueryError, check_number, suggest
 from vrec.base.records import json_safe, to_records
-from vrec.experiments.metrics import (  # noqa: F401
+from vrec.experiments.metrics import (
     ap_at_k,
     bootstrap_ci,
     hit_at_k,
@@ -45,7 +45,7 @@ from vrec.experiments.metrics import (  # noqa: F401
     recall_at_k,
     reciprocal_rank,
 )
-from vrec.experiments.text_queries import template_fields, text_queries_from_file, text_queries_from_template  # noqa: F401
+from vrec.experiments.text_queries import template_fields, text_queries_from_file, text_queries_from_template
 from vrec.search.query import load_encoder
 from vrec.store.catalog_table import catalog_table
 from vrec.store.index import search_rows
@@ -293,7 +293,7 @@ def _text_query_sets(table, labels, queries, text_template, notes) -> list[tuple
 
 
 def _has_text(name: str) -> bool:
-    from vrec.models.encoders import resolve
+    from vrec.models.registry import resolve
 
     try:
         return resolve(name).text

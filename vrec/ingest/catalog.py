@@ -21,7 +21,7 @@ from PIL import Image, ImageOps
 
 from vrec.base.errors import CatalogError
 from vrec.base.userfiles import describe, kind_of
-from vrec.ingest.metadata import FILE_COLUMNS, read_csv_file, read_parquet_file  # noqa: F401
+from vrec.ingest.metadata import FILE_COLUMNS, read_csv_file, read_parquet_file
 
 IMAGE_EXTENSIONS = frozenset({".jpg", ".jpeg", ".png", ".webp", ".bmp", ".gif", ".tif", ".tiff"})
 

@@ -135,7 +135,7 @@ def calibrate(model: str, store=None, device: str = "cpu", precision: str = "fp3
     import pandas as pd
 
     from vrec.ingest.embed import embed
-    from vrec.models.encoders import resolve
+    from vrec.models.registry import resolve
 
     check_number("--calibrate", photos, min=2, max=10_000, integer=True, hint="32 takes seconds for a CNN")
     name = resolve(model).name
@@ -228,7 +228,7 @@ def benchmark_rate(model: str, device: str, precision: str = "fp32", benchmarks=
 
 def throughput(model: str, device: str = "cpu", precision: str = "fp32", store=None, photos: int = 32,
                recalibrate: bool = False, benchmarks=None, notes: list | None = None) -> Rate:
-    from vrec.models.encoders import resolve
+    from vrec.models.registry import resolve
 
     name = resolve(model).name
     if device == "cpu":
@@ -292,7 +292,7 @@ def estimate(images: int, models: Sequence[str] = ("siglip", "cnn"), device: str
              calibrate_photos: int = DEFAULT_CALIBRATION_PHOTOS, recalibrate: bool = False,
              benchmarks=None, m: int = HNSW_M) -> CostEstimate:
     """Time, money, storage and upkeep for ``images`` photos with each model (see the module doc)."""
-    from vrec.models.encoders import resolve
+    from vrec.models.registry import resolve
     from vrec.store.index import EXACT_BELOW
 
     check_number("--images", images, min=1, max=MAX_IMAGES, integer=True, hint="photos to embed, e.g. 2000000")

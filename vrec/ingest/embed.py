@@ -91,7 +91,8 @@ def embed(
     and hashed, and re-embedded only if its content differs. ``verify`` hashes every file, to
     catch a photo replaced by another of the same size and time. Returns an EmbedReport.
     """
-    from vrec.models.encoders import expected_config, resolve, store_key
+    from vrec.models.registry import resolve, store_key
+    from vrec.models.weights import expected_config
 
     device, batch_size, ray_options = _checked_options(metadata, weights, engine, device, precision, batch_size,
                                                        workers, ray_options)
@@ -221,7 +222,7 @@ def _plan(st: Store, entries, configs: dict, usable, stats: dict, verify: bool, 
     """Each model's plan (what to embed, what may have changed), store and writer. Each writer holds
     its lock from planning to the last commit, so two runs never plan against the same vectors; it
     also repairs shards whose files went missing."""
-    from vrec.models.encoders import store_key
+    from vrec.models.registry import store_key
 
     plans, maybe, stores, writers = {}, {}, {}, {}
     for e in entries:

@@ -19,26 +19,16 @@ import numpy as np
 
 from vrec.base.errors import ModelUnavailable, QueryError, UnknownModel
 from vrec.models import onnx_cache, onnx_export, onnx_text
-from vrec.models.encoder_base import Encoder, no_text_tower  # noqa: F401  (re-exported: the interface every model implements)
+from vrec.models.encoder_base import Encoder
 from vrec.models.hub import config_error, hub_unreachable, offline_help, open_clip_config
-from vrec.models.registry import (  # noqa: F401  (re-exported: vrec.encoders was the registry's home)
-    _ENTRIES,
-    DEFAULT_MODELS,
-    MODELS,
+from vrec.models.registry import (
     TINY_SEED,
-    TINY_SIGLIP_CONFIG,
     ModelEntry,
-    list_models,
     resolve,
-    store_key,
 )
-from vrec.models.weights import (  # noqa: F401  (re-exported: vrec.encoders was the weights' home)
-    _hub_location,
+from vrec.models.weights import (
     expected_config,
-    file_digest,
-    is_available_offline,
     load_state_dict,
-    model_config,
     weights_file,
 )
 

@@ -16,8 +16,8 @@ import re
 from collections.abc import Iterable, Sequence
 from pathlib import Path
 
+from vrec.base.files import atomic_path
 from vrec.report.render import METRIC_NAMES, TASK_NAMES, figure, fmt
-from vrec.store.store import atomic_path
 
 
 def thumbnail(path: str | Path, size: int = 160) -> str:

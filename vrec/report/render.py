@@ -8,7 +8,7 @@ from __future__ import annotations
 import json
 from collections.abc import Sequence
 
-from vrec.base.records import CSV_RAW_ENV, csv_cell, csv_safe, to_records  # noqa: F401  (CSV cells: base)
+from vrec.base.records import to_records
 
 # metadata columns worth a place in a narrow terminal table, in order of preference
 PREFERRED_COLUMNS = ("title", "productDisplayName", "name", "category", "articleType", "colour", "baseColour",

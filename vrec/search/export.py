@@ -14,12 +14,13 @@ from pathlib import Path
 import numpy as np
 
 from vrec.base.errors import QueryError, check_number
+from vrec.base.files import atomic_path
 from vrec.base.records import csv_safe
 from vrec.search.query import INTERNAL_COLUMNS
 from vrec.store.catalog_table import catalog_table
 from vrec.store.filters import apply_filters
 from vrec.store.index import search_rows
-from vrec.store.store import as_store, atomic_path
+from vrec.store.store import as_store
 
 FORMATS = ("parquet", "npy", "csv")  # export: from OUT's extension, or --format
 NEIGHBOUR_FORMATS = ("parquet", "csv")  # neighbours: from OUT's extension

@@ -65,7 +65,8 @@ def load_encoder(ms: ModelStore, weights: str | None = None, device: str = "auto
 
 def check_config(ms: ModelStore, weights: str | None = None) -> None:
     """Refuse to query a store's vectors with an encoder configured otherwise than the one that made them."""
-    from vrec.models.encoders import expected_config, resolve
+    from vrec.models.registry import resolve
+    from vrec.models.weights import expected_config
 
     ms.check_config(expected_config(resolve(ms.name), weights))
 
@@ -183,7 +184,8 @@ def search_text(query: str, k: int = 10, model: str = "siglip", store=None, temp
         clock.append(time.perf_counter())
         timings[name] = clock[-1] - clock[-2]
 
-    from vrec.models.encoders import no_text_tower, resolve
+    from vrec.models.encoder_base import no_text_tower
+    from vrec.models.registry import resolve
 
     if encoder is None and not resolve(model).text:  # say so before loading anything
         raise no_text_tower(model)

@@ -96,7 +96,8 @@ def match_probability(cos: np.ndarray, enc) -> np.ndarray:
 
 
 def _text_encoder(ms, encoder, device):
-    from vrec.models.encoders import no_text_tower, resolve
+    from vrec.models.encoder_base import no_text_tower
+    from vrec.models.registry import resolve
 
     if encoder is not None:
         return encoder

@@ -78,7 +78,7 @@ class SharedEncoder:
 
     @property
     def entry(self):
-        from vrec.models.encoders import resolve
+        from vrec.models.registry import resolve
 
         return resolve(self.ms.name)
 
@@ -86,7 +86,7 @@ class SharedEncoder:
     preprocess_spec = property(lambda self: self.entry.preprocess)
 
     def encode_texts(self, texts: Sequence[str]):
-        from vrec.models.encoders import no_text_tower
+        from vrec.models.encoder_base import no_text_tower
 
         if not self.entry.text:  # say so before loading anything
             raise no_text_tower(self.ms.name)
@@ -107,7 +107,7 @@ class SharedEncoder:
 
 
 def has_text_tower(name: str) -> bool:
-    from vrec.models.encoders import resolve
+    from vrec.models.registry import resolve
 
     try:
         return bool(resolve(name).text)

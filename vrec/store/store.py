@@ -31,7 +31,7 @@ import numpy as np
 
 from vrec.base import __version__
 from vrec.base.errors import ConfigMismatch, NotEmbedded, StoreError, suggest
-from vrec.base.files import atomic_path, folder_name, now, read_json, write_json, write_npy, write_parquet  # noqa: F401  (the store's files)
+from vrec.base.files import folder_name, now, read_json, write_json, write_npy, write_parquet
 from vrec.base.userfiles import describe
 
 SCHEMA_VERSION = 1
