@@ -14,10 +14,9 @@ Four steps, each a library function with a thin ``vrec ab`` command in front of 
   ratio metrics at the unit of randomisation (delta method), CUPED, and a sample-ratio-mismatch
   check (:mod:`vrec.report.ab_report` writes it as .html, .md or .json with a chart of the lifts).
 
-This module holds the steps before and during a test -- plan, arms, serving -- and is the one
-place to import from: assignment lives in :mod:`vrec.experiments.ab_assign` and the analysis and its reports
-in :mod:`vrec.experiments.ab_analysis` (the report's HTML page in :mod:`vrec.report.pages`), and their names are
-re-exported here, so ``vrec.experiments.ab.assign`` and ``vrec.experiments.ab.analyze`` work as before.
+This module holds the steps before and during a test -- plan, arms, serving; assignment lives in
+:mod:`vrec.experiments.ab_assign`, the analysis in :mod:`vrec.experiments.ab_analysis` and its
+reports in :mod:`vrec.report.ab_report`.
 
 The power analysis comes from statsmodels (``statsmodels.stats.power.NormalIndPower`` with
 ``proportion_effectsize`` for rates); written here, because statsmodels has no inverse of Cohen's
