@@ -16,6 +16,7 @@ from vrec.base.errors import FilterError, StaleIndex
 from vrec.search.query import search_image, search_text
 from vrec.store.filters import apply_filters
 from vrec.store.store import Store
+from vrec.store.writer import ModelWriter
 
 
 def test_every_item_finds_itself_first_with_score_one(shared_tiny_store, sample_dir):
@@ -46,7 +47,7 @@ def big_model_store(tmp_path):
     st = Store(tmp_path / "s")
     st.create(tmp_path)
     ms = st.model_for_writing("m")
-    with ms.writer({**CONFIG, "dim": 32}) as w:
+    with ModelWriter(ms, {**CONFIG, "dim": 32}) as w:
         w.add(rows([f"i{k}" for k in range(3000)]), _clustered(3300)[:3000])
     return st.model("m"), {**CONFIG, "dim": 32}
 
@@ -69,7 +70,7 @@ def test_index_follows_additions_and_removals_and_detects_staleness(big_model_st
 
     ms, cfg = big_model_store
     ix.build_index(ms)
-    with ms.writer(cfg) as w:
+    with ModelWriter(ms, cfg) as w:
         w.add(rows(["new"]), _clustered(1, seed=5))
         w.delete_rows([0])
     ms.refresh()
@@ -190,7 +191,7 @@ def test_stale_index_is_refused_not_silently_used(tiny_store, sample_dir, monkey
     vrec("index", "--store", tiny_store)
     ms = Store(tiny_store).model("tiny-cnn")
 
-    with ms.writer(ms.config) as w:  # vectors change behind the index's back
+    with ModelWriter(ms, ms.config) as w:  # vectors change behind the index's back
         w.delete_rows([0])
     monkeypatch.setattr(ix, "EXACT_BELOW", 10)
     r = vrec("search-image", "bag-tote-red", "--model", "tiny-cnn", "--store", tiny_store, ok=False)
@@ -351,7 +352,7 @@ def test_export_without_extension_is_parquet(shared_tiny_store, tmp_path):
 def test_a_model_without_items_is_an_error_in_every_format(tmp_path, name):
     store = handmade_store(tmp_path / "store", {"m": np.eye(3)})
     ms = Store(store).model("m")
-    with ms.writer(ms.config) as w:
+    with ModelWriter(ms, ms.config) as w:
         w.delete_rows(list(ms.items()["row"]))
     out = tmp_path / "out"
     out.mkdir()

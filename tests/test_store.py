@@ -10,6 +10,7 @@ import pytest
 import vrec.store.store as store_mod
 from vrec.base.errors import ConfigMismatch, NotEmbedded, StoreError
 from vrec.store.store import Store
+from vrec.store.writer import ModelWriter
 
 CONFIG = {"name": "m", "family": "test", "architecture": "a", "weights": "w", "dim": 8, "preprocess": {}}
 
@@ -28,7 +29,7 @@ def make(tmp_path, n=10):
     st = Store(tmp_path / "s")
     st.create(tmp_path)
     ms = st.model_for_writing("m")
-    with ms.writer(CONFIG) as w:
+    with ModelWriter(ms, CONFIG) as w:
         w.add(rows([f"i{k}" for k in range(n)]), unit(n))
     return st, st.model("m")
 
@@ -37,7 +38,7 @@ def test_append_writes_only_a_new_shard(tmp_path):
     st, ms = make(tmp_path)
     first = ms.shard_dir / "00000001.npy"
     before = first.stat().st_mtime_ns
-    with ms.writer(CONFIG) as w:
+    with ModelWriter(ms, CONFIG) as w:
         w.add(rows(["new"]), unit(1, 1))
     ms.refresh()
     assert len(ms) == 11 and len(ms.shards()) == 2
@@ -54,7 +55,7 @@ def test_crash_between_shard_write_and_manifest_commit_keeps_the_old_store(tmp_p
         raise OSError("power cut")
 
     with pytest.raises(OSError):
-        with ms.writer(CONFIG) as w:
+        with ModelWriter(ms, CONFIG) as w:
             w.add(rows(["x"]), unit(1, 2))
             monkeypatch.setattr(store_mod, "write_json", crash)
             w.flush()
@@ -63,7 +64,7 @@ def test_crash_between_shard_write_and_manifest_commit_keeps_the_old_store(tmp_p
     assert len(ms) == 10 and np.array_equal(ms.vectors(), old)
     # the orphaned shard is cleaned up by the next writer
     assert any(f.name.startswith("00000002") for f in ms.shard_dir.iterdir())
-    with ms.writer(CONFIG):
+    with ModelWriter(ms, CONFIG):
         pass
     assert not any(f.name.startswith("00000002") for f in ms.shard_dir.iterdir())
 
@@ -71,12 +72,12 @@ def test_crash_between_shard_write_and_manifest_commit_keeps_the_old_store(tmp_p
 def test_tombstones_hide_rows_and_compaction_drops_them(tmp_path):
     st, ms = make(tmp_path, n=8)
     vec = ms.vectors().copy()
-    with ms.writer(CONFIG) as w:
+    with ModelWriter(ms, CONFIG) as w:
         w.delete_rows([1])
     ms.refresh()
     assert "i1" not in set(ms.items()["id"]) and len(ms) == 7
     assert np.array_equal(ms.vectors(), np.delete(vec, 1, axis=0))
-    with ms.writer(CONFIG) as w:
+    with ModelWriter(ms, CONFIG) as w:
         w.delete_rows([2, 3])  # now 3 of 8 are gone: past the compaction threshold
     ms.refresh()
     assert sum(s.deleted_count for s in ms.shards()) == 0 and ms.total_rows == 5
@@ -88,7 +89,7 @@ def test_tombstones_hide_rows_and_compaction_drops_them(tmp_path):
 def test_config_mismatch_is_refused(tmp_path):
     st, ms = make(tmp_path)
     with pytest.raises(ConfigMismatch, match="another dim"):
-        ms.writer({**CONFIG, "dim": 16}).__enter__()
+        ModelWriter(ms, {**CONFIG, "dim": 16}).__enter__()
 
 
 def test_newer_schema_is_refused_and_old_unversioned_is_migrated(tmp_path):
@@ -106,7 +107,7 @@ def test_newer_schema_is_refused_and_old_unversioned_is_migrated(tmp_path):
 
 def test_two_writers_never_write_one_model_at_once(tmp_path):
     st, ms = make(tmp_path)
-    with ms.writer(CONFIG):
+    with ModelWriter(ms, CONFIG):
         with pytest.raises(StoreError, match="Another vrec process"):
             Store(tmp_path / "s").model("m").writer(CONFIG).__enter__()
 
@@ -126,11 +127,11 @@ def test_a_large_store_appends_in_proportion_to_what_is_new(tmp_path):
     cfg = {**CONFIG, "dim": 768}
     ms = st.model_for_writing("m")
     n = 200_000
-    with ms.writer(cfg) as w:
+    with ModelWriter(ms, cfg) as w:
         w.add(rows([f"i{k}" for k in range(n)]), np.zeros((n, 768), np.float32))
     size_before = sum(f.stat().st_size for f in ms.shard_dir.iterdir())
     mtimes = {f.name: f.stat().st_mtime_ns for f in ms.shard_dir.iterdir()}
-    with ms.writer(cfg) as w:
+    with ModelWriter(ms, cfg) as w:
         w.add(rows([f"n{k}" for k in range(2000)]), np.ones((2000, 768), np.float32))
     new_files = [f for f in ms.shard_dir.iterdir() if f.name not in mtimes]
     assert all(f.stat().st_mtime_ns == mtimes[f.name] for f in ms.shard_dir.iterdir() if f.name in mtimes)

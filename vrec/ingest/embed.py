@@ -31,6 +31,7 @@ from vrec.ingest.metadata import METADATA_WANT, read_metadata
 from vrec.ingest.pipeline import Decoded, Job, ModelReport, Recorder, plan_model
 from vrec.models.weights import WANT_WEIGHTS
 from vrec.store.store import ITEM_COLUMNS, Store, as_store
+from vrec.store.writer import ModelWriter
 
 CONTROL = re.compile(r"[\x00-\x1f\x7f]")  # C0 control characters and DEL
 DECODE_NICENESS = int(os.environ.get("VREC_DECODE_NICENESS", "10"))
@@ -228,7 +229,7 @@ def _plan(st: Store, entries, configs: dict, usable, stats: dict, verify: bool, 
     for e in entries:
         key = store_key(e.name)
         ms = st.model_for_writing(e.name)
-        writers[key] = held.enter_context(ms.writer(configs[key]))
+        writers[key] = held.enter_context(ModelWriter(ms, configs[key]))
         items = ms.items() if ms.exists() else _empty_items()
         plans[key], maybe_ids = plan_model(usable, stats, items, verify=verify)
         stored = dict(zip(items["id"], items["hash"])) if len(items) else {}

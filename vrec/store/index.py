@@ -20,8 +20,8 @@ from dataclasses import dataclass
 import numpy as np
 
 from vrec.base.errors import StaleIndex, VrecError, check_number
-from vrec.base.files import atomic_path
-from vrec.store.store import ModelStore, now, write_json, write_npy
+from vrec.base.files import atomic_path, write_npy
+from vrec.store.store import ModelStore, now, write_json
 
 # Below this many items exact search (one matrix-vector product) answers as fast as HNSW and is
 # always right; see bench/ for the measurement behind the number.
