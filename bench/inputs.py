@@ -15,6 +15,8 @@ from pathlib import Path
 import numpy as np
 from common import FAKE_HUB, FASHION, ROOT
 
+from vrec.store.writer import ModelWriter
+
 
 def photo_folders(tmp: Path, n_small: int, n_large: int, repeat: int = 1) -> dict[str, Path]:
     """Real JPEGs (the shared fashion sample, else the demo photos in sample_catalog/) and studio-size upscales;
@@ -125,7 +127,7 @@ def write_vectors(store: Path, model: str, config: dict, ids: list[str], vectors
 
     st = Store(store)
     st.create(root)
-    with st.model_for_writing(model).writer(config) as w:
+    with ModelWriter(st.model_for_writing(model), config) as w:
         for start in range(0, len(ids), 250_000):
             chunk = ids[start:start + 250_000]
             items = pd.DataFrame({"id": chunk, "path": [i + ".jpg" for i in chunk] if with_paths else "", "hash": "", "size": 0, "mtime": 0,

@@ -12,6 +12,8 @@ import numpy as np
 from common import FASHION, log, run_json
 from inputs import clustered, write_vectors
 
+from vrec.store.writer import ModelWriter
+
 # argv: store, ef_construction. `vrec index` in a process of its own, so its peak memory is its own.
 BUILD = """
 import json, sys
@@ -104,7 +106,7 @@ def measure_append(ms, cfg: dict, n_new: int, dim: int) -> dict:
     items = pd.DataFrame({"id": [f"new{j}" for j in range(n_new)], "path": "", "hash": "", "size": 0, "mtime": 0,
                           "width": 0, "height": 0})
     t0 = time.perf_counter()
-    with ms.writer(cfg) as w:
+    with ModelWriter(ms, cfg) as w:
         w.add(items, vectors)
     seconds = time.perf_counter() - t0
     written = sum(f.stat().st_size for f in ms.shard_dir.iterdir() if f not in files)

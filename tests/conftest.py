@@ -9,6 +9,8 @@ import numpy as np
 import pytest
 from PIL import Image
 
+from vrec.store.writer import ModelWriter
+
 ROOT = Path(__file__).resolve().parents[1]
 SAMPLE = ROOT / "tests" / "data" / "drawn_catalog"  # 60 drawn pictures; sample_catalog/ holds the demo's real photos
 FASHION = ROOT.parent / "shared" / "datasets" / "fashion-sample"
@@ -164,7 +166,7 @@ def handmade_store(path: Path, vectors: dict, metadata=None, ids=None) -> Path:
         items = pd.DataFrame({"id": item_ids, "path": [f"{i}.jpg" for i in item_ids], "hash": "h", "size": 1,
                               "mtime": 1, "width": 8, "height": 8})
         cfg = {"name": name, "family": "test", "architecture": name, "weights": "w", "dim": v.shape[1], "preprocess": {}}
-        with st.model_for_writing(name).writer(cfg) as w:
+        with ModelWriter(st.model_for_writing(name), cfg) as w:
             w.add(items, v)
     if metadata is not None:
         st.write_metadata(metadata.set_index("id"))

@@ -22,6 +22,7 @@ from vrec.models import onnx_cache, onnx_export, onnx_text  # noqa: E402
 from vrec.models.encoders import create_encoder, query_encoder
 from vrec.models.registry import resolve
 from vrec.models.weights import expected_config
+from vrec.store.writer import ModelWriter
 
 ROOT = Path(__file__).resolve().parents[1]
 TOOLS = ROOT.parent / "shared" / "tools"
@@ -402,7 +403,7 @@ def test_real_siglip_architecture_exports_equal_vectors_and_queries_without_torc
     v = np.random.default_rng(0).normal(size=(n, 768)).astype(np.float32)
     items = pd.DataFrame({"id": [f"i{j}" for j in range(n)], "path": [f"i{j}.jpg" for j in range(n)], "hash": "",
                           "size": 0, "mtime": 0, "width": 0, "height": 0})
-    with st.model_for_writing("siglip").writer(expected_config(resolve("siglip"))) as w:
+    with ModelWriter(st.model_for_writing("siglip"), expected_config(resolve("siglip"))) as w:
         w.add(items, v / np.linalg.norm(v, axis=1, keepdims=True))
     q = run_query(st.path, "--k", "5", env=env)
     assert heavy(q) == [] and len(json.loads(q.stdout)["results"]) == 5

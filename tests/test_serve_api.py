@@ -32,6 +32,7 @@ fastapi = pytest.importorskip("fastapi")
 from fastapi.testclient import TestClient  # noqa: E402
 
 from vrec.serve.app import create_app  # noqa: E402
+from vrec.store.writer import ModelWriter
 
 ITEM = "bags/bag-tote-red"
 PHOTO = SAMPLE / "bags" / "bag-tote-red.jpg"
@@ -464,7 +465,7 @@ def test_a_stale_index_is_searched_exactly_with_a_note(tmp_path, monkeypatch):
     for name in TINY:  # vectors committed, index not updated yet (as while an embed runs, or after it was killed)
         ms = Store(store).model(name)
         items = ms.items().iloc[[0]].drop(columns="row").assign(id="late", path="late.jpg")
-        with ms.writer(ms.config) as w:
+        with ModelWriter(ms, ms.config) as w:
             w.add(items, ms.vectors_for_rows([0]))
     assert {m["index"] for m in c.get("/api/health").json()["models"]} == {"stale"}
     body = c.get(f"/api/similar/{first}", params={"k": 3}).json()

@@ -109,7 +109,7 @@ def test_two_writers_never_write_one_model_at_once(tmp_path):
     st, ms = make(tmp_path)
     with ModelWriter(ms, CONFIG):
         with pytest.raises(StoreError, match="Another vrec process"):
-            Store(tmp_path / "s").model("m").writer(CONFIG).__enter__()
+            ModelWriter(Store(tmp_path / "s").model("m"), CONFIG).__enter__()
 
 
 def test_missing_store_and_model_are_clear_errors(tmp_path):
