@@ -8,6 +8,7 @@ import pandas as pd
 import pytest
 
 import vrec.store.store as store_mod
+import vrec.store.writer as writer_mod
 from vrec.base.errors import ConfigMismatch, NotEmbedded, StoreError
 from vrec.store.store import Store
 from vrec.store.writer import ModelWriter
@@ -57,7 +58,7 @@ def test_crash_between_shard_write_and_manifest_commit_keeps_the_old_store(tmp_p
     with pytest.raises(OSError):
         with ModelWriter(ms, CONFIG) as w:
             w.add(rows(["x"]), unit(1, 2))
-            monkeypatch.setattr(store_mod, "write_json", crash)
+            monkeypatch.setattr(writer_mod, "write_json", crash)
             w.flush()
     monkeypatch.undo()
     ms = Store(tmp_path / "s").model("m")

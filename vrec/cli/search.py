@@ -5,6 +5,7 @@ import sys
 
 import typer
 
+from vrec.base.records import csv_safe
 from vrec.cli.common import (
     START,
     DeviceOpt,
@@ -36,7 +37,7 @@ def render(result, fmt: str, html_path: str | None, store) -> None:
     if fmt == "json":
         print(r.result_json(result))
     elif fmt == "csv":
-        print(r.csv_safe(result.table).to_csv(index=False).rstrip("\n"))
+        print(csv_safe(result.table).to_csv(index=False).rstrip("\n"))
     else:
         out.print(r.results_table(result))
     if html_path:

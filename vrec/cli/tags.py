@@ -3,6 +3,7 @@ from __future__ import annotations
 
 import typer
 
+from vrec.base.records import csv_safe
 from vrec.cli.common import DeviceOpt, StoreOpt, app, err, out
 
 VocabOpt = typer.Option(None, "--vocab", help="Vocabulary file (UTF-8, one concept per line, 'group:' lines start a "
@@ -37,7 +38,7 @@ def tag(
     result = run(model=model, store=store, vocab=vocab or (), threshold=threshold, top=top, save=False, device=device)
     if csv:  # before the store is touched: a CSV that cannot be written leaves everything as it was
         with atomic_path(csv) as tmp:
-            r.csv_safe(result.table).to_csv(tmp, index=False)
+            csv_safe(result.table).to_csv(tmp, index=False)
         err.print(f"wrote {csv}")
     st = Store(store)
     save_tags(st, result.long)
@@ -94,7 +95,7 @@ def map_(
             out.print(t)
         if csv:
             with atomic_path(csv) as tmp:
-                r.csv_safe(gaps_frame(gap_list, over)).to_csv(tmp, index=False)
+                csv_safe(gaps_frame(gap_list, over)).to_csv(tmp, index=False)
             err.print(f"wrote {csv}")
         return
     from vrec.search.stylemap import style_map
@@ -107,5 +108,5 @@ def map_(
         err.print(f"wrote {html}")
     if csv:
         with atomic_path(csv) as tmp:
-            r.csv_safe(sm.items).to_csv(tmp, index=False)
+            csv_safe(sm.items).to_csv(tmp, index=False)
         err.print(f"wrote {csv}")
