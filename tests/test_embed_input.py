@@ -315,3 +315,15 @@ def test_a_style_map_never_overwrites_user_columns_named_like_its_own(tiny_store
     out = pd.read_csv(tmp_path / "map.csv")
     assert sorted(out["meta_x"]) == list(range(len(meta)))  # the user's values, whole
     assert out["x"].between(-1e6, 1e6).all() and not (out["x"] == out["meta_x"]).all()
+
+
+def test_a_file_too_large_to_be_a_photo_is_skipped_unread(tmp_path, tiny_store):
+    """A 50 GB (sparse) 'photo' is listed as skipped, never read into memory; as a query, one error line."""
+    photos = catalog_copy(tmp_path, n=3)
+    huge = photos / "huge.jpg"
+    with open(huge, "wb") as f:
+        f.truncate(50 << 30)
+    r = vrec("embed", photos, "--model", "tiny-cnn", "--store", tmp_path / "s")
+    assert "huge.jpg" in r.stderr and "larger than any photo vrec reads" in r.stderr
+    assert len(Store(tmp_path / "s").model("tiny-cnn").items()) == 3
+    fails("search-image", huge, "--model", "tiny-cnn", "--store", tiny_store, says="larger than any photo vrec reads")

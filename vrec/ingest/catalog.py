@@ -28,6 +28,9 @@ IMAGE_EXTENSIONS = frozenset({".jpg", ".jpeg", ".png", ".webp", ".bmp", ".gif", 
 # Pillow warns above MAX_IMAGE_PIXELS (~89 Mpx) and only raises at twice that; a product photo
 # is never that large, so refuse at the warning threshold.
 MAX_PIXELS = Image.MAX_IMAGE_PIXELS or 89_478_485
+# A photo file is read whole into memory to be decoded: a file larger than this is no product photo
+# (an 89-megapixel uncompressed RGBA TIFF, at Pillow's own limit, is 356 MB), so it is skipped unread.
+MAX_PHOTO_BYTES = 512 << 20
 DRAFT_MIN = 256  # JPEG draft decoding keeps at least this short side (above every 224-256 px model input)
 
 
@@ -56,13 +59,22 @@ def stat_regular(path: str | os.PathLike) -> os.stat_result:
     return st
 
 
+def check_photo_size(size: int) -> None:
+    """Refuse a file too large to be a photo before any of it is read (OSError, EFBIG)."""
+    if size > MAX_PHOTO_BYTES:
+        raise OSError(errno.EFBIG, f"{size / 1e9:.1f} GB, larger than any photo vrec reads "
+                                   f"({MAX_PHOTO_BYTES >> 20} MB)")
+
+
 def read_regular(path: str | os.PathLike) -> bytes:
-    """A regular file's bytes; never blocks on a pipe or device that replaced the file meanwhile."""
+    """A regular file's bytes; never blocks on a pipe or device that replaced the file meanwhile, and
+    never reads a file too large to be a photo (``MAX_PHOTO_BYTES``)."""
     fd = os.open(path, os.O_RDONLY | os.O_NONBLOCK)
     try:
         st = os.fstat(fd)
         if not stat.S_ISREG(st.st_mode):
             raise OSError(errno.EINVAL, f"not a regular file: {kind_of(st.st_mode)}")
+        check_photo_size(st.st_size)
         with os.fdopen(fd, "rb", closefd=False) as f:
             return f.read()
     finally:
@@ -229,8 +241,9 @@ class FileSystemSource(Source):
         return info.size, info.mtime_ns or 0
 
     def read(self, ref: ImageRef) -> bytes:
+        check_photo_size(self.stat(ref)[0])
         with self.fs.open_input_stream(f"{self.base}/{ref.path}") as f:
-            return f.read()
+            return f.read(MAX_PHOTO_BYTES + 1)
 
 
 class ListSource(Source):
@@ -285,8 +298,9 @@ class ListSource(Source):
         fs, path = self._where(ref)
         if fs is None:
             return read_regular(path)
+        check_photo_size(fs.get_file_info(path).size or 0)
         with fs.open_input_stream(path) as f:
-            return f.read()
+            return f.read(MAX_PHOTO_BYTES + 1)
 
 
 def _refs_from_paths(paths: list[str], keep_order: bool = False) -> list[ImageRef]:
