@@ -286,3 +286,12 @@ def test_a_damaged_or_hostile_hub_config_is_one_clear_error_naming_file_and_fiel
     line = fails("embed", sample_dir, "--model", "hf-hub:someone/odd-model", "--weights", tmp_path / "w.safetensors",
                  "--store", tmp_path / "store", says=says)
     assert str(path) in line and "open_clip_config.json" in line
+
+
+def test_an_open_clip_architecture_without_weights_is_refused_not_random(sample_dir, tmp_path):
+    from clihelp import fails
+
+    for args in (["embed", sample_dir, "--model", "open_clip:RN50", "--store", tmp_path / "s"],
+                 ["models", "download", "open_clip:RN50"]):
+        fails(*args, says="names no pretrained weights, so its vectors would be random")
+    assert not (tmp_path / "s" / "models").exists()

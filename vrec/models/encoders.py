@@ -27,6 +27,7 @@ from vrec.models.registry import (
     resolve,
 )
 from vrec.models.weights import (
+    check_has_weights,
     expected_config,
     load_state_dict,
     weights_file,
@@ -418,6 +419,7 @@ def _build_timm(entry: ModelEntry, weights, device: str, weights_id: str, text_o
 def download(name: str) -> list[str]:
     """Fetch a model's weights and tokenizer into the local cache (``vrec models download``)."""
     entry = resolve(name)
+    check_has_weights(entry)
     paths = [p for p in [weights_file(entry)] if p]
     if entry.family == "open_clip" and not entry.tiny:
         try:

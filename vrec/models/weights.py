@@ -152,5 +152,21 @@ def expected_config(entry: ModelEntry, weights: str | os.PathLike | None = None)
     elif entry.tiny:
         wid = f"random-seed{TINY_SEED}"
     else:
-        wid = entry.pretrained or "random"
+        wid = check_has_weights(entry)
     return model_config(entry, wid)
+
+
+def check_has_weights(entry: ModelEntry) -> str:
+    """The entry's pretrained weights' name; a model that names none (``open_clip:ARCH`` without
+    ``@TAG``) would embed with random weights, which is refused, never done silently."""
+    if entry.pretrained or entry.tiny:
+        return entry.pretrained or ""
+    tags = ""
+    if entry.family == "open_clip":
+        import open_clip
+
+        known = open_clip.list_pretrained_tags_by_model(entry.arch)
+        shown = ", ".join(known[:5]) + (f" and {len(known) - 5} more" if len(known) > 5 else "")
+        tags = f" (its tags: {shown})" if known else " (open_clip knows no weights for it)"
+    raise ModelUnavailable(f"Model {entry.name!r} names no pretrained weights, so its vectors would be random; "
+                           f"add a tag, as in open_clip:{entry.arch}@TAG{tags}, or pass --weights FILE.")
