@@ -327,3 +327,9 @@ def test_a_file_too_large_to_be_a_photo_is_skipped_unread(tmp_path, tiny_store):
     assert "huge.jpg" in r.stderr and "larger than any photo vrec reads" in r.stderr
     assert len(Store(tmp_path / "s").model("tiny-cnn").items()) == 3
     fails("search-image", huge, "--model", "tiny-cnn", "--store", tiny_store, says="larger than any photo vrec reads")
+
+
+@pytest.mark.parametrize("name", ["loop.csv", "loopdir"])
+def test_a_catalog_that_is_a_looping_link_is_one_error(tmp_path, name):
+    (tmp_path / name).symlink_to(tmp_path / name)
+    fails("embed", tmp_path / name, "--model", "tiny-cnn", "--store", tmp_path / "s", says="points to itself")
