@@ -641,3 +641,15 @@ def test_the_cli_does_not_import_the_web_stack_until_serve_runs():
             "print(sorted(m for m in ('fastapi', 'uvicorn', 'starlette', 'vrec.serve.app') if m in sys.modules))")
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout
     assert out.strip() == "[]"
+
+
+def test_a_thumbnail_by_the_unique_ending_of_an_id(client):
+    full, short = ITEM, ITEM.rsplit("/", 1)[-1]
+    assert client.get(f"/thumb/{short}").content == client.get(f"/thumb/{full}").content
+
+
+def test_steering_texts_are_bounded(client):
+    r = upload(client, PHOTO.read_bytes(), plus=["x" * 1001])
+    is_error(r, 400, "1,001 characters")
+    r = upload(client, PHOTO.read_bytes(), plus=["red"] * 21)
+    is_error(r, 400, "At most 20")

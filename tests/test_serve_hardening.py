@@ -441,3 +441,13 @@ def test_the_stopping_middleware_leaves_a_cancelled_request_alone_while_the_serv
     state.server.should_exit = True
     asyncio.run(Stopping(app, state)({"type": "http", "method": "GET"}, None, send))
     assert sent[0]["status"] == 503
+
+
+def test_malformed_host_headers_are_refused():
+    from vrec.serve.middleware import HostCheck, allowed_host_names, host_name
+
+    check = HostCheck(None, allowed_host_names("127.0.0.1"))
+    for bad in ("localhost:1@evil.com", "[::1]evil.com", "127.0.0.1:80:80", "local host", "localhost:99999999"):
+        assert not check.allows(host_name(bad)), bad
+    for good in ("[::1]:8765", "::1", "LOCALHOST.:80", "127.0.0.1"):
+        assert check.allows(host_name(good)), good

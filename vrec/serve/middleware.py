@@ -4,6 +4,7 @@ the server's address or --allowed-host: a guard against DNS rebinding), ``HeadAs
 GET works) and ``Guard`` (the token, in a header, query parameter or cookie, for every route but
 ``/api/health`` and the page's static files; the upload size limit)."""
 import asyncio
+import re
 from collections.abc import Sequence
 
 from vrec.serve.http_errors import error
@@ -78,19 +79,38 @@ class Guard:
                 f"smaller photo (or start vrec serve with a larger --max-upload-mb).")
 
 
+_HOST = re.compile(r"(?:\[(?P<ipv6>[0-9a-f:.]+)\]|(?P<name>[a-z0-9._-]+))(?::\d{1,5})?")
+
+
 def host_name(header: str) -> str:
-    """The name in a Host header, lower case, without port, brackets or trailing dot ('[::1]:80' -> '::1')."""
+    """The name in a Host header, lower case, without port, brackets or trailing dot ('[::1]:80' -> '::1');
+    '' for a header that is not a host name and optional port ('localhost:1@evil.com', '[::1]evil')."""
     value = header.strip().lower()
-    if value.startswith("["):
-        value = value[1:value.find("]")] if "]" in value else value[1:]
-    elif value.count(":") == 1:
-        value = value.split(":")[0]
-    return value.rstrip(".")
+    m = _HOST.fullmatch(value)
+    if m is None:
+        return value if _is_ipv6(value) else ""  # '::1' unbracketed: not HTTP's form, but unambiguous
+    return (m.group("ipv6") or m.group("name")).rstrip(".")
+
+
+def _is_ipv6(value: str) -> bool:
+    import ipaddress
+
+    try:
+        ipaddress.IPv6Address(value)
+        return True
+    except ValueError:
+        return False
+
+
+def configured_name(name: str) -> str:
+    """A name as an operator writes it (--host, --allowed-host: '::1', '[::1]', 'Shop.Example.com.'),
+    in the form host_name gives a request's Host header."""
+    return host_name(name) or name.strip().lower().rstrip(".")
 
 
 def allowed_host_names(host: str, extra: Sequence[str] = ()) -> list[str]:
     """The Host names a server on ``host`` answers to: loopback names, the address it binds to, ``extra``."""
-    return list(dict.fromkeys(n for n in (host_name(x) for x in (*LOOPBACK_NAMES, host, *extra)) if n))
+    return list(dict.fromkeys(n for n in (configured_name(x) for x in (*LOOPBACK_NAMES, host, *extra)) if n))
 
 
 class HostCheck:
@@ -104,8 +124,8 @@ class HostCheck:
     def __init__(self, app, allowed: Sequence[str]):
         self.app = app
         self.any = "*" in allowed
-        self.names = {host_name(a) for a in allowed if not a.startswith("*")}
-        self.domains = tuple(host_name(a)[1:] for a in allowed if a.startswith("*."))
+        self.names = {configured_name(a) for a in allowed if not a.startswith("*")}
+        self.domains = tuple(configured_name(a)[1:] for a in allowed if a.startswith("*."))
 
     def allows(self, name: str) -> bool:
         return self.any or name in self.names or any(name.endswith(d) for d in self.domains)
@@ -117,7 +137,8 @@ class HostCheck:
         if self.allows(host_name(header)):
             return await self.app(scope, receive, send)
         name = host_name(header)[:100]
-        msg = ("The request has no Host header; send one that names this server, e.g. 127.0.0.1." if not name else
+        msg = ("The request's Host header is missing or is not a host name; send one that names this server, "
+               "e.g. 127.0.0.1." if not name else
                f"This server does not answer to the host name {name!r} (a guard against DNS rebinding): open the "
                f"address vrec serve printed, or, if {name!r} is a name of this machine, restart vrec serve with "
                f"--allowed-host {name}.")

@@ -74,6 +74,11 @@ def item(item_id: str, svc: Service = Depends(service)):
 def thumb(item_id: str, svc: Service = Depends(service)):
     snap = svc.snap()
     models = [svc.model] + [m for m in snap.model_names() if m != svc.model]
+    if snap.position(svc.model, item_id) is None:  # a unique ending of an id, as the other routes take
+        try:
+            item_id = str(snap.table(svc.model)["id"].iloc[svc.resolve(snap, svc.model, item_id)])
+        except UnknownItem:
+            pass  # perhaps an item of another model only; thumbs.get says when it is none
     data = svc.thumbs.get(snap, models, item_id)
     return Response(data, media_type="image/jpeg", headers={"Cache-Control": "private, max-age=300"})
 

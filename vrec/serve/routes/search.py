@@ -4,6 +4,7 @@ import time
 
 from fastapi import APIRouter, Depends, File, Form, Query, UploadFile
 
+from vrec.base.errors import QueryError
 from vrec.search.query import search_image as run_image
 from vrec.search.query import search_text as run_text
 from vrec.serve.middleware import TooLarge
@@ -15,7 +16,7 @@ router = APIRouter()
 
 
 @router.get("/api/health", summary="Models, items, index state and version", response_model=Health,
-            responses={k: v for k, v in ERRORS.items() if k in (405, 503)})
+            responses={k: v for k, v in ERRORS.items() if k in (400, 405, 503)})
 def health(svc: Service = Depends(service)):
     return svc.health()
 
@@ -46,6 +47,7 @@ def search_image(file: UploadFile = File(..., description="The photo (JPEG, PNG,
                  filters: list[str] = Form([], alias="filter", description="Metadata filters; repeatable."),
                  svc: Service = Depends(service)):
     check_k(k)
+    check_steering(plus, minus)
     snap = svc.snap()
     model = svc.check_model(snap, model)
     name = upload_name(file.filename)
@@ -56,6 +58,18 @@ def search_image(file: UploadFile = File(..., description="The photo (JPEG, PNG,
     result = run_image(name, k=k, model=model, store=snap, filters=given(filters), plus=[p for p in plus if p.strip()],
                        minus=[m for m in minus if m.strip()], weight=weight, encoder=encoder, image=photo)
     return svc.results(result, "image", k, time.perf_counter() - t, snap)
+
+
+MAX_STEERING = 20  # plus/minus texts in one request
+MAX_TEXT = 1000  # characters of one text, as for q
+
+
+def check_steering(plus: list[str], minus: list[str]) -> None:
+    if len(plus) + len(minus) > MAX_STEERING:
+        raise QueryError(f"At most {MAX_STEERING} plus and minus texts together (got {len(plus) + len(minus)}).")
+    long = next((s for s in (*plus, *minus) if len(s) > MAX_TEXT), None)
+    if long is not None:
+        raise QueryError(f"A plus or minus text is {len(long):,} characters long; keep each to {MAX_TEXT:,}.")
 
 
 def read_upload(file, limit: int) -> bytes:
