@@ -49,6 +49,10 @@ def atomic_path(path: str | os.PathLike) -> Iterator[str]:
     if str(path) == "-":  # a user's '-' means stdout, never a file of that name
         raise StoreError(STDOUT_REFUSED)
     path = Path(path)
+    if path.is_symlink():  # written through the link, as a shell's '>' does; a link to itself is no file
+        if describe(path) and "itself" in describe(path):
+            raise StoreError(f"{str(path)!r} {describe(path)}; give the name of a file to write to.")
+        path = Path(os.path.realpath(path))
     if path.is_dir():
         raise StoreError(f"{str(path)!r} is a folder; give a file name to write to (e.g. {str(path / 'out')!r}).")
     if path.exists() and not path.is_file():  # /dev/null, a pipe, a socket: never replace those
