@@ -87,7 +87,7 @@ def test_a_list_file_naming_a_missing_photo_skips_it(tmp_path):
 def test_failed_weights_leave_no_configuration_behind(tmp_path):
     photos = catalog_copy(tmp_path, n=4)
     bad = tmp_path / "wrong.pt"
-    bad.write_bytes(b"not a state dict")
+    bad.write_bytes(b"PK\x03\x04 looks like torch.save, is not a state dict")
     fails("embed", photos, "-m", "tiny-cnn", "--weights", bad, "--store", tmp_path / "s",
           says="Cannot read weights file")
     vrec("embed", photos, "-m", "tiny-cnn", "--store", tmp_path / "s")  # a plain run is not refused

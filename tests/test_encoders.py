@@ -295,3 +295,16 @@ def test_an_open_clip_architecture_without_weights_is_refused_not_random(sample_
                  ["models", "download", "open_clip:RN50"]):
         fails(*args, says="names no pretrained weights, so its vectors would be random")
     assert not (tmp_path / "s" / "models").exists()
+
+
+def test_a_weights_file_that_cannot_be_weights_is_refused_before_it_is_read(sample_dir, tmp_path):
+    from clihelp import fails
+
+    huge = tmp_path / "huge.safetensors"
+    with open(huge, "wb") as f:
+        f.truncate(50 << 30)  # sparse: hashing it whole would take minutes
+    fails("embed", sample_dir, "-m", "tiny-cnn", "--weights", huge, "--store", tmp_path / "s", says="larger than any")
+    text = tmp_path / "notes.pt"
+    text.write_text("these are not weights\n")
+    fails("embed", sample_dir, "-m", "tiny-cnn", "--weights", text, "--store", tmp_path / "s",
+          says="neither safetensors nor a PyTorch state dict")

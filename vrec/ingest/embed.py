@@ -24,12 +24,12 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
-from vrec.base.errors import CatalogError, ModelUnavailable, check_number
+from vrec.base.errors import CatalogError, check_number
 from vrec.base.userfiles import check_file
 from vrec.ingest.catalog import Source, chunked, open_source
 from vrec.ingest.metadata import METADATA_WANT, read_metadata
 from vrec.ingest.pipeline import Decoded, Job, ModelReport, Recorder, plan_model
-from vrec.models.weights import WANT_WEIGHTS
+from vrec.models.weights import check_weights_file
 from vrec.store.store import ITEM_COLUMNS, Store, as_store
 from vrec.store.writer import ModelWriter
 
@@ -155,7 +155,7 @@ def _checked_options(metadata, weights, engine: str, device: str, precision: str
     if metadata is not None:
         check_file(metadata, "Metadata file", METADATA_WANT, CatalogError)
     for path in (weights or {}).values():
-        check_file(path, "Weights file", WANT_WEIGHTS, ModelUnavailable)
+        check_weights_file(path)
     if engine not in ENGINES:
         raise CatalogError(f"Unknown engine {engine!r}; use one of: {', '.join(ENGINES)}.")
     if engine == "local":

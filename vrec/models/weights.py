@@ -94,6 +94,25 @@ def weights_file(entry: ModelEntry) -> str | None:
 _digests: dict[tuple, str] = {}  # file identity and times -> digest: a query asks for it more than once
 
 
+MAX_WEIGHTS_BYTES = 32 << 30  # above the largest open_clip checkpoint (ViT-bigG, about 10 GB in fp32)
+
+
+def check_weights_file(path: str | os.PathLike) -> None:
+    """Refuse, before it is hashed or loaded, what cannot be a weights file: not a regular file, over
+    MAX_WEIGHTS_BYTES, or starting as neither safetensors, a zip (torch.save) nor a pickle."""
+    size = check_file(path, "Weights file", WANT_WEIGHTS, ModelUnavailable)
+    if size > MAX_WEIGHTS_BYTES:
+        raise ModelUnavailable(f"Weights file {str(path)!r} is {size / 1e9:.0f} GB, larger than any model's weights "
+                               f"({MAX_WEIGHTS_BYTES >> 30} GB); {WANT_WEIGHTS}.")
+    with open(path, "rb") as f:
+        head = f.read(9)
+    header_len = int.from_bytes(head[:8], "little") if len(head) == 9 else -1
+    safetensors = 0 < header_len < min(size, 100 << 20) and head[8:9] == b"{"
+    if not (safetensors or head.startswith(b"PK\x03\x04") or head[:1] == b"\x80"):
+        raise ModelUnavailable(f"Weights file {str(path)!r} is neither safetensors nor a PyTorch state dict "
+                               f"(it starts with {head[:8]!r}); {WANT_WEIGHTS}.")
+
+
 def file_digest(path: str | os.PathLike) -> str:
     """A short content digest of a weights file (``sha256:`` and 16 hex digits): its identity."""
     st = os.stat(path)
@@ -116,7 +135,7 @@ def load_state_dict(path: str | os.PathLike, skip_prefix: str | None = None) -> 
     import torch
 
     p = str(path)
-    check_file(p, "Weights file", WANT_WEIGHTS, ModelUnavailable)
+    check_weights_file(p)
     try:
         if p.endswith(".safetensors"):
             from safetensors import safe_open
@@ -147,7 +166,7 @@ def model_config(entry: ModelEntry, weights_id: str) -> dict:
 def expected_config(entry: ModelEntry, weights: str | os.PathLike | None = None) -> dict:
     """The manifest configuration an encoder will have, known without building it."""
     if weights:
-        check_file(weights, "Weights file", WANT_WEIGHTS, ModelUnavailable)
+        check_weights_file(weights)
         wid = file_digest(weights)
     elif entry.tiny:
         wid = f"random-seed{TINY_SEED}"
