@@ -144,3 +144,14 @@ def test_a_metadata_file_of_thousands_of_columns_is_one_clear_error(tmp_path):
         warnings.simplefilter("error")  # no pandas PerformanceWarning on the way
         with pytest.raises(CatalogError, match="10,001 columns, more than the 1,000"):
             read_metadata(tmp_path / "wide.csv", refs)
+
+
+def test_a_metadata_header_naming_a_column_twice_is_refused(tmp_path):
+    from clihelp import fails
+
+    photos = tmp_path / "p"
+    photos.mkdir()
+    Image.new("RGB", (32, 32), "red").save(photos / "a.jpg")
+    meta = tmp_path / "m.csv"
+    meta.write_text("id,title,title\na,Red,Blue\n")
+    fails("embed", photos, "-m", "tiny-cnn", "--metadata", meta, "--store", tmp_path / "s", says="names the column 'title' twice")

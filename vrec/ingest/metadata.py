@@ -44,6 +44,7 @@ def parse_csv(data: bytes, path, what: str, notes: list, **options):
     try:
         header = pd.read_csv(io.BytesIO(data), sep=sep, nrows=0)
         _check_width(path, what, len(header.columns))
+        _check_unique(data, sep, path, what)
         df = pd.read_csv(io.BytesIO(data), sep=sep, **options)
     except pd.errors.EmptyDataError:
         raise CatalogError(f"{what} {str(path)!r} is empty; it needs a header row and one row per item.") from None
@@ -53,6 +54,18 @@ def parse_csv(data: bytes, path, what: str, notes: list, **options):
     if sep != ",":
         notes.append(f"{what} {str(path)!r} is separated by {SEPARATORS[sep]}, not commas; it was read that way.")
     return df
+
+
+def _check_unique(data: bytes, sep: str, path, what: str) -> None:
+    """Refuse a header that names a column twice (pandas would quietly rename the second 'col.1')."""
+    import csv
+
+    first = data.split(b"\n", 1)[0].decode("utf-8-sig", errors="replace").rstrip("\r")
+    names = [n.strip() for n in next(csv.reader([first], delimiter=sep), [])]
+    seen = {n for n in names if names.count(n) > 1 and n}
+    if seen:
+        raise CatalogError(f"{what} {str(path)!r} names the column {sorted(seen)[0]!r} twice; give each column "
+                           f"its own name.")
 
 
 def read_parquet_file(path, what: str, kind: str, want: str):
