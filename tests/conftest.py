@@ -171,3 +171,28 @@ def handmade_store(path: Path, vectors: dict, metadata=None, ids=None) -> Path:
     if metadata is not None:
         st.write_metadata(metadata.set_index("id"))
     return path
+
+
+# End-to-end tests that take seconds each (real processes, signals, sweeps, load, real photos, Ray):
+# `make test-fast` (-m "not slow") leaves them out; `make test` and CI run them. Whole files mark
+# themselves (pytestmark); these are the slow tests of otherwise quick files, by name prefix.
+SLOW = {
+    "test_compare.py": ("test_effnet_vs_tiny_siglip_on_the_fashion_sample",),
+    "test_cost.py": ("test_cost_calibrates_on_the_catalogs_own_photos",),
+    "test_embed.py": ("test_interrupted_run_keeps_finished_batches_and_resumes", "test_ctrl_c_in_a_terminal"),
+    "test_onnx_text.py": ("test_cold_query_imports_no_torch",),
+    "test_ray.py": ("test_",),
+    "test_serve_api.py": ("test_load_eight_clients", "test_vrec_serve_answers_on_loopback"),
+    "test_serve_hardening.py": ("test_sixteen_parallel", "test_a_signal_lets", "test_a_request_still_running",
+                                "test_requests_for_another_host_name", "test_every_legal_file_name"),
+    "test_userfiles.py": ("test_every_file_read_refuses", "test_every_file_written_refuses", "test_embed_on_a_full_disk",
+                          "test_embed_past_a_file_size_limit", "test_cost_on_a_read_only_store",
+                          "test_stdout_on_a_full_disk"),
+}
+
+
+def pytest_collection_modifyitems(config, items):
+    for item in items:
+        prefixes = SLOW.get(item.path.name, ())
+        if any(item.name.startswith(p) for p in prefixes):
+            item.add_marker(pytest.mark.slow)
