@@ -7,16 +7,6 @@ import string
 import numpy as np
 
 from vrec.base.errors import FilterError, QueryError, suggest
-from vrec.experiments.metrics import (  # noqa: F401
-    ap_at_k,
-    bootstrap_ci,
-    hit_at_k,
-    ndcg_at_k,
-    paired_difference,
-    precision_at_k,
-    recall_at_k,
-    reciprocal_rank,
-)
 
 
 def template_fields(template: str) -> list[str]:

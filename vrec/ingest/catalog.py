@@ -6,6 +6,7 @@ cluster can all call them.
 """
 from __future__ import annotations
 
+import contextlib
 import errno
 import hashlib
 import io
@@ -347,28 +348,29 @@ def decode_image(data: bytes, min_size: int = 0) -> Image.Image:
     whichever models share the decode.
     Raises BadImage with a short reason for anything unusable.
     """
-    if not data:
-        raise BadImage("empty file")
+    with _decoding():
+        img = _opened(data)
+        full = img.size
+        target = max(DRAFT_MIN, min_size)
+        if min_size and img.format == "JPEG" and min(img.size) >= 2 * target:
+            img.draft("RGB", (target, target))
+        img.load()
+        before = img.size
+        img = ImageOps.exif_transpose(img)
+        if img.size != before:  # rotated upright by EXIF: width and height swap
+            full = full[::-1]
+        img = to_rgb(img)
+        img.info["full_size"] = full  # the photo's upright size before any draft-mode scaling
+        return img
+
+
+@contextlib.contextmanager
+def _decoding():
+    """Pillow's failures while decoding as one BadImage each, with a short reason."""
     try:
         with warnings.catch_warnings():
             warnings.simplefilter("error", Image.DecompressionBombWarning)
-            img = Image.open(io.BytesIO(data))
-            if img.width * img.height > MAX_PIXELS:
-                raise BadImage(f"too large ({img.width}x{img.height} pixels): refused as a possible decompression bomb")
-            if getattr(img, "n_frames", 1) > 1:
-                img.seek(0)
-            full = img.size
-            target = max(DRAFT_MIN, min_size)
-            if min_size and img.format == "JPEG" and min(img.size) >= 2 * target:
-                img.draft("RGB", (target, target))
-            img.load()
-            before = img.size
-            img = ImageOps.exif_transpose(img)
-            if img.size != before:  # rotated upright by EXIF: width and height swap
-                full = full[::-1]
-            img = to_rgb(img)
-            img.info["full_size"] = full  # the photo's upright size before any draft-mode scaling
-            return img
+            yield
     except BadImage:
         raise
     except (Image.DecompressionBombError, Image.DecompressionBombWarning) as e:
@@ -377,6 +379,18 @@ def decode_image(data: bytes, min_size: int = 0) -> Image.Image:
         raise BadImage("not an image Pillow can read") from None
     except (OSError, SyntaxError, ValueError, EOFError) as e:
         raise BadImage(f"damaged or truncated image ({e})") from None
+
+
+def _opened(data: bytes) -> Image.Image:
+    """The photo opened (not decoded yet) at its first frame; refused when empty or too many pixels."""
+    if not data:
+        raise BadImage("empty file")
+    img = Image.open(io.BytesIO(data))
+    if img.width * img.height > MAX_PIXELS:
+        raise BadImage(f"too large ({img.width}x{img.height} pixels): refused as a possible decompression bomb")
+    if getattr(img, "n_frames", 1) > 1:
+        img.seek(0)
+    return img
 
 
 def decode_reduced(data: bytes, min_size: int = 0) -> Image.Image:
@@ -388,35 +402,19 @@ def decode_reduced(data: bytes, min_size: int = 0) -> Image.Image:
     before the copies that orientation and colour conversion make. A 40-megapixel PNG thus costs
     one full-size buffer instead of three or four. Raises BadImage as decode_image does.
     """
-    if not data:
-        raise BadImage("empty file")
-    try:
-        with warnings.catch_warnings():
-            warnings.simplefilter("error", Image.DecompressionBombWarning)
-            img = Image.open(io.BytesIO(data))
-            if img.width * img.height > MAX_PIXELS:
-                raise BadImage(f"too large ({img.width}x{img.height} pixels): refused as a possible decompression bomb")
-            if getattr(img, "n_frames", 1) > 1:
-                img.seek(0)
-            full, target = img.size, max(DRAFT_MIN, min_size)
-            if img.format == "JPEG" and min(img.size) >= 2 * target:
-                img.draft("RGB", (target, target))
-            img.load()
-            before = img.size
-            ImageOps.exif_transpose(img, in_place=True)  # a copy only when the photo is rotated
-            if img.size != before:
-                full = full[::-1]
-            img = to_rgb(_reduce(img, target))
-            img.info["full_size"] = full
-            return img
-    except BadImage:
-        raise
-    except (Image.DecompressionBombError, Image.DecompressionBombWarning) as e:
-        raise BadImage(f"refused as a possible decompression bomb ({e})") from None
-    except Image.UnidentifiedImageError:
-        raise BadImage("not an image Pillow can read") from None
-    except (OSError, SyntaxError, ValueError, EOFError) as e:
-        raise BadImage(f"damaged or truncated image ({e})") from None
+    with _decoding():
+        img = _opened(data)
+        full, target = img.size, max(DRAFT_MIN, min_size)
+        if img.format == "JPEG" and min(img.size) >= 2 * target:
+            img.draft("RGB", (target, target))
+        img.load()
+        before = img.size
+        ImageOps.exif_transpose(img, in_place=True)  # a copy only when the photo is rotated
+        if img.size != before:
+            full = full[::-1]
+        img = to_rgb(_reduce(img, target))
+        img.info["full_size"] = full
+        return img
 
 
 def _reduce(img: Image.Image, target: int) -> Image.Image:

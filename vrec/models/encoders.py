@@ -279,13 +279,16 @@ def _apply_precision(enc: Encoder, precision: str) -> None:
                 module.get_cast_dtype = lambda: torch.float32
 
 
-def _seeded():
+def _built(build, entry: ModelEntry):
+    """``build('cpu')``; a tiny model's random weights drawn from TINY_SEED, without touching the
+    caller's random state."""
     import torch
 
-    ctx = torch.random.fork_rng(devices=[])
-    ctx.__enter__()
-    torch.manual_seed(TINY_SEED)
-    return ctx
+    if not entry.tiny:
+        return build("cpu")
+    with torch.random.fork_rng(devices=[]):
+        torch.manual_seed(TINY_SEED)
+        return build("cpu")
 
 
 def _fast_load(build, sd: dict, skip_prefix: str | None = None):
@@ -360,12 +363,7 @@ def _build_open_clip(entry: ModelEntry, weights, device: str, weights_id: str, t
         skip = "visual." if text_only else None
         model = _fast_load(build, load_state_dict(path, skip), skip)
     if model is None:
-        ctx = _seeded() if entry.tiny else None
-        try:
-            model = build("cpu")
-        finally:
-            if ctx is not None:
-                ctx.__exit__(None, None, None)
+        model = _built(build, entry)
         if path:
             try:  # open_clip's own loader converts older and third-party layouts
                 load_checkpoint(model, path)
@@ -402,12 +400,7 @@ def _build_timm(entry: ModelEntry, weights, device: str, weights_id: str, text_o
             if wrong:
                 raise ModelUnavailable(f"Weights in {path!r} do not fit {entry.arch} (e.g. {wrong[0]!r}).")
     else:
-        ctx = _seeded() if entry.tiny else None
-        try:
-            model = build("cpu")
-        finally:
-            if ctx is not None:
-                ctx.__exit__(None, None, None)
+        model = _built(build, entry)
     model.eval().to(device)
     if device != "mps":
         model = model.to(memory_format=torch.channels_last)
