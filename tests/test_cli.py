@@ -166,3 +166,11 @@ def test_dash_where_stdout_cannot_take_it_is_one_error(formula_store, tmp_path, 
     monkeypatch.chdir(tmp_path)
     fails(*args, "-m", "m", "--store", formula_store, says=says)
     assert not (tmp_path / "-").exists()
+
+
+def test_the_cli_starts_without_numpy_pandas_or_torch():
+    """`vrec --help` and every command's parsing stay instant: heavy libraries load inside commands."""
+    code = ("import sys\nfrom vrec.cli import app\n"
+            "print(sorted(m for m in ('numpy', 'pandas', 'torch', 'open_clip', 'PIL') if m in sys.modules))")
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout
+    assert out.strip() == "[]"

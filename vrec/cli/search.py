@@ -5,7 +5,6 @@ import sys
 
 import typer
 
-from vrec.base.records import csv_safe
 from vrec.cli.common import (
     START,
     DeviceOpt,
@@ -26,6 +25,7 @@ SCORES_HELP = ("Scores: 'score' is the cosine similarity of the query and item v
 
 
 def render(result, fmt: str, html_path: str | None, store) -> None:
+    from vrec.base.records import csv_safe
     from vrec.report import pages
     from vrec.report import render as r
     from vrec.store.store import Store

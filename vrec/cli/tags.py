@@ -3,7 +3,6 @@ from __future__ import annotations
 
 import typer
 
-from vrec.base.records import csv_safe
 from vrec.cli.common import DeviceOpt, StoreOpt, app, err, out
 
 VocabOpt = typer.Option(None, "--vocab", help="Vocabulary file (UTF-8, one concept per line, 'group:' lines start a "
@@ -28,6 +27,7 @@ def tag(
     store: filter with --filter tag:minimalist; search and compare show them.
     """
     from vrec.base.files import atomic_path
+    from vrec.base.records import csv_safe
     from vrec.report import render as r
     from vrec.search.tags import check_output_file, save_tags
     from vrec.search.tags import tag as run
@@ -74,6 +74,7 @@ def map_(
     """Group the assortment into style clusters named by vocabulary concepts, or find its gaps."""
     from vrec.base.errors import QueryError
     from vrec.base.files import atomic_path
+    from vrec.base.records import csv_safe
     from vrec.report import pages
     from vrec.report import render as r
     from vrec.search.tags import check_gap_options, check_output_file, read_vocabs
