@@ -84,7 +84,8 @@ class Cluster:
         self.groups: list[int] = []
         # nothing of the caller's Ray settings (a RAY_ADDRESS, a token) may leak into this cluster
         self.bare = {k: v for k, v in os.environ.items() if not k.startswith("RAY_")}
-        self.bare.update({MARK: self.tag, "RAY_USAGE_STATS_ENABLED": "0"})
+        # workers at the driver's niceness: on a busy machine Ray's default (15) starves them
+        self.bare.update({MARK: self.tag, "RAY_USAGE_STATS_ENABLED": "0", "RAY_worker_niceness": "0"})
         self.auth = {"RAY_AUTH_MODE": "token", "RAY_AUTH_TOKEN_PATH": str(self.token)}
 
     def ray_start(self, *args: str) -> None:

@@ -50,6 +50,10 @@ def _connect(ray, address: str | None) -> bool:
 
     for name in ("ray", "ray.data"):
         logging.getLogger(name).setLevel(logging.ERROR)
+    if address is None:
+        # a local Ray started here does all of vrec's work in its workers: at Ray's default niceness (15)
+        # any other busy process on the machine would starve them (minutes instead of seconds)
+        os.environ.setdefault("RAY_worker_niceness", "0")
     try:
         ray.init(address=address, include_dashboard=False, logging_level="ERROR", log_to_driver=False,
                  configure_logging=True)
