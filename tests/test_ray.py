@@ -22,8 +22,11 @@ ray = pytest.importorskip("ray")
 def local_ray():
     # A local Ray turns token auth on and, without a token, writes one to ~/.ray/auth_token, after which
     # every 'ray start --head' on the machine asks for it: a token of its own keeps the tests out of $HOME.
-    saved = {k: os.environ.get(k) for k in ("RAY_AUTH_MODE", "RAY_AUTH_TOKEN")}
+    # Its workers run at the driver's niceness, as vrec's own local Ray does: at Ray's default (15) a busy
+    # machine starves them.
+    saved = {k: os.environ.get(k) for k in ("RAY_AUTH_MODE", "RAY_AUTH_TOKEN", "RAY_worker_niceness")}
     os.environ["RAY_AUTH_TOKEN"] = secrets.token_hex(32)
+    os.environ["RAY_worker_niceness"] = "0"
     ray.init(num_cpus=2, include_dashboard=False, logging_level="ERROR", log_to_driver=False)
     yield
     ray.shutdown()
