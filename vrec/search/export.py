@@ -71,9 +71,17 @@ def output_format(out: str | os.PathLike, formats: Sequence[str], fmt: str | Non
     return suffix
 
 
-def _no_items(model: str, what: str) -> QueryError:
-    return QueryError(f"Model {model!r} holds no items, so there is nothing to {what}; run "
-                      f"'vrec embed FOLDER --model {model}' first.")
+def _live_items(store, model: str, what: str):
+    """A model's store, its catalog table and the table's notes; a model without items is an error
+    saying there is nothing to ``what``."""
+    st = as_store(store)
+    ms = st.model(model)
+    notes: list[str] = []
+    table = catalog_table(st, ms, notes)
+    if not len(table):
+        raise QueryError(f"Model {model!r} holds no items, so there is nothing to {what}; run "
+                         f"'vrec embed FOLDER --model {model}' first.")
+    return ms, table, notes
 
 
 def _meta_columns(table) -> list[str]:
@@ -97,12 +105,7 @@ def export_vectors(out: str | os.PathLike, model: str = "siglip", store=None, fm
 
     out = Path(out)
     fmt = output_format(out, FORMATS, fmt)
-    st = as_store(store)
-    ms = st.model(model)
-    notes: list[str] = []
-    table = catalog_table(st, ms, notes)
-    if not len(table):
-        raise _no_items(model, "export")
+    ms, table, notes = _live_items(store, model, "export")
     meta = table[_meta_columns(table)]
     dim, n = ms.dim, len(table)
     files = ["stdout" if str(out) == STDOUT else str(out)]
@@ -161,12 +164,7 @@ def similar_items(out: str | os.PathLike, model: str = "siglip", store=None, k: 
     fmt = output_format(out, NEIGHBOUR_FORMATS, option=False)
     check_number("--k", k, min=1, integer=True)
     k = int(k)
-    st = as_store(store)
-    ms = st.model(model)
-    notes: list[str] = []
-    table = catalog_table(st, ms, notes)
-    if not len(table):
-        raise _no_items(model, "find neighbours for")
+    ms, table, notes = _live_items(store, model, "find neighbours for")
     rows = table["row"].to_numpy()
     ids = table["id"].astype(str).to_numpy()
     mask = apply_filters(table, filters)
