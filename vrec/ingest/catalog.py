@@ -37,10 +37,12 @@ DRAFT_MIN = 256  # JPEG draft decoding keeps at least this short side (above eve
 
 @dataclass(frozen=True)
 class ImageRef:
-    """One image file of a catalog: its stable id and where it lies."""
+    """One photo of a catalog: its stable id, where it lies, and the product it shows."""
 
     id: str
-    path: str  # relative to the catalog root, with forward slashes
+    path: str  # relative to the catalog root, with forward slashes; or an absolute path or URL (feeds, lists)
+    product: str = ""  # the product's id; "" for a product of this one photo (its id is the photo's)
+    position: int = 1  # 1 = the product's main photo, then its further photos in order
 
 
 class BadImage(Exception):
@@ -248,7 +250,9 @@ class FileSystemSource(Source):
 
 
 class ListSource(Source):
-    """A CSV or parquet file listing image paths (column ``path``; ``id`` and metadata optional).
+    """A CSV or parquet file listing image paths (column ``path``; ``id``, ``product`` and metadata
+    optional). With a ``product`` column, rows naming the same product are its photos, in file order;
+    the metadata of a product is taken from its first row.
 
     Relative paths are relative to the list file's folder; absolute paths and URIs are kept.
     """
@@ -267,6 +271,8 @@ class ListSource(Source):
             raise CatalogError(f"List file {str(list_file)!r} needs a 'path' column with the image paths or URIs.")
         df = df.rename(columns={col: "path"})
         df["path"] = df["path"].astype(str)
+        if "id" not in df.columns and "product" in df.columns:  # a product's photos: PRODUCT/1, PRODUCT/2, ...
+            df["id"] = df["product"].astype(str) + "/" + (df.groupby("product", sort=False).cumcount() + 1).astype(str)
         if "id" not in df.columns:
             df["id"] = [r.id for r in _refs_from_paths(list(df["path"]), keep_order=True)]
         df["id"] = df["id"].astype(str)
@@ -274,11 +280,17 @@ class ListSource(Source):
         if len(dup):
             raise CatalogError(f"List file {str(list_file)!r} names id {dup.iloc[0]!r} twice; ids must be unique.")
         self._paths = dict(zip(df["id"], df["path"]))
+        self._products = {}
+        if "product" in df.columns:  # several photos per product: one row per photo, the product's id on each
+            df = df.assign(product=df["product"].astype(str), position=df.groupby("product", sort=False).cumcount() + 1)
+            self._products = {i: (p, int(n)) for i, p, n in zip(df["id"], df["product"], df["position"])}
+            df = df.drop(columns=["position"]).drop_duplicates("product").drop(columns=["id"]).rename(
+                columns={"product": "id"})
         meta = df.drop(columns=["path"]).set_index("id")
         self.metadata = meta if len(meta.columns) else None
 
     def refs(self) -> list[ImageRef]:
-        return [ImageRef(id=i, path=p) for i, p in sorted(self._paths.items())]
+        return [ImageRef(i, p, *self._products.get(i, ("", 1))) for i, p in sorted(self._paths.items())]
 
     def _where(self, ref: ImageRef):
         if "://" in ref.path:

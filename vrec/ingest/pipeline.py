@@ -118,7 +118,8 @@ def item_rows(done: Sequence[Decoded]):
     import pandas as pd
 
     return pd.DataFrame(
-        [(d.ref.id, d.ref.path, d.hash, d.size, d.mtime, d.width, d.height) for d in done], columns=ITEM_COLUMNS
+        [(d.ref.id, d.ref.path, d.hash, d.size, d.mtime, d.width, d.height, d.ref.product or d.ref.id,
+          d.ref.position) for d in done], columns=ITEM_COLUMNS
     )
 
 

@@ -22,6 +22,7 @@ from vrec.store.catalog_table import catalog_table
 from vrec.store.filters import INTERNAL as INTERNAL_COLUMNS  # used to search, never shown nor exported
 from vrec.store.filters import apply_filters
 from vrec.store.index import search_rows
+from vrec.store.products import check_scoring
 from vrec.store.store import ModelStore, Store, as_store
 
 DEFAULT_TEMPLATE = "a photo of {}."
@@ -42,12 +43,18 @@ class SearchResult:
     notes: list[str] = field(default_factory=list)
 
 
-def open_model(store: str | os.PathLike | Store | None, model: str) -> tuple[Store, ModelStore]:
+def open_model(store: str | os.PathLike | Store | None, model: str,
+               product_score: str | None = None) -> tuple[Store, ModelStore]:
     """The store and one model's vectors in it; a name no model can have is refused first, in the
-    registry's words (before the store is asked for a folder of that name)."""
+    registry's words (before the store is asked for a folder of that name). A catalog of products
+    with several photos answers one row per product, scored by ``product_score`` (see
+    ``vrec.store.products``; default max)."""
     check_model_name(model)
+    if product_score is not None:
+        check_scoring(product_score)
     st = as_store(store)
-    return st, st.model(model)
+    ms = st.model(model)
+    return st, (ms.with_scoring(product_score) if hasattr(ms, "with_scoring") else ms)
 
 
 def load_encoder(ms: ModelStore, weights: str | None = None, device: str = "auto", text_only: bool = False,
@@ -138,15 +145,33 @@ def _rank(st, ms, table, queries: np.ndarray, k: int, filters: Sequence[str], ex
             notes.append(f"model {ms.name!r} holds no items{' besides the query' if exclude else ''}")
     if not matching.all():
         allowed = table["row"].to_numpy()[mask]
-        rows, scores = search_rows(ms, queries, min(k, available), allowed_rows=allowed)
+        rows, scores, photos = _search(ms, queries, min(k, available), allowed)
     else:
-        rows, scores = search_rows(ms, queries, min(k, available) + len(exclude))
+        rows, scores, photos = _search(ms, queries, min(k, available) + len(exclude), None)
     pos = _positions(table, rows[0])
-    keep = [(p, s) for p, s in zip(pos, scores[0]) if p not in exclude][:k]
-    out = table.iloc[[p for p, _ in keep]].copy()
-    out.insert(0, "score", np.array([s for _, s in keep], dtype=np.float32))
+    keep = [j for j, p in enumerate(pos) if p not in exclude][:k]
+    out = table.iloc[[pos[j] for j in keep]].copy()
+    out.insert(0, "score", scores[0][keep].astype(np.float32))
     out.insert(0, "rank", np.arange(1, len(out) + 1))
+    if photos is not None:
+        best_photo(ms, out, photos[0][keep])
     return out.drop(columns=list(INTERNAL_COLUMNS), errors="ignore").reset_index(drop=True), notes
+
+
+def _search(ms, queries: np.ndarray, k: int, allowed):
+    """Rows and scores of the k best items; for products also each one's best-matching photo row."""
+    if getattr(ms, "grain", "photo") == "product":
+        return ms.search_products(queries, k, allowed)
+    rows, scores = search_rows(ms, queries, k, allowed_rows=allowed)
+    return rows, scores, None
+
+
+def best_photo(ms, out, photo_rows: np.ndarray) -> None:
+    """Show each product result with the photo that matched best: its ``path``, and its id as ``photo``."""
+    photos = ms.photos.items()
+    at = _positions(photos, photo_rows)
+    out["path"] = photos["path"].to_numpy()[at] if len(at) else []
+    out.insert(out.columns.get_loc("id") + 1, "photo", photos["id"].to_numpy()[at] if len(at) else [])
 
 
 def _positions(table, rows: np.ndarray) -> list[int]:
@@ -164,7 +189,7 @@ def _positions(table, rows: np.ndarray) -> list[int]:
 
 def search_text(query: str, k: int = 10, model: str = "siglip", store=None, template: str = DEFAULT_TEMPLATE,
                 filters: Sequence[str] = (), weights: str | None = None, device: str = "auto", encoder=None,
-                precision: str = "fp32") -> SearchResult:
+                precision: str = "fp32", product_score: str | None = None) -> SearchResult:
     """Rank catalog items by how well they match a text, e.g. "minimalist leather tote".
 
     Only the text tower is loaded: its ONNX export when there is one (no torch), else torch.
@@ -189,7 +214,7 @@ def search_text(query: str, k: int = 10, model: str = "siglip", store=None, temp
 
     if encoder is None and not resolve(model).text:  # say so before loading anything
         raise no_text_tower(model)
-    st, ms = open_model(store, model)
+    st, ms = open_model(store, model, product_score)
     text = template.replace("{}", query.strip())
     # The text tower loads (and encodes the query) on a second thread while this one reads the
     # catalog: onnxruntime releases the GIL while it builds its session, so on a cold start the
@@ -269,7 +294,8 @@ class _Background:
 
 def search_image(query: str, k: int = 10, model: str = "siglip", store=None, filters: Sequence[str] = (),
                  plus: Sequence[str] = (), minus: Sequence[str] = (), weight: float = 1.0,
-                 weights: str | None = None, device: str = "auto", encoder=None, image=None) -> SearchResult:
+                 weights: str | None = None, device: str = "auto", encoder=None, image=None,
+                 product_score: str | None = None) -> SearchResult:
     """Items that look like a photo or a catalog item ("find similar"), optionally steered by text.
 
     With ``plus``/``minus`` the query becomes the unit image vector plus ``weight`` times each
@@ -284,7 +310,7 @@ def search_image(query: str, k: int = 10, model: str = "siglip", store=None, fil
     check_number("--k", k, min=1, integer=True)
     check_number("--weight", weight, min=0, max=MAX_WEIGHT,
                  hint="it scales each --plus/--minus text vector against the unit image vector (default 1)")
-    st, ms = open_model(store, model)
+    st, ms = open_model(store, model, product_score)
     meta_notes: list[str] = []
     table = catalog_table(st, ms, meta_notes)
     pos = resolve_item(table, str(query)) if image is None else None

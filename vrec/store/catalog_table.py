@@ -13,7 +13,8 @@ from vrec.store.store import ModelStore, Store
 # A metadata column with one of these names is kept, renamed "meta_<name>" (see catalog_table).
 VREC_COLUMNS = ("rank", "score", "probability", "id", "path", "width", "height", "tags", "vector",
                 "cluster", "cluster_name", "x", "y",  # the style map's (vrec map --csv)
-                "row", "hash", "size", "mtime")
+                "row", "hash", "size", "mtime",
+                "product", "position", "photo", "photos")  # a product's photos (see vrec.store.products)
 
 
 def is_vrec_column(name) -> bool:
@@ -62,11 +63,12 @@ def catalog_table(st: Store, ms: ModelStore, notes: list | None = None):
     files stay the same, so a long-lived model store (the web app's) joins it once; callers get a
     shallow copy.
     """
-    key = ("catalog_table", file_key(st.path / "metadata.parquet"), file_key(st.path / "tags.parquet"))
+    key = ("catalog_table", getattr(ms, "grain", "photo"), file_key(st.path / "metadata.parquet"),
+           file_key(st.path / "tags.parquet"))
     ms.manifest()  # the cache below lives (and is dropped) with the manifest's
     hit = ms._cache.get(key)
     if hit is None:
-        for old in [k for k in ms._cache if isinstance(k, tuple) and k[0] == "catalog_table"]:
+        for old in [k for k in ms._cache if isinstance(k, tuple) and k[:2] == key[:2]]:
             del ms._cache[old]
         table_notes: list[str] = []
         hit = ms._cache[key] = (_catalog_table(st, ms, table_notes), table_notes)

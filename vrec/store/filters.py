@@ -30,7 +30,7 @@ _TAG = re.compile(r"^\s*tag\s*:\s*(.+?)\s*$", re.I)
 
 # The store's bookkeeping, used to search and never shown nor exported: not filterable
 # (vrec.search imports it as INTERNAL_COLUMNS).
-INTERNAL = ("row", "hash", "size", "mtime")
+INTERNAL = ("row", "hash", "size", "mtime", "product", "position")
 RESULT_COLUMNS = ("rank", "score", "probability")  # computed by the search, after filtering
 
 

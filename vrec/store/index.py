@@ -271,8 +271,11 @@ def search_rows(ms: ModelStore, queries: np.ndarray, k: int, allowed_rows: np.nd
     """Top-k global rows and scores for each query vector.
 
     Small catalogs and filtered searches (``allowed_rows``) are answered exactly, so a filter
-    never returns fewer than k results when k matching items exist.
+    never returns fewer than k results when k matching items exist. A product store
+    (``vrec.store.products``) answers with products: rows are its product rows.
     """
+    if getattr(ms, "grain", "photo") == "product":
+        return ms.search(queries, k, allowed_rows)
     items = ms.items()
     n = len(items)
     if exact is None:

@@ -7,7 +7,8 @@ Layout (no pickle anywhere; every file is written to a temporary name and rename
     STORE/skipped.parquet               files the last run could not use, with the reason
     STORE/models/<model>/manifest.json  model configuration + the list of committed shards
     STORE/models/<model>/shards/NNNNNNNN.npy      float32 vectors [rows, dim], read memory-mapped
-    STORE/models/<model>/shards/NNNNNNNN.parquet  one row per vector: id, path, hash, size, mtime, width, height
+    STORE/models/<model>/shards/NNNNNNNN.parquet  one row per vector (a photo): id, path, hash, size, mtime,
+                                                  width, height, product, position
     STORE/models/<model>/shards/NNNNNNNN.del-G.npy  rows of that shard removed since (tombstones)
     STORE/models/<model>/index/...      the HNSW index (see vrec.store.index)
 
@@ -18,6 +19,13 @@ lists are left-overs of an interrupted commit and are removed by the next writer
 changed items are tombstoned; when tombstones pile up the live rows are compacted into new shards.
 
 Row numbers are global across shards in manifest order; the index uses them as labels.
+
+Photos and products: each row is one photo, with the ``product`` it shows and its ``position``
+among that product's photos (1 = the main photo). A folder of single photos has one product per
+photo (``product`` = ``id``); shards written before products existed read that way too. Once a
+model holds a product with several photos its manifest says ``"products": true`` and
+:meth:`Store.model` answers with a :class:`vrec.store.products.ProductStore`: the same interface,
+one row per product (see there).
 """
 from __future__ import annotations
 
@@ -35,7 +43,7 @@ from vrec.base.userfiles import describe
 
 SCHEMA_VERSION = 1
 DEFAULT_STORE = ".vrec"
-ITEM_COLUMNS = ["id", "path", "hash", "size", "mtime", "width", "height"]
+ITEM_COLUMNS = ["id", "path", "hash", "size", "mtime", "width", "height", "product", "position"]
 COMPACT_DELETED_SHARE = 0.25  # compact once a quarter of the rows are tombstones
 COMPACT_MAX_SHARDS = 256  # ... or once there are this many shards
 
@@ -143,7 +151,17 @@ class Store:
                 + (f" (it has {', '.join(have)})" if have else "")
                 + f"; run 'vrec embed FOLDER --model {name}'.{hint}"
             )
-        return ms.checked()
+        ms = ms.checked()
+        if ms.manifest().get("products"):
+            from vrec.store.products import ProductStore
+
+            return ProductStore(ms)
+        return ms
+
+    def photos(self, name: str) -> ModelStore:
+        """One model's vectors photo by photo, whatever the catalog's products (``model`` groups them)."""
+        ms = self.model(name)
+        return getattr(ms, "photos", ms)
 
     def model_for_writing(self, name: str) -> ModelStore:
         return ModelStore(self, name, self.path / "models" / folder_name(name))
@@ -300,7 +318,7 @@ class ModelStore:
             self.manifest()
             frames, start = [], 0
             for shard in self.shards():
-                df = pd.read_parquet(self.shard_dir / f"{shard.name}.parquet")
+                df = with_products(pd.read_parquet(self.shard_dir / f"{shard.name}.parquet"))
                 df["row"] = np.arange(start, start + shard.rows, dtype=np.int64)
                 dead = self._deleted_rows(shard)
                 if len(dead):
@@ -358,6 +376,16 @@ class ModelStore:
         return out
 
     # -- writing: vrec.store.writer.ModelWriter(model_store, config) --
+
+
+def with_products(df):
+    """Item rows with their ``product`` and ``position``: rows written before products existed are
+    products of one photo each (the product is the photo's id, at position 1)."""
+    if "product" not in df.columns:
+        df["product"] = df["id"]
+    if "position" not in df.columns:
+        df["position"] = 1
+    return df
 
 
 def as_store(store: str | os.PathLike | Store | None) -> Store:

@@ -9,7 +9,15 @@ import numpy as np
 from vrec.base import __version__
 from vrec.base.errors import StoreError
 from vrec.base.files import now, write_json, write_npy, write_parquet
-from vrec.store.store import COMPACT_DELETED_SHARE, COMPACT_MAX_SHARDS, ITEM_COLUMNS, SCHEMA_VERSION, ModelStore, Shard
+from vrec.store.store import (
+    COMPACT_DELETED_SHARE,
+    COMPACT_MAX_SHARDS,
+    ITEM_COLUMNS,
+    SCHEMA_VERSION,
+    ModelStore,
+    Shard,
+    with_products,
+)
 
 
 class ModelWriter:
@@ -27,6 +35,7 @@ class ModelWriter:
         self._deletes: list[int] = []  # global rows to tombstone
         self.rows_written = 0
         self.repaired = 0
+        self._products = False  # whether a row added belongs to a product of several photos
 
     def __enter__(self) -> ModelWriter:
         self.ms.check_config(self.config)
@@ -91,7 +100,9 @@ class ModelWriter:
             raise ValueError("items and vectors differ in length")
         if vectors.shape[1] != self.config["dim"]:
             raise ValueError(f"vectors have dim {vectors.shape[1]}, model has {self.config['dim']}")
-        self._pending.append((items.reset_index(drop=True)[ITEM_COLUMNS], np.ascontiguousarray(vectors, np.float32)))
+        items = with_products(items.reset_index(drop=True))[ITEM_COLUMNS]
+        self._products = self._products or bool((items["product"].astype(str) != items["id"].astype(str)).any())
+        self._pending.append((items, np.ascontiguousarray(vectors, np.float32)))
 
     def delete_rows(self, rows) -> None:
         self._deletes.extend(int(r) for r in rows)
@@ -127,8 +138,9 @@ class ModelWriter:
             write_parquet(self.ms.shard_dir / f"{name}.parquet", items)
             shards.append(Shard(name, len(items)))
             self.rows_written += len(items)
+        products = bool(m.get("products")) or self._products  # once a model holds products, it stays so
         self._commit_manifest({**m, "model": self.config, "vrec_version": __version__, "updated": now(),
-                               "generation": gen, "shards": [s.to_dict() for s in shards]})
+                               "generation": gen, "shards": [s.to_dict() for s in shards], "products": products})
         self._pending, self._deletes = [], []
         self._remove_orphans()
         if self._should_compact(shards):

@@ -1,0 +1,232 @@
+"""Products of several photos: one model's vectors seen product by product.
+
+A feed's product has several photos (a packshot, the back, photos in a shop); each photo is
+embedded and kept as a row of the model store, with its ``product`` and ``position``. Every
+question a user asks is about products, so :class:`ProductStore` wraps a model store with the
+same interface, one row per product:
+
+- ``items()``: one row per product (in the order of its first photo), its main photo's
+  path, size and dimensions, and ``photos``, how many it has;
+- ``vectors()``: each product's vector, the normalised mean of its photos' vectors;
+- ``search_products()``: the k best products for query vectors, each with the photo that matched
+  best, scored by ``scoring``:
+
+  - ``max`` (the default): a product scores as its best-matching photo. The photo-level search
+    is grouped by product, fetching more photos until k distinct products are found (as Qdrant's
+    grouping search does);
+  - ``mean``: a product scores as its mean vector (one vector per product);
+  - ``main``: only each product's main photo (position 1, the packshot) is searched.
+
+  docs/BENCHMARKS.md ("Products: how to score a product of several photos") holds the
+  measurement behind the default.
+"""
+from __future__ import annotations
+
+import numpy as np
+
+from vrec.base.errors import QueryError
+from vrec.store.store import ModelStore
+
+SCORINGS = ("max", "mean", "main")
+DEFAULT_SCORING = "max"
+OVERFETCH = 4  # photos fetched per product wanted, at first (then 4 times more, until k products are found)
+
+
+def check_scoring(scoring: str) -> str:
+    if scoring not in SCORINGS:
+        raise QueryError(f"Unknown --product-score {scoring!r}; use max (a product scores as its best photo), "
+                         "mean (as the mean of its photos) or main (its main photo only).")
+    return scoring
+
+
+class ProductStore:
+    """A model store seen one product per row (the model store itself is ``photos``).
+
+    Everything not defined here (name, path, manifest, config, dim, generation, check_config...)
+    is the model store's own.
+    """
+
+    grain = "product"
+
+    def __init__(self, photos: ModelStore, scoring: str = DEFAULT_SCORING):
+        self.photos = photos
+        self.scoring = check_scoring(scoring)
+
+    def __getattr__(self, name: str):
+        if name == "photos":  # not set yet (copy, unpickling): never recurse
+            raise AttributeError(name)
+        return getattr(self.photos, name)
+
+    def with_scoring(self, scoring: str | None) -> ProductStore:
+        return self if scoring is None or scoring == self.scoring else ProductStore(self.photos, scoring)
+
+    # -- the product table --
+    def _groups(self) -> dict:
+        """The photo table and, per photo, its product's row; per product, its main photo; cached with
+        the manifest."""
+        cache = self.photos._cache
+        self.photos.manifest()
+        if "product_groups" not in cache:
+            photos = self.photos.items()
+            codes, names = _codes(photos["product"].astype(str).to_numpy())
+            order = np.lexsort((photos["position"].to_numpy(), codes))  # by product, main photo first
+            starts = np.flatnonzero(np.r_[True, codes[order][1:] != codes[order][:-1]]) if len(order) else order
+            by_row = np.full(self.photos.total_rows, -1, np.int64)  # global photo row -> product (-1: removed)
+            by_row[photos["row"].to_numpy()] = codes
+            cache["product_groups"] = {"photos": photos, "product_of": codes, "names": names, "order": order,
+                                       "starts": starts, "main": order[starts], "by_row": by_row,
+                                       "counts": np.diff(np.r_[starts, len(order)])}
+        return cache["product_groups"]
+
+    def items(self):
+        """One row per product: id (the product), path, hash, size, mtime, width, height (its main
+        photo's), product, position, photos (how many), row (the product's number)."""
+        cache = self.photos._cache
+        if "product_items" not in cache:
+            g = self._groups()
+            table = g["photos"].iloc[g["main"]].copy()
+            table["id"] = g["names"]
+            table["photos"] = g["counts"]
+            table["row"] = np.arange(len(table), dtype=np.int64)
+            cache["product_items"] = table.reset_index(drop=True)
+        return cache["product_items"]
+
+    def __len__(self) -> int:
+        return len(self._groups()["names"])
+
+    @property
+    def total_rows(self) -> int:
+        return len(self)
+
+    def photo_rows(self, products) -> list[np.ndarray]:
+        """Each product's photos, as global rows of the model store (main photo first)."""
+        g = self._groups()
+        rows = g["photos"]["row"].to_numpy()
+        ends = np.r_[g["starts"][1:], len(g["order"])]
+        return [rows[g["order"][g["starts"][p]:ends[p]]] for p in np.asarray(products, np.int64)]
+
+    # -- vectors --
+    def vectors(self) -> np.ndarray:
+        """Each product's vector (the normalised mean of its photos'), in ``items()`` order."""
+        cache = self.photos._cache
+        if "product_vectors" not in cache:
+            g = self._groups()
+            sums = np.zeros((len(g["names"]), self.photos.dim), np.float64)
+            start = 0
+            for _, vec in self.photos.iter_live():
+                np.add.at(sums, g["product_of"][start:start + len(vec)], np.asarray(vec, np.float64))
+                start += len(vec)
+            cache["product_vectors"] = _unit(sums)
+        return cache["product_vectors"]
+
+    def vectors_for_rows(self, rows) -> np.ndarray:
+        """Product vectors by product row, reading only those products' photos."""
+        rows = np.asarray(rows, np.int64)
+        if "product_vectors" in self.photos._cache:
+            return self.vectors()[rows]
+        out = [self.photos.vectors_for_rows(r).astype(np.float64).sum(0) for r in self.photo_rows(rows)]
+        return _unit(np.array(out).reshape(len(rows), self.photos.dim))
+
+    def iter_live(self):
+        yield np.arange(len(self), dtype=np.int64), self.vectors()
+
+    def shards(self):
+        raise TypeError("a ProductStore has no shards: use its .photos")
+
+    # -- search --
+    def search_products(self, queries: np.ndarray, k: int, allowed_rows: np.ndarray | None = None):
+        """The k best products for each query: (product rows, scores, best photo rows), each
+        [queries, <=k], by ``self.scoring``. ``allowed_rows``: the products that may be returned."""
+        queries = np.atleast_2d(queries).astype(np.float32, copy=False)
+        if self.scoring == "mean":
+            return self._search_mean(queries, k, allowed_rows)
+        return self._search_photos(queries, k, allowed_rows)
+
+    def search(self, queries: np.ndarray, k: int, allowed_rows: np.ndarray | None = None):
+        """``search_products`` without the photos: what ``vrec.store.index.search_rows`` answers."""
+        rows, scores, _ = self.search_products(queries, k, allowed_rows)
+        return rows, scores
+
+    def _search_mean(self, queries, k, allowed_rows):
+        from vrec.store.index import exact_topk
+
+        candidates = np.arange(len(self), dtype=np.int64) if allowed_rows is None else np.asarray(allowed_rows, np.int64)
+        vectors = self.vectors() if allowed_rows is None else self.vectors()[candidates]
+        pos, scores = exact_topk(vectors, queries, k)
+        rows = candidates[pos]
+        return rows, scores, self._best_photos(queries, rows)
+
+    def _best_photos(self, queries, rows) -> np.ndarray:
+        """For each query and product found, the product's photo closest to the query."""
+        best = np.zeros(rows.shape, np.int64)
+        for q in range(len(queries)):
+            for j, photos in enumerate(self.photo_rows(rows[q])):
+                best[q, j] = photos[int(np.argmax(self.photos.vectors_for_rows(photos) @ queries[q]))]
+        return best
+
+    def _photo_candidates(self, allowed_rows) -> np.ndarray | None:
+        """The photo rows that may match (None: all of them)."""
+        g = self._groups()
+        if self.scoring != "main" and allowed_rows is None:
+            return None
+        keep = np.ones(len(g["product_of"]), bool)
+        if self.scoring == "main":
+            keep[:] = False
+            keep[g["main"]] = True
+        if allowed_rows is not None:
+            keep &= np.isin(g["product_of"], np.asarray(allowed_rows, np.int64))
+        return g["photos"]["row"].to_numpy()[keep]
+
+    def _search_photos(self, queries, k, allowed_rows):
+        """Products by their best photo: the photo-level search, grouped, fetching more photos until
+        k distinct products are found (or every candidate photo was seen)."""
+        from vrec.store.index import search_rows
+
+        g = self._groups()
+        candidates = self._photo_candidates(allowed_rows)
+        n = len(g["product_of"]) if candidates is None else len(candidates)
+        by_row = g["by_row"]
+        k = min(k, len(np.unique(by_row[candidates])) if candidates is not None else len(g["names"]))
+        out = [np.zeros((len(queries), k), np.int64), np.zeros((len(queries), k), np.float32),
+               np.zeros((len(queries), k), np.int64)]
+        fetch = min(n, k * OVERFETCH)
+        todo = np.arange(len(queries))
+        while len(todo) and k:
+            rows, scores = search_rows(self.photos, queries[todo], fetch, allowed_rows=candidates)
+            unfinished = []
+            for i, q in enumerate(todo):
+                found = _first_per_product(rows[i], scores[i], by_row, k)
+                if len(found) < k and fetch < n:
+                    unfinished.append(q)
+                    continue
+                for c, values in enumerate(zip(*found)):
+                    out[c][q, :len(values)] = values
+            todo, fetch = np.array(unfinished, np.int64), min(n, fetch * OVERFETCH)
+        return out[0], out[1], out[2]
+
+
+def _first_per_product(rows, scores, by_row: np.ndarray, k: int) -> list[tuple[int, float, int]]:
+    """(product, score, photo) for the first photo of each product in a ranked photo list, up to k."""
+    seen: dict[int, None] = {}
+    found = []
+    for r, s, p in zip(rows.tolist(), scores.tolist(), by_row[rows].tolist()):
+        if p not in seen:
+            seen[p] = None
+            found.append((p, s, r))
+            if len(found) == k:
+                break
+    return found
+
+
+def _codes(values: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Product numbers in order of first appearance, and the product ids in that order."""
+    if not len(values):
+        return np.zeros(0, np.int64), np.array([], dtype=object)
+    uniq, first, inverse = np.unique(values, return_index=True, return_inverse=True)
+    rank = np.empty(len(uniq), np.int64)
+    rank[np.argsort(first, kind="stable")] = np.arange(len(uniq))
+    return rank[inverse], uniq[np.argsort(first, kind="stable")]
+
+
+def _unit(m: np.ndarray) -> np.ndarray:
+    return (m / np.maximum(np.linalg.norm(m, axis=1, keepdims=True), 1e-12)).astype(np.float32)
