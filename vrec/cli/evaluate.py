@@ -28,6 +28,12 @@ def eval_(
     fuse_text: str | None = typer.Option(None, "--fuse-text", help="Protocol documents = normalise((1-w) image + w "
                                             "text of this column), as the benchmark's are."),
     text_weight: float = typer.Option(0.1, "--text-weight", help="w for --fuse-text (0 to 1)."),
+    query_photos: str | None = typer.Option(None, "--query-photos", help="CSV of photos not in the catalog and "
+                                               "the product each shows (columns photo, product_id): a shopper's "
+                                               "photo -> its product, hit@k and MRR."),
+    product_score: str = typer.Option("mean", "--product-score", help="How a product of several photos is scored, "
+                                         "comma-separated to compare: mean (the mean of its photos), max (its best "
+                                         "photo), main (its main photo only)."),
     bootstrap: int = typer.Option(1000, "--bootstrap", help="Bootstrap resamples for the 95% intervals (10 to 100000)."),
     seed: int = typer.Option(0, "--seed", help="Seed for the bootstrap (0 or more)."),
     store: str | None = StoreOpt,
@@ -58,10 +64,14 @@ def eval_(
     with err.status("evaluating"):
         ev = evaluate(names, labels=label or (), ks=ks, store=store, queries=queries, text_template=text_template,
                       n_boot=bootstrap, seed=seed, device=device, text_queries_from=text_queries_from,
-                      label_queries=label_queries, fuse_text=fuse_text, text_weight=text_weight)
+                      label_queries=label_queries, fuse_text=fuse_text, text_weight=text_weight,
+                      query_photos=query_photos,
+                      product_scores=[s.strip() for s in product_score.split(",") if s.strip()] or ["mean"])
     for n in ev.notes:
         err.print(f"[dim]note: {n}[/dim]", highlight=False)
     out.print(r.eval_table(ev))
+    if r.scoring_table(ev) is not None:
+        out.print(r.scoring_table(ev))
     for path in report or ():
         pages.write_eval_report(ev, path)
         err.print(f"wrote {path}")

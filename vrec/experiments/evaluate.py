@@ -45,10 +45,12 @@ from vrec.experiments.metrics import (
     recall_at_k,
     reciprocal_rank,
 )
+from vrec.experiments.photo_queries import photo_query_eval, read_query_photos
 from vrec.experiments.text_queries import template_fields, text_queries_from_file, text_queries_from_template
 from vrec.search.query import load_encoder
 from vrec.store.catalog_table import catalog_table
 from vrec.store.index import search_rows
+from vrec.store.products import DEFAULT_SCORING, check_scoring
 from vrec.store.store import as_store
 
 IMAGE_METRICS = ("precision", "recall", "map", "ndcg")
@@ -82,6 +84,7 @@ class Evaluation:
     per_value: object | None = None  # DataFrame: task, label, value, metric, k, model, score, queries
     comparisons: list[dict] = field(default_factory=list)
     notes: list[str] = field(default_factory=list)
+    scoring_comparisons: list[dict] = field(default_factory=list)  # product scorings, pair by pair (photo queries)
 
     def table(self):
         """Overall metrics as a DataFrame: task, label, metric, k, then one column per model."""
@@ -124,13 +127,21 @@ def _image_relevance(ms, table, labels: dict[str, np.ndarray], kmax: int, batch:
 def evaluate(models: Sequence[str] = ("siglip", "cnn"), labels: Sequence[str] = (), ks: Sequence[int] = (1, 5, 10),
              store=None, queries: str | None = None, text_template: str | None = None, zero_shot: bool = True,
              n_boot: int = 1000, seed: int = 0, device: str = "auto", text_queries_from: str | None = None,
-             label_queries: str | None = None, fuse_text: str | None = None, text_weight: float = 0.1) -> Evaluation:
-    """Evaluate embedded models on a labelled catalog. See the module docstring for the definitions."""
+             label_queries: str | None = None, fuse_text: str | None = None, text_weight: float = 0.1,
+             query_photos: str | None = None, product_scores: Sequence[str] = (DEFAULT_SCORING,)) -> Evaluation:
+    """Evaluate embedded models on a labelled catalog. See the module docstring for the definitions;
+    ``query_photos``: photos of products not in the catalog (``vrec.experiments.photo_queries``),
+    measured with each of ``product_scores``."""
     import pandas as pd
 
     protocol = {task: col for task, col in (("text", text_queries_from), ("label", label_queries)) if col is not None}
+    if query_photos is not None:
+        protocol["photo"] = query_photos
     models, ks, n_boot, seed = _checked_options(models, labels, queries, protocol, fuse_text, text_weight, ks,
                                                 n_boot, seed, text_template)
+    for s in product_scores:
+        check_scoring(s)
+    photos = protocol.pop("photo", None)
     st = as_store(store)
     stores = {m: st.model(m) for m in models}
     tables = {m: catalog_table(st, ms) for m, ms in stores.items()}
@@ -154,7 +165,11 @@ def evaluate(models: Sequence[str] = ("siglip", "cnn"), labels: Sequence[str] = 
             ev.notes.append(f"text queries skipped: none of {', '.join(models)} has a text tower")
     per_value_rows = []
     per_query: dict[tuple, np.ndarray] = {}
+    photo_set = read_query_photos(photos, ev.notes) if photos is not None else None
     for m, ms in stores.items():
+        if photo_set is not None:
+            photo_query_eval(ev, m, ms, load_encoder(ms, device=device), photo_set, list(product_scores), ks,
+                             n_boot, seed)
         table = _shared_table(tables[m], shared)
         if labels:
             _image_eval(ev, m, ms, table, labs, ks, n, n_boot, seed, per_query, per_value_rows)
@@ -177,9 +192,10 @@ def _checked_options(models, labels, queries, protocol: dict, fuse_text, text_we
     if not models:
         raise QueryError("Name at least one embedded model to evaluate, e.g. --models siglip,cnn.")
     if not labels and not queries and not protocol:
-        raise QueryError("Name at least one --label COLUMN (e.g. --label category), give --queries FILE, or use the "
-                         "published protocol (--text-queries-from COLUMN, --label-queries COLUMN).")
-    if fuse_text is not None and not protocol:
+        raise QueryError("Name at least one --label COLUMN (e.g. --label category), give --queries FILE or "
+                         "--query-photos FILE, or use the published protocol (--text-queries-from COLUMN, "
+                         "--label-queries COLUMN).")
+    if fuse_text is not None and not set(protocol) - {"photo"}:
         raise QueryError("--fuse-text changes the documents of the protocol's text queries; give "
                          "--text-queries-from COLUMN or --label-queries COLUMN with it.")
     check_number("--text-weight", text_weight, min=0, max=1, hint="the benchmark's documents use 0.1")
@@ -433,4 +449,5 @@ def to_dict(ev: Evaluation) -> dict:
     """JSON-ready evaluation: overall metrics with intervals, per label value, paired comparisons."""
     return json_safe({"models": ev.models, "labels": ev.labels, "k": ev.ks, "items": ev.items,
                       "metrics": to_records(ev.table()), "per_value": to_records(ev.per_value),
-                      "comparisons": ev.comparisons, "notes": ev.notes})
+                      "comparisons": ev.comparisons, "scoring_comparisons": ev.scoring_comparisons,
+                      "notes": ev.notes})

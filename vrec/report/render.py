@@ -145,9 +145,10 @@ def summary_table(c):
 # --- eval -------------------------------------------------------------------------------------
 
 METRIC_NAMES = {"precision": "precision@k", "recall": "recall@k", "map": "mAP@k", "ndcg": "nDCG@k", "mrr": "MRR",
-                "accuracy": "accuracy",
+                "accuracy": "accuracy", "hit": "hit@k",
                 "R": "R@k", "P": "P@k"}  # the published protocol's metrics, named as the leaderboard names them
-TASK_NAMES = {"image": "img→img", "text": "text→img", "zeroshot": "zero-shot", "label": "label→img"}
+TASK_NAMES = {"image": "img→img", "text": "text→img", "zeroshot": "zero-shot", "label": "label→img",
+              "photo": "photo→product"}
 
 
 def figure(value, low, high, sep: str = "–", signed: bool = False) -> tuple[str, str]:
@@ -189,6 +190,22 @@ def eval_table(ev):
             bold = c is not None and c["excludes_zero"]
             cells.append((f"[bold]{d}[/bold]" if bold else d) + (f" [dim]{ci}[/dim]" if ci else ""))
         t.add_row(*cells)
+    return t
+
+
+def scoring_table(ev):
+    """Rich table of the paired differences between product scorings (vrec eval --query-photos), or None."""
+    if not ev.scoring_comparisons:
+        return None
+    t = new_table("Product scorings compared photo by photo (difference, 95% paired bootstrap interval)")
+    for c in ("model", "scorings", "metric", "difference", "better"):
+        t.add_column(c, justify="right" if c == "difference" else "left", whole=c != "model")
+    for c in ev.scoring_comparisons:
+        d, ci = figure(c["difference"], *c["ci"], signed=True)
+        name = METRIC_NAMES[c["metric"]].replace("@k", f"@{int(c['k'])}" if c["k"] is not None else "")
+        better = c["winner"] if c["excludes_zero"] else "no real difference"
+        t.add_row(rich_text(c["model"]), rich_text(c["label"]), name,
+                  (f"[bold]{d}[/bold]" if c["excludes_zero"] else d) + f" [dim]{ci}[/dim]", better)
     return t
 
 

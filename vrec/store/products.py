@@ -11,10 +11,10 @@ same interface, one row per product:
 - ``search_products()``: the k best products for query vectors, each with the photo that matched
   best, scored by ``scoring``:
 
-  - ``max`` (the default): a product scores as its best-matching photo. The photo-level search
-    is grouped by product, fetching more photos until k distinct products are found (as Qdrant's
-    grouping search does);
-  - ``mean``: a product scores as its mean vector (one vector per product);
+  - ``mean`` (the default): a product scores as its mean vector (one vector per product);
+  - ``max``: a product scores as its best-matching photo. The photo-level search is grouped by
+    product, fetching more photos until k distinct products are found (as Qdrant's grouping
+    search does);
   - ``main``: only each product's main photo (position 1, the packshot) is searched.
 
   docs/BENCHMARKS.md ("Products: how to score a product of several photos") holds the
@@ -28,7 +28,7 @@ from vrec.base.errors import QueryError
 from vrec.store.store import ModelStore
 
 SCORINGS = ("max", "mean", "main")
-DEFAULT_SCORING = "max"
+DEFAULT_SCORING = "mean"
 OVERFETCH = 4  # photos fetched per product wanted, at first (then 4 times more, until k products are found)
 
 
@@ -134,27 +134,29 @@ class ProductStore:
         raise TypeError("a ProductStore has no shards: use its .photos")
 
     # -- search --
-    def search_products(self, queries: np.ndarray, k: int, allowed_rows: np.ndarray | None = None):
+    def search_products(self, queries: np.ndarray, k: int, allowed_rows: np.ndarray | None = None,
+                        with_photos: bool = True):
         """The k best products for each query: (product rows, scores, best photo rows), each
-        [queries, <=k], by ``self.scoring``. ``allowed_rows``: the products that may be returned."""
+        [queries, <=k], by ``self.scoring``. ``allowed_rows``: the products that may be returned.
+        Without ``with_photos``, mean scoring leaves the best photos out (None)."""
         queries = np.atleast_2d(queries).astype(np.float32, copy=False)
         if self.scoring == "mean":
-            return self._search_mean(queries, k, allowed_rows)
+            return self._search_mean(queries, k, allowed_rows, with_photos)
         return self._search_photos(queries, k, allowed_rows)
 
     def search(self, queries: np.ndarray, k: int, allowed_rows: np.ndarray | None = None):
         """``search_products`` without the photos: what ``vrec.store.index.search_rows`` answers."""
-        rows, scores, _ = self.search_products(queries, k, allowed_rows)
+        rows, scores, _ = self.search_products(queries, k, allowed_rows, with_photos=False)
         return rows, scores
 
-    def _search_mean(self, queries, k, allowed_rows):
+    def _search_mean(self, queries, k, allowed_rows, with_photos: bool):
         from vrec.store.index import exact_topk
 
         candidates = np.arange(len(self), dtype=np.int64) if allowed_rows is None else np.asarray(allowed_rows, np.int64)
         vectors = self.vectors() if allowed_rows is None else self.vectors()[candidates]
         pos, scores = exact_topk(vectors, queries, k)
         rows = candidates[pos]
-        return rows, scores, self._best_photos(queries, rows)
+        return rows, scores, self._best_photos(queries, rows) if with_photos else None
 
     def _best_photos(self, queries, rows) -> np.ndarray:
         """For each query and product found, the product's photo closest to the query."""
