@@ -47,6 +47,7 @@ def test_google_feed_of_the_grocery_set():
     assert not {"image_link", "additional_image_link", "id"} & set(feed.products.columns)
     assert feed.products.loc["gs-000", "title"] == "Golden Delicious"
     assert feed.group_column == "item_group_id"
+    assert "a Google Merchant feed: 81 products, 648 photos" in feed.notes[0]
 
 
 def test_shopify_export_of_the_grocery_set_gives_the_same_products_and_photos():
@@ -161,7 +162,10 @@ def test_tsv_feed(tmp_path):
     feed = read_feed(path)
     assert feed.products.loc["t1", "title"] == "Tea, green"
     assert photos_of(feed, "t1") == ["t.jpg", "t2.jpg", "t3.jpg"]
-    assert any("tabs" in n for n in feed.notes)
+    assert not any("tabs" in n for n in feed.notes)  # a .tsv is tab-separated: nothing to tell
+    path = write(tmp_path, "feed.csv", "id;title;image_link\nt1;Tea, green;t.jpg\n")
+    feed = read_feed(path)
+    assert photos_of(feed, "t1") == ["t.jpg"] and any("semicolons" in n for n in feed.notes)
 
 
 # --- mistakes ---------------------------------------------------------------------------------

@@ -43,10 +43,14 @@ from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 from html.parser import HTMLParser
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from vrec.base.errors import CatalogError, suggest
 from vrec.base.userfiles import LIMIT_ENV, MB, limit_mb, read_bytes
 from vrec.ingest.metadata import check_width, parse_csv, separator
+
+if TYPE_CHECKING:
+    import pandas
 
 FEED_SUFFIXES = (".csv", ".tsv", ".txt", ".parquet", ".jsonl", ".ndjson")  # each also with ".gz"
 FEED_WANT = "give a product feed (CSV, TSV, Parquet or JSON Lines, optionally .gz)"
@@ -61,6 +65,7 @@ SHOPIFY_DROPPED = (SHOPIFY_POSITION, "Image Alt Text")
 SHOPIFY_ALIASES = {"Title": "title", "Type": "product_type", "Body (HTML)": "description", "Variant Price": "price"}
 SHOPIFY_OPTION = re.compile(r"Option\d+ Value")
 CUSTOM_IMAGES = ("image_url", "image", "image_path", "photo", "file", "filename", "path")
+FORMATS = {"google": "a Google Merchant feed", "shopify": "a Shopify product export", "custom": "a custom feed"}
 PRICE_COLUMNS = ("price", "sale_price")
 CONTROL = re.compile(r"[\x00-\x1f\x7f-\x9f]")
 
@@ -76,7 +81,7 @@ class FeedPhoto:
 class Feed:
     format: str                  # "google", "shopify" or "custom"
     photos: list[FeedPhoto]      # in feed order, product by product
-    products: object             # pandas.DataFrame: one row per product, index named "id", metadata columns
+    products: pandas.DataFrame   # one row per product, index named "id" (the product id), metadata columns
     without_photos: list[str]    # product ids that have no photo (listed to the user, not an error)
     notes: list[str]             # one sentence each, for the user
     group_column: str | None = None  # the column that groups variants of one product line, if any
@@ -140,6 +145,9 @@ def read_feed(path, id_column: str | None = None, image_columns: Sequence[str] =
     products = _products(table, layout, ids, keep)
     products = _aliases(products, fmt, layout, notes)
     _prices(products, path, notes)
+    lacking = f", {_count(len(without), 'product')} without a photo" if without else ""
+    notes.insert(0, f"{WHAT} {str(path)!r} was read as {FORMATS[fmt]}: {len(products):,} products, {len(photos):,} "
+                    f"photos{lacking}.")
     if repeats:
         notes.append(f"{repeats:,} photo location{'s' if repeats > 1 else ''} listed twice for the same product in "
                      f"feed {str(path)!r} {'were' if repeats > 1 else 'was'} kept once.")
@@ -202,6 +210,8 @@ def _csv(data: bytes, path) -> _Table:
             raise
         raise CatalogError(f"Cannot read {WHAT.lower()} {str(path)!r} as CSV ({e}).") from None
     blank = (raw.apply(lambda c: c.str.strip()) == "").all(axis=1)
+    if Path(str(path).lower().removesuffix(".gz")).suffix in (".tsv", ".txt"):
+        notes = [n for n in notes if "separated by tabs" not in n]  # as the name says: nothing to tell
     rows = [f"row {i + 2}" for i in range(len(raw))]
     keep = ~blank.to_numpy()
     rows = [r for r, k in zip(rows, keep) if k]
@@ -307,6 +317,10 @@ def _layout(path, fmt: str, columns: list[str], id_column, image_columns: list[s
     return _Layout(ident, listed, extra, group, title_column, multirow=fmt == "shopify")
 
 
+def _count(n: int, noun: str) -> str:
+    return f"{n:,} {noun}{'' if n == 1 else 's'}"
+
+
 def _list(columns: list[str], n: int = 12) -> str:
     return ", ".join(map(repr, columns[:n])) + (" ..." if len(columns) > n else "")
 
@@ -349,10 +363,9 @@ def _photos(table: _Table, layout: _Layout, ids: list[str], keep: list[int]):
     photos, without, repeats = [], [], 0
     for pid, rs in rows.items():
         listed = [loc for i in rs for c in layout.listed for loc in _locations(cells[c][i])]
-        seen = list(dict.fromkeys(listed))
-        repeats += len(listed) - len(seen)
-        seen += [loc for i in rs for c in layout.extra for loc in _locations(cells[c][i]) if loc not in set(seen)]
-        seen = list(dict.fromkeys(seen))
+        extra = [loc for i in rs for c in layout.extra for loc in _locations(cells[c][i])]
+        repeats += len(listed) - len(set(listed))
+        seen = list(dict.fromkeys(listed + extra))  # a Variant Image already listed is no repeat
         photos += [FeedPhoto(pid, n, loc) for n, loc in enumerate(seen, start=1)]
         if not seen:
             without.append(pid)
