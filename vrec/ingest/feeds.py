@@ -331,12 +331,12 @@ def _ids(path, table: _Table, layout: _Layout) -> tuple[list[str], list[int]]:
     """The product id of each row, and the positions of the rows that start a product (all of them
     in a one-row-per-product feed, whose ids must then be unique)."""
     ids = [s.strip() for s in table.text(layout.id)]
-    images = [_locations(c) for c in table.cells(layout.listed[0])]
     first: dict[str, int] = {}
     for i, pid in enumerate(ids):
         where = table.rows[i]
         if not pid:
-            image = f" an image ({images[i][0]!r}) but" if images[i] else ""
+            images = _locations(table.cells(layout.listed[0])[i])
+            image = f" an image ({images[0]!r}) but" if images else ""
             raise CatalogError(f"{where.capitalize()} of {WHAT.lower()} {str(path)!r} has{image} no product id (column "
                                f"{layout.id!r}); give every row its product's id, or delete the row.")
         if CONTROL.search(pid):
