@@ -30,6 +30,7 @@ LIMITS_MB = {
     "benchmarks": 16,
     "metadata": 512,
     "list": 512,
+    "feed": 512,  # product feeds; a gzip-compressed one is capped again once decompressed
     "table": 1024,  # A/B units and events
 }
 LIMIT_ENV = "VREC_MAX_FILE_MB"

@@ -43,7 +43,7 @@ def parse_csv(data: bytes, path, what: str, notes: list, **options):
     sep = separator(data)
     try:
         header = pd.read_csv(io.BytesIO(data), sep=sep, nrows=0)
-        _check_width(path, what, len(header.columns))
+        check_width(path, what, len(header.columns))
         _check_unique(data, sep, path, what)
         df = pd.read_csv(io.BytesIO(data), sep=sep, **options)
     except pd.errors.EmptyDataError:
@@ -78,11 +78,11 @@ def read_parquet_file(path, what: str, kind: str, want: str):
     except Exception as e:  # pyarrow raises its own kinds for a damaged file
         reason = str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__
         raise CatalogError(f"Cannot read {what.lower()} {str(path)!r} as parquet ({reason}).") from None
-    _check_width(path, what, len(df.columns))
+    check_width(path, what, len(df.columns))
     return df
 
 
-def _check_width(path, what: str, columns: int) -> None:
+def check_width(path, what: str, columns: int) -> None:
     if columns > MAX_COLUMNS:
         raise CatalogError(f"{what} {str(path)!r} has {columns:,} columns, more than the {MAX_COLUMNS:,} vrec takes; "
                            "keep the columns you search, filter or export on (id, title, category, price, ...).")
