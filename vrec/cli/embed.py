@@ -33,21 +33,39 @@ def embed(
     gpus_per_worker: float = typer.Option(0, "--gpus-per-worker", help="With --engine ray: GPUs per encoder actor."),
     verify: bool = typer.Option(False, "--verify", help="Read and hash every photo, to catch one replaced by another "
                                 "of the same size and modification time (slower: every file is read)."),
+    id_column: str | None = typer.Option(None, "--id-column", help="Feed: the column of product ids "
+                                            "\[default: id (Google Merchant), Handle (Shopify)]."),
+    image_column: list[str] | None = typer.Option(None, "--image-column", help="Feed: a column of photo paths or "
+                                                     "URLs (one, or several comma-separated, per cell); repeat or "
+                                                     "comma-separate for several columns."),
+    group_column: str | None = typer.Option(None, "--group-column", help="Feed: the column that groups variants "
+                                               "\[default: item_group_id]."),
+    title_column: str | None = typer.Option(None, "--title-column", help="Feed: the column of product titles."),
+    cache: str | None = typer.Option(None, "--cache", envvar="VREC_CACHE", show_envvar=True,
+                                     help="Folder for photos downloaded from URLs \[default: the user cache "
+                                     "folder, e.g. ~/.cache/vrec/photos]."),
 ) -> None:
-    """Embed every photo in FOLDER and keep the vectors in the store.
+    """Embed every photo in SRC and keep the vectors in the store.
 
-    FOLDER may also be a file://, s3:// or gs:// URI, or a CSV/parquet list of image paths (column
-    'path'; 'id' and metadata columns optional). Re-running embeds only new or changed photos and
-    drops deleted ones; an interrupted run keeps what it finished and the next run resumes.
-    Unreadable files are skipped and listed.
+    SRC is a folder of photos, a file://, s3:// or gs:// URI, a CSV/parquet list of image paths
+    (column 'path'; 'id', 'product' and metadata columns optional), or a product feed (Google
+    Merchant or Shopify CSV, or any CSV, TSV, Parquet or JSON Lines file with --id-column and
+    --image-column; gzipped too), whose photos may be paths or http(s) URLs. A product's photos
+    are all embedded; every command then answers with products. Re-running embeds only new or
+    changed photos and drops deleted ones (a URL is asked again with a conditional request); an
+    interrupted run keeps what it finished and the next run resumes. Unreadable files and failed
+    downloads are skipped and listed, and tried again by the next run.
     """
     from rich.markup import escape
 
     from vrec.base.errors import VrecError
     from vrec.ingest.embed import EmbedInterrupted
     from vrec.ingest.embed import embed as run
+    from vrec.ingest.feed_source import FeedOptions
     from vrec.models.registry import DEFAULT_MODELS
 
+    images = tuple(c.strip() for v in image_column or () for c in v.split(",") if c.strip())
+    feed = FeedOptions(id_column, images, group_column, title_column, cache)
     models = list(model or DEFAULT_MODELS)
     if weights and len(models) != 1:
         raise VrecError("--weights needs exactly one --model, the one the weights belong to.")
@@ -62,7 +80,9 @@ def embed(
             report = run(folder, models=models, store=store, metadata=metadata, batch_size=batch_size, device=device,
                          precision=precision, engine=engine, workers=workers,
                          ray_options={"address": ray_address, "concurrency": concurrency, "gpus_per_worker": gpus_per_worker},
-                         weights={models[0]: weights} if weights else None, verify=verify,
+                         weights={models[0]: weights} if weights else None, verify=verify, feed=feed,
+                         download_progress=lambda d, t: progress.update(task, completed=d, total=t,
+                                                                        description="downloading"),
                          progress=lambda d, t: progress.update(task, completed=d, total=t, description="embedding"),
                          on_model=lambda name: progress.update(task, description=f"loading {name}"))
     except EmbedInterrupted as e:
@@ -138,7 +158,9 @@ def _summary(report) -> None:
 
     from vrec.report.render import new_table
 
-    t = new_table(f"{report.found} images found")
+    found = f"{report.found} images found" if report.products in (None, report.found) else \
+        f"{report.products} products, {report.found} photos found"
+    t = new_table(found)
     for c in ("model", "new", "changed", "removed", "unchanged", "skipped", "in store"):
         t.add_column(c, justify="right" if c != "model" else "left", whole=True)
     for m in report.models:
@@ -151,8 +173,9 @@ def _summary(report) -> None:
                   f"{report.engine} engine)")
     if report.metadata:
         md = report.metadata
-        err.print(f"metadata: {md['matched']} of {md['rows']} rows matched an image; "
-                  f"{md['items_without_metadata']} images have no metadata row")
+        unit = "image" if report.products in (None, report.found) else "product"
+        err.print(f"metadata: {md['matched']} of {md['rows']} rows matched {'an' if unit == 'image' else 'a'} {unit}; "
+                  f"{md['items_without_metadata']} {unit}s have no metadata row")
 
 
 @app.command()

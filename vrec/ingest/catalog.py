@@ -249,6 +249,10 @@ class FileSystemSource(Source):
             return f.read(MAX_PHOTO_BYTES + 1)
 
 
+class NotAList(CatalogError):
+    """A CSV or parquet file without a column of photo paths: perhaps a product feed."""
+
+
 class ListSource(Source):
     """A CSV or parquet file listing image paths (column ``path``; ``id``, ``product`` and metadata
     optional). With a ``product`` column, rows naming the same product are its photos, in file order;
@@ -268,7 +272,9 @@ class ListSource(Source):
             df = read_csv_file(list_file, "List file", "list", want, self.notes, dtype={"id": str})
         col = next((c for c in df.columns if c.lower() in ("path",) + FILE_COLUMNS), None)
         if col is None:
-            raise CatalogError(f"List file {str(list_file)!r} needs a 'path' column with the image paths or URIs.")
+            raise NotAList(f"List file {str(list_file)!r} needs a 'path' column with the image paths or URIs, or "
+                           "the columns of a product feed (Google Merchant: id, image_link; Shopify: Handle, Image "
+                           "Src; any other layout: --id-column and --image-column).")
         df = df.rename(columns={col: "path"})
         df["path"] = df["path"].astype(str)
         if "id" not in df.columns and "product" in df.columns:  # a product's photos: PRODUCT/1, PRODUCT/2, ...
@@ -326,11 +332,21 @@ def _refs_from_paths(paths: list[str], keep_order: bool = False) -> list[ImageRe
     return [ImageRef(id=b if stems[b] == 1 else p, path=p) for b, p in zip(base, paths)]
 
 
-def open_source(src: str | os.PathLike | Source) -> Source:
-    """A Source for a folder, a URI, or a CSV/parquet list of image paths."""
+def open_source(src: str | os.PathLike | Source, feed=None) -> Source:
+    """A Source for a folder, a URI, a CSV/parquet list of image paths, or a product feed (CSV, TSV,
+    Parquet or JSON Lines, gzipped or not; ``feed``: its ``FeedOptions``)."""
     if isinstance(src, Source):
         return src
     s = str(src)
+    if "://" not in s and not Path(s).is_dir() and _feed_like(s, feed):
+        from vrec.ingest.feed_source import FeedOptions, FeedSource
+
+        if (feed is None or not feed.given()) and Path(s).suffix.lower() in LIST_SUFFIXES:
+            try:
+                return ListSource(s)  # a list of photo paths, unless it has no path column
+            except NotAList:
+                pass
+        return FeedSource(s, feed or FeedOptions())
     if "://" not in s and os.path.islink(s):  # a link to nothing, or to itself: say so before resolving it
         what = describe(s)
         if what and not what.startswith("is a folder"):
@@ -342,6 +358,14 @@ def open_source(src: str | os.PathLike | Source) -> Source:
     if Path(s).suffix.lower() in LIST_SUFFIXES and not Path(s).is_dir():
         return ListSource(s)
     return FolderSource(s)
+
+
+def _feed_like(path: str, feed) -> bool:
+    """Whether a file may be a product feed: its name (CSV, TSV, Parquet, JSON Lines, gzipped or not), or
+    feed options given."""
+    from vrec.ingest.feeds import is_feed_file
+
+    return (feed is not None and feed.given()) or is_feed_file(path)
 
 
 def content_hash(data: bytes) -> str:

@@ -51,6 +51,7 @@ class EmbedReport:
     embed_seconds: float = 0.0  # reading, decoding, encoding and writing
     engine: str = "local"
     notes: list[str] = field(default_factory=list)  # for the user: hidden files skipped, a ';'-separated CSV read
+    products: int | None = None  # products the photos show (None: one product per photo)
 
     @property
     def embedded(self) -> int:
@@ -79,6 +80,8 @@ def embed(
     engine: str = "local",
     ray_options: dict | None = None,
     verify: bool = False,
+    feed=None,
+    download_progress: Callable[[int, int], None] | None = None,
 ) -> EmbedReport:
     """Embed every image of a catalog with each model, writing only what is new or changed.
 
@@ -90,7 +93,10 @@ def embed(
     concurrency, gpus_per_worker). A file counts as unchanged when its path, size and
     modification time match what the store recorded; a file whose size or time changed is read
     and hashed, and re-embedded only if its content differs. ``verify`` hashes every file, to
-    catch a photo replaced by another of the same size and time. Returns an EmbedReport.
+    catch a photo replaced by another of the same size and time. ``feed``: how to read a product
+    feed (``vrec.ingest.feed_source.FeedOptions``); its photos behind URLs are downloaded first
+    (``download_progress(done, total)``), those that fail are skipped and listed. Returns an
+    EmbedReport.
     """
     from vrec.models.registry import resolve, store_key
     from vrec.models.weights import expected_config
@@ -98,7 +104,7 @@ def embed(
     device, batch_size, ray_options = _checked_options(metadata, weights, engine, device, precision, batch_size,
                                                        workers, ray_options)
     st = as_store(store)
-    source, refs, notes = _catalog(folder)
+    source, refs, notes = _catalog(folder, feed)
     weights = weights or {}
     entries = [resolve(m) for m in dict.fromkeys(models)]
     configs = {store_key(e.name): {**expected_config(e, weights.get(e.name)), "precision": precision}
@@ -108,7 +114,9 @@ def embed(
     st.create(source.root)
     if meta is not None:
         st.write_metadata(meta)
-    stats, unusable = _stat_photos(source, refs)
+    failed = _download(source, refs, engine, notes, download_progress)
+    stats, unusable = _stat_photos(source, [r for r in refs if r.path not in failed])
+    unusable += [(r.path, f"cannot download ({failed[r.path]})") for r in refs if r.path in failed]
     usable = [r for r in refs if r.id in stats]
 
     interrupted = False
@@ -139,7 +147,8 @@ def embed(
     st.write_skipped(recorder.skipped)
     report = EmbedReport(found=len(refs), models=list(recorder.reports.values()), skipped=recorder.skipped,
                          metadata=meta_report, interrupted=interrupted, load_seconds=t_embed - t_load,
-                         embed_seconds=time.perf_counter() - t_embed, engine=engine, notes=notes)
+                         embed_seconds=time.perf_counter() - t_embed, engine=engine, notes=notes,
+                         products=len({r.product for r in refs if r.product}) or None)
     if interrupted:
         raise EmbedInterrupted(report)
     _update_indexes(st, [stores[k].name for k in plans])
@@ -174,9 +183,20 @@ def _checked_options(metadata, weights, engine: str, device: str, precision: str
     return device, batch_size, ray_options
 
 
-def _catalog(folder) -> tuple[Source, list, list[str]]:
+def _download(source: Source, refs, engine: str, notes: list[str], progress) -> dict[str, str]:
+    """Photos behind URLs fetched into the photo cache before planning (on Ray, the workers fetch what
+    the cache lacks); returns the URLs that failed, with why."""
+    if not hasattr(source, "prefetch") or engine == "ray":
+        return {}
+    done = source.prefetch(refs, progress=progress)
+    if done.note():
+        notes.append(done.note())
+    return done.failed
+
+
+def _catalog(folder, feed=None) -> tuple[Source, list, list[str]]:
     """The catalog's source, its photos and the notes about what it left out (hidden files)."""
-    source = open_source(folder)
+    source = open_source(folder, feed)
     refs = source.refs()
     notes = list(getattr(source, "notes", []))
     if source.hidden is not None and source.hidden.note():
@@ -192,13 +212,25 @@ def _catalog(folder) -> tuple[Source, list, list[str]]:
 def _metadata(metadata, source: Source, refs, notes: list[str]) -> tuple[object, dict | None]:
     """The product metadata to store (from --metadata, else the list file's own columns) and its report."""
     if metadata is not None:
-        meta, report = read_metadata(metadata, refs)
+        meta, report = read_metadata(metadata, _product_refs(refs))
         notes += report.pop("notes", [])
         return meta, report
     if source.metadata is not None:
         meta = source.metadata
         return meta, {"rows": len(meta), "matched": len(meta), "unmatched_rows": 0, "items_without_metadata": 0}
     return None, None
+
+
+def _product_refs(refs):
+    """One ref per product, named by the product (its main photo's path), for matching metadata rows."""
+    from vrec.ingest.catalog import ImageRef
+
+    if not any(r.product for r in refs):
+        return refs
+    firsts = {}
+    for r in refs:
+        firsts.setdefault(r.product or r.id, r)
+    return [ImageRef(p, r.path) for p, r in firsts.items()]
 
 
 def _stat_photos(source: Source, refs) -> tuple[dict, list[tuple[str, str]]]:

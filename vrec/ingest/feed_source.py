@@ -1,0 +1,131 @@
+"""A product feed as a catalog source: its products' photos, on disk or behind http(s) URLs.
+
+``vrec embed feed.csv`` reads the feed (``vrec.ingest.feeds``), and each product's photos become
+photos of the store, with the product's id and their position (``PRODUCT/1`` is the main photo,
+``PRODUCT/2`` the next...). Relative paths are relative to the feed's folder. Photos behind URLs
+are downloaded into the photo cache (``vrec.ingest.downloads``) before the photos are read:
+:meth:`FeedSource.prefetch` fetches them all concurrently (the local engine), and :meth:`read`
+fetches a photo the cache lacks (Ray workers). A photo's size and modification time are those of
+its cached copy, which a re-run's conditional request leaves untouched when the server says
+"not modified": nothing is embedded again.
+"""
+from __future__ import annotations
+
+import errno
+import os
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from vrec.ingest.catalog import ImageRef, Source, read_regular, stat_regular
+
+
+@dataclass(frozen=True)
+class FeedOptions:
+    """How to read a feed whose columns vrec does not recognise (or to override those it does)."""
+
+    id_column: str | None = None
+    image_columns: tuple[str, ...] = ()
+    group_column: str | None = None
+    title_column: str | None = None
+    cache: str | None = None  # where downloaded photos are kept [default: the user cache folder]
+
+    def given(self) -> bool:
+        return bool(self.id_column or self.image_columns or self.group_column or self.title_column)
+
+
+def is_url(location: str) -> bool:
+    return location.lower().startswith(("http://", "https://"))
+
+
+class FeedSource(Source):
+    """The photos of a product feed (one ImageRef per photo, with its product and position)."""
+
+    def __init__(self, path: str | os.PathLike, options: FeedOptions = FeedOptions()):
+        from vrec.ingest.feeds import read_feed
+
+        feed = read_feed(path, id_column=options.id_column, image_columns=options.image_columns,
+                         group_column=options.group_column, title_column=options.title_column)
+        self.feed_file = str(path)
+        self.root = str(Path(path).resolve().parent)
+        self.options = options
+        self.format = feed.format
+        self.notes = list(feed.notes)
+        if feed.without_photos:
+            shown = ", ".join(map(repr, feed.without_photos[:5]))
+            more = f" and {len(feed.without_photos) - 5} more" if len(feed.without_photos) > 5 else ""
+            self.notes.append(f"{len(feed.without_photos)} product(s) of the feed have no photo and are left out: "
+                              f"{shown}{more}.")
+        self.metadata = feed.products if len(feed.products.columns) else None
+        self._refs = [ImageRef(f"{p.product}/{p.position}", p.location, p.product, p.position) for p in feed.photos]
+        self._cache = None
+
+    def refs(self) -> list[ImageRef]:
+        return list(self._refs)
+
+    @property
+    def has_urls(self) -> bool:
+        return any(is_url(r.path) for r in self._refs)
+
+    def cache(self):
+        """The photo cache (made on first use, also in a Ray worker after unpickling)."""
+        if self._cache is None:
+            from vrec.ingest.downloads import PhotoCache
+
+            self._cache = PhotoCache(self.options.cache)
+        return self._cache
+
+    def __getstate__(self) -> dict:
+        return {**self.__dict__, "_cache": None}  # a client and its event loop do not travel to workers
+
+    def _local(self, ref: ImageRef) -> str:
+        return ref.path if os.path.isabs(ref.path) else str(Path(self.root) / ref.path)
+
+    def stat(self, ref: ImageRef) -> tuple[int, int]:
+        if not is_url(ref.path):
+            st = stat_regular(self._local(ref))
+            return st.st_size, st.st_mtime_ns
+        got = self.cache().lookup(ref.path)
+        if got is None or got.path is None:
+            return 0, 0  # not downloaded yet (a Ray worker fetches it): read and hashed before deciding
+        return got.size, got.mtime_ns
+
+    def read(self, ref: ImageRef) -> bytes:
+        if not is_url(ref.path):
+            return read_regular(self._local(ref))
+        got = self.cache().lookup(ref.path)
+        if got is None or got.path is None:
+            got = self.cache().fetch(ref.path)
+        if got.path is None:
+            raise OSError(errno.EIO, got.error or "download failed")
+        return read_regular(got.path)
+
+    def prefetch(self, refs: Sequence[ImageRef], progress: Callable[[int, int], None] | None = None) -> Prefetched:
+        """Download every photo behind a URL (new ones, and changed ones by conditional requests)."""
+        urls = [r.path for r in refs if is_url(r.path)]
+        report = Prefetched(total=len(set(urls)))
+        if not urls:
+            return report
+        for url, got in self.cache().fetch_many(urls, progress=progress).items():
+            report.count(got.status)
+            if got.path is None:
+                report.failed[url] = got.error or "download failed"
+        return report
+
+
+@dataclass
+class Prefetched:
+    """What fetching a feed's photos did: counts per outcome, and the URLs that failed with why."""
+
+    total: int = 0
+    statuses: dict = field(default_factory=dict)  # downloaded / not-modified / cached / failed -> count
+    failed: dict = field(default_factory=dict)  # url -> reason
+
+    def count(self, status: str) -> None:
+        self.statuses[status] = self.statuses.get(status, 0) + 1
+
+    def note(self) -> str | None:
+        if not self.total:
+            return None
+        parts = [f"{n} {s}" for s, n in sorted(self.statuses.items())]
+        return f"photos behind URLs: {self.total} ({', '.join(parts)})."
