@@ -112,6 +112,8 @@ def embed(
     # metadata is read before the store is touched: a table that cannot be used changes nothing
     meta, meta_report = _metadata(metadata, source, refs, notes)
     st.create(source.root)
+    if getattr(source, "has_urls", False):  # where its photos' copies are, for thumbnails and reports
+        st.set_info(photo_cache=str(source.cache().folder))
     if meta is not None:
         st.write_metadata(meta)
     failed = _download(source, refs, engine, notes, download_progress)

@@ -113,6 +113,23 @@ class FeedSource(Source):
         return report
 
 
+def local_photo(info: dict, path: str) -> Path | None:
+    """Where a stored photo lies on this machine: under the catalog root, at its absolute path, or (a
+    photo behind a URL) its copy in the photo cache the store recorded (None when not cached).
+
+    ``info`` is the store's ``store.json`` (``Store.info()``); nothing is downloaded here.
+    """
+    if is_url(path):
+        from vrec.ingest.downloads import PhotoCache
+
+        got = PhotoCache(info.get("photo_cache")).lookup(path)
+        return None if got is None or got.path is None else Path(got.path)
+    if os.path.isabs(path):
+        return Path(path)
+    root = str(info.get("root", ""))
+    return None if "://" in root else Path(root) / path
+
+
 @dataclass
 class Prefetched:
     """What fetching a feed's photos did: counts per outcome, and the URLs that failed with why."""

@@ -121,6 +121,12 @@ class Store:
         write_json(self.info_path, info)
         return info
 
+    def set_info(self, **values) -> None:
+        """Record more about the catalog in store.json (e.g. ``photo_cache``, where downloaded photos are)."""
+        info = self.info()
+        if any(info.get(k) != v for k, v in values.items()):
+            write_json(self.info_path, {**info, **values})
+
     @property
     def root(self) -> Path:
         return Path(self.info()["root"])
