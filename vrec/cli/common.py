@@ -163,6 +163,10 @@ FilterOpt = typer.Option(None, "--filter", "-f", help="Metadata filter such as c
                          "'colour in (red,black)' or tag:minimalist; repeat to combine.")
 FormatOpt = typer.Option("table", "--format", help="table, json or csv (a cell a spreadsheet would run as a formula, "
                          "such as =HYPERLINK(...), gets a leading '; VREC_CSV_RAW=1 writes cells as they are).")
+ProductScoreOpt = typer.Option(None, "--product-score", help="For products of several photos: mean (the mean of "
+                               "their photos, the default), max (their best photo) or main (their main photo only).")
+CollapseOpt = typer.Option(None, "--collapse", help="Keep one result (the best) per value of this column, e.g. "
+                           "item_group_id: one variant of each product line.")
 FormatTableJsonOpt = typer.Option("table", "--format", help="table or json.")  # commands without a CSV form
 
 

@@ -7,9 +7,11 @@ import typer
 
 from vrec.cli.common import (
     START,
+    CollapseOpt,
     DeviceOpt,
     FilterOpt,
     FormatOpt,
+    ProductScoreOpt,
     StoreOpt,
     WeightsOpt,
     app,
@@ -61,6 +63,8 @@ def search_text(
     weights: str | None = WeightsOpt,
     device: str = DeviceOpt,
     timings: bool = typer.Option(False, "--timings", help="Print where the time went (to stderr)."),
+    product_score: str | None = ProductScoreOpt,
+    collapse: str | None = CollapseOpt,
 ) -> None:
     import time
 
@@ -70,7 +74,7 @@ def search_text(
     t1 = time.perf_counter()
     check_format(fmt)
     result = run(query, k=k, model=model, store=store, template=template, filters=filter or (), weights=weights,
-                 device=device)
+                 device=device, product_score=product_score, collapse=collapse)
     t2 = time.perf_counter()
     render(result, fmt, html, store)
     if timings:
@@ -99,11 +103,17 @@ def search_image(
     store: str | None = StoreOpt,
     weights: str | None = WeightsOpt,
     device: str = DeviceOpt,
+    product_score: str | None = ProductScoreOpt,
+    collapse: str | None = CollapseOpt,
+    exclude_same_group: bool = typer.Option(False, "--exclude-same-group", help="For a catalog item: leave out "
+                                            "its variants (the items sharing its --collapse column, else its "
+                                            "item_group_id)."),
 ) -> None:
     from vrec.search.query import search_image as run
 
     check_format(fmt)
     result = run(query, k=k, model=model, store=store, filters=filter or (), plus=plus or (), minus=minus or (),
-                 weight=weight, weights=weights, device=device)
+                 weight=weight, weights=weights, device=device, product_score=product_score, collapse=collapse,
+                 exclude_same_group=exclude_same_group)
     render(result, fmt, html, store)
     request_quick_exit()

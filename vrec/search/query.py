@@ -126,36 +126,78 @@ def unknown_item(table, text: str, photos: bool = True) -> UnknownItem:
                        f"(or its unique last part).{hint}")
 
 
-def _rank(st, ms, table, queries: np.ndarray, k: int, filters: Sequence[str], exclude: set[int] = frozenset()):
+def _rank(st, ms, table, queries: np.ndarray, k: int, filters: Sequence[str], exclude: set[int] = frozenset(),
+          collapse: str | None = None):
+    """The k best items (products) for one query vector, as the result table, and notes.
+
+    ``exclude``: table positions never returned (the query item, its variants); ``collapse``: a
+    column of which each value appears once (the best item of each group, e.g. of an item_group_id),
+    found by fetching more results until k groups are seen.
+    """
     check_number("--k", k, min=1, integer=True)
     k = int(k)
     matching = apply_filters(table, filters)
     mask = matching.copy()
     if exclude:
         mask[list(exclude)] = False
-    available = int(mask.sum())
-    notes = []
-    if available < k:  # k beyond what exists: every candidate is returned, and a note says so
-        if not matching.all():
-            notes.append(f"only {available} items match the filters")
-        elif available:
-            notes.append(f"the catalog holds only {available} items{' besides the query' if exclude else ''}; "
-                         "all are shown")
-        else:
-            notes.append(f"model {ms.name!r} holds no items{' besides the query' if exclude else ''}")
-    if not matching.all():
-        allowed = table["row"].to_numpy()[mask]
-        rows, scores, photos = _search(ms, queries, min(k, available), allowed)
-    else:
-        rows, scores, photos = _search(ms, queries, min(k, available) + len(exclude), None)
-    pos = _positions(table, rows[0])
-    keep = [j for j, p in enumerate(pos) if p not in exclude][:k]
+    groups = _group_keys(table, collapse)
+    available = int(mask.sum()) if groups is None else len(set(groups[mask]))
+    notes = _shortfall_notes(ms, matching, available, k, bool(exclude), collapse)
+    allowed = table["row"].to_numpy()[mask] if not matching.all() or len(exclude) > 1 else None
+    fetch = min(k, available) + (len(exclude) if allowed is None else 0)
+    while True:
+        rows, scores, photos = _search(ms, queries, fetch, allowed)
+        pos = _positions(table, rows[0])
+        keep = [j for j, p in enumerate(pos) if p not in exclude]
+        if groups is not None:
+            seen: set = set()
+            keep = [j for j in keep if not (groups[pos[j]] in seen or seen.add(groups[pos[j]]))]
+        if len(keep) >= min(k, available) or len(rows[0]) < fetch:
+            break
+        fetch *= 4
+    keep = keep[:k]
     out = table.iloc[[pos[j] for j in keep]].copy()
     out.insert(0, "score", scores[0][keep].astype(np.float32))
     out.insert(0, "rank", np.arange(1, len(out) + 1))
     if photos is not None:
         best_photo(ms, out, photos[0][keep])
     return out.drop(columns=list(INTERNAL_COLUMNS), errors="ignore").reset_index(drop=True), notes
+
+
+def _same_group(st, table, pos: int, column: str | None) -> set[int]:
+    """Positions of the items in the same group as item ``pos`` (its variants)."""
+    column = column or st.info().get("group_column") or "item_group_id"
+    if column not in table.columns:
+        raise QueryError(f"--exclude-same-group needs a group column, and the catalog has no {column!r}; name one "
+                         f"with --collapse COLUMN.{suggest(column, list(map(str, table.columns)))}")
+    value = table[column].iloc[pos]
+    if value != value or str(value).strip() == "":  # no group: only the item itself
+        return set()
+    return set(np.flatnonzero((table[column] == value).to_numpy()).tolist())
+
+
+def _group_keys(table, collapse: str | None):
+    """Each item's group for --collapse (an item without a value is a group of its own), or None."""
+    if collapse is None:
+        return None
+    if collapse not in table.columns:
+        raise QueryError(f"No column {collapse!r} to --collapse by.{suggest(collapse, list(map(str, table.columns)))}")
+    values = table[collapse].astype("string").fillna("").str.strip()
+    own = "\0" + table["id"].astype(str)  # no value: the item alone
+    return values.where(values != "", own).to_numpy(dtype=object)
+
+
+def _shortfall_notes(ms, matching, available: int, k: int, excluded: bool, collapse: str | None) -> list[str]:
+    """A note when fewer than k results exist: the filters, the catalog or --collapse leave fewer."""
+    if available >= k:
+        return []
+    unit = f"{collapse} groups" if collapse else "items"
+    besides = " besides the query" if excluded else ""
+    if not matching.all():
+        return [f"only {available} {unit} match the filters"]
+    if available:
+        return [f"the catalog holds only {available} {unit}{besides}; all are shown"]
+    return [f"model {ms.name!r} holds no items{besides}"]
 
 
 def _search(ms, queries: np.ndarray, k: int, allowed):
@@ -189,7 +231,7 @@ def _positions(table, rows: np.ndarray) -> list[int]:
 
 def search_text(query: str, k: int = 10, model: str = "siglip", store=None, template: str = DEFAULT_TEMPLATE,
                 filters: Sequence[str] = (), weights: str | None = None, device: str = "auto", encoder=None,
-                precision: str = "fp32", product_score: str | None = None) -> SearchResult:
+                precision: str = "fp32", product_score: str | None = None, collapse: str | None = None) -> SearchResult:
     """Rank catalog items by how well they match a text, e.g. "minimalist leather tote".
 
     Only the text tower is loaded: its ONNX export when there is one (no torch), else torch.
@@ -242,7 +284,7 @@ def search_text(query: str, k: int = 10, model: str = "siglip", store=None, temp
                 spent = timings.pop("text encoding")
                 timings.update(onnx)
                 timings["onnx export"] = max(0.0, spent - sum(onnx.values()))
-    out, notes = _rank(st, ms, table, q, k, filters)
+    out, notes = _rank(st, ms, table, q, k, filters, collapse=collapse)
     if enc.logit_bias is not None:
         z = enc.logit_scale * out["score"].to_numpy(np.float64) + enc.logit_bias
         out.insert(2, "probability", (1.0 / (1.0 + np.exp(-z))).astype(np.float32))
@@ -295,13 +337,17 @@ class _Background:
 def search_image(query: str, k: int = 10, model: str = "siglip", store=None, filters: Sequence[str] = (),
                  plus: Sequence[str] = (), minus: Sequence[str] = (), weight: float = 1.0,
                  weights: str | None = None, device: str = "auto", encoder=None, image=None,
-                 product_score: str | None = None) -> SearchResult:
+                 product_score: str | None = None, collapse: str | None = None,
+                 exclude_same_group: bool = False) -> SearchResult:
     """Items that look like a photo or a catalog item ("find similar"), optionally steered by text.
 
     With ``plus``/``minus`` the query becomes the unit image vector plus ``weight`` times each
     "plus" text vector, minus each "minus" one (e.g. a coat photo plus "handbag" to complete a look).
     ``image`` is the query photo itself (bytes, e.g. an upload, or a PIL image); ``query`` is then
     only its name in the result and is never opened as a file or looked up as an item.
+    ``collapse``: one result per value of that column (e.g. item_group_id: one colour of a shirt);
+    ``exclude_same_group``: for a catalog item, leave out the items of its group (its variants) --
+    the ``collapse`` column, else the feed's group column (item_group_id).
     """
     from vrec.ingest.catalog import BadImage, decode_image, load_image, to_rgb
 
@@ -327,7 +373,7 @@ def search_image(query: str, k: int = 10, model: str = "siglip", store=None, fil
         q = enc.encode_images([img])
     elif pos is not None:
         q = ms.vectors_for_rows([int(table["row"].iloc[pos])])
-        exclude = {pos}
+        exclude = {pos} | (_same_group(st, table, pos, collapse) if exclude_same_group else set())
         query_path = str(st.root / table["path"].iloc[pos])
         query_item = table.iloc[pos].drop(labels=list(INTERNAL_COLUMNS), errors="ignore").to_dict()
     elif Path(query).is_file():
@@ -349,7 +395,7 @@ def search_image(query: str, k: int = 10, model: str = "siglip", store=None, fil
             steer -= enc.encode_texts(list(minus)).sum(0)
         q = q + weight * steer
         q = q / max(float(np.linalg.norm(q)), 1e-12)
-    out, notes = _rank(st, ms, table, q.astype(np.float32), k, filters, exclude)
+    out, notes = _rank(st, ms, table, q.astype(np.float32), k, filters, exclude, collapse)
     label = str(query) + "".join(f" +{p!r}" for p in plus) + "".join(f" -{m!r}" for m in minus)
     return SearchResult(label, "image", model, out, query_path=query_path, query_item=query_item,
                         notes=meta_notes + notes)
