@@ -19,7 +19,7 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from vrec.ingest.downloads import Fetched, PhotoCache, default_cache_dir, is_url
+from vrec.ingest.downloads import Fetched, PhotoCache, default_cache_dir, is_url, retry_after
 
 ROOT = Path(__file__).resolve().parents[1]
 LAST_MODIFIED = email.utils.formatdate(time.time() - 3600, usegmt=True)
@@ -202,11 +202,25 @@ def tmp_files(folder: Path) -> list[Path]:
 def test_is_url_and_default_folder(monkeypatch, tmp_path):
     assert is_url("https://cdn.example.com/a.jpg") and is_url("HTTP://x/y")
     assert not is_url("photos/a.jpg") and not is_url("ftp://x/y") and not is_url("file:///a.jpg")
+    assert not is_url("http:/x") and not is_url(" http://x/y")
     monkeypatch.setenv("VREC_CACHE", str(tmp_path / "c"))
     assert default_cache_dir() == tmp_path / "c"
     monkeypatch.delenv("VREC_CACHE")
     monkeypatch.delenv("VREC_CACHE_DIR", raising=False)
     assert default_cache_dir().name == "photos"
+
+
+def test_retry_after_in_seconds_or_as_a_date():
+    assert retry_after("7") == 7 and retry_after(None) is None and retry_after("soon") is None
+    assert 29 <= retry_after(email.utils.formatdate(time.time() + 30, usegmt=True)) <= 30
+    assert retry_after(email.utils.formatdate(time.time() - 30, usegmt=True)) == 0
+
+
+def test_the_cache_object_pickles_for_workers(tmp_path):
+    import pickle
+
+    c = pickle.loads(pickle.dumps(cache(tmp_path, per_host=2)))
+    assert (c.folder, c.per_host, c.revalidate) == (tmp_path / "photos", 2, True)
 
 
 def test_200_is_downloaded_cached_and_looked_up(server, tmp_path):
@@ -406,10 +420,13 @@ def test_ctrl_c_leaves_no_half_file_and_the_next_run_completes(server, tmp_path)
     try:
         c = PhotoCache(folder)
         deadline = time.monotonic() + 30
-        while not (server.half_sent.is_set() and c.lookup(ok)) and time.monotonic() < deadline:
+
+        def started():
+            return server.half_sent.is_set() and c.lookup(ok) and tmp_files(folder)
+
+        while not started() and time.monotonic() < deadline:
             time.sleep(0.05)
-        assert server.half_sent.is_set() and c.lookup(ok), "the download did not start"
-        assert tmp_files(folder), "the half photo should be in a temporary file"
+        assert started(), "the download did not start (the half photo should be in a temporary file)"
         proc.send_signal(signal.SIGINT)
         _, err = proc.communicate(timeout=20)
     finally:

@@ -2,7 +2,8 @@
 
 Product feeds list their photos as URLs on a CDN. ``PhotoCache`` downloads them with httpx, many
 at once (``fetch_many``: asyncio, at most ``per_host`` requests to one host and ``connections`` in
-all), and keeps each body in a cache folder keyed by the URL::
+all; a redirect to another host counts against the host of the URL asked for), and keeps each
+body in a cache folder keyed by the URL::
 
     <folder>/<h[:2]>/<h>.img     the body, exactly as served (h = sha256 of the URL)
     <folder>/<h[:2]>/<h>.json    url, etag, last_modified, size, sha256, content_type, fetched
@@ -94,7 +95,7 @@ def default_cache_dir() -> Path:
 
 def is_url(location: str) -> bool:
     """True for an http:// or https:// URL (any case), the locations ``PhotoCache`` downloads."""
-    return str(location).lstrip()[:8].lower().startswith(("http://", "https://"))
+    return str(location)[:8].lower().startswith(("http://", "https://"))
 
 
 @dataclass
