@@ -241,6 +241,21 @@ def test_200_is_downloaded_cached_and_looked_up(server, tmp_path):
     assert len(server.hits["/ok/plain.jpg"]) == before
 
 
+def test_stale_temporary_files_of_a_killed_run_are_swept(server, tmp_path):
+    import os
+
+    c = cache(tmp_path)
+    url = server.url("/ok/swept.jpg")
+    body = c._paths(url)[0]
+    body.parent.mkdir(parents=True)
+    old, recent = body.parent / f".{body.name}.abc.tmp", body.parent / f".{body.name}.def.tmp"
+    old.write_bytes(b"half")
+    recent.write_bytes(b"half")
+    os.utime(old, (time.time() - 7200, time.time() - 7200))
+    assert c.fetch(url).status == "downloaded"
+    assert not old.exists() and recent.exists()  # a recent one may be another process's download
+
+
 def test_404_fails_and_caches_nothing(server, tmp_path):
     c = cache(tmp_path)
     f = c.fetch(server.url("/missing.jpg"))

@@ -75,6 +75,7 @@ GONE_STATUSES = frozenset({404, 410})
 MAX_RETRY_WAIT = 60.0  # seconds: the longest a Retry-After (or back-off) is waited for
 MIN_RATE = 16 << 10  # bytes a second: past `timeout` seconds, a slower body is a timeout
 SNIFF_BYTES = 64 << 10  # the head of a body that must show it is an image
+STALE_TMP = 3600  # seconds: a temporary file this old belongs to no running download
 
 # Magic numbers of the image formats product photos come in (Pillow decides for anything else)
 _MAGIC = (b"\xff\xd8\xff", b"\x89PNG\r\n\x1a\n", b"GIF87a", b"GIF89a", b"BM", b"II*\x00", b"MM\x00*")
@@ -258,6 +259,16 @@ class PhotoCache:
             return None
         return Fetched(url, body, "cached", None, st.st_size, st.st_mtime_ns)
 
+    def _sweep(self, url: str) -> None:
+        """Remove ``url``'s temporary files left by a process killed outright (SIGKILL, power loss)
+        more than ``STALE_TMP`` seconds ago; an interrupted run removes its own."""
+        body = self._paths(url)[0]
+        with contextlib.suppress(OSError):
+            for tmp in body.parent.glob(f".{body.stem}.*.tmp"):
+                with contextlib.suppress(OSError):
+                    if time.time() - tmp.stat().st_mtime > STALE_TMP:
+                        tmp.unlink()
+
     def _forget(self, url: str) -> None:
         for p in self._paths(url):
             with contextlib.suppress(FileNotFoundError):
@@ -410,6 +421,7 @@ class PhotoCache:
         if length is not None and length > self.max_bytes:
             raise _Failure(too_large)
         body, sidecar = self._paths(url)
+        self._sweep(url)
         digest, head, size = hashlib.sha256(), bytearray(), 0
         checked = False
         start = time.monotonic()
