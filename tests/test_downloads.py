@@ -406,9 +406,11 @@ def test_per_host_and_overall_limits(server, tmp_path):
     assert {f.status for f in got.values()} == {"downloaded"}
     assert server.most_active == 3
     server.most_active = 0
-    got = cache(tmp_path / "b", per_host=8, connections=2).fetch_many([server.url(f"/slowok/b{i}") for i in range(4)])
-    assert {f.status for f in got.values()} == {"downloaded"}
+    urls, calls = [server.url(f"/slowok/b{i}") for i in range(10)], []  # more than the 8 tasks alive at once
+    got = cache(tmp_path / "b", per_host=8, connections=2).fetch_many(urls, progress=lambda d, t: calls.append((d, t)))
+    assert list(got) == urls and {f.status for f in got.values()} == {"downloaded"}
     assert server.most_active == 2
+    assert calls == [(d, 10) for d in range(1, 11)]
 
 
 def test_fetch_many_from_inside_a_running_event_loop(server, tmp_path):

@@ -319,18 +319,27 @@ class PhotoCache:
             timeouts = httpx.Timeout(self.timeout)
             pool = httpx.Limits(max_connections=self.connections, max_keepalive_connections=self.connections)
             async with httpx.AsyncClient(timeout=timeouts, limits=pool, follow_redirects=False) as client:
-                tasks = [asyncio.ensure_future(self._fetch_one(client, limits, url)) for url in todo]
+                queue, running = iter(todo), set()
+                window = 4 * self.connections  # tasks alive at once: a feed of a million URLs is not a million tasks
                 try:
-                    for next_done in asyncio.as_completed(tasks):
-                        fetched = await next_done
-                        results[fetched.url] = fetched
-                        done += 1
-                        if progress:
-                            progress(done, total)
+                    while True:
+                        for url in queue:
+                            running.add(asyncio.ensure_future(self._fetch_one(client, limits, url)))
+                            if len(running) >= window:
+                                break
+                        if not running:
+                            break
+                        finished, running = await asyncio.wait(running, return_when=asyncio.FIRST_COMPLETED)
+                        for task in finished:
+                            fetched = task.result()
+                            results[fetched.url] = fetched
+                            done += 1
+                            if progress:
+                                progress(done, total)
                 finally:  # an interruption (Ctrl-C, cancellation) stops every download, removing its temporary file
-                    for task in tasks:
+                    for task in running:
                         task.cancel()
-                    await asyncio.gather(*tasks, return_exceptions=True)
+                    await asyncio.gather(*running, return_exceptions=True)
         return {url: results[url] for url in urls}
 
     # --- one URL ---------------------------------------------------------------------------------
