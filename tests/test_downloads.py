@@ -421,9 +421,10 @@ def test_fetch_many_from_inside_a_running_event_loop(server, tmp_path):
     assert got[server.url("/ok/loop.jpg")].status == "downloaded"
 
 
-def test_not_a_url_fails_without_a_request(tmp_path):
-    got = cache(tmp_path).fetch_many(["photos/a.jpg"])
-    assert got["photos/a.jpg"].status == "failed" and got["photos/a.jpg"].error == "not an http(s) URL"
+def test_bad_urls_fail_without_a_request(tmp_path):
+    got = cache(tmp_path).fetch_many(["photos/a.jpg", "http://", "http://127.0.0.1:99999/a.jpg", "https://[::1/a.jpg"])
+    assert [f.status for f in got.values()] == ["failed"] * 4
+    assert [f.error.split(" (")[0] for f in got.values()] == ["not an http(s) URL"] + ["invalid URL"] * 3
 
 
 SCRIPT = "import sys; from vrec.ingest.downloads import PhotoCache; PhotoCache(sys.argv[1], retries=0).fetch_many(sys.argv[2:])"

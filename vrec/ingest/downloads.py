@@ -60,7 +60,6 @@ import warnings
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from pathlib import Path
-from urllib.parse import urlsplit
 
 import httpx
 
@@ -97,6 +96,22 @@ def default_cache_dir() -> Path:
 def is_url(location: str) -> bool:
     """True for an http:// or https:// URL (any case), the locations ``PhotoCache`` downloads."""
     return str(location)[:8].lower().startswith(("http://", "https://"))
+
+
+def url_problem(url: str) -> str | None:
+    """Why ``url`` cannot be downloaded as it is written, or None."""
+    if not is_url(url):
+        return "not an http(s) URL"
+    try:
+        parsed = httpx.URL(url)
+        parsed.host  # noqa: B018 - decodes an IDNA host, which may fail
+    except (httpx.InvalidURL, ValueError) as e:
+        return f"invalid URL ({str(e)[:100]})"
+    if not parsed.raw_host:
+        return "invalid URL (no host)"
+    if parsed.port is not None and not 0 < parsed.port < 65536:
+        return f"invalid URL (port {parsed.port})"
+    return None
 
 
 @dataclass
@@ -196,7 +211,8 @@ class _Limits:
         self.hosts: dict[str, asyncio.Semaphore] = {}
 
     def host(self, url: str) -> asyncio.Semaphore:
-        host = urlsplit(url).netloc.lower()
+        parsed = httpx.URL(url)
+        host = f"{parsed.raw_host.decode('ascii', 'replace').lower()}:{parsed.port or ''}"
         if host not in self.hosts:
             self.hosts[host] = asyncio.Semaphore(self.per_host)
         return self.hosts[host]
@@ -345,8 +361,16 @@ class PhotoCache:
     # --- one URL ---------------------------------------------------------------------------------
 
     async def _fetch_one(self, client, limits: _Limits, url: str) -> Fetched:
-        if not is_url(url):
-            return Fetched(url, None, "failed", "not an http(s) URL")
+        problem = url_problem(url)
+        if problem:
+            return Fetched(url, None, "failed", problem)
+        try:
+            return await self._fetch_checked(client, limits, url)
+        except Exception as e:  # failures are returned, never raised: what the cases below missed as well
+            log.debug("photo failed unexpectedly: %s", url, exc_info=True)
+            return Fetched(url, None, "failed", f"unexpected error ({type(e).__name__}: {str(e)[:100]})")
+
+    async def _fetch_checked(self, client, limits: _Limits, url: str) -> Fetched:
         cached = self.lookup(url)
         if cached is not None and not self.revalidate:
             return cached
@@ -381,10 +405,9 @@ class PhotoCache:
     async def _attempt(self, client, url: str, meta: dict | None, cached: Fetched | None) -> Fetched:
         headers = {"Accept": "image/*,*/*;q=0.8", "Accept-Encoding": "identity"}
         if meta is not None:
-            if meta.get("etag"):
-                headers["If-None-Match"] = meta["etag"]
-            if meta.get("last_modified"):
-                headers["If-Modified-Since"] = meta["last_modified"]
+            for name, key in (("If-None-Match", "etag"), ("If-Modified-Since", "last_modified")):
+                if isinstance(meta.get(key), str) and meta[key]:
+                    headers[name] = meta[key]
         response = await self._open(client, url, headers)
         try:
             code = response.status_code
@@ -415,8 +438,8 @@ class PhotoCache:
                 return response
             await response.aclose()
             target = str(response.url.join(response.headers["location"]))
-            if not is_url(target):
-                raise _Failure(f"redirect to a non-http(s) URL ({target[:100]})")
+            if url_problem(target):
+                raise _Failure(f"redirect to {url_problem(target)}: {target[:100]}")
             if target in seen:
                 raise _Failure(f"redirect loop ({len(seen)} URLs)")
             if len(seen) > self.max_redirects:
