@@ -370,6 +370,10 @@ def test_new_bytes_replace_and_gone_photos_are_dropped(server, tmp_path):
     server.versions["/versioned/a.jpg"] = new = jpeg((10, 10, 200), size=(40, 30))
     changed = c.fetch(url)
     assert changed.status == "downloaded" and changed.path.read_bytes() == new and changed.size == len(new)
+    server.versions["/versioned/a.jpg"] = HTML  # a bad new body: the cached copy stays, the reason noted
+    kept = c.fetch(url)
+    assert (kept.status, kept.error, kept.path, kept.mtime_ns) == ("cached", "not an image (image/jpeg)", changed.path, changed.mtime_ns)
+    assert kept.path.read_bytes() == new
     del server.versions["/versioned/a.jpg"]  # now a 404: the photo is gone, so is its copy
     gone = c.fetch(url)
     assert (gone.status, gone.error, gone.path) == ("failed", "HTTP 404", None)
