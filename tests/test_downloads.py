@@ -203,10 +203,9 @@ def test_is_url_and_default_folder(monkeypatch, tmp_path):
     assert is_url("https://cdn.example.com/a.jpg") and is_url("HTTP://x/y")
     assert not is_url("photos/a.jpg") and not is_url("ftp://x/y") and not is_url("file:///a.jpg")
     assert not is_url("http:/x") and not is_url(" http://x/y")
-    monkeypatch.setenv("VREC_CACHE", str(tmp_path / "c"))
-    assert default_cache_dir() == tmp_path / "c"
-    monkeypatch.delenv("VREC_CACHE")
-    monkeypatch.delenv("VREC_CACHE_DIR", raising=False)
+    monkeypatch.setenv("VREC_CACHE_DIR", str(tmp_path / "c"))
+    assert default_cache_dir() == tmp_path / "c" / "photos"
+    monkeypatch.delenv("VREC_CACHE_DIR")
     assert default_cache_dir().name == "photos"
 
 

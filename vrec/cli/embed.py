@@ -41,9 +41,8 @@ def embed(
     group_column: str | None = typer.Option(None, "--group-column", help="Feed: the column that groups variants "
                                                "\[default: item_group_id]."),
     title_column: str | None = typer.Option(None, "--title-column", help="Feed: the column of product titles."),
-    cache: str | None = typer.Option(None, "--cache", envvar="VREC_CACHE", show_envvar=True,
-                                     help="Folder for photos downloaded from URLs \\[default: the user cache "
-                                     "folder, e.g. ~/.cache/vrec/photos]."),
+    cache: str | None = typer.Option(None, "--cache", help="Folder for photos downloaded from URLs \\[default: "
+                                     "photos under $VREC_CACHE_DIR, else ~/.cache/vrec/photos]."),
 ) -> None:
     """Embed every photo in SRC and keep the vectors in the store.
 

@@ -81,11 +81,9 @@ _MAGIC = (b"\xff\xd8\xff", b"\x89PNG\r\n\x1a\n", b"GIF87a", b"GIF89a", b"BM", b"
 
 
 def default_cache_dir() -> Path:
-    """Where downloaded photos are kept: $VREC_CACHE if set, else ``photos`` under $VREC_CACHE_DIR
-    (vrec's cache root, as for the ONNX text exports) if set, else the user cache folder's
-    ``vrec/photos`` (platformdirs)."""
-    if os.environ.get("VREC_CACHE"):
-        return Path(os.environ["VREC_CACHE"]).expanduser()
+    """Where downloaded photos are kept (unless ``vrec embed --cache`` says otherwise): ``photos`` under
+    $VREC_CACHE_DIR (vrec's cache root, as for the ONNX text exports) if set, else the user cache
+    folder's ``vrec/photos`` (platformdirs: ~/.cache/vrec/photos on Linux)."""
     if os.environ.get("VREC_CACHE_DIR"):
         return Path(os.environ["VREC_CACHE_DIR"]).expanduser() / "photos"
     import platformdirs

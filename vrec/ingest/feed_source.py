@@ -18,6 +18,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from vrec.ingest.catalog import ImageRef, Source, read_regular, stat_regular
+from vrec.ingest.downloads import is_url
 
 
 @dataclass(frozen=True)
@@ -32,10 +33,6 @@ class FeedOptions:
 
     def given(self) -> bool:
         return bool(self.id_column or self.image_columns or self.group_column or self.title_column)
-
-
-def is_url(location: str) -> bool:
-    return location.lower().startswith(("http://", "https://"))
 
 
 class FeedSource(Source):

@@ -1,0 +1,120 @@
+"""Product feeds end to end, on the real grocery catalog: a feed's products embedded with all their
+photos (paths, or URLs served by a real local HTTP server), and every answer a list of products."""
+import csv
+import functools
+import http.server
+import threading
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from vrec.ingest.embed import embed
+from vrec.search.query import search_image
+from vrec.store.store import Store
+
+GROCERY = Path(__file__).resolve().parents[2] / "shared" / "datasets" / "grocery-products"
+pytestmark = pytest.mark.skipif(not GROCERY.is_dir(), reason="the grocery dataset (../shared/datasets) is absent")
+MODEL = "effnet-lite0"
+PRODUCTS = 10  # a slice of the feed keeps the embeds quick: 10 products x 8 photos
+
+
+def feed_slice(out: Path, base: str, products: int = PRODUCTS, broken: str | None = None) -> Path:
+    """The first products of the Google feed, with their photo locations under ``base`` (a folder or a URL)."""
+    rows = list(csv.DictReader(open(GROCERY / "feed.csv", encoding="utf-8")))[:products]
+    with open(out, "w", newline="", encoding="utf-8") as f:
+        w = csv.DictWriter(f, fieldnames=list(rows[0]))
+        w.writeheader()
+        for r in rows:
+            extra = [f"{base}/{p}" for p in r["additional_image_link"].split(",")]
+            if broken and r["id"] == broken:
+                extra.append(f"{base}/images/{broken}/missing.jpg")
+            w.writerow({**r, "image_link": f"{base}/{r['image_link']}", "additional_image_link": ",".join(extra)})
+    return out
+
+
+class CountingHandler(http.server.SimpleHTTPRequestHandler):
+    """Serves the grocery folder; counts full bodies sent (200) and 'not modified' answers (304)."""
+
+    counts: dict = {}
+
+    def log_request(self, code="-", size="-"):
+        self.counts[int(code)] = self.counts.get(int(code), 0) + 1
+
+
+@pytest.fixture(scope="module")
+def photo_server():
+    handler = functools.partial(CountingHandler, directory=str(GROCERY))
+    server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), handler)
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    yield f"http://127.0.0.1:{server.server_address[1]}", CountingHandler.counts
+    server.shutdown()
+
+
+@pytest.fixture(scope="module")
+def local_store(tmp_path_factory):
+    tmp = tmp_path_factory.mktemp("feed")
+    feed = feed_slice(tmp / "feed.csv", str(GROCERY))
+    report = embed(feed, models=[MODEL], store=tmp / "st")
+    return tmp / "st", report
+
+
+def vectors_by_photo(store) -> dict:
+    ms = Store(store).photos(MODEL)
+    items = ms.items()
+    keys = [f"{p}:{n}" for p, n in zip(items["product"], items["position"])]
+    return dict(zip(keys, ms.vectors()))
+
+
+def test_a_feed_embeds_every_photo_of_every_product(local_store):
+    store, report = local_store
+    assert report.products == PRODUCTS and report.found == PRODUCTS * 8 and not report.skipped
+    ms = Store(store).model(MODEL)
+    assert len(ms) == PRODUCTS  # one row per product
+    assert sorted(ms.items()["photos"]) == [8] * PRODUCTS
+    photos = Store(store).photos(MODEL).items()
+    assert (photos[photos["position"] == 1]["path"].str.endswith("packshot.jpg")).all()
+
+
+def test_a_shoppers_photo_finds_products_never_the_same_one_twice(local_store):
+    store, _ = local_store
+    for scoring in ("mean", "max", "main"):
+        r = search_image(str(GROCERY / "query-photos" / "gs-000-1.jpg"), k=PRODUCTS, model=MODEL, store=store,
+                         product_score=scoring)
+        ids = r.table["id"].tolist()
+        assert len(ids) == len(set(ids)) == PRODUCTS, scoring
+        assert r.table["photo"].str.startswith(tuple(i + "/" for i in ids)).all()  # each with one of its photos
+
+
+def test_the_same_feed_over_http_embeds_identically_and_a_rerun_downloads_nothing(tmp_path, local_store,
+                                                                                   photo_server):
+    base, counts = photo_server
+    feed = feed_slice(tmp_path / "feed.csv", base)
+    cache, store = tmp_path / "cache", tmp_path / "st"
+    from vrec.ingest.feed_source import FeedOptions
+
+    counts.clear()
+    first = embed(feed, models=[MODEL], store=store, feed=FeedOptions(cache=str(cache)))
+    assert first.products == PRODUCTS and first.models[0].embedded == PRODUCTS * 8
+    assert counts.get(200) == PRODUCTS * 8
+    here, there = vectors_by_photo(local_store[0]), vectors_by_photo(store)
+    assert here.keys() == there.keys()
+    assert max(float(np.abs(here[k] - there[k]).max()) for k in here) < 1e-5
+    counts.clear()
+    second = embed(feed, models=[MODEL], store=store, feed=FeedOptions(cache=str(cache)))
+    assert counts.get(200, 0) == 0 and counts.get(304) == PRODUCTS * 8  # conditional requests only
+    assert second.models[0].embedded == 0 and second.models[0].unchanged == PRODUCTS * 8
+
+
+def test_a_photo_that_cannot_be_downloaded_is_listed_and_tried_again(tmp_path, photo_server):
+    base, counts = photo_server
+    feed = feed_slice(tmp_path / "feed.csv", base, products=2, broken="gs-001")
+    from vrec.ingest.feed_source import FeedOptions
+
+    options = FeedOptions(cache=str(tmp_path / "cache"))
+    report = embed(feed, models=[MODEL], store=tmp_path / "st", feed=options)
+    assert [(p.rsplit("/", 1)[-1], "404" in why) for p, why in report.skipped] == [("missing.jpg", True)]
+    assert report.models[0].embedded == 16
+    counts.clear()
+    again = embed(feed, models=[MODEL], store=tmp_path / "st", feed=options)
+    assert len(again.skipped) == 1 and counts.get(404) == 1  # asked again, not remembered as failed
