@@ -118,3 +118,21 @@ def test_a_photo_that_cannot_be_downloaded_is_listed_and_tried_again(tmp_path, p
     counts.clear()
     again = embed(feed, models=[MODEL], store=tmp_path / "st", feed=options)
     assert len(again.skipped) == 1 and counts.get(404) == 1  # asked again, not remembered as failed
+
+
+def test_a_photo_repeated_byte_for_byte_within_a_product_is_embedded_once(tmp_path):
+    import shutil
+
+    feed = feed_slice(tmp_path / "feed.csv", str(GROCERY), products=2)
+    copy = tmp_path / "copy-of-packshot.jpg"
+    shutil.copyfile(GROCERY / "images" / "gs-000" / "packshot.jpg", copy)
+    rows = list(csv.DictReader(open(feed, encoding="utf-8")))
+    rows[0]["additional_image_link"] += f",{copy}"
+    with open(feed, "w", newline="", encoding="utf-8") as f:
+        w = csv.DictWriter(f, fieldnames=list(rows[0]))
+        w.writeheader()
+        w.writerows(rows)
+    report = embed(feed, models=[MODEL], store=tmp_path / "st")
+    assert report.found == 17 and report.models[0].embedded == 16
+    assert any("repeat another photo of the same product" in n and "gs-000/1" in n for n in report.notes)
+    assert len(Store(tmp_path / "st").photos(MODEL)) == 16

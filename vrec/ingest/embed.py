@@ -147,6 +147,10 @@ def embed(
         stores[k].refresh()
         r.total = len(stores[k].items()) if stores[k].exists() else 0
     st.write_skipped(recorder.skipped)
+    if recorder.repeats:
+        path, first = recorder.repeats[0]
+        notes.append(f"{len(recorder.repeats)} photo(s) repeat another photo of the same product byte for byte and "
+                     f"were not embedded again (e.g. {path!r}, the same as {first!r}).")
     report = EmbedReport(found=len(refs), models=list(recorder.reports.values()), skipped=recorder.skipped,
                          metadata=meta_report, interrupted=interrupted, load_seconds=t_embed - t_load,
                          embed_seconds=time.perf_counter() - t_embed, engine=engine, notes=notes,

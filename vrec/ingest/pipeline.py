@@ -158,7 +158,9 @@ class Recorder:
         self.job, self.stores, self.writers = job, stores, writers
         self.reports = {k: ModelReport(model=stores[k].name) for k in job.plans}
         self.skipped: list[tuple[str, str]] = []
+        self.repeats: list[tuple[str, str]] = []  # (photo, the photo of its product with the same bytes)
         self.old_rows = {k: rows_by_id(stores[k]) for k in job.plans}
+        self.seen = _product_hashes(stores, job)
         self.last_commit = time.monotonic()
         for k, plan in job.plans.items():
             writers[k].delete_rows(plan.removed_rows)
@@ -172,6 +174,11 @@ class Recorder:
                 if d.ref.id in self.old_rows[k]:  # a file that went bad: its old vector no longer applies
                     self.writers[k].delete_rows([self.old_rows[k][d.ref.id]])
                     self.reports[k].removed += 1
+            return []
+        product = d.ref.product or d.ref.id
+        first = self.seen.setdefault((product, d.hash), d.ref.id)
+        if first != d.ref.id:  # the same bytes as another photo of the product: nothing new to embed
+            self.repeats.append((d.ref.path, first))
             return []
         need = []
         for k in self.job.plans:
@@ -198,6 +205,19 @@ class Recorder:
             for w in self.writers.values():
                 w.flush()
             self.last_commit = time.monotonic()
+
+
+def _product_hashes(stores: dict, job: Job) -> dict[tuple[str, str], str]:
+    """(product, content hash) -> photo id, for the photos already stored that this run keeps."""
+    keep = {r.id for r in job.refs}
+    seen: dict = {}
+    for ms in stores.values():
+        if ms.exists():
+            items = ms.items()
+            for i, p, h in zip(items["id"], items["product"], items["hash"]):
+                if i in keep:
+                    seen.setdefault((p, h), i)
+    return seen
 
 
 def rows_by_id(ms) -> dict[str, int]:
