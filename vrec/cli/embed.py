@@ -208,11 +208,12 @@ def index(
     for c in ("model", "items", "M", "ef_construction", "ef", "recall@10", "build s", "size MB (= RAM)", "peak MB", "state"):
         table.add_column(c, justify="left" if c in ("model", "state") else "right", whole=c != "state")
     for name in names:
-        ms = st.model(name)
+        ms = st.photos(name)
         s = ix.stats(ms)
         if not stats_only or s is None or not s.fresh:
             with err.status(f"indexing {name} ({len(ms)} items)"):
                 s = ix.build_index(ms, m=m, ef_construction=ef_construction, target_recall=target_recall)
+                index_products(st.model(name), m, ef_construction, target_recall)
         state = "fresh" if s.fresh else "stale"
         if len(ms) < ix.EXACT_BELOW:
             state += " (searched exactly: small catalog)"
@@ -223,6 +224,14 @@ def index(
     if not stats_only:
         for name in names:
             text_tower_ready(st.model(name))
+
+
+def index_products(ms, m: int, ef_construction: int, target_recall: float) -> None:
+    """For a catalog of products with several photos, the product vectors and their HNSW index too."""
+    from vrec.store.products import save_products
+
+    if getattr(ms, "grain", "photo") == "product":
+        save_products(ms, index=True, m=m, ef_construction=ef_construction, target_recall=target_recall)
 
 
 def text_tower_ready(ms) -> None:

@@ -356,8 +356,11 @@ def _run_local(job: Job, recorder: Recorder, batch_size, workers, weights, devic
 def _update_indexes(st: Store, names: Iterable[str]) -> None:
     """Keep existing indexes in step with the vectors (embed's last step)."""
     from vrec.store import index as index_mod
+    from vrec.store.products import ProductStore, save_products
 
     for name in names:
         ms = st.model_for_writing(name)
         if ms.exists() and ms.manifest().get("index"):
             index_mod.update_index(ms)
+        if ms.exists() and ms.manifest().get("products"):  # the product vectors, and their index if photos have one
+            save_products(ProductStore(ms), index=bool(ms.manifest().get("index")))

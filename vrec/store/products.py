@@ -107,17 +107,40 @@ class ProductStore:
 
     # -- vectors --
     def vectors(self) -> np.ndarray:
-        """Each product's vector (the normalised mean of its photos'), in ``items()`` order."""
+        """Each product's vector (the normalised mean of its photos'), in ``items()`` order: read from
+        the saved copy when it is current (``save_products``), else computed from the photos."""
         cache = self.photos._cache
         if "product_vectors" not in cache:
-            g = self._groups()
-            sums = np.zeros((len(g["names"]), self.photos.dim), np.float64)
-            start = 0
-            for _, vec in self.photos.iter_live():
-                np.add.at(sums, g["product_of"][start:start + len(vec)], np.asarray(vec, np.float64))
-                start += len(vec)
-            cache["product_vectors"] = _unit(sums)
+            saved = self._saved()
+            cache["product_vectors"] = (np.load(self._dir() / saved["vectors"], mmap_mode="r") if saved
+                                        else self.mean_vectors())
         return cache["product_vectors"]
+
+    def mean_vectors(self) -> np.ndarray:
+        """Each product's vector computed from its photos' vectors, one shard at a time."""
+        g = self._groups()
+        sums = np.zeros((len(g["names"]), self.photos.dim), np.float64)
+        start = 0
+        for _, vec in self.photos.iter_live():
+            np.add.at(sums, g["product_of"][start:start + len(vec)], np.asarray(vec, np.float64))
+            start += len(vec)
+        return _unit(sums)
+
+    def _dir(self):
+        return self.photos.path / "products"
+
+    def _saved(self) -> dict | None:
+        """products.json when it describes the current vectors (else None: they changed since)."""
+        from vrec.base.files import read_json
+
+        p = self._dir() / "products.json"
+        try:
+            saved = read_json(p) if p.is_file() else None
+        except (OSError, ValueError):
+            return None
+        if saved and saved.get("generation") == self.photos.generation and saved.get("products") == len(self):
+            return saved
+        return None
 
     def vectors_for_rows(self, rows) -> np.ndarray:
         """Product vectors by product row, reading only those products' photos."""
@@ -150,13 +173,34 @@ class ProductStore:
         return rows, scores
 
     def _search_mean(self, queries, k, allowed_rows, with_photos: bool):
-        from vrec.store.index import exact_topk
+        from vrec.store.index import EXACT_BELOW, exact_topk
 
+        index = self._index() if allowed_rows is None and len(self) >= EXACT_BELOW else None
+        if index is not None and k <= len(self):
+            index.set_ef(max(self._saved()["ef"], k))
+            rows, dist = index.knn_query(queries, k=k)
+            rows = rows.astype(np.int64)
+            return rows, (1.0 - dist).astype(np.float32), self._best_photos(queries, rows) if with_photos else None
         candidates = np.arange(len(self), dtype=np.int64) if allowed_rows is None else np.asarray(allowed_rows, np.int64)
         vectors = self.vectors() if allowed_rows is None else self.vectors()[candidates]
         pos, scores = exact_topk(vectors, queries, k)
         rows = candidates[pos]
         return rows, scores, self._best_photos(queries, rows) if with_photos else None
+
+    def _index(self):
+        """The saved HNSW index of the product vectors when it is current, loaded once per manifest."""
+        cache = self.photos._cache
+        if "product_hnsw" not in cache:
+            saved = self._saved()
+            index = None
+            if saved and saved.get("index"):
+                import hnswlib
+
+                index = hnswlib.Index(space="ip", dim=self.photos.dim)
+                index.load_index(str(self._dir() / saved["index"]), max_elements=max(len(self), 1))
+                index.set_ef(saved["ef"])
+            cache["product_hnsw"] = index
+        return cache["product_hnsw"]
 
     def _best_photos(self, queries, rows) -> np.ndarray:
         """For each query and product found, the product's photo closest to the query."""
@@ -232,3 +276,49 @@ def _codes(values: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
 
 def _unit(m: np.ndarray) -> np.ndarray:
     return (m / np.maximum(np.linalg.norm(m, axis=1, keepdims=True), 1e-12)).astype(np.float32)
+
+
+def save_products(ps: ProductStore, index: bool = False, m: int = 16, ef_construction: int = 200,
+                  target_recall: float = 0.99, seed: int = 0) -> dict:
+    """Save the product vectors (so that queries need not average the photos again) and, with
+    ``index``, an HNSW index over them with ``ef`` tuned to the target recall@10, as
+    ``vrec.store.index`` does for photos. Returns what products.json records."""
+    import time
+
+    from vrec.base.files import atomic_path, now, write_json, write_npy
+    from vrec.store.index import EF_LADDER, exact_topk, tuning_queries
+
+    t0 = time.perf_counter()
+    vec = ps.mean_vectors()
+    gen = ps.photos.generation
+    d = ps._dir()
+    d.mkdir(parents=True, exist_ok=True)
+    entry = {"generation": gen, "products": len(vec), "vectors": f"vectors-{gen:08d}.npy", "saved": now()}
+    write_npy(d / entry["vectors"], vec)
+    if index and len(vec):
+        import hnswlib
+
+        hnsw = hnswlib.Index(space="ip", dim=vec.shape[1])
+        hnsw.init_index(max_elements=len(vec), ef_construction=ef_construction, M=m, random_seed=seed)
+        hnsw.add_items(vec, np.arange(len(vec)))
+        queries = tuning_queries(np.arange(len(vec)), lambda r: vec[r], 200, seed)
+        k = min(10, len(vec))
+        truth, _ = exact_topk(vec, queries, k)
+        for ef in EF_LADDER:
+            hnsw.set_ef(max(ef, k))
+            labels, _ = hnsw.knn_query(queries, k=k)
+            recall = sum(len(set(a) & set(b)) for a, b in zip(labels.tolist(), truth.tolist())) / truth.size
+            if recall >= target_recall:
+                break
+        entry.update({"index": f"hnsw-{gen:08d}.bin", "ef": int(max(ef, k)), "recall_at_10": round(recall, 4),
+                      "m": m, "ef_construction": ef_construction})
+        with atomic_path(d / entry["index"]) as tmp:
+            hnsw.save_index(tmp)
+    entry["seconds"] = round(time.perf_counter() - t0, 3)
+    write_json(d / "products.json", entry)
+    for f in d.iterdir():  # older copies
+        if f.name not in ("products.json", entry["vectors"], entry.get("index")):
+            f.unlink(missing_ok=True)
+    ps.photos._cache.pop("product_vectors", None)
+    ps.photos._cache.pop("product_hnsw", None)
+    return entry
