@@ -36,6 +36,7 @@ import numpy as np
 from vrec.base.errors import QueryError, check_number, suggest
 from vrec.base.records import json_safe, to_records
 from vrec.experiments.metrics import (
+    Metric,
     ap_at_k,
     bootstrap_ci,
     hit_at_k,
@@ -58,21 +59,6 @@ PROTOCOL_KS = (1, 10)  # the leaderboard's cut-offs: R@1, R@10, P@1, P@10 (metri
 TEXT_METRICS = ("recall", "mrr")
 MAX_BOOTSTRAP = 100_000  # resamples; the interval is steady long before this
 # --- the evaluation -------------------------------------------------------------------------
-
-@dataclass
-class Metric:
-    """One number with its interval, e.g. image->image precision@5 of one model for one label."""
-
-    task: str  # "image", "text" or "zeroshot"
-    label: str
-    metric: str
-    k: int | None
-    model: str
-    value: float
-    ci: tuple[float, float]
-    queries: int
-    per_query: np.ndarray = field(repr=False, default=None)
-
 
 @dataclass
 class Evaluation:

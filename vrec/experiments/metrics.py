@@ -2,11 +2,28 @@
 intervals and paired differences: plain numpy over per-query arrays, the measures vrec eval reports."""
 from __future__ import annotations
 
+from dataclasses import dataclass, field
+
 import numpy as np
 
 from vrec.base.errors import QueryError
 
 _BOOT_CELLS = 4_000_000  # resampled values held in memory at once
+
+
+@dataclass
+class Metric:
+    """One number with its interval, e.g. image->image precision@5 of one model for one label."""
+
+    task: str  # "image", "text", "zeroshot", "label" or "photo"
+    label: str
+    metric: str
+    k: int | None
+    model: str
+    value: float
+    ci: tuple[float, float]
+    queries: int
+    per_query: np.ndarray = field(repr=False, default=None)
 
 
 # --- metrics on relevance lists -------------------------------------------------------------

@@ -17,7 +17,7 @@ from pathlib import Path
 import numpy as np
 
 from vrec.base.errors import QueryError
-from vrec.experiments.metrics import bootstrap_ci, paired_difference, reciprocal_rank
+from vrec.experiments.metrics import Metric, bootstrap_ci, paired_difference, reciprocal_rank
 
 PHOTO_COLUMNS = ("photo", "path", "image", "file")
 PRODUCT_COLUMNS = ("product_id", "product", "id")
@@ -77,8 +77,6 @@ def first_ranks(ms, queries: np.ndarray, wanted: np.ndarray, depth: int) -> np.n
 def photo_query_eval(ev, m: str, ms, enc, photos: tuple[list[str], list[str]], scorings: Sequence[str],
                      ks: Sequence[int], n_boot: int, seed: int) -> None:
     """Append model ``m``'s photo->product figures for each scoring to ``ev`` (metrics and comparisons)."""
-    from vrec.experiments.evaluate import Metric
-
     paths, products = photos
     table = ms.items()
     number = dict(zip(table["id"].astype(str), table["row"].astype(int)))

@@ -26,9 +26,10 @@ import numpy as np
 
 from vrec.base.errors import CatalogError, check_number
 from vrec.base.userfiles import check_file
-from vrec.ingest.catalog import Source, chunked, open_source
+from vrec.ingest.catalog import Source, chunked
 from vrec.ingest.metadata import METADATA_WANT, read_metadata
 from vrec.ingest.pipeline import Decoded, Job, ModelReport, Recorder, plan_model
+from vrec.ingest.sources import open_source
 from vrec.models.weights import check_weights_file
 from vrec.store.store import ITEM_COLUMNS, Store, as_store
 from vrec.store.writer import ModelWriter

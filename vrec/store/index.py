@@ -16,12 +16,15 @@ import os
 import time
 from collections.abc import Sequence
 from dataclasses import dataclass
+from typing import TYPE_CHECKING
 
 import numpy as np
 
 from vrec.base.errors import StaleIndex, VrecError, check_number
-from vrec.base.files import atomic_path, write_npy
-from vrec.store.store import ModelStore, now, write_json
+from vrec.base.files import atomic_path, now, write_json, write_npy
+
+if TYPE_CHECKING:
+    from vrec.store.store import ModelStore
 
 # Below this many items exact search (one matrix-vector product) answers as fast as HNSW and is
 # always right; see bench/ for the measurement behind the number.

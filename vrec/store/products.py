@@ -22,10 +22,14 @@ same interface, one row per product:
 """
 from __future__ import annotations
 
+from typing import TYPE_CHECKING
+
 import numpy as np
 
 from vrec.base.errors import QueryError
-from vrec.store.store import ModelStore
+
+if TYPE_CHECKING:
+    from vrec.store.store import ModelStore
 
 SCORINGS = ("max", "mean", "main")
 DEFAULT_SCORING = "mean"
