@@ -136,3 +136,24 @@ def test_clear_errors(planted, tmp_path):
     bad.write_text("a,b,duplicate\ngs-000,gs-001,maybe\n")
     fails("dupes", "--store", st, "--model", MODEL, "--scope", "products", "--pairs", bad, says="write 1 or 0")
     fails("dupes", "--store", st, "--model", MODEL, "--threshold", "2", says="--threshold must be between -1 and 1")
+
+
+def test_large_stores_use_a_photo_index_never_the_product_index(planted, tmp_path, monkeypatch):
+    """Above EXACT_BELOW photos the HNSW index answers -- if it is over photos: 'vrec index' on a store
+    of products indexes product rows, which a photo search must not read as photo rows."""
+    import vrec.search.dupes as dupes
+    import vrec.store.index as index
+    from vrec.store.store import Store
+
+    st = tmp_path / "st"
+    shutil.copytree(planted / "st", st)
+    want = {s: pair_set(dupes.find_dupes(st, MODEL, scope=s).table) for s in dupes.SCOPES}
+    monkeypatch.setattr(index, "EXACT_BELOW", 5)
+    monkeypatch.setattr(dupes, "EXACT_BELOW", 5)
+    index.build_index(Store(st).model(MODEL))  # what 'vrec index' builds here: products
+    r = dupes.find_dupes(st, MODEL, batch=4)
+    assert pair_set(r.table) == want["photos"] and "index is over products, not photos" in " ".join(r.notes)
+    index.build_index(Store(st).photos(MODEL))
+    for scope in dupes.SCOPES:
+        r = dupes.find_dupes(st, MODEL, scope=scope, batch=4)
+        assert pair_set(r.table) == want[scope] and not r.notes

@@ -119,10 +119,15 @@ def find_dupes(store=None, model: str = "siglip", threshold: float | None = None
                      f"below it, or calibrate with --pairs FILE (labelled pairs) or --threshold.")
     threshold = float(threshold)
 
-    if n >= EXACT_BELOW and ms.manifest().get("index") is None:
-        notes.append(f"{n} photos and no index: each photo's neighbours are found by exact search, which takes "
-                     f"long at this size; run 'vrec index --model {model}' first.")
-    a, b, s = _neighbour_pairs(ms, rows, pos_of, threshold, batch, k)
+    exact = None if _photo_index(ms, n) else True
+    if n >= EXACT_BELOW and exact:
+        entry = ms.manifest().get("index")
+        why = ("its index is over products, not photos" if entry and entry.get("items") != n
+               else "no up-to-date index" if not entry else "its index is out of date")
+        notes.append(f"{n} photos, and {why}: each photo's neighbours are found by exact search, which takes long "
+                     f"at this size" + ("." if entry and entry.get("items") != n
+                                        else f"; run 'vrec index --model {model}' first."))
+    a, b, s = _neighbour_pairs(ms, rows, pos_of, threshold, batch, k, exact)
     ha, hb = _hash_pairs(hashes, product if scope == "photos" else None)
     if len(ha):
         hs = np.einsum("ij,ij->i", ms.vectors_for_rows(rows[ha]), ms.vectors_for_rows(rows[hb]))
@@ -144,13 +149,20 @@ def find_dupes(store=None, model: str = "siglip", threshold: float | None = None
 
 # --- candidates ------------------------------------------------------------------------------------
 
-def _neighbour_pairs(ms, rows, pos_of, threshold: float, batch: int, k: int):
+def _photo_index(ms, n: int) -> bool:
+    """Whether the model's HNSW index is over its photos as they are now. A store of products keeps
+    the index of its product rows (what ``vrec index`` builds there): photo searches must not use it."""
+    entry = ms.manifest().get("index")
+    return bool(entry) and entry.get("items") == n and entry.get("generation") == ms.generation
+
+
+def _neighbour_pairs(ms, rows, pos_of, threshold: float, batch: int, k: int, exact: bool | None = None):
     """(a, b, score) positions of photo pairs at or above the threshold among each photo's k nearest."""
     found_a, found_b, found_s = [], [], []
     kk = min(k + 1, len(rows))
     for start in range(0, len(rows), batch):
         q = np.arange(start, min(len(rows), start + batch))
-        nbr, scores = search_rows(ms, ms.vectors_for_rows(rows[q]), kk)
+        nbr, scores = search_rows(ms, ms.vectors_for_rows(rows[q]), kk, exact=exact)
         nbr_pos = pos_of[nbr]
         keep = (scores >= threshold) & (nbr_pos != q[:, None]) & (nbr_pos >= 0)
         qi, col = np.nonzero(keep)
