@@ -281,7 +281,7 @@ def dupes_table(result, limit: int | None = None):
     t = result.table
     what = "photos repeated within a product" if result.scope == "photos" else "products sharing a photo"
     shown = t if limit is None else t.head(limit)
-    table = new_table(f"{len(t)} pairs of {what} (cosine ≥ {result.threshold:g} or the same bytes)  "
+    table = new_table(f"{len(t)} pair{'' if len(t) == 1 else 's'} of {what} (cosine ≥ {result.threshold:g} or the same bytes)  "
                       f"[dim]({rich_text(result.model)})[/dim]",
                       caption=f"... {len(t) - len(shown)} more pairs (--limit, or --format csv for all)"
                       if len(shown) < len(t) else None)
@@ -301,7 +301,7 @@ def dupes_table(result, limit: int | None = None):
 def calibration_table(cal: dict):
     """Precision and recall of a DupesResult's threshold on labelled pairs, and the best-F1 threshold."""
     table = new_table(f"Calibration on {rich_text(cal['file'])}: {cal['pairs']} labelled pairs, "
-                      f"{cal['duplicates']} duplicates")
+                      f"{cal['duplicates']} duplicate{'' if cal['duplicates'] == 1 else 's'}")
     for c in ("threshold", "precision", "recall", "F1", "found", "false alarms", "missed"):
         table.add_column(c, justify="right" if c != "threshold" else "left")
 

@@ -324,13 +324,19 @@ def confusion(scores, identical, truth, threshold: float) -> dict:
 
 
 def best_threshold(scores, identical, truth) -> dict | None:
-    """The threshold (a labelled pair's score, rounded down to 4 decimals) with the best F1; on a
-    tie the highest (fewest false alarms). None without any duplicate among the pairs."""
+    """The threshold with the best F1 (the highest on a tie), placed halfway between the lowest
+    score it calls a duplicate and the next score below (same calls, room on both sides), rounded
+    down to 4 decimals. None without any duplicate among the pairs."""
     if not truth.any():
         return None
+    candidates = sorted({math.floor(s * 10000) / 10000 for s in scores}, reverse=True)
     best = None
-    for t in sorted({math.floor(s * 10000) / 10000 for s in scores}, reverse=True):
+    for n, t in enumerate(candidates):
         figures = confusion(scores, identical, truth, t)
-        if best is None or figures["f1"] > best["f1"]:
-            best = {"threshold": t, **figures}
-    return best
+        if best is None or figures["f1"] > best[1]["f1"]:
+            best = (n, figures)
+    n, figures = best
+    t = candidates[n]
+    if n + 1 < len(candidates):
+        t = math.floor((t + candidates[n + 1]) / 2 * 10000) / 10000
+    return {"threshold": t, **confusion(scores, identical, truth, t)}
