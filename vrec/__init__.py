@@ -27,6 +27,7 @@ _EXPORTS = {
     "evaluate": "vrec.experiments.evaluate",
     "export_vectors": "vrec.search.export",
     "similar_items": "vrec.search.export",
+    "find_dupes": "vrec.search.dupes",
 }
 
 __all__ = sorted(_EXPORTS) + ["__version__"]

@@ -272,3 +272,55 @@ def gaps_tables(gap_list, over, threshold: float, min_items: int):
     return out
 
 
+
+
+# --- near-duplicates ----------------------------------------------------------------------------
+
+def dupes_table(result, limit: int | None = None):
+    """A rich Table of a DupesResult (vrec.search.dupes), its first ``limit`` pairs."""
+    t = result.table
+    what = "photos repeated within a product" if result.scope == "photos" else "products sharing a photo"
+    shown = t if limit is None else t.head(limit)
+    table = new_table(f"{len(t)} pair{'' if len(t) == 1 else 's'} of {what} (cosine ≥ {result.threshold:g} or the same bytes)  "
+                      f"[dim]({rich_text(result.model)})[/dim]",
+                      caption=f"... {len(t) - len(shown)} more pairs (--limit, or --format csv for all)"
+                      if len(shown) < len(t) else None)
+    cols = [c for c in t.columns if c not in ("photo_id_a", "photo_id_b")]
+    for c in cols:
+        table.add_column(rich_text(c), justify="right" if c in ("score",) else "left")
+    for _, r in shown.iterrows():
+        cells = []
+        for c in cols:
+            v = r[c]
+            cells.append("yes" if c == "identical" and v else "" if c == "identical" else
+                         f"{v:.4f}" if c == "score" else rich_text(fmt(v)))
+        table.add_row(*cells)
+    return table
+
+
+def calibration_table(cal: dict):
+    """Precision and recall of a DupesResult's threshold on labelled pairs, and the best-F1 threshold."""
+    table = new_table(f"Calibration on {rich_text(cal['file'])}: {cal['pairs']} labelled pairs, "
+                      f"{cal['duplicates']} duplicate{'' if cal['duplicates'] == 1 else 's'}")
+    for c in ("threshold", "precision", "recall", "F1", "found", "false alarms", "missed"):
+        table.add_column(c, justify="right" if c != "threshold" else "left")
+
+    def row(label, f):
+        return [label, *(fmt(float(f[k])) if f[k] == f[k] else "—" for k in ("precision", "recall", "f1")),
+                str(f["tp"]), str(f["fp"]), str(f["fn"])]
+
+    table.add_row(*row(f"{cal['threshold']:g} (used)", cal))
+    if cal.get("best"):
+        table.add_row(*row(f"{cal['best']['threshold']:g} (best F1)", cal["best"]))
+    return table
+
+
+def dupes_json(result, limit: int | None = None) -> str:
+    from vrec.base.records import json_safe
+
+    t = result.table if limit is None else result.table.head(limit)
+    return json.dumps(json_safe({"model": result.model, "scope": result.scope, "threshold": result.threshold,
+                                 "threshold_source": result.threshold_source, "photos": result.photos,
+                                 "products": result.products, "total": len(result.table),
+                                 "pairs": to_records(t), "calibration": result.calibration,
+                                 "notes": result.notes}), indent=2)
