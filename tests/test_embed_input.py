@@ -272,9 +272,10 @@ BASE_ARGS = {
     "map": ["map", "-m", "tiny-siglip", "--clusters", "3"],
     "serve": ["serve", "-m", "tiny-siglip"],
     "cost": ["cost", "--images", "1000", "-m", "tiny-cnn", "--calibrate", "8"],
+    "dupes": ["dupes", "-m", "tiny-cnn"],
 }
 # options for which any large value means what it says: a seed, "at most N tags", "fewer than N items"
-UNBOUNDED = ("--seed", "--top", "--min-items")
+UNBOUNDED = ("--seed", "--top", "--min-items", "--limit")
 # values that are fine and would start a long-lived server: not run here (tests/test_serve_api.py)
 STARTS_A_SERVER = {("serve", "--port", "0")}
 EDGES = {int: ["0", "-1", "100000000000", "nan"], float: ["0", "-1", "1e39", "nan"]}

@@ -136,3 +136,13 @@ def test_a_photo_repeated_byte_for_byte_within_a_product_is_embedded_once(tmp_pa
     assert report.found == 17 and report.models[0].embedded == 16
     assert any("repeat another photo of the same product" in n and "gs-000/1" in n for n in report.notes)
     assert len(Store(tmp_path / "st").photos(MODEL)) == 16
+
+
+def test_a_cache_that_is_not_a_folder_is_one_clear_error(tmp_path, photo_server):
+    from vrec.base.errors import CatalogError
+    from vrec.ingest.feed_source import FeedOptions
+
+    feed = feed_slice(tmp_path / "feed.csv", photo_server[0], products=1)
+    (tmp_path / "file").write_text("x")
+    with pytest.raises(CatalogError, match="--cache .* is a file, not a folder"):
+        embed(feed, models=[MODEL], store=tmp_path / "st", feed=FeedOptions(cache=str(tmp_path / "file")))

@@ -175,3 +175,33 @@ def test_a_cluster_that_refuses_the_token_says_what_to_set(monkeypatch, tmp_path
     Refusing.error = RuntimeError("Failed to connect to GCS. Last connection error: deadline exceeded")
     with pytest.raises(VrecError, match="Cannot reach the Ray cluster at 'head:6380'"):
         re._connect(Refusing, "head:6380")
+
+
+def test_a_feed_of_urls_is_downloaded_by_the_workers(local_ray, tmp_path):
+    """Ray reads a product feed too: its workers fetch the photos behind URLs (a real local HTTP server)."""
+    import functools
+    import http.server
+    import json
+    import threading
+
+    from vrec.ingest.feed_source import FeedOptions
+
+    files = sorted(SAMPLE.rglob("*.jpg"))[:6]
+    handler = functools.partial(http.server.SimpleHTTPRequestHandler, directory=str(SAMPLE))
+    handler.log_message = lambda *a: None
+    server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), handler)
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    base = f"http://127.0.0.1:{server.server_address[1]}"
+    try:
+        with open(tmp_path / "feed.jsonl", "w") as f:
+            for n in range(3):  # three products of two photos each
+                pair = [f"{base}/{p.relative_to(SAMPLE).as_posix()}" for p in files[2 * n:2 * n + 2]]
+                f.write(json.dumps({"id": f"p{n}", "title": f"product {n}", "image_link": pair[0],
+                                    "additional_image_link": pair[1:]}) + "\n")
+        r = embed(tmp_path / "feed.jsonl", models=["tiny-cnn"], store=tmp_path / "s", engine="ray",
+                  feed=FeedOptions(cache=str(tmp_path / "cache")))
+    finally:
+        server.shutdown()
+    assert r.models[0].new == 6 and not r.skipped
+    ms = Store(tmp_path / "s").model("tiny-cnn")
+    assert sorted(ms.items()["id"]) == ["p0", "p1", "p2"] and list(ms.items()["photos"]) == [2, 2, 2]

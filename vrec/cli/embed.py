@@ -34,12 +34,12 @@ def embed(
     verify: bool = typer.Option(False, "--verify", help="Read and hash every photo, to catch one replaced by another "
                                 "of the same size and modification time (slower: every file is read)."),
     id_column: str | None = typer.Option(None, "--id-column", help="Feed: the column of product ids "
-                                            "\[default: id (Google Merchant), Handle (Shopify)]."),
+                                            "\\[default: id (Google Merchant), Handle (Shopify)]."),
     image_column: list[str] | None = typer.Option(None, "--image-column", help="Feed: a column of photo paths or "
                                                      "URLs (one, or several comma-separated, per cell); repeat or "
                                                      "comma-separate for several columns."),
     group_column: str | None = typer.Option(None, "--group-column", help="Feed: the column that groups variants "
-                                               "\[default: item_group_id]."),
+                                               "\\[default: item_group_id]."),
     title_column: str | None = typer.Option(None, "--title-column", help="Feed: the column of product titles."),
     cache: str | None = typer.Option(None, "--cache", help="Folder for photos downloaded from URLs \\[default: "
                                      "photos under $VREC_CACHE_DIR, else ~/.cache/vrec/photos]."),

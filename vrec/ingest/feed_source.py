@@ -17,6 +17,8 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from vrec.base.errors import CatalogError
+from vrec.base.userfiles import describe
 from vrec.ingest.catalog import ImageRef, Source, read_regular, stat_regular
 from vrec.ingest.downloads import is_url
 
@@ -69,7 +71,11 @@ class FeedSource(Source):
         if self._cache is None:
             from vrec.ingest.downloads import PhotoCache
 
-            self._cache = PhotoCache(self.options.cache)
+            folder = self.options.cache
+            if folder is not None and os.path.lexists(folder) and not os.path.isdir(folder):
+                raise CatalogError(f"--cache {str(folder)!r} {describe(folder) or 'is a file'}, not a folder; pass a "
+                                   "folder for the downloaded photos (it is created if missing).")
+            self._cache = PhotoCache(folder)
         return self._cache
 
     def __getstate__(self) -> dict:

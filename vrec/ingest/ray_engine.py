@@ -216,13 +216,14 @@ def run_ray(job, recorder, batch_size: int, weights: dict, precision: str, optio
                             batch_size=batch_size, batch_format="numpy", compute=ray.data.ActorPoolStrategy(size=actors),
                             num_cpus=cpus_per_actor, **({"num_gpus": gpw} if gpw else {}))
         done, total = 0, len(rows)
+        refs = {r.id: r for r in job.to_read}  # with each photo's product and position
         work = {"decoded": Counter(), "encoded": Counter()}  # node id -> photos
         for batch in ds.iter_batches(batch_size=None, batch_format="numpy"):
             work["decoded"].update(str(n) for n in batch["decoded_on"])
             work["encoded"].update(str(n) for n in batch["encoded_on"])
             per_model: dict[str, tuple[list, list]] = {}
             for i in range(len(batch["id"])):
-                d = Decoded(ImageRef(id=str(batch["id"][i]), path=str(batch["path"][i])), hash=str(batch["hash"][i]),
+                d = Decoded(refs[str(batch["id"][i])], hash=str(batch["hash"][i]),
                             size=int(batch["size"][i]), mtime=int(batch["mtime"][i]), width=int(batch["width"][i]),
                             height=int(batch["height"][i]), error=str(batch["error"][i]) or None)
                 for k in recorder.accept(d):

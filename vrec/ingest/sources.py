@@ -17,6 +17,10 @@ def open_source(src: str | os.PathLike | Source, feed=None) -> Source:
     if isinstance(src, Source):
         return src
     s = str(src)
+    if "://" not in s and os.path.islink(s):  # a link to nothing, or to itself: say so before resolving it
+        what = describe(s)
+        if what and not what.startswith("is a folder"):
+            raise CatalogError(f"{s!r} {what}; pass the folder of product photos or a CSV list of them.")
     if "://" not in s and not Path(s).is_dir() and _feed_like(s, feed):
         if (feed is None or not feed.given()) and Path(s).suffix.lower() in LIST_SUFFIXES:
             try:
@@ -24,10 +28,6 @@ def open_source(src: str | os.PathLike | Source, feed=None) -> Source:
             except NotAList:
                 pass
         return FeedSource(s, feed or FeedOptions())
-    if "://" not in s and os.path.islink(s):  # a link to nothing, or to itself: say so before resolving it
-        what = describe(s)
-        if what and not what.startswith("is a folder"):
-            raise CatalogError(f"{s!r} {what}; pass the folder of product photos or a CSV list of them.")
     if "://" in s:
         if s.startswith("file://") and Path(s[len("file://"):]).suffix.lower() in LIST_SUFFIXES:
             return ListSource(s[len("file://"):])

@@ -82,7 +82,7 @@ def find_dupes(store=None, model: str = "siglip", threshold: float | None = None
 
     check_scope(scope)
     if threshold is not None:
-        check_number("--threshold", threshold, min=-1, max=1, hint="a cosine, e.g. 0.95")
+        check_number("--threshold", threshold, min=0, max=1, hint="a cosine similarity, e.g. 0.95")
     check_number("--batch", batch, min=1, integer=True)
     st = as_store(store)
     ms = st.photos(model)

@@ -28,7 +28,7 @@ MAX_GALLERY = 500  # results in one saved gallery
 TITLE_COLUMNS = ("title", "productDisplayName", "name")
 # vrec's own columns: not item metadata in API answers (see vrec.store.catalog_table.VREC_COLUMNS)
 OWN_COLUMNS = ("rank", "score", "probability", "id", "path", "width", "height", "row", "hash", "size", "mtime",
-               "common")
+               "common", "product", "position", "photo", "photos")
 
 
 # --- JSON records -----------------------------------------------------------------------------
