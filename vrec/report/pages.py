@@ -50,6 +50,14 @@ table.summary{border-collapse:collapse;font-size:13px} table.summary td,table.su
 """
 
 
+def photo_at(root: Path, path: str) -> Path | None:
+    """A stored photo's file on this machine: below the catalog root, absolute, or (behind a URL) its
+    downloaded copy in the default photo cache; None when there is none."""
+    from vrec.ingest.feed_source import local_photo
+
+    return local_photo({"root": str(root)}, str(path))
+
+
 def card(path: str | Path | None, lines: Iterable[str], cls: str = "") -> str:
     src = thumbnail(path) if path else ""
     img = f'<img src="{src}" alt="">' if src else '<div style="height:160px"></div>'
@@ -93,7 +101,7 @@ def search_html(result, root: Path) -> str:
         parts.append('<h2>Query</h2><div class="grid">' + card(result.query_path, lines, "query") + "</div>")
     else:
         parts.append(f"<h2>Query: “{html.escape(result.query)}”</h2>")
-    cards = [card(root / r["path"], item_lines(r, [c for c in ("category", "articleType", "price") if c in r.index]))
+    cards = [card(photo_at(root, r["path"]), item_lines(r, [c for c in ("category", "articleType", "price") if c in r.index]))
              for _, r in result.table.iterrows()]
     parts.append('<h2>Results</h2><div class="grid">' + "".join(cards) + "</div>")
     return "".join(parts)
@@ -128,7 +136,8 @@ def compare_html(c) -> str:
                      f"overlap@{c.k} {q.overlap:.2f}</span></h2>")
         parts.append('<div class="grid">' + card(q.path, ["query", html.escape(q.title)], "query") + "</div>")
         for side in (q.left, q.right):
-            cards = [card(root / r["path"], item_lines(r, [c.label] if c.label else []), "common" if r["common"] else "")
+            cards = [card(photo_at(root, r["path"]), item_lines(r, [c.label] if c.label else []),
+                          "common" if r["common"] else "")
                      for _, r in side.table.iterrows()]
             parts.append(f"<p class='meta'>{html.escape(side.model)}</p><div class='grid'>{''.join(cards)}</div>")
     return "".join(parts)
@@ -443,6 +452,6 @@ def map_html(sm, max_points: int = 3000) -> str:
         parts.append(f"<h2 style='color:{CLUSTER_COLOURS[(c.id - 1) % len(CLUSTER_COLOURS)]}'>{c.id}. {html.escape(c.name)} "
                      f"<span class='meta'>{c.size} items{mix}{price}</span></h2>"
                      + (f"<p class='meta'>closest concepts: {concepts}</p>" if concepts else ""))
-        cards = [card(root / paths[i], [html.escape(str(titles.get(i, i)))]) for i in c.representatives]
+        cards = [card(photo_at(root, paths[i]), [html.escape(str(titles.get(i, i)))]) for i in c.representatives]
         parts.append("<div class='grid'>" + "".join(cards) + "</div>")
     return "".join(parts)

@@ -170,9 +170,11 @@ def label_values(table, label: str) -> np.ndarray:
 
 def _item_query(pair: _Pair, pos: int, label: str | None) -> dict:
     """A catalog item as a query: its stored vectors in both models, and what to show of it."""
+    from vrec.ingest.feed_source import local_photo
+
     row = pair.table.iloc[pos]
     value = label_values(pair.table.iloc[[pos]], label)[0] if label else ""
-    return {"query": row["id"], "title": _title(row), "path": str(pair.st.root / row["path"]),
+    return {"query": row["id"], "title": _title(row), "path": str(local_photo(pair.st.info(), str(row["path"])) or ""),
             "label": value or None, "pos": pos,
             "vectors": {s: pair.vectors(s, [pos]) for s in ("left", "right")}}
 

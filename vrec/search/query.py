@@ -350,6 +350,7 @@ def search_image(query: str, k: int = 10, model: str = "siglip", store=None, fil
     the ``collapse`` column, else the feed's group column (item_group_id).
     """
     from vrec.ingest.catalog import BadImage, decode_image, load_image, to_rgb
+    from vrec.ingest.feed_source import local_photo
 
     if not query or not str(query).strip():
         raise QueryError("The query is empty; give a photo path or a catalog item id.")
@@ -374,7 +375,7 @@ def search_image(query: str, k: int = 10, model: str = "siglip", store=None, fil
     elif pos is not None:
         q = ms.vectors_for_rows([int(table["row"].iloc[pos])])
         exclude = {pos} | (_same_group(st, table, pos, collapse) if exclude_same_group else set())
-        query_path = str(st.root / table["path"].iloc[pos])
+        query_path = str(local_photo(st.info(), str(table["path"].iloc[pos])) or "")
         query_item = table.iloc[pos].drop(labels=list(INTERNAL_COLUMNS), errors="ignore").to_dict()
     elif Path(query).is_file():
         enc = enc or load_encoder(ms, weights, device)
