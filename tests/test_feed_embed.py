@@ -146,3 +146,45 @@ def test_a_cache_that_is_not_a_folder_is_one_clear_error(tmp_path, photo_server)
     (tmp_path / "file").write_text("x")
     with pytest.raises(CatalogError, match="--cache .* is a file, not a folder"):
         embed(feed, models=[MODEL], store=tmp_path / "st", feed=FeedOptions(cache=str(tmp_path / "file")))
+
+
+class SlowHandler(CountingHandler):
+    def do_GET(self):
+        import time
+
+        time.sleep(0.3)
+        super().do_GET()
+
+
+def test_ctrl_c_while_downloading_keeps_what_was_fetched_and_the_next_run_resumes(tmp_path):
+    import signal
+    import subprocess
+    import sys
+    import time
+
+    handler = functools.partial(SlowHandler, directory=str(GROCERY))
+    server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), handler)
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    try:
+        feed = feed_slice(tmp_path / "feed.csv", f"http://127.0.0.1:{server.server_address[1]}", products=PRODUCTS)
+        cmd = [str(Path(sys.executable).with_name("vrec"))]
+        proc = subprocess.Popen([*cmd, "embed", str(feed), "-m", MODEL, "--store", str(tmp_path / "st"),
+                                 "--cache", str(tmp_path / "cache")], stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+                                text=True)
+        deadline = time.monotonic() + 60
+        while time.monotonic() < deadline and len(list((tmp_path / "cache").rglob("*.img"))) < 8:
+            time.sleep(0.1)
+        proc.send_signal(signal.SIGINT)
+        _, err = proc.communicate(timeout=60)
+        assert proc.returncode == 130 and "Interrupted" in err and "Traceback" not in err, err
+        kept = len(list((tmp_path / "cache").rglob("*.img")))
+        assert 8 <= kept < PRODUCTS * 8
+        assert not [p for p in (tmp_path / "cache").rglob("*") if p.is_file() and not p.name.endswith((".img", ".json"))]
+        CountingHandler.counts.clear()
+        from vrec.ingest.feed_source import FeedOptions
+
+        again = embed(feed, models=[MODEL], store=tmp_path / "st", feed=FeedOptions(cache=str(tmp_path / "cache")))
+        assert again.models[0].embedded == PRODUCTS * 8 and not again.skipped
+        assert CountingHandler.counts.get(200) == PRODUCTS * 8 - kept  # only what was missing
+    finally:
+        server.shutdown()

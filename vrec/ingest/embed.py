@@ -117,7 +117,11 @@ def embed(
         st.set_info(photo_cache=str(source.cache().folder))
     if meta is not None:
         st.write_metadata(meta)
-    failed = _download(source, refs, engine, notes, download_progress)
+    try:
+        failed = _download(source, refs, engine, notes, download_progress)
+    except KeyboardInterrupt:  # what was downloaded stays cached: the next run resumes from there
+        raise EmbedInterrupted(EmbedReport(found=len(refs), models=[], skipped=[], interrupted=True,
+                                           notes=notes)) from None
     stats, unusable = _stat_photos(source, [r for r in refs if r.path not in failed])
     unusable += [(r.path, f"cannot download ({failed[r.path]})") for r in refs if r.path in failed]
     usable = [r for r in refs if r.id in stats]
