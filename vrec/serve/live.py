@@ -12,6 +12,11 @@ snapshot is never half-written; requests already running finish on the old one, 
 maps stay valid even after a compaction deletes their files. A commit that cannot be read is
 reported once on stderr and the previous snapshot keeps serving. A store that is gone (its
 ``store.json`` deleted or moved away) is ``StoreGone`` until it is back. The store is only ever read.
+
+A model whose catalog holds products of several photos is seen as the library sees it: ``model()``
+is a ``vrec.store.products.ProductStore`` over the snapshot's photos (one row per product, its
+grouping and product vectors cached with the snapshot), ``photos()`` the photos themselves, and
+``position`` / ``photo_position`` find a product or a photo by id.
 """
 import logging
 import os

@@ -8,6 +8,9 @@ server load or download another), how an item id is found, what ``/api/health`` 
 an error may tell a client (never a folder of the server: ``public``). The JSON records below are the API's shapes of a
 result and of an item (the contract in README.md, ``vrec serve``); ``gallery_result`` turns a
 posted gallery into the ``SearchResult`` that ``vrec.report.pages`` renders, as ``--html`` does.
+In a catalog of products of several photos, results are products: each record carries ``photo``
+(the product's photo that matched best, the one its ``thumb`` shows) and ``photos`` (how many it
+has); the server's ``product_score`` says how a product scores unless a request does.
 
 Nothing here imports the web framework: ``vrec.serve.app`` maps these answers and errors to HTTP.
 """
