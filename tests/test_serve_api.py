@@ -78,8 +78,8 @@ def check_results(body: dict, kind: str, k: int):
     scores = [r["score"] for r in res]
     assert scores == sorted(scores, reverse=True)
     for r in res:
-        assert set(r) == {"rank", "id", "score", "probability", "thumb", "title", "metadata"}, r
-        assert r["thumb"] == "/thumb/" + r["id"]
+        assert set(r) == {"rank", "id", "score", "probability", "thumb", "title", "metadata", "photo", "photos"}, r
+        assert r["thumb"] == "/thumb/" + (r["photo"] or r["id"])
         assert "path" not in r["metadata"] and "row" not in r["metadata"] and "hash" not in r["metadata"]
     return res
 
@@ -181,7 +181,7 @@ def test_items_and_thumbnails(client):
     item = client.get(f"/api/items/{ITEM}").json()
     assert item == {"id": ITEM, "thumb": f"/thumb/{ITEM}", "width": 256, "height": 256, "title": "Red tote bag",
                     "metadata": {"file": "bags/bag-tote-red.jpg", "title": "Red tote bag", "category": "bags",
-                                 "colour": "red", "style": "tote", "price": 119}}
+                                 "colour": "red", "style": "tote", "price": 119}, "photos": None}
     r = client.get(item["thumb"])
     assert r.status_code == 200 and r.headers["content-type"] == "image/jpeg"
     img = Image.open(io.BytesIO(r.content))
@@ -464,7 +464,7 @@ def test_a_stale_index_is_searched_exactly_with_a_note(tmp_path, monkeypatch):
     assert not c.get(f"/api/similar/{first}", params={"k": 3}).json()["notes"]
     for name in TINY:  # vectors committed, index not updated yet (as while an embed runs, or after it was killed)
         ms = Store(store).model(name)
-        items = ms.items().iloc[[0]].drop(columns="row").assign(id="late", path="late.jpg")
+        items = ms.items().iloc[[0]].drop(columns="row").assign(id="late", path="late.jpg", product="late")
         with ModelWriter(ms, ms.config) as w:
             w.add(items, ms.vectors_for_rows([0]))
     assert {m["index"] for m in c.get("/api/health").json()["models"]} == {"stale"}

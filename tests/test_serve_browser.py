@@ -311,6 +311,58 @@ def test_the_token_url_lets_the_page_and_its_photos_in(shared_tiny_store, tmp_pa
         assert outside == [] and page.js_errors == []
 
 
+GROCERY = ROOT.parent / "shared" / "datasets" / "grocery-products"
+
+
+@pytest.mark.skipif(not GROCERY.is_dir(), reason="the grocery dataset (../shared/datasets) is absent")
+def test_a_catalog_of_products_shows_each_product_once_with_its_best_photo(tmp_path):
+    """The grocery feed (81 products x 8 photos, effnet-lite0): a shopper's photo finds 12 distinct
+    products, each card showing the photo that matched best and how many photos the product has;
+    clicking one shows products similar to it, itself left out."""
+    sync_api = need_browser()
+    from vrec.ingest.embed import embed
+
+    store = tmp_path / "grocery"
+    embed(GROCERY / "feed.csv", models=["effnet-lite0"], store=store)
+    query = GROCERY / "query-photos" / "gs-001-1.jpg"
+    with served(store, "--model", "effnet-lite0", log=tmp_path / "serve.log") as url, browser_page(sync_api) as page:
+        page.goto(url)
+        wait_ready(page)
+        assert "81 products (648 photos)" in page.inner_text("#store-info")
+        page.set_input_files("#photo-input", str(query))
+        wait_view(page, "image", query.name)
+        assert wait_photos(page) == 12
+        answer = post_photo(page, query, k=12)
+        shown = shown_ids(page)
+        assert shown == ids(answer) and len(set(shown)) == 12  # 12 products, none twice
+        cards = page.eval_on_selector_all("#view-body .card", """cards => cards.map((c) => ({
+            photo: c.dataset.photo, src: c.querySelector('img').getAttribute('src'),
+            count: c.querySelector('.count')?.textContent}))""")
+        for card, result in zip(cards, answer["body"]["results"]):
+            assert card["photo"] == result["photo"] and card["src"] == "/thumb/" + result["photo"]
+            assert card["photo"].startswith(result["id"] + "/") and card["count"] == "8 photos"
+        assert any(not c["photo"].endswith("/1") for c in cards)  # not always the main photo
+        page.screenshot(path=str(tmp_path / "products-photo.png"))
+
+        first = page.locator("#view-body .card").first
+        title = first.locator(".title").inner_text()
+        first.click()
+        wait_view(page, "similar", f"Similar to {title}")
+        wait_photos(page)
+        similar = shown_ids(page)
+        assert similar == ids(api(page, f"/api/similar/{quote(shown[0])}?k=12"))
+        assert len(set(similar)) == 12 and shown[0] not in similar
+        assert "8 photos" in page.inner_text("#view-head .meta")
+        page.screenshot(path=str(tmp_path / "products-similar.png"))
+        assert page.js_errors == []
+    for name in ("products-photo", "products-similar"):
+        assert (tmp_path / f"{name}.png").stat().st_size > 10_000
+    shots = os.environ.get("VREC_SCREENSHOTS")  # a folder to keep the screenshots in, to look at them
+    if shots:
+        for name in ("products-photo", "products-similar"):
+            shutil.copy(tmp_path / f"{name}.png", Path(shots) / f"{name}.png")
+
+
 # --- the README's screenshot --------------------------------------------------------------------
 
 def readme_screenshot(store: Path, out: Path, item: str, model: str | None, width: int = 1280, height: int = 860) -> None:

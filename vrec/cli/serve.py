@@ -22,6 +22,8 @@ lets running requests finish (--shutdown-grace seconds), then stops.
 
 API: GET /api/health, GET /api/search/text?q=..., POST /api/search/image (multipart 'file'),
 GET /api/similar/ID, GET /api/compare/ID, GET /api/items/ID, GET /thumb/ID, POST /api/gallery;
+in a catalog of products of several photos every list holds products, each shown with its photo
+that matched best (product_score=mean|max|main on the searches);
 with --experiment, GET /api/recommend/ID?unit=U (an A/B test's pilot: the unit's arm decides the
 model, and --exposure-log records what was shown); OpenAPI docs at /docs.
 """
@@ -57,6 +59,10 @@ def serve(
                                         "\\[default: equal]."),
     exposure_log: str | None = typer.Option(None, "--exposure-log", help="With --experiment: append one JSON line "
                                                "per list shown (time, experiment, unit, arm, item, shown ids)."),
+    product_score: str | None = typer.Option(None, "--product-score", help="How a product of several photos "
+                                             "is scored when a request does not say: mean (its photos' mean vector), "
+                                             "max (its best-matching photo) or main (its main photo only) "
+                                             "\\[default: mean]."),
     device: str = DeviceOpt,
 ) -> None:
     from vrec.serve.runner import serve as run
@@ -67,5 +73,5 @@ def serve(
     run(store, model=model, compare_with=compare_with, host=host, port=port, token=token,
         max_upload_mb=max_upload_mb, device=device, experiment=experiment, arms=arms, split=split,
         exposure_log=exposure_log, max_upload_pixels=max_upload_pixels, allowed_hosts=allowed_hosts or (),
-        shutdown_grace=shutdown_grace, on_ready=lambda url: print(f"vrec serve: {url}", flush=True))
+        shutdown_grace=shutdown_grace, product_score=product_score, on_ready=lambda url: print(f"vrec serve: {url}", flush=True))
     request_quick_exit()  # stopped: the exposure log is written line by line, nothing is left to clean up

@@ -38,7 +38,7 @@ def create_app(store=None, model: str | None = None, compare_with: str | None = 
                max_upload_mb: float = MAX_UPLOAD_MB, device: str = "auto", weights: dict | None = None,
                experiment: str | None = None, arms: str | Sequence[str] | None = None, split: str | None = None,
                exposure_log: str | os.PathLike | None = None, max_upload_pixels: int = MAX_UPLOAD_PIXELS,
-               allowed_hosts: Sequence[str] | None = None):
+               allowed_hosts: Sequence[str] | None = None, product_score: str | None = None):
     """The ASGI app (FastAPI) over a store: the web page, the JSON API and the thumbnails.
 
     ``model`` is the search model (default: siglip, else the first embedded model with a text
@@ -51,6 +51,8 @@ def create_app(store=None, model: str | None = None, compare_with: str | None = 
     passes the loopback names, its address and --allowed-host), a request for another Host gets a
     400; without, the Host is not checked (for an app mounted behind your own proxy). HEAD works
     wherever GET does; once ``app.state.server`` (``serve``'s uvicorn server) stops, requests get 503.
+    In a catalog of products of several photos every list holds products, scored by ``product_score``
+    (mean, max or main; default ``vrec.store.products.DEFAULT_SCORING``) unless a request says otherwise.
     """
     from fastapi.staticfiles import StaticFiles
     from fastapi_offline import FastAPIOffline  # /docs and /redoc with their scripts served from the package
@@ -59,7 +61,7 @@ def create_app(store=None, model: str | None = None, compare_with: str | None = 
     from vrec.serve.routes import experiment as experiment_routes
     from vrec.serve.routes import items, page, search
 
-    svc = Service(store, model, compare_with, token, max_upload_mb, device, weights, max_upload_pixels)
+    svc = Service(store, model, compare_with, token, max_upload_mb, device, weights, max_upload_pixels, product_score)
     svc.experiment = open_experiment(svc, experiment, arms, split, exposure_log)
     app = FastAPIOffline(title="vrec", version=__version__, static_url="/static/docs", description=DESCRIPTION)
     app.state.vrec = svc

@@ -12,6 +12,11 @@ snapshot is never half-written; requests already running finish on the old one, 
 maps stay valid even after a compaction deletes their files. A commit that cannot be read is
 reported once on stderr and the previous snapshot keeps serving. A store that is gone (its
 ``store.json`` deleted or moved away) is ``StoreGone`` until it is back. The store is only ever read.
+
+A model whose catalog holds products of several photos is seen as the library sees it: ``model()``
+is a ``vrec.store.products.ProductStore`` over the snapshot's photos (one row per product, its
+grouping and product vectors cached with the snapshot), ``photos()`` the photos themselves, and
+``position`` / ``photo_position`` find a product or a photo by id.
 """
 import logging
 import os
@@ -103,6 +108,12 @@ class Snapshot(Store):
         self._models: dict[str, _SnapshotModel] = {}
         for name in super().model_names():
             self._models[name] = _SnapshotModel(self, name, self.path / "models" / store_key(name))
+        self._products = {}  # the models whose catalog holds products of several photos
+        for name, ms in self._models.items():
+            if ms.manifest().get("products"):
+                from vrec.store.products import ProductStore
+
+                self._products[name] = ProductStore(ms)
         self._lookup: dict = {}
         self._lock = threading.Lock()
 
@@ -119,24 +130,51 @@ class Snapshot(Store):
         return list(self._models)
 
     def model(self, name: str) -> ModelStore:
+        """The model's vectors as a question sees them: one row per product when its catalog holds
+        products of several photos (a ``ProductStore`` over the snapshot's photos), else per photo."""
+        if name in self._products:
+            return self._products[name]
         if name in self._models:
             return self._models[name]
         return super().model(name)  # raises NotEmbedded with the usual sentence (or a model committed just now)
+
+    def photos(self, name: str) -> ModelStore:
+        """The model's vectors photo by photo, whatever the catalog's products."""
+        if name in self._models:
+            return self._models[name]
+        return super().photos(name)
 
     def table(self, model: str, notes: list | None = None):
         from vrec.store.catalog_table import catalog_table
 
         return catalog_table(self, self.model(model), notes)
 
+    def has_products(self, model: str) -> bool:
+        """Whether the model's catalog holds products of several photos (its table has a row per product)."""
+        return model in self._products
+
     def position(self, model: str, item_id: str) -> int | None:
-        """Position of the item with exactly this id in the model's table, or None."""
-        lookup = self._lookup.get(model)
+        """Position of the item (a product, in a catalog of products) with exactly this id in the
+        model's table, or None."""
+        return self._find(model, item_id, "item")
+
+    def photo_position(self, model: str, photo_id: str) -> int | None:
+        """Position of the photo with exactly this id (``PRODUCT/2``) in ``photos(model).items()``, or None
+        (always None when the model's catalog holds no products of several photos)."""
+        if not self.has_products(model):
+            return None
+        return self._find(model, photo_id, "photo")
+
+    def _find(self, model: str, item_id: str, grain: str) -> int | None:
+        key = (model, grain)
+        lookup = self._lookup.get(key)
         if lookup is None:
             with self._lock:
-                lookup = self._lookup.get(model)
+                lookup = self._lookup.get(key)
                 if lookup is None:
-                    ids = self.table(model)["id"].astype(str).tolist()
-                    lookup = self._lookup[model] = dict(zip(ids, range(len(ids))))
+                    table = self.table(model) if grain == "item" else self.photos(model).items()
+                    ids = table["id"].astype(str).tolist()
+                    lookup = self._lookup[key] = dict(zip(ids, range(len(ids))))
         return lookup.get(item_id)
 
 

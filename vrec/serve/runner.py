@@ -77,14 +77,16 @@ def serve(store=None, model: str | None = None, compare_with: str | None = None,
           device: str = "auto", warm: bool = True, on_ready=None, experiment: str | None = None,
           arms: str | Sequence[str] | None = None, split: str | None = None,
           exposure_log: str | os.PathLike | None = None, max_upload_pixels: int = MAX_UPLOAD_PIXELS,
-          allowed_hosts: Sequence[str] = (), shutdown_grace: float = SHUTDOWN_GRACE) -> None:
+          allowed_hosts: Sequence[str] = (), shutdown_grace: float = SHUTDOWN_GRACE,
+          product_score: str | None = None) -> None:
     """Run the app on uvicorn until Ctrl-C or SIGTERM. The first line on stdout is the URL to open.
 
     Loopback only unless a ``token`` is given. Requests must name the server by a loopback name,
     its ``host`` or one of ``allowed_hosts`` (the Host header). ``warm`` loads the search model's
     text tower in the background right away. ``on_ready(url)`` (default: print it) is called once
     the port listens. On Ctrl-C or SIGTERM it stops accepting, lets running requests finish for
-    ``shutdown_grace`` seconds (the rest get 503), says "stopped" and returns.
+    ``shutdown_grace`` seconds (the rest get 503), says "stopped" and returns. ``product_score``: how a
+    product of several photos is scored when a request does not say (see ``create_app``).
     """
     check_number("--port", port, min=0, max=65535, integer=True, hint="0 picks a free port")
     check_number("--max-upload-mb", max_upload_mb, min=0.001, max=10_000, hint="in megabytes, e.g. 20")
@@ -93,7 +95,7 @@ def serve(store=None, model: str | None = None, compare_with: str | None = None,
     names = allowed_host_names(host, allowed_hosts)
     app = create_app(store, model, compare_with, token, max_upload_mb, device, experiment=experiment, arms=arms,
                      split=split, exposure_log=exposure_log, max_upload_pixels=max_upload_pixels,
-                     allowed_hosts=names)
+                     allowed_hosts=names, product_score=product_score)
     svc: Service = app.state.vrec
     sock = bind(host, port)
     url = url_of(host, sock.getsockname()[1], token)

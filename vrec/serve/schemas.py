@@ -7,12 +7,13 @@ Metadata columns are the catalog's own, so an item's ``metadata`` is an open obj
 """
 from __future__ import annotations
 
-from typing import Any
+from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field
 
 MAX_K = 1000  # results per request: a catalog-sized answer would be megabytes of JSON
 DEFAULT_K = 12
+ProductScore = Literal["mean", "max", "main"]  # vrec.store.products.SCORINGS
 
 
 class ErrorAnswer(BaseModel):
@@ -32,10 +33,15 @@ class Result(BaseModel):
     thumb: str = Field(description="The item's photo, resized: GET this path.")
     title: str | None = Field(description="The item's title from its metadata, if it has one.")
     metadata: dict[str, Any] = Field(description="The item's product metadata (the catalog's own columns) and tags.")
+    photo: str | None = Field(
+        None, description="In a catalog of products: the id of the product's photo that matched best "
+                          "(PRODUCT/POSITION), the one ``thumb`` shows; null otherwise.")
+    photos: int | None = Field(
+        None, description="In a catalog of products: how many photos the product has; null otherwise.")
 
 
 class Item(BaseModel):
-    """One catalog item."""
+    """One catalog item (in a catalog of products, a product: ``thumb`` is its main photo)."""
 
     id: str
     thumb: str
@@ -43,6 +49,8 @@ class Item(BaseModel):
     height: int | None
     title: str | None
     metadata: dict[str, Any]
+    photos: int | None = Field(
+        None, description="In a catalog of products: how many photos the product has; null otherwise.")
 
 
 class SearchAnswer(BaseModel):
@@ -106,11 +114,19 @@ class Health(BaseModel):
     models: list[ModelState]
     filters: list[str] = Field(description="Metadata columns a filter= may name.")
     token_required: bool
+    photos: int | None = Field(
+        None, description="When the catalog holds products of several photos: how many photos (``items`` counts "
+                          "products); null otherwise.")
+    product_score: ProductScore | None = Field(
+        None, description="How a product of several photos is scored when a request does not say (mean, max or "
+                          "main); null when the catalog holds no such products.")
 
 
 class GalleryResult(BaseModel):
     id: str = Field(min_length=1)
     score: float
+    photo: str | None = Field(None, description="The product's photo to show (a result's ``photo``); default: "
+                                                "its main photo.")
 
 
 class GalleryRequest(BaseModel):

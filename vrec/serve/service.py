@@ -8,6 +8,9 @@ server load or download another), how an item id is found, what ``/api/health`` 
 an error may tell a client (never a folder of the server: ``public``). The JSON records below are the API's shapes of a
 result and of an item (the contract in README.md, ``vrec serve``); ``gallery_result`` turns a
 posted gallery into the ``SearchResult`` that ``vrec.report.pages`` renders, as ``--html`` does.
+In a catalog of products of several photos, results are products: each record carries ``photo``
+(the product's photo that matched best, the one its ``thumb`` shows) and ``photos`` (how many it
+has); the server's ``product_score`` says how a product scores unless a request does.
 
 Nothing here imports the web framework: ``vrec.serve.app`` maps these answers and errors to HTTP.
 """
@@ -58,9 +61,12 @@ def result_records(table) -> list[dict]:
 
     out = []
     for r in to_records(table):
+        photo = r.get("photo")
+        photo = str(photo) if photo is not None and not _isna(photo) else None
         out.append(json_safe({"rank": int(r["rank"]), "id": str(r["id"]), "score": r["score"],
-                              "probability": r.get("probability"), "thumb": thumb_url(r["id"]),
-                              "title": _title(r), "metadata": _metadata(r)}))
+                              "probability": r.get("probability"), "thumb": thumb_url(photo or r["id"]),
+                              "title": _title(r), "metadata": _metadata(r), "photo": photo,
+                              "photos": _int(r.get("photos"))}))
     return out
 
 
@@ -71,7 +77,8 @@ def item_record(row) -> dict:
     r = {k: v for k, v in row.to_dict().items()}
     r = json_safe({k: (None if _isna(v) else v) for k, v in r.items()})
     return {"id": str(r["id"]), "thumb": thumb_url(r["id"]), "width": _int(r.get("width")),
-            "height": _int(r.get("height")), "title": _title(r), "metadata": _metadata(r)}
+            "height": _int(r.get("height")), "title": _title(r), "metadata": _metadata(r),
+            "photos": _int(r.get("photos"))}
 
 
 def _isna(v) -> bool:
@@ -97,8 +104,9 @@ class Service:
 
     def __init__(self, store, model: str | None, compare_with: str | None, token: str | None,
                  max_upload_mb: float, device: str, weights: dict | None,
-                 max_upload_pixels: int = MAX_UPLOAD_PIXELS):
+                 max_upload_pixels: int = MAX_UPLOAD_PIXELS, product_score: str | None = None):
         from vrec.ingest.catalog import MAX_PIXELS
+        from vrec.store.products import DEFAULT_SCORING, check_scoring
 
         check_number("max_upload_mb", max_upload_mb, min=0.001, max=10_000, hint="in megabytes, e.g. 20")
         check_number("--max-upload-pixels", max_upload_pixels, min=1, max=MAX_PIXELS, integer=True,
@@ -107,6 +115,7 @@ class Service:
         self.live = LiveStore(st.path)
         self.model, self.compare_with = pick_models(self.live.current(), model, compare_with)
         self.token = token or None
+        self.product_score = check_scoring(product_score or DEFAULT_SCORING)  # how a product of several photos scores
         self.max_upload_mb = float(max_upload_mb)
         self.max_upload = int(self.max_upload_mb * 1024 * 1024)
         self.encoders = Encoders(device, weights)
@@ -152,17 +161,27 @@ class Service:
 
     def resolve(self, snap: Snapshot, model: str, item_id: str) -> int:
         """Position of a catalog item by id (or a unique id ending, as on the command line); 404 otherwise.
+        In a catalog of products the item is a product, also when named by one of its photos' ids
+        (``PRODUCT/3``, a result's ``photo``).
 
         Never a file path: an id that names no item is an error, not a file to open."""
         from vrec.search.query import resolve_item, unknown_item
 
         pos = snap.position(model, item_id)
+        if pos is None and snap.has_products(model):
+            photo = snap.photo_position(model, item_id)
+            if photo is not None:
+                pos = snap.position(model, str(snap.photos(model).items()["product"].iloc[photo]))
         if pos is None:
             table = snap.table(model)
             pos = resolve_item(table, item_id)
             if pos is None:
                 raise unknown_item(table, item_id, photos=False)
         return pos
+
+    def scoring(self, given: str | None) -> str:
+        """How products of several photos are scored in a request: as it asks, else as the server was started."""
+        return given or self.product_score
 
     def results(self, result, kind: str, k: int, took: float, snap: Snapshot) -> dict:
         return {"kind": kind, "query": result.query, "model": result.model, "k": int(k),
@@ -178,9 +197,11 @@ class Service:
                            "index": getattr(ms, "index", None) or index_state(ms)})
         table = snap.table(self.model)
         filters = [c for c in filterable_columns(table) if c != "tags"]  # tags: filter with tag:NAME
+        photos = len(snap.photos(self.model)) if snap.has_products(self.model) else None
         return {"version": __version__, "items": len(snap.model(self.model)), "default_model": self.model,
                 "compare_with": self.compare_with, "models": models, "filters": filters,
-                "token_required": self.token is not None}
+                "token_required": self.token is not None, "photos": photos,
+                "product_score": self.product_score if photos is not None else None}
 
     def warm(self) -> None:
         """Load the search model's text tower now, so the first query does not wait for it."""
@@ -223,19 +244,40 @@ def open_experiment(svc: Service, name: str | None, arms, split, exposure_log):
     return Experiment(name, arms, split, store=svc.live.current(), exposure_log=exposure_log)
 
 
-def compare_records(snap: Snapshot, model: str, table) -> list[dict]:
-    """Result dicts of one side of a comparison, with each neighbour's metadata from the catalog."""
+def compare_records(snap: Snapshot, model: str, table, query_id: str | None = None) -> list[dict]:
+    """Result dicts of one side of a comparison, with each neighbour's metadata from the catalog; in a
+    catalog of products each neighbour shows its photo closest to the product ``query_id``."""
     from vrec.base.records import json_safe
 
     cat = snap.table(model)
+    positions = [snap.position(model, str(i)) for i in table["id"]]
+    photos = best_photos(snap, model, query_id, [p for p in positions if p is not None])
     out = []
-    for _, r in table.iterrows():
-        pos = snap.position(model, str(r["id"]))
-        rec = item_record(cat.iloc[pos]) if pos is not None else {"title": None, "metadata": {}}
+    for (_, r), pos in zip(table.iterrows(), positions):
+        rec = item_record(cat.iloc[pos]) if pos is not None else {"title": None, "metadata": {}, "photos": None}
+        photo = photos.get(pos)
         out.append(json_safe({"rank": int(r["rank"]), "id": str(r["id"]), "score": float(r["score"]),
-                              "probability": None, "thumb": thumb_url(r["id"]), "title": rec["title"],
-                              "metadata": rec["metadata"]}))
+                              "probability": None, "thumb": thumb_url(photo or r["id"]), "title": rec["title"],
+                              "metadata": rec["metadata"], "photo": photo, "photos": rec["photos"]}))
     return out
+
+
+def best_photos(snap: Snapshot, model: str, query_id: str | None, positions: list[int]) -> dict:
+    """In a catalog of products: for each product (by table position), the id of its photo closest to
+    the product ``query_id``'s vector; {} otherwise."""
+    if query_id is None or not positions or not snap.has_products(model):
+        return {}
+    ms = snap.model(model)
+    cat = snap.table(model)
+    q = snap.position(model, query_id)
+    if q is None:
+        return {}
+    query = ms.vectors_for_rows([int(cat["row"].iloc[q])])
+    rows = cat["row"].to_numpy()[positions][None, :]
+    photo_rows = ms.best_photos(query, rows)[0]
+    photos = ms.photos.items()
+    ids = dict(zip(photos["row"].to_numpy().tolist(), photos["id"].astype(str)))
+    return {p: ids.get(int(r)) for p, r in zip(positions, photo_rows.tolist())}
 
 
 def gallery_result(svc: Service, snap: Snapshot, body) -> tuple[str, object]:
@@ -261,7 +303,7 @@ def gallery_result(svc: Service, snap: Snapshot, body) -> tuple[str, object]:
         raise QueryError("The gallery's model must be a model name.")
     model = svc.check_model(snap, model)
     cat = snap.table(model)
-    positions, scores = [], []
+    positions, scores, photos = [], [], []
     for i, r in enumerate(results):
         if not isinstance(r, dict) or not isinstance(r.get("id"), str):
             raise QueryError(f"Gallery result {i + 1} has no \"id\"; each result needs an id and a score.")
@@ -274,13 +316,27 @@ def gallery_result(svc: Service, snap: Snapshot, body) -> tuple[str, object]:
             raise UnknownItem(f"Gallery result {i + 1} ({r['id']!r}) is not an item in the store.")
         positions.append(pos)
         scores.append(float(r["score"]))
+        photos.append(gallery_photo(snap, model, str(cat["id"].iloc[pos]), r.get("photo")))
     table = cat.iloc[positions].drop(columns=list(INTERNAL_COLUMNS), errors="ignore").reset_index(drop=True)
-    for i, (item_id, rel) in enumerate(zip(table["id"], table["path"])):
+    for i, (item_id, stored) in enumerate(zip(table["id"], table["path"])):
+        if photos[i] is not None:  # a product shown with the photo that matched best
+            item_id, stored = photos[i]
         try:  # the same rule as /thumb/: a photo outside the catalog folder is never read (its card stays empty)
-            Thumbnails.photo_path(snap, str(rel), str(item_id))
+            table.loc[i, "path"] = str(Thumbnails.photo_path(snap, str(stored), str(item_id)))
         except UnknownItem:
             table.loc[i, "path"] = ""
     table.insert(0, "score", pd.Series(scores, dtype="float32"))
     table.insert(0, "rank", range(1, len(table) + 1))
     query = body.get("query") if isinstance(body.get("query"), str) and body.get("query").strip() else title
     return title, SearchResult(query.strip()[:200], "gallery", model, table)
+
+
+def gallery_photo(snap: Snapshot, model: str, product: str, photo) -> tuple[str, str] | None:
+    """(photo id, stored path) of a gallery result's ``photo`` when it is one of that product's photos."""
+    if not isinstance(photo, str) or not snap.has_products(model):
+        return None
+    pos = snap.photo_position(model, photo)
+    if pos is None:
+        return None
+    row = snap.photos(model).items().iloc[pos]
+    return (photo, str(row["path"])) if str(row["product"]) == product else None

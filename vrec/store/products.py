@@ -206,6 +206,11 @@ class ProductStore:
             cache["product_hnsw"] = index
         return cache["product_hnsw"]
 
+    def best_photos(self, queries: np.ndarray, rows: np.ndarray) -> np.ndarray:
+        """For each query (a row of ``queries``) and each of its products (``rows[query]``, product
+        rows), the global row of the product's photo closest to the query."""
+        return self._best_photos(np.atleast_2d(queries).astype(np.float32, copy=False), np.atleast_2d(rows))
+
     def _best_photos(self, queries, rows) -> np.ndarray:
         """For each query and product found, the product's photo closest to the query."""
         best = np.zeros(rows.shape, np.int64)

@@ -28,6 +28,15 @@ def model_query(what: str):
     return Query(None, description=what + " One of the models the store holds (see /api/health).")
 
 
+PRODUCT_SCORE_HELP = ("How a product of several photos is scored: mean (its photos' mean vector), max (its "
+                      "best-matching photo) or main (its main photo only); default: the server's --product-score. "
+                      "Ignored when every item is one photo.")
+
+
+def product_score_query():
+    return Query(None, description=PRODUCT_SCORE_HELP)
+
+
 FILTERS = Query([], alias="filter", description="Metadata filter such as category=bags or price<200; repeat to combine.")
 
 

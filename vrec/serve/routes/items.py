@@ -12,25 +12,29 @@ from vrec.base.errors import QueryError, UnknownItem
 from vrec.report import pages
 from vrec.search.compare import compare as run_compare
 from vrec.search.query import search_image as run_similar
-from vrec.serve.routes import FILTERS, check_k, given, k_query, model_query, service
-from vrec.serve.schemas import ERRORS, CompareAnswer, GalleryRequest, Item, SearchAnswer
+from vrec.serve.routes import FILTERS, check_k, given, k_query, model_query, product_score_query, service
+from vrec.serve.schemas import ERRORS, CompareAnswer, GalleryRequest, Item, ProductScore, SearchAnswer
 from vrec.serve.service import Service, compare_records, gallery_result, item_record
 
 router = APIRouter()
 
 
 @router.get("/api/similar/{item_id:path}", summary="Items similar to a catalog item (the item itself excluded)",
+            description="In a catalog of products, products similar to a product (also when named by one of its "
+                        "photos' ids): the product and its own photos are never among them.",
             response_model=SearchAnswer, responses=ERRORS)
 def similar(item_id: str, k: int = k_query(),
             model: str | None = model_query("Model whose neighbours to show (default: the server's)."),
-            filters: list[str] = FILTERS, svc: Service = Depends(service)):
+            filters: list[str] = FILTERS, product_score: ProductScore | None = product_score_query(),
+            svc: Service = Depends(service)):
     check_k(k)
     snap = svc.snap()
     model = svc.check_model(snap, model)
     pos = svc.resolve(snap, model, item_id)
     full_id = str(snap.table(model)["id"].iloc[pos])
     t = time.perf_counter()
-    result = run_similar(full_id, k=k, model=model, store=snap, filters=given(filters))
+    result = run_similar(full_id, k=k, model=model, store=snap, filters=given(filters),
+                         product_score=svc.scoring(product_score))
     return svc.results(result, "similar", k, time.perf_counter() - t, snap)
 
 
@@ -53,7 +57,7 @@ def compare(item_id: str, left: str | None = model_query("Left model (default: t
         raise UnknownItem(f"{full_id!r} has no {left} vector; embed the catalog with --model {left} to compare it.")
     c = run_compare([full_id], left=left, right=right, k=k, store=snap, summary=False)
     q = c.queries[0]
-    sides = {side: {"model": s.model, "results": compare_records(snap, s.model, s.table)}
+    sides = {side: {"model": s.model, "results": compare_records(snap, s.model, s.table, full_id)}
              for side, s in (("left", q.left), ("right", q.right))}
     shared = [str(i) for i, common in zip(q.left.table["id"], q.left.table["common"]) if common] \
         if len(q.left.table) else []
@@ -69,12 +73,16 @@ def item(item_id: str, svc: Service = Depends(service)):
 
 
 @router.get("/thumb/{item_id:path}", summary="A catalog item's photo, resized (longest side 384 px)",
+            description="ID is an item's id (in a catalog of products, a product's: its main photo) or a photo's id "
+                        "(PRODUCT/POSITION, a result's photo). Photos behind URLs are served from this machine's "
+                        "photo cache, never downloaded here: one not cached is a 404.",
             response_class=Response, responses={200: {"content": {"image/jpeg": {}}, "description": "The photo."},
                                                 **ERRORS})
 def thumb(item_id: str, svc: Service = Depends(service)):
     snap = svc.snap()
     models = [svc.model] + [m for m in snap.model_names() if m != svc.model]
-    if snap.position(svc.model, item_id) is None:  # a unique ending of an id, as the other routes take
+    if snap.position(svc.model, item_id) is None and snap.photo_position(svc.model, item_id) is None:
+        # a unique ending of an id, as the other routes take
         try:
             item_id = str(snap.table(svc.model)["id"].iloc[svc.resolve(snap, svc.model, item_id)])
         except UnknownItem:

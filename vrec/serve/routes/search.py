@@ -8,8 +8,8 @@ from vrec.base.errors import QueryError
 from vrec.search.query import search_image as run_image
 from vrec.search.query import search_text as run_text
 from vrec.serve.middleware import TooLarge
-from vrec.serve.routes import FILTERS, check_k, given, k_query, model_query, service
-from vrec.serve.schemas import DEFAULT_K, ERRORS, MAX_K, UPLOAD_ERRORS, Health, SearchAnswer
+from vrec.serve.routes import FILTERS, PRODUCT_SCORE_HELP, check_k, given, k_query, model_query, product_score_query, service
+from vrec.serve.schemas import DEFAULT_K, ERRORS, MAX_K, UPLOAD_ERRORS, Health, ProductScore, SearchAnswer
 from vrec.serve.service import Service
 
 router = APIRouter()
@@ -25,12 +25,14 @@ def health(svc: Service = Depends(service)):
 def search_text(q: str = Query(..., min_length=1, max_length=1000, description="What to look for, in plain words."),
                 k: int = k_query(),
                 model: str | None = model_query("Model with a text tower (default: the server's)."),
-                filters: list[str] = FILTERS, svc: Service = Depends(service)):
+                filters: list[str] = FILTERS, product_score: ProductScore | None = product_score_query(),
+                svc: Service = Depends(service)):
     check_k(k)
     snap = svc.snap()
     model = svc.check_model(snap, model)
     t = time.perf_counter()
-    result = run_text(q, k=k, model=model, store=snap, filters=given(filters), encoder=svc.encoders.for_model(snap.model(model)))
+    result = run_text(q, k=k, model=model, store=snap, filters=given(filters), encoder=svc.encoders.for_model(snap.model(model)),
+                      product_score=svc.scoring(product_score))
     return svc.results(result, "text", k, time.perf_counter() - t, snap)
 
 
@@ -45,6 +47,7 @@ def search_image(file: UploadFile = File(..., description="The photo (JPEG, PNG,
                              json_schema_extra={"minimum": 1, "maximum": MAX_K}),
                  model: str | None = Form(None, description="Model to search (default: the server's)."),
                  filters: list[str] = Form([], alias="filter", description="Metadata filters; repeatable."),
+                 product_score: ProductScore | None = Form(None, description=PRODUCT_SCORE_HELP),
                  svc: Service = Depends(service)):
     check_k(k)
     check_steering(plus, minus)
@@ -56,7 +59,8 @@ def search_image(file: UploadFile = File(..., description="The photo (JPEG, PNG,
     photo = svc.decodes.upload(lambda: read_upload(file, svc.max_upload), encoder.preprocess_spec.decode_size,
                                name)  # in a decode slot, reduced to what the model needs
     result = run_image(name, k=k, model=model, store=snap, filters=given(filters), plus=[p for p in plus if p.strip()],
-                       minus=[m for m in minus if m.strip()], weight=weight, encoder=encoder, image=photo)
+                       minus=[m for m in minus if m.strip()], weight=weight, encoder=encoder, image=photo,
+                       product_score=svc.scoring(product_score))
     return svc.results(result, "image", k, time.perf_counter() - t, snap)
 
 

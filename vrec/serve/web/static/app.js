@@ -320,7 +320,8 @@
       showError("There are no results to save yet.");
       return;
     }
-    const body = {title, query: queryText || title, model, results: results.map((r) => ({id: r.id, score: r.score}))};
+    const body = {title, query: queryText || title, model,
+                  results: results.map((r) => (r.photo ? {id: r.id, score: r.score, photo: r.photo} : {id: r.id, score: r.score}))};
     if (button) button.disabled = true;
     busy(true);
     try {
@@ -377,11 +378,14 @@
     else focusHeading();
   }
 
-  function photo(src, alt, cls) {
+  function photo(src, alt, cls, ...extra) {
     const img = h("img", {src, alt: alt || "", loading: "lazy", decoding: "async", class: cls});
     img.addEventListener("error", () => img.closest(".photo")?.classList.add("broken"), {once: true});
-    return h("span", {class: "photo"}, img);
+    return h("span", {class: "photo"}, img, extra);
   }
+
+  // "8 photos": how many photos a product of a catalog of products has (null elsewhere)
+  const photoCount = (n) => (typeof n === "number" ? `${n.toLocaleString()} photo${n === 1 ? "" : "s"}` : null);
 
   function card(result, {shared = false} = {}) {
     const meta = result.metadata || {};
@@ -389,10 +393,13 @@
     const facts = factsOf(meta);
     const p = fmtProbability(result.probability);
     const name = result.title || result.id;
-    return h("button", {type: "button", class: "card" + (shared ? " shared" : ""), dataset: {id: result.id},
-                        title: `${name}\n${result.id}\nClick for similar items`,
+    const count = photoCount(result.photos);
+    const shownPhoto = result.photo ? `\nphoto shown: ${result.photo} (the best match)` : "";
+    return h("button", {type: "button", class: "card" + (shared ? " shared" : ""),
+                        dataset: result.photo ? {id: result.id, photo: result.photo} : {id: result.id},
+                        title: `${name}\n${result.id}${count ? " · " + count : ""}${shownPhoto}\nClick for similar items`,
                         onclick: () => showSimilar(result)},
-      photo(result.thumb, name),
+      photo(result.thumb, name, null, count ? h("span", {class: "count"}, count) : null),
       shared ? h("span", {class: "badge"}, "in both") : null,
       h("span", {class: "card-body"},
         h("span", {class: "title"}, name),
@@ -438,6 +445,13 @@
     return button;
   }
 
+  // "60 items", or for a catalog of products "81 products (648 photos)"
+  function itemsOf(hl) {
+    const n = hl.items.toLocaleString();
+    if (hl.photos == null) return `${n} item${hl.items === 1 ? "" : "s"}`;
+    return `${n} product${hl.items === 1 ? "" : "s"} (${photoCount(hl.photos)})`;
+  }
+
   function modelKind(name) {
     const m = (state.health?.models || []).find((x) => x.name === name);
     return m ? (m.text ? "vision-language" : "image only") : "";
@@ -455,10 +469,11 @@
       const hl = state.health;
       put(head, h("h1", {tabindex: "-1"}, "Find products by words or by photo"));
       put(body, h("div", {class: "welcome"},
-        h("p", {}, `Search ${hl.items.toLocaleString()} items with ${hl.default_model}. Type a description and press Enter, ` +
+        h("p", {}, `Search ${itemsOf(hl)} with ${hl.default_model}. Type a description and press Enter, ` +
                    "or drop a photo anywhere on this page."),
         h("ul", {},
           h("li", {}, "Click a result (or Tab to it and press Enter) to see its similar items."),
+          hl.photos != null ? h("li", {}, "Each result is a product, shown with its photo that matches best.") : null,
           hl.compare_with ? h("li", {}, `On an item, “Side by side” shows ${hl.compare_with}'s neighbours next to ` +
                                         `${hl.default_model}'s.`) : null,
           state.columns.length ? h("li", {}, "Filters narrow every search: ",
@@ -512,7 +527,7 @@
                        onclick: toggleCompare, title: "Show both models' neighbours side by side"},
             h("span", {class: "switch", "aria-hidden": "true"}), `Side by side: ${hl.compare_with} vs ${hl.default_model}`)
         : null;
-      const facts = [item.id, price, ...factsOf(item.metadata)].filter(Boolean).join(" · ");
+      const facts = [item.id, photoCount(item.photos), price, ...factsOf(item.metadata)].filter(Boolean).join(" · ");
       if (view.compare) {
         const c = view.cmp;
         const shared = new Set(c.shared);
@@ -612,7 +627,7 @@
       return;
     }
     const hl = state.health;
-    $("store-info").textContent = `${hl.items.toLocaleString()} items · ${hl.default_model}` +
+    $("store-info").textContent = `${itemsOf(hl)} · ${hl.default_model}` +
       (hl.compare_with ? ` · vs ${hl.compare_with}` : "");
     $("model").replaceChildren(...hl.models.map((m) =>
       h("option", {value: m.name, selected: m.name === hl.default_model},
