@@ -1,6 +1,6 @@
 """Photos behind URLs: download rate by connections, and the share of `embed` spent downloading.
 
-    python bench/downloads.py                  # 400 photos, 3 rounds; a feed of 200 photos (about 3 minutes)
+    python bench/downloads.py                  # 400 photos, 3 rounds; a feed of 200 photos (about 8 minutes on 2 cores)
     python bench/downloads.py --photos 100 --rounds 1 --embed-photos 48   # a quick run
     python bench/downloads.py --write          # also put the section into BENCHMARKS.md
 
