@@ -212,12 +212,41 @@ class ProductStore:
         return self._best_photos(np.atleast_2d(queries).astype(np.float32, copy=False), np.atleast_2d(rows))
 
     def _best_photos(self, queries, rows) -> np.ndarray:
-        """For each query and product found, the product's photo closest to the query."""
-        best = np.zeros(rows.shape, np.int64)
-        for q in range(len(queries)):
-            for j, photos in enumerate(self.photo_rows(rows[q])):
-                best[q, j] = photos[int(np.argmax(self.photos.vectors_for_rows(photos) @ queries[q]))]
-        return best
+        """For each query and product found, the product's photo closest to the query (the first
+        in main-photo-first order on a tie): every photo of every product found is read in one
+        go and scored against its query, without a Python loop per product."""
+        g = self._groups()
+        if "rows_by_product" not in g:  # photo rows, product by product (main photo first)
+            g["rows_by_product"] = g["photos"]["row"].to_numpy()[g["order"]]
+        flat = np.asarray(rows, np.int64).ravel()
+        if not len(flat):
+            return np.zeros(rows.shape, np.int64)
+        lens = g["counts"][flat]
+        seg_start = np.cumsum(lens) - lens  # each product's first photo in the gathered list
+        offs = np.repeat(g["starts"][flat] - seg_start, lens) + np.arange(int(lens.sum()))
+        photo_rows = g["rows_by_product"][offs]
+        segment = np.repeat(np.arange(len(flat)), lens)
+        query_of = segment // rows.shape[1]
+        scores = np.einsum("ij,ij->i", self._photo_vectors(photo_rows), queries[query_of])
+        best = np.lexsort((-scores, segment))[seg_start]  # stable: ties keep main-photo-first order
+        return photo_rows[best].reshape(rows.shape)
+
+    def _photo_vectors(self, rows: np.ndarray) -> np.ndarray:
+        """Photo vectors by global row, from memory maps of the shards opened once per manifest
+        (``ModelStore.vectors_for_rows`` opens every shard again at each call, which costs more
+        than the rest of a query's best photos on a store of several shards)."""
+        g = self._groups()
+        if "shard_maps" not in g:
+            shards = self.photos.shards()
+            g["shard_maps"] = [self.photos.shard_vectors(s) for s in shards]
+            g["shard_starts"] = np.cumsum([0] + [s.rows for s in shards])
+        starts = g["shard_starts"]
+        out = np.empty((len(rows), self.photos.dim), np.float32)
+        which = np.searchsorted(starts, rows, side="right") - 1
+        for i in np.unique(which):
+            sel = which == i
+            out[sel] = g["shard_maps"][i][rows[sel] - starts[i]]
+        return out
 
     def _photo_candidates(self, allowed_rows) -> np.ndarray | None:
         """The photo rows that may match (None: all of them)."""
