@@ -294,9 +294,11 @@ class PhotoCache:
         """Download (or revalidate) one URL, synchronously."""
         return self.fetch_many([url])[str(url)]
 
-    def fetch_many(self, urls: Iterable[str], progress: Callable[[int, int], None] | None = None) -> dict[str, Fetched]:
+    def fetch_many(self, urls: Iterable[str], progress: Callable[[int, int], None] | None = None,
+                   on_result: Callable[[Fetched], None] | None = None) -> dict[str, Fetched]:
         """Download (or revalidate) ``urls`` concurrently; one ``Fetched`` per distinct URL, in their
-        first order. ``progress(done, total)`` is called as each distinct URL is settled.
+        first order. ``progress(done, total)`` is called as each distinct URL is settled, and
+        ``on_result(fetched)`` with its result (so a reader can use a photo before the rest are in).
 
         Works from synchronous code (its own event loop) and from a thread whose event loop is
         running (then in a worker thread); async code can await ``fetch_many_async`` instead.
@@ -307,14 +309,14 @@ class PhotoCache:
         try:
             asyncio.get_running_loop()
         except RuntimeError:
-            return asyncio.run(self.fetch_many_async(urls, progress))
+            return asyncio.run(self.fetch_many_async(urls, progress, on_result))
         from concurrent.futures import ThreadPoolExecutor
 
         with ThreadPoolExecutor(1, thread_name_prefix="vrec-downloads") as pool:
-            return pool.submit(asyncio.run, self.fetch_many_async(urls, progress)).result()
+            return pool.submit(asyncio.run, self.fetch_many_async(urls, progress, on_result)).result()
 
-    async def fetch_many_async(self, urls: Iterable[str],
-                               progress: Callable[[int, int], None] | None = None) -> dict[str, Fetched]:
+    async def fetch_many_async(self, urls: Iterable[str], progress: Callable[[int, int], None] | None = None,
+                               on_result: Callable[[Fetched], None] | None = None) -> dict[str, Fetched]:
         """``fetch_many`` for code that already runs an event loop."""
         urls = list(dict.fromkeys(str(u) for u in urls))
         results: dict[str, Fetched] = {}
@@ -323,6 +325,8 @@ class PhotoCache:
             cached = None if self.revalidate or not is_url(url) else self.lookup(url)
             if cached is not None:
                 results[url] = cached
+                if on_result:
+                    on_result(cached)
             else:
                 todo.append(url)
         done, total = len(results), len(urls)
@@ -347,6 +351,8 @@ class PhotoCache:
                         for task in finished:
                             fetched = task.result()
                             results[fetched.url] = fetched
+                            if on_result:
+                                on_result(fetched)
                             done += 1
                             if progress:
                                 progress(done, total)

@@ -146,6 +146,9 @@ def embed(
         except KeyboardInterrupt:
             interrupted = True
             t_load = t_embed = time.perf_counter()
+        finally:
+            if hasattr(source, "stop_downloads"):  # photos still downloading: cancelled, nothing half-written
+                source.stop_downloads()
     for k, r in recorder.reports.items():
         r.unchanged += plans[k].unchanged
         r.repaired = writers[k].repaired
@@ -195,11 +198,12 @@ def _checked_options(metadata, weights, engine: str, device: str, precision: str
 
 
 def _download(source: Source, refs, engine: str, notes: list[str], progress) -> dict[str, str]:
-    """Photos behind URLs fetched into the photo cache before planning (on Ray, the workers fetch what
-    the cache lacks); returns the URLs that failed, with why."""
+    """Photos behind URLs: those cached are revalidated before planning (conditional requests), the
+    others download while the embedding runs (on Ray, the workers fetch what the cache lacks);
+    returns the URLs that failed, with why."""
     if not hasattr(source, "prefetch") or engine == "ray":
         return {}
-    done = source.prefetch(refs, progress=progress)
+    done = source.prefetch(refs, progress=progress, pipeline=True)
     if done.note():
         notes.append(done.note())
     return done.failed
@@ -256,7 +260,7 @@ def _stat_photos(source: Source, refs) -> tuple[dict, list[tuple[str, str]]]:
                              "tab), which no link, CSV row or terminal line can hold; rename it"))
             continue
         try:
-            stats[ref.id] = source.stat(ref)
+            stats[ref.id] = getattr(source, "peek", source.stat)(ref)
         except OSError as e:
             unusable.append((ref.path, f"cannot read ({e.strerror or e})"))
     return stats, unusable

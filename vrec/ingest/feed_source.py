@@ -11,6 +11,8 @@ its cached copy, which a re-run's conditional request leaves untouched when the 
 """
 from __future__ import annotations
 
+import asyncio
+import contextlib
 import errno
 import os
 from collections.abc import Callable, Sequence
@@ -20,7 +22,7 @@ from pathlib import Path
 from vrec.base.errors import CatalogError
 from vrec.base.userfiles import describe
 from vrec.ingest.catalog import ImageRef, Source, read_regular, stat_regular
-from vrec.ingest.downloads import is_url
+from vrec.ingest.downloads import Fetched, is_url
 
 
 @dataclass(frozen=True)
@@ -58,6 +60,8 @@ class FeedSource(Source):
         self.metadata = feed.products if len(feed.products.columns) else None
         self._refs = [ImageRef(f"{p.product}/{p.position}", p.location, p.product, p.position) for p in feed.photos]
         self._cache = None
+        self._pending: dict = {}  # URL -> threading.Event, set once its background download settled
+        self._fetched: dict = {}  # URL -> Fetched, for the background downloads
 
     def refs(self) -> list[ImageRef]:
         return list(self._refs)
@@ -78,42 +82,106 @@ class FeedSource(Source):
             self._cache = PhotoCache(folder)
         return self._cache
 
-    def __getstate__(self) -> dict:
-        return {**self.__dict__, "_cache": None}  # a client and its event loop do not travel to workers
+    def __getstate__(self) -> dict:  # a client, its event loop and threads' events do not travel to workers
+        return {**self.__dict__, "_cache": None, "_pending": {}, "_fetched": {}, "_downloads": None}
 
     def _local(self, ref: ImageRef) -> str:
         return ref.path if os.path.isabs(ref.path) else str(Path(self.root) / ref.path)
+
+    def peek(self, ref: ImageRef) -> tuple[int, int]:
+        """``stat`` that never waits for a download: (0, 0) for a photo not in the cache yet, which
+        then counts as new (or is read and hashed before deciding)."""
+        if not is_url(ref.path):
+            return self.stat(ref)
+        got = self._settled(ref.path, wait=False)
+        return (got.size, got.mtime_ns) if got is not None and got.path is not None else (0, 0)
 
     def stat(self, ref: ImageRef) -> tuple[int, int]:
         if not is_url(ref.path):
             st = stat_regular(self._local(ref))
             return st.st_size, st.st_mtime_ns
-        got = self.cache().lookup(ref.path)
+        got = self._settled(ref.path, wait=True)
         if got is None or got.path is None:
-            return 0, 0  # not downloaded yet (a Ray worker fetches it): read and hashed before deciding
+            return 0, 0  # not downloaded yet (a Ray worker fetches it on reading)
         return got.size, got.mtime_ns
 
     def read(self, ref: ImageRef) -> bytes:
         if not is_url(ref.path):
             return read_regular(self._local(ref))
-        got = self.cache().lookup(ref.path)
-        if got is None or got.path is None:
+        got = self._settled(ref.path, wait=True)
+        if got is None:
             got = self.cache().fetch(ref.path)
         if got.path is None:
             raise OSError(errno.EIO, got.error or "download failed")
         return read_regular(got.path)
 
-    def prefetch(self, refs: Sequence[ImageRef], progress: Callable[[int, int], None] | None = None) -> Prefetched:
-        """Download every photo behind a URL (new ones, and changed ones by conditional requests)."""
-        urls = [r.path for r in refs if is_url(r.path)]
-        report = Prefetched(total=len(set(urls)))
-        if not urls:
-            return report
-        for url, got in self.cache().fetch_many(urls, progress=progress).items():
+    def _settled(self, url: str, wait: bool):
+        """The cached copy of a URL (None: not cached); with ``wait``, a download in progress first ends."""
+        pending = self._pending.get(url) if self._pending else None
+        if pending is not None:
+            if not wait and not pending.is_set():
+                return None
+            pending.wait()
+            got = self._fetched.get(url)
+            return got if got is not None else Fetched(url, None, "failed", "the download did not finish")
+        return self.cache().lookup(url)
+
+    def prefetch(self, refs: Sequence[ImageRef], progress: Callable[[int, int], None] | None = None,
+                 pipeline: bool = False) -> Prefetched:
+        """Download every photo behind a URL (new ones, and changed ones by conditional requests).
+
+        With ``pipeline``, only photos already cached are revalidated now; the others download on
+        a background thread while the photos are embedded, ``read`` waiting for each one's turn.
+        """
+        urls = list(dict.fromkeys(r.path for r in refs if is_url(r.path)))
+        report = Prefetched(total=len(urls))
+        cached = [u for u in urls if not pipeline or self.cache().lookup(u) is not None]
+        for url, got in self.cache().fetch_many(cached, progress=progress).items():
             report.count(got.status)
             if got.path is None:
                 report.failed[url] = got.error or "download failed"
+        later = [u for u in urls if u not in set(cached)]
+        if later:
+            report.count("downloading while embedding", len(later))
+            self._download_in_background(later)
         return report
+
+    def _download_in_background(self, urls: list[str]) -> None:
+        import threading
+
+        self._fetched: dict = {}
+        self._pending = {u: threading.Event() for u in urls}
+
+        def settled(got) -> None:
+            self._fetched[got.url] = got
+            self._pending[got.url].set()
+
+        loop = asyncio.new_event_loop()
+        task = loop.create_task(self.cache().fetch_many_async(urls, on_result=settled))
+
+        def run() -> None:
+            try:
+                loop.run_until_complete(task)
+            except BaseException:  # cancelled by stop_downloads, or failed: the photos left fail
+                pass
+            finally:  # nothing waits forever (a photo without a result fails)
+                for event in self._pending.values():
+                    event.set()
+                loop.close()
+
+        self._downloads = (loop, task, threading.Thread(target=run, daemon=True, name="vrec-downloads"))
+        self._downloads[2].start()
+
+    def stop_downloads(self, timeout: float = 10.0) -> None:
+        """Cancel the background downloads (Ctrl-C): each removes its temporary file; finished photos stay."""
+        downloads = getattr(self, "_downloads", None)
+        if downloads is None:
+            return
+        loop, task, thread = downloads
+        if thread.is_alive():
+            with contextlib.suppress(RuntimeError):  # the loop closed meanwhile: nothing left to stop
+                loop.call_soon_threadsafe(task.cancel)
+            thread.join(timeout)
 
 
 def local_photo(info: dict, path: str) -> Path | None:
@@ -141,8 +209,8 @@ class Prefetched:
     statuses: dict = field(default_factory=dict)  # downloaded / not-modified / cached / failed -> count
     failed: dict = field(default_factory=dict)  # url -> reason
 
-    def count(self, status: str) -> None:
-        self.statuses[status] = self.statuses.get(status, 0) + 1
+    def count(self, status: str, n: int = 1) -> None:
+        self.statuses[status] = self.statuses.get(status, 0) + n
 
     def note(self) -> str | None:
         if not self.total:

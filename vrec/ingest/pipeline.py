@@ -95,7 +95,7 @@ def process_file(source: Source, ref: ImageRef, specs: dict, min_size: int, know
     """
     out = Decoded(ref)
     try:
-        out.size, out.mtime = source.stat(ref)
+        out.size, out.mtime = source.stat(ref)  # first: a file changed meanwhile then differs next run
         data = source.read(ref)
     except OSError as e:
         out.error = f"cannot read ({e.strerror or e})"
