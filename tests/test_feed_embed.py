@@ -188,3 +188,23 @@ def test_ctrl_c_while_downloading_keeps_what_was_fetched_and_the_next_run_resume
         assert CountingHandler.counts.get(200) == PRODUCTS * 8 - kept  # only what was missing
     finally:
         server.shutdown()
+
+
+def test_a_new_main_photo_in_the_feed_becomes_the_main_photo(tmp_path):
+    feed = feed_slice(tmp_path / "feed.csv", str(GROCERY), products=2)
+    embed(feed, models=[MODEL], store=tmp_path / "st")
+    rows = list(csv.DictReader(open(feed, encoding="utf-8")))
+    extra = rows[0]["additional_image_link"].split(",")
+    rows[0]["image_link"], extra[0] = extra[0], rows[0]["image_link"]  # the merchandiser swaps two photos
+    rows[0]["additional_image_link"] = ",".join(extra)
+    with open(feed, "w", newline="", encoding="utf-8") as f:
+        w = csv.DictWriter(f, fieldnames=list(rows[0]))
+        w.writeheader()
+        w.writerows(rows)
+    report = embed(feed, models=[MODEL], store=tmp_path / "st")
+    assert report.models[0].changed == 2 and not any("repeat" in n for n in report.notes)
+    photos = Store(tmp_path / "st").photos(MODEL).items().set_index("id")
+    assert photos.loc["gs-000/1", "path"].endswith("store-1.jpg") and photos.loc["gs-000/2", "path"].endswith("packshot.jpg")
+    fresh = embed(feed, models=[MODEL], store=tmp_path / "fresh")
+    a, b = vectors_by_photo(tmp_path / "st"), vectors_by_photo(tmp_path / "fresh")
+    assert fresh.models[0].embedded == 16 and max(float(np.abs(a[k] - b[k]).max()) for k in a) < 1e-5

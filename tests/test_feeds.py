@@ -82,7 +82,7 @@ def test_custom_columns_each_option(tmp_path):
                  "sku,name,line,front,back\n"
                  "A1,Tote,bags,https://x.test/a1.jpg,\"a1-side.jpg, a1-back.jpg\"\n"
                  "B2,Belt,belts,b2.jpg,\n")
-    with pytest.raises(CatalogError, match="id_column and image_columns") as e:
+    with pytest.raises(CatalogError, match="--id-column and --image-column") as e:
         read_feed(path)
     assert "'sku'" in str(e.value) and "'front'" in str(e.value)
     feed = read_feed(path, id_column="sku", image_columns=["front", "back"], group_column="line", title_column="name")
@@ -260,3 +260,15 @@ def test_shopify_variants_and_photo_order(tmp_path):
     assert tee["price"] == 19.0 and tee["skus"] == "TEE-S, TEE-M, TEE-L" and tee["Option1 Value"] == "S, M, L"
     assert tee["description"] == "Soft & organic cotton"
     assert not {"Image Src", "Image Position", "Image Alt Text", "Variant Image", "Handle"} & set(feed.products.columns)
+
+
+def test_a_quote_left_open_is_refused_not_read_as_the_next_product(tmp_path):
+    feed = tmp_path / "feed.csv"
+    feed.write_text('id,title,price,image_link\n'
+                    'a,"unterminated,title,1,a.jpg\n'
+                    'b,Real product,2,b.jpg\n'
+                    'c,"A description\nover two lines",3,c.jpg\n')
+    with pytest.raises(CatalogError, match=r"Row 2 .* a quote is probably not closed"):
+        read_feed(feed)
+    feed.write_text('id,title,price,image_link\nc,"A description\nover two lines",3,c.jpg\n')
+    assert read_feed(feed).products.loc["c", "title"] == "A description\nover two lines"

@@ -21,8 +21,9 @@ the limit); a body shorter than its Content-Length; more than ``max_redirects`` 
 redirect loop, a redirect to something else than http(s); a server too slow (see ``timeout``).
 Failures are returned, never raised.
 
-Retries: 429, 500, 502, 503, 504, connection errors, timeouts and truncated bodies are tried again
-up to ``retries`` times, after ``backoff * 2**n`` seconds plus a little jitter, or after the
+Retries: 429, 500, 502, 503, 504, connection errors and truncated bodies are tried again up to
+``retries`` times, a timeout only once (``MAX_TIMEOUT_RETRIES``: a stuck server holds a URL for two
+timeouts, not four), after ``backoff * 2**n`` seconds plus a little jitter, or after the
 server's ``Retry-After`` (seconds or an HTTP date), never more than ``MAX_RETRY_WAIT`` seconds.
 
 Timeouts: ``timeout`` seconds to connect and to receive the response headers (redirects
@@ -110,6 +111,9 @@ def url_problem(url: str) -> str | None:
     if parsed.port is not None and not 0 < parsed.port < 65536:
         return f"invalid URL (port {parsed.port})"
     return None
+
+
+MAX_TIMEOUT_RETRIES = 1  # a URL that timed out is tried once more, not ``retries`` times
 
 
 @dataclass
@@ -380,6 +384,7 @@ class PhotoCache:
             return cached
         meta = self._meta(url) if cached is not None else None
         failure = _Failure("not tried")
+        started, timeouts = time.monotonic(), 0
         for attempt in range(self.retries + 1):
             try:
                 async with limits.host(url), limits.total:  # the host's turn first: never hold a slot while queueing
@@ -390,11 +395,14 @@ class PhotoCache:
                 failure = f
             except (OSError, VrecError, httpx.InvalidURL) as e:  # a full disk, an unwritable cache, a malformed URL
                 failure = _Failure(str(e) or type(e).__name__)
-            if not failure.retry or attempt == self.retries:
+            timeouts += failure.reason.startswith("timed out")
+            if not failure.retry or attempt == self.retries or timeouts > MAX_TIMEOUT_RETRIES:
                 break
             wait = failure.wait if failure.wait is not None else self.backoff * 2 ** attempt
             wait = min(wait, MAX_RETRY_WAIT)
             await asyncio.sleep(wait + random.uniform(0, 0.1 * wait + 0.01))
+        if timeouts > 1:  # say how long the URL held the run, not one attempt's limit
+            failure.reason += f"; {timeouts} tries, {time.monotonic() - started:.0f} s in all"
         return self._failed(url, cached, failure)
 
     def _failed(self, url: str, cached: Fetched | None, failure: _Failure) -> Fetched:

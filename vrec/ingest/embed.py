@@ -118,10 +118,11 @@ def embed(
     if meta is not None:
         st.write_metadata(meta)
     try:
-        failed = _download(source, refs, engine, notes, download_progress)
+        downloads = _download(source, refs, engine, download_progress)
     except KeyboardInterrupt:  # what was downloaded stays cached: the next run resumes from there
         raise EmbedInterrupted(EmbedReport(found=len(refs), models=[], skipped=[], interrupted=True,
                                            notes=notes)) from None
+    failed = downloads.failed if downloads else {}
     stats, unusable = _stat_photos(source, [r for r in refs if r.path not in failed])
     unusable += [(r.path, f"cannot download ({failed[r.path]})") for r in refs if r.path in failed]
     usable = [r for r in refs if r.id in stats]
@@ -155,6 +156,13 @@ def embed(
         stores[k].refresh()
         r.total = len(stores[k].items()) if stores[k].exists() else 0
     st.write_skipped(recorder.skipped)
+    if downloads is not None and downloads.note():
+        notes.append(downloads.note())
+    left_out = _products_left_out(refs, [stores[k] for k in plans])
+    if left_out:
+        shown = ", ".join(map(repr, left_out[:5])) + (f" and {len(left_out) - 5} more" if len(left_out) > 5 else "")
+        notes.append(f"{len(left_out)} product(s) have no photo that could be used and are not in the store: {shown} "
+                     "(their photos are listed with the skipped files).")
     if recorder.repeats:
         path, first = recorder.repeats[0]
         notes.append(f"{len(recorder.repeats)} photo(s) repeat another photo of the same product byte for byte and "
@@ -197,16 +205,13 @@ def _checked_options(metadata, weights, engine: str, device: str, precision: str
     return device, batch_size, ray_options
 
 
-def _download(source: Source, refs, engine: str, notes: list[str], progress) -> dict[str, str]:
+def _download(source: Source, refs, engine: str, progress):
     """Photos behind URLs: those cached are revalidated before planning (conditional requests), the
-    others download while the embedding runs (on Ray, the workers fetch what the cache lacks);
-    returns the URLs that failed, with why."""
+    others download while the embedding runs (on Ray, the workers fetch what the cache lacks).
+    Returns what became of them (``feed_source.Prefetched``; complete once the run is over), or None."""
     if not hasattr(source, "prefetch") or engine == "ray":
-        return {}
-    done = source.prefetch(refs, progress=progress, pipeline=True)
-    if done.note():
-        notes.append(done.note())
-    return done.failed
+        return None
+    return source.prefetch(refs, progress=progress, pipeline=True)
 
 
 def _catalog(folder, feed=None) -> tuple[Source, list, list[str]]:
@@ -234,6 +239,16 @@ def _metadata(metadata, source: Source, refs, notes: list[str]) -> tuple[object,
         meta = source.metadata
         return meta, {"rows": len(meta), "matched": len(meta), "unmatched_rows": 0, "items_without_metadata": 0}
     return None, None
+
+
+def _products_left_out(refs, stores) -> list[str]:
+    """Products of the catalog of which no photo is in the store (every one failed)."""
+    wanted = list(dict.fromkeys(r.product for r in refs if r.product))
+    kept: set = set()
+    for ms in stores:
+        if ms.exists():
+            kept |= set(ms.items()["product"].astype(str))
+    return [p for p in wanted if p not in kept] if wanted and stores else []
 
 
 def _product_refs(refs):

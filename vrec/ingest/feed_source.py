@@ -79,13 +79,23 @@ class FeedSource(Source):
             if folder is not None and os.path.lexists(folder) and not os.path.isdir(folder):
                 raise CatalogError(f"--cache {str(folder)!r} {describe(folder) or 'is a file'}, not a folder; pass a "
                                    "folder for the downloaded photos (it is created if missing).")
-            self._cache = PhotoCache(folder)
+            cache = PhotoCache(folder)
+            try:
+                cache.folder.mkdir(parents=True, exist_ok=True)
+            except OSError as e:
+                raise CatalogError(f"Cannot make the photo cache folder {str(cache.folder)!r} ({e.strerror or e}); pass "
+                                   "--cache with a folder you can write to.") from None
+            self._cache = cache
         return self._cache
 
     def __getstate__(self) -> dict:  # a client, its event loop and threads' events do not travel to workers
         return {**self.__dict__, "_cache": None, "_pending": {}, "_fetched": {}, "_downloads": None}
 
     def _local(self, ref: ImageRef) -> str:
+        scheme = ref.path.split("://", 1)[0] if "://" in ref.path else ""
+        if scheme or ref.path.lower().startswith(("javascript:", "data:")):
+            raise OSError(errno.EINVAL, f"unsupported location {scheme or ref.path.split(':', 1)[0]!r}: photo "
+                                        "locations in a feed are paths or http(s) URLs")
         return ref.path if os.path.isabs(ref.path) else str(Path(self.root) / ref.path)
 
     def peek(self, ref: ImageRef) -> tuple[int, int]:
@@ -140,13 +150,14 @@ class FeedSource(Source):
             report.count(got.status)
             if got.path is None:
                 report.failed[url] = got.error or "download failed"
-        later = [u for u in urls if u not in set(cached)]
+        revalidated = set(cached)
+        later = [u for u in urls if u not in revalidated]
         if later:
-            report.count("downloading while embedding", len(later))
-            self._download_in_background(later)
+            self._download_in_background(later, report)
         return report
 
-    def _download_in_background(self, urls: list[str]) -> None:
+    def _download_in_background(self, urls: list[str], report: Prefetched) -> None:
+        """Fetch ``urls`` on a thread of their own, counting each outcome into ``report`` as it settles."""
         import threading
 
         self._fetched: dict = {}
@@ -154,6 +165,7 @@ class FeedSource(Source):
 
         def settled(got) -> None:
             self._fetched[got.url] = got
+            report.count(got.status)
             self._pending[got.url].set()
 
         loop = asyncio.new_event_loop()
@@ -213,6 +225,7 @@ class Prefetched:
         self.statuses[status] = self.statuses.get(status, 0) + n
 
     def note(self) -> str | None:
+        """One line for the user: how the photos behind URLs fared (read it once the run is over)."""
         if not self.total:
             return None
         parts = [f"{n} {s}" for s, n in sorted(self.statuses.items())]

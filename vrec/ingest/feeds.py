@@ -209,6 +209,7 @@ def _csv(data: bytes, path) -> _Table:
         if isinstance(e, CatalogError):
             raise
         raise CatalogError(f"Cannot read {WHAT.lower()} {str(path)!r} as CSV ({e}).") from None
+    _refuse_swallowed_rows(raw, separator(data), path)
     blank = (raw.apply(lambda c: c.str.strip()) == "").all(axis=1)
     if Path(str(path).lower().removesuffix(".gz")).suffix in (".tsv", ".txt"):
         notes = [n for n in notes if "separated by tabs" not in n]  # as the name says: nothing to tell
@@ -217,6 +218,26 @@ def _csv(data: bytes, path) -> _Table:
     rows = [r for r, k in zip(rows, keep) if k]
     raw, frame = raw[keep].reset_index(drop=True), frame[keep].reset_index(drop=True)
     return _Table(frame, raw, rows, notes)
+
+
+def _refuse_swallowed_rows(raw, sep: str, path) -> None:
+    """Refuse a quote left open: a cell that runs over line breaks into lines shaped like rows of the
+    feed (as many separators as the header, nearly) swallowed the rows after it. A description of
+    several lines is fine."""
+    width = len(raw.columns)
+    if width < 3:
+        return
+    for column in raw.columns:
+        cells = raw[column]
+        for i in cells.index[cells.str.contains("\n", regex=False)]:
+            lines = cells[i].split("\n")[1:]
+            swallowed = [line for line in lines if line.count(sep) >= width - 2]
+            if swallowed:
+                raise CatalogError(
+                    f"Row {i + 2} of {WHAT.lower()} {str(path)!r}: the value of {column!r} runs over the next "
+                    f"line{'s' if len(lines) > 1 else ''}, which look{'' if len(lines) > 1 else 's'} like a row of its "
+                    f"own ({swallowed[0][:60]!r}); a quote is probably not closed in that row: close it and read "
+                    "the feed again.")
 
 
 def _refuse_bad_row(data: bytes, path) -> None:
@@ -289,8 +310,8 @@ def _drop_blank(table: _Table) -> _Table:
 def _layout(path, fmt: str, columns: list[str], id_column, image_columns: list[str], group_column,
             title_column) -> _Layout:
     """Which columns hold the id, the photos, the group and the title: the options, else the format's."""
-    for option, names in (("id_column", [id_column]), ("image_columns", image_columns),
-                          ("group_column", [group_column]), ("title_column", [title_column])):
+    for option, names in (("--id-column", [id_column]), ("--image-column", image_columns),
+                          ("--group-column", [group_column]), ("--title-column", [title_column])):
         for name in names:
             if name is not None and name not in columns:
                 raise CatalogError(f"{WHAT} {str(path)!r} has no column {name!r} (given as {option});{suggest(name, columns)}"
@@ -309,7 +330,7 @@ def _layout(path, fmt: str, columns: list[str], id_column, image_columns: list[s
         listed, extra = list(image_columns), []
     listed = [c for c in listed if c is not None]
     if ident not in columns or not listed:
-        missing = " and ".join(o for o, bad in (("id_column", ident not in columns), ("image_columns", not listed))
+        missing = " and ".join(o for o, bad in (("--id-column", ident not in columns), ("--image-column", not listed))
                                if bad)
         raise CatalogError(f"{WHAT} {str(path)!r} does not say which column holds the product id and which the photo "
                            f"locations; name them with {missing} (its columns are {_list(columns)}).")

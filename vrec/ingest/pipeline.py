@@ -208,14 +208,17 @@ class Recorder:
 
 
 def _product_hashes(stores: dict, job: Job) -> dict[tuple[str, str], str]:
-    """(product, content hash) -> photo id, for the photos already stored that this run keeps."""
-    keep = {r.id for r in job.refs}
+    """(product, content hash) -> photo id, for the photos already stored that this run keeps as they
+    are (same id, same location, not read again): a photo read now repeats one of those, or none.
+    A photo that moved (a feed whose photos changed order) is not among them."""
+    read_now = {r.id for r in job.to_read}
+    keep = {r.id: r.path for r in job.refs if r.id not in read_now}
     seen: dict = {}
     for ms in stores.values():
         if ms.exists():
             items = ms.items()
-            for i, p, h in zip(items["id"], items["product"], items["hash"]):
-                if i in keep:
+            for i, path, p, h in zip(items["id"], items["path"], items["product"], items["hash"]):
+                if keep.get(i) == path:
                     seen.setdefault((p, h), i)
     return seen
 

@@ -164,6 +164,18 @@ def _rank(st, ms, table, queries: np.ndarray, k: int, filters: Sequence[str], ex
     return out.drop(columns=list(INTERNAL_COLUMNS), errors="ignore").reset_index(drop=True), notes
 
 
+def _photo_row(ms, text: str) -> tuple[int, str, str] | None:
+    """(global row, product id, path) of the photo whose id is ``text`` in a product store, or None."""
+    if getattr(ms, "grain", "photo") != "product":
+        return None
+    photos = ms.photos.items()
+    at = np.flatnonzero((photos["id"].astype(str) == text).to_numpy())
+    if not len(at):
+        return None
+    row = photos.iloc[int(at[0])]
+    return int(row["row"]), str(row["product"]), str(row["path"])
+
+
 def _same_group(st, table, pos: int, column: str | None) -> set[int]:
     """Positions of the items in the same group as item ``pos`` (its variants)."""
     column = column or st.info().get("group_column") or "item_group_id"
@@ -191,7 +203,7 @@ def _shortfall_notes(ms, matching, available: int, k: int, excluded: bool, colla
     """A note when fewer than k results exist: the filters, the catalog or --collapse leave fewer."""
     if available >= k:
         return []
-    unit = f"{collapse} groups" if collapse else "items"
+    unit = f"{collapse} group{'s' if available != 1 else ''}" if collapse else f"item{'s' if available != 1 else ''}"
     besides = " besides the query" if excluded else ""
     if not matching.all():
         return [f"only {available} {unit} match the filters"]
@@ -361,6 +373,9 @@ def search_image(query: str, k: int = 10, model: str = "siglip", store=None, fil
     meta_notes: list[str] = []
     table = catalog_table(st, ms, meta_notes)
     pos = resolve_item(table, str(query)) if image is None else None
+    photo = _photo_row(ms, str(query)) if image is None and pos is None else None
+    if photo is not None:  # one photo of a product (PRODUCT/2): that photo's vector, for its product
+        pos = resolve_item(table, photo[1])
     enc = encoder
     exclude: set[int] = set()
     query_path = query_item = None
@@ -373,9 +388,10 @@ def search_image(query: str, k: int = 10, model: str = "siglip", store=None, fil
             raise QueryError(f"Cannot use {str(query)!r} as a query image: {e}.") from None
         q = enc.encode_images([img])
     elif pos is not None:
-        q = ms.vectors_for_rows([int(table["row"].iloc[pos])])
+        q = ms.vectors_for_rows([int(table["row"].iloc[pos])]) if photo is None else \
+            ms.photos.vectors_for_rows([photo[0]])
         exclude = {pos} | (_same_group(st, table, pos, collapse) if exclude_same_group else set())
-        query_path = str(local_photo(st.info(), str(table["path"].iloc[pos])) or "")
+        query_path = str(local_photo(st.info(), photo[2] if photo else str(table["path"].iloc[pos])) or "")
         query_item = table.iloc[pos].drop(labels=list(INTERNAL_COLUMNS), errors="ignore").to_dict()
     elif Path(query).is_file():
         enc = enc or load_encoder(ms, weights, device)
@@ -397,6 +413,9 @@ def search_image(query: str, k: int = 10, model: str = "siglip", store=None, fil
         q = q + weight * steer
         q = q / max(float(np.linalg.norm(q)), 1e-12)
     out, notes = _rank(st, ms, table, q.astype(np.float32), k, filters, exclude, collapse)
+    if exclude_same_group and pos is None:
+        notes.append("--exclude-same-group applies to a catalog item as the query (its variants); a photo has no "
+                     "group, so nothing was left out")
     label = str(query) + "".join(f" +{p!r}" for p in plus) + "".join(f" -{m!r}" for m in minus)
     return SearchResult(label, "image", model, out, query_path=query_path, query_item=query_item,
                         notes=meta_notes + notes)
