@@ -11,8 +11,8 @@ from collections.abc import Sequence
 from vrec.base.records import to_records
 
 # metadata columns worth a place in a narrow terminal table, in order of preference
-PREFERRED_COLUMNS = ("title", "productDisplayName", "name", "category", "articleType", "colour", "baseColour",
-                     "price", "tags")
+PREFERRED_COLUMNS = ("title", "productDisplayName", "name", "brand", "category", "product_type", "articleType",
+                     "colour", "baseColour", "price", "currency", "tags")
 
 
 def display_columns(table, extra: Sequence[str] = ()) -> list[str]:
@@ -22,10 +22,10 @@ def display_columns(table, extra: Sequence[str] = ()) -> list[str]:
 
 
 def fmt(v) -> str:
+    if v is None or (isinstance(v, float) and v != v):  # missing (None, NaN): an empty cell
+        return ""
     if isinstance(v, float):
         return f"{v:.3f}" if abs(v) < 10 else f"{v:,.2f}"
-    if v is None or (isinstance(v, float) and v != v):
-        return ""
     return str(v)
 
 
@@ -56,6 +56,8 @@ def results_table(result, title: str | None = None):
     if "probability" in t.columns:
         table.add_column("match p", justify="right")
     table.add_column("id")
+    if "photo" in t.columns:  # products of several photos: the one that matched best
+        table.add_column("best photo")
     cols = display_columns(t)
     for c in cols:
         table.add_column(rich_text(c))
@@ -64,6 +66,8 @@ def results_table(result, title: str | None = None):
         if "probability" in t.columns:
             row.append(f"{r['probability']:.3f}")
         row.append(rich_text(r["id"]))
+        if "photo" in t.columns:
+            row.append(rich_text(f"{r['photo']} of {r['photos']}" if "photos" in t.columns else r["photo"]))
         row += [rich_text(fmt(r[c])) for c in cols]
         table.add_row(*row)
     return table
