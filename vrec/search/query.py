@@ -277,6 +277,8 @@ def search_text(query: str, k: int = 10, model: str = "siglip", store=None, temp
         tower = _Background(_load_and_encode, ms.name, weights, device, precision, text, time.perf_counter() - t)
     meta_notes: list[str] = []
     catalog = catalog_rows(st, ms, meta_notes)
+    if tower is not None:
+        _prepare_search(ms, filters)
     lap("store")
     if tower is None:
         enc, q = encoder, encoder.encode_texts([text])
@@ -299,6 +301,24 @@ def search_text(query: str, k: int = 10, model: str = "siglip", store=None, temp
         out.insert(2, "probability", (1.0 / (1.0 + np.exp(-z))).astype(np.float32))
     lap("search")
     return SearchResult(query, "text", model, out, notes=meta_notes + notes, timings=timings)
+
+
+def _prepare_search(ms, filters: Sequence[str]) -> None:
+    """What the search needs next, done while the text tower loads on its thread: the pandas and
+    pyarrow imports (reading the catalog's rows) and, for an unfiltered search, the HNSW index."""
+    import pandas  # noqa: F401
+    import pyarrow.parquet  # noqa: F401
+
+    from vrec.base.errors import StaleIndex
+    from vrec.store.index import EXACT_BELOW, loaded_index
+
+    if filters or getattr(ms, "grain", "photo") == "product" or not ms.manifest().get("index"):
+        return
+    if ms.live_count() >= EXACT_BELOW:
+        try:
+            loaded_index(ms)
+        except StaleIndex:  # the search says so
+            pass
 
 
 def _load_and_encode(model: str, weights, device: str, precision: str, text: str, checked: float):
