@@ -118,9 +118,11 @@ def clustered(n: int, dim: int, seed: int, centres=None) -> tuple[np.ndarray, tu
 
 
 def write_vectors(store: Path, model: str, config: dict, ids: list[str], vectors: np.ndarray, root: Path,
-                  with_paths: bool = True):
+                  with_paths: bool = True, photos: int = 1):
     """A new store at ``store`` (for catalog folder ``root``) holding ``vectors`` under ``model``,
-    one row per id (its path the id + .jpg, or empty), in shards of up to 250,000 rows. Returns the Store."""
+    one row per id (its path the id + .jpg, or empty), in shards of up to 250,000 rows; with
+    ``photos`` > 1, every ``photos`` consecutive rows are the photos of one product (named after
+    its first photo's id). Returns the Store."""
     import pandas as pd
 
     from vrec.store.store import Store
@@ -132,17 +134,23 @@ def write_vectors(store: Path, model: str, config: dict, ids: list[str], vectors
             chunk = ids[start:start + 250_000]
             items = pd.DataFrame({"id": chunk, "path": [i + ".jpg" for i in chunk] if with_paths else "", "hash": "", "size": 0, "mtime": 0,
                                   "width": 0, "height": 0})
+            if photos > 1:
+                j = np.arange(start, start + len(chunk))
+                items["product"] = [f"product-{p:07d}" for p in (j // photos).tolist()]
+                items["position"] = j % photos + 1
             w.add(items, vectors[start:start + len(chunk)])
             w.flush()
     return st
 
 
-def siglip_store(store: Path, ids: list[str], seed: int, weights: Path | None = None, root: Path | None = None):
+def siglip_store(store: Path, ids: list[str], seed: int, weights: Path | None = None, root: Path | None = None,
+                 photos: int = 1):
     """A store of clustered 768-d vectors under model ``siglip`` (its real configuration, for
-    ``weights`` if given), as a catalog of SigLIP embeddings would be. Returns the Store."""
+    ``weights`` if given), as a catalog of SigLIP embeddings would be; ``photos``: per product
+    (see ``write_vectors``). Returns the Store."""
     from vrec.models.registry import resolve
     from vrec.models.weights import expected_config
 
     vectors, _ = clustered(len(ids), 768, seed=seed)
     return write_vectors(store, "siglip", expected_config(resolve("siglip"), weights), ids, vectors,
-                         root or store.parent)
+                         root or store.parent, photos=photos)

@@ -8,7 +8,7 @@ import pandas as pd
 import pytest
 
 from vrec.search.query import _rank
-from vrec.store.catalog_table import catalog_table
+from vrec.store.catalog_rows import catalog_rows
 from vrec.store.products import ProductStore, save_products
 from vrec.store.store import Store
 from vrec.store.writer import ModelWriter
@@ -81,7 +81,7 @@ def test_products_rank_as_a_brute_force_reference_ranks_them(catalog, scoring):
 def test_a_result_list_never_holds_a_product_twice_and_k_products_come_back(catalog):
     st, _, _ = catalog
     ps = st.model("m").with_scoring("max")
-    table = catalog_table(st, ps)
+    table = catalog_rows(st, ps)
     q = unit(np.random.default_rng(2).normal(size=(1, CONFIG["dim"])))
     for k, filters, collapse in [(60, (), None), (25, ("price<5",), None), (20, (), "line"), (10, ("price>=5",), "line")]:
         out, _ = _rank(st, ps, table, q, k, filters, collapse=collapse)
@@ -120,4 +120,4 @@ def test_a_store_of_single_photos_stays_one_row_per_photo(tmp_path):
     ms = st.model("m")
     assert not isinstance(ms, ProductStore)
     assert list(ms.items()["product"]) == ["a", "b"] and list(ms.items()["position"]) == [1, 1]
-    assert "product" not in _rank(st, ms, catalog_table(st, ms), unit(np.eye(1, CONFIG["dim"])), 2, ())[0].columns
+    assert "product" not in _rank(st, ms, catalog_rows(st, ms), unit(np.eye(1, CONFIG["dim"])), 2, ())[0].columns

@@ -108,11 +108,32 @@ class _WriteOnly:
         self.write = f.write
 
 
-def write_parquet(path: str | os.PathLike, df) -> None:
+def write_parquet(path: str | os.PathLike, df, row_group_size: int | None = None) -> None:
+    """``df`` as a parquet file (no index); ``row_group_size``: rows per row group, so that a reader
+    can read a few rows without decoding the whole file (see vrec.store.catalog_rows)."""
     with atomic_path(path) as tmp:
-        df.to_parquet(tmp, index=False)
+        df.to_parquet(tmp, index=False, row_group_size=row_group_size)
         with open(tmp, "rb") as f:  # on disk before the rename, as write_json and write_npy are
             os.fsync(f.fileno())
+
+
+def read_parquet_rows(path: str | os.PathLike, positions, columns: list[str] | None = None):
+    """Rows of a parquet file by position, in the order given (repeats allowed), as a DataFrame
+    converted as ``pandas.read_parquet`` converts: only the row groups holding them are decoded."""
+    import numpy as np
+    import pyarrow.parquet as pq
+
+    f = pq.ParquetFile(path)
+    sizes = np.array([f.metadata.row_group(i).num_rows for i in range(f.num_row_groups)], np.int64)
+    starts = np.r_[0, np.cumsum(sizes)]
+    positions = np.asarray(positions, np.int64)
+    group_of = np.searchsorted(starts, positions, side="right") - 1
+    groups = np.unique(group_of)
+    table = f.read_row_groups(groups.tolist(), columns=columns)
+    # where each wanted row is in ``table``, the row groups read one after the other
+    read_starts = np.r_[0, np.cumsum(sizes[groups])]
+    at = np.searchsorted(groups, group_of)
+    return table.take(read_starts[at] + positions - starts[group_of]).to_pandas()
 
 
 def read_json(path: str | os.PathLike) -> dict:

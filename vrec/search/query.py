@@ -18,9 +18,10 @@ import numpy as np
 
 from vrec.base.errors import QueryError, UnknownItem, check_number, suggest
 from vrec.models.registry import check_model_name
+from vrec.store.catalog_rows import TableRows, catalog_rows, positions_of
 from vrec.store.catalog_table import catalog_table
 from vrec.store.filters import INTERNAL as INTERNAL_COLUMNS  # used to search, never shown nor exported
-from vrec.store.filters import apply_filters
+from vrec.store.filters import apply_filters, filter_columns
 from vrec.store.index import search_rows
 from vrec.store.products import check_scoring
 from vrec.store.store import ModelStore, Store, as_store
@@ -126,28 +127,33 @@ def unknown_item(table, text: str, photos: bool = True) -> UnknownItem:
                        f"(or its unique last part).{hint}")
 
 
-def _rank(st, ms, table, queries: np.ndarray, k: int, filters: Sequence[str], exclude: set[int] = frozenset(),
+def _rank(st, ms, catalog, queries: np.ndarray, k: int, filters: Sequence[str], exclude: set[int] = frozenset(),
           collapse: str | None = None):
     """The k best items (products) for one query vector, as the result table, and notes.
 
+    ``catalog``: the catalog table, whole (``TableRows``) or read as needed (``CatalogRows``: an
+    unfiltered query reads its k rows only, a filtered one the filters' columns too).
     ``exclude``: table positions never returned (the query item, its variants); ``collapse``: a
     column of which each value appears once (the best item of each group, e.g. of an item_group_id),
     found by fetching more results until k groups are seen.
     """
     check_number("--k", k, min=1, integer=True)
     k = int(k)
-    matching = apply_filters(table, filters)
+    matching, table_rows = _matching(catalog, filters)
     mask = matching.copy()
     if exclude:
         mask[list(exclude)] = False
-    groups = _group_keys(table, collapse)
+    groups = _group_keys(catalog, collapse)
     available = int(mask.sum()) if groups is None else len(set(groups[mask]))
     notes = _shortfall_notes(ms, matching, available, k, bool(exclude), collapse)
-    allowed = table["row"].to_numpy()[mask] if not matching.all() or len(exclude) > 1 else None
+    if not matching.all() or len(exclude) > 1:
+        allowed = (table_rows if table_rows is not None else catalog.frame([])["row"].to_numpy())[mask]
+    else:
+        allowed = None
     fetch = min(k, available) + (len(exclude) if allowed is None else 0)
     while True:
         rows, scores, photos = _search(ms, queries, fetch, allowed)
-        pos = _positions(table, rows[0])
+        pos = catalog.positions(rows[0])
         keep = [j for j, p in enumerate(pos) if p not in exclude]
         if groups is not None:
             seen: set = set()
@@ -156,7 +162,7 @@ def _rank(st, ms, table, queries: np.ndarray, k: int, filters: Sequence[str], ex
             break
         fetch *= 4
     keep = keep[:k]
-    out = table.iloc[[pos[j] for j in keep]].copy()
+    out = catalog.take([pos[j] for j in keep])
     out.insert(0, "score", scores[0][keep].astype(np.float32))
     out.insert(0, "rank", np.arange(1, len(out) + 1))
     if photos is not None:
@@ -188,12 +194,23 @@ def _same_group(st, table, pos: int, column: str | None) -> set[int]:
     return set(np.flatnonzero((table[column] == value).to_numpy()).tolist())
 
 
-def _group_keys(table, collapse: str | None):
+def _matching(catalog, filters: Sequence[str]) -> tuple[np.ndarray, np.ndarray | None]:
+    """Which rows of the catalog match the filters, and their ``row`` (None without filters),
+    reading only the columns the filters name (all of them when one names no column, for its error)."""
+    if not filters:
+        return np.ones(len(catalog), bool), None
+    columns = filter_columns(filters, catalog.columns)
+    frame = catalog.frame([c for c in catalog.columns if c not in INTERNAL_COLUMNS] if columns is None else columns)
+    return apply_filters(frame, filters), frame["row"].to_numpy()
+
+
+def _group_keys(catalog, collapse: str | None):
     """Each item's group for --collapse (an item without a value is a group of its own), or None."""
     if collapse is None:
         return None
-    if collapse not in table.columns:
-        raise QueryError(f"No column {collapse!r} to --collapse by.{suggest(collapse, list(map(str, table.columns)))}")
+    if collapse not in catalog.columns:
+        raise QueryError(f"No column {collapse!r} to --collapse by.{suggest(collapse, list(map(str, catalog.columns)))}")
+    table = catalog.frame([collapse, "id"])
     values = table[collapse].astype("string").fillna("").str.strip()
     own = "\0" + table["id"].astype(str)  # no value: the item alone
     return values.where(values != "", own).to_numpy(dtype=object)
@@ -221,24 +238,16 @@ def _search(ms, queries: np.ndarray, k: int, allowed):
 
 
 def best_photo(ms, out, photo_rows: np.ndarray) -> None:
-    """Show each product result with the photo that matched best: its ``path``, and its id as ``photo``."""
-    photos = ms.photos.items()
-    at = _positions(photos, photo_rows)
-    out["path"] = photos["path"].to_numpy()[at] if len(at) else []
-    out.insert(out.columns.get_loc("id") + 1, "photo", photos["id"].to_numpy()[at] if len(at) else [])
+    """Show each product result with the photo that matched best: its ``path``, and its id as ``photo``
+    (reading those photos' rows only)."""
+    photos = ms.photos.items_at(photo_rows)
+    out["path"] = photos["path"].to_numpy() if len(photos) else []
+    out.insert(out.columns.get_loc("id") + 1, "photo", photos["id"].to_numpy() if len(photos) else [])
 
 
 def _positions(table, rows: np.ndarray) -> list[int]:
-    """Positions in ``table`` of global rows: a binary search, since tables keep store order (rows
-    ascend), so a query over a large catalog does not build a dict of every row."""
-    table_rows = table["row"].to_numpy()
-    rows = np.asarray(rows, np.int64)
-    pos = np.searchsorted(table_rows, rows)
-    found = (pos < len(table_rows)).all() and np.array_equal(table_rows[np.minimum(pos, len(table_rows) - 1)], rows)
-    if not found:
-        pos_of = dict(zip(table_rows.tolist(), range(len(table_rows))))  # not in store order after all
-        return [pos_of[int(r)] for r in rows]
-    return [int(p) for p in pos]
+    """Positions in ``table`` of global rows (see ``positions_of``)."""
+    return positions_of(table["row"].to_numpy(), rows)
 
 
 def search_text(query: str, k: int = 10, model: str = "siglip", store=None, template: str = DEFAULT_TEMPLATE,
@@ -279,7 +288,9 @@ def search_text(query: str, k: int = 10, model: str = "siglip", store=None, temp
         check_config(ms, weights)  # here, so that only this thread touches the model store
         tower = _Background(_load_and_encode, ms.name, weights, device, precision, text, time.perf_counter() - t)
     meta_notes: list[str] = []
-    table = catalog_table(st, ms, meta_notes)
+    catalog = catalog_rows(st, ms, meta_notes)
+    if tower is not None:
+        _prepare_search(ms, filters)
     lap("store")
     if tower is None:
         enc, q = encoder, encoder.encode_texts([text])
@@ -296,12 +307,30 @@ def search_text(query: str, k: int = 10, model: str = "siglip", store=None, temp
                 spent = timings.pop("text encoding")
                 timings.update(onnx)
                 timings["onnx export"] = max(0.0, spent - sum(onnx.values()))
-    out, notes = _rank(st, ms, table, q, k, filters, collapse=collapse)
+    out, notes = _rank(st, ms, catalog, q, k, filters, collapse=collapse)
     if enc.logit_bias is not None:
         z = enc.logit_scale * out["score"].to_numpy(np.float64) + enc.logit_bias
         out.insert(2, "probability", (1.0 / (1.0 + np.exp(-z))).astype(np.float32))
     lap("search")
     return SearchResult(query, "text", model, out, notes=meta_notes + notes, timings=timings)
+
+
+def _prepare_search(ms, filters: Sequence[str]) -> None:
+    """What the search needs next, done while the text tower loads on its thread: the pandas and
+    pyarrow imports (reading the catalog's rows) and, for an unfiltered search, the HNSW index."""
+    import pandas  # noqa: F401
+    import pyarrow.parquet  # noqa: F401
+
+    from vrec.base.errors import StaleIndex
+    from vrec.store.index import EXACT_BELOW, loaded_index
+
+    if filters or getattr(ms, "grain", "photo") == "product" or not ms.manifest().get("index"):
+        return
+    if ms.live_count() >= EXACT_BELOW:
+        try:
+            loaded_index(ms)
+        except StaleIndex:  # the search says so
+            pass
 
 
 def _load_and_encode(model: str, weights, device: str, precision: str, text: str, checked: float):
@@ -412,7 +441,7 @@ def search_image(query: str, k: int = 10, model: str = "siglip", store=None, fil
             steer -= enc.encode_texts(list(minus)).sum(0)
         q = q + weight * steer
         q = q / max(float(np.linalg.norm(q)), 1e-12)
-    out, notes = _rank(st, ms, table, q.astype(np.float32), k, filters, exclude, collapse)
+    out, notes = _rank(st, ms, TableRows(table), q.astype(np.float32), k, filters, exclude, collapse)
     if exclude_same_group and pos is None:
         notes.append("--exclude-same-group applies to a catalog item as the query (its variants); a photo has no "
                      "group, so nothing was left out")

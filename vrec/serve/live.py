@@ -99,6 +99,8 @@ class _SnapshotModel(ModelStore):
 class Snapshot(Store):
     """The store as it was at one moment, shared read-only by the requests that use it."""
 
+    keeps_tables = True  # queries use the catalog tables kept here, never the files
+
     def __init__(self, path: str | os.PathLike, signature: tuple = ()):
         super().__init__(path)
         self.signature = signature

@@ -23,7 +23,14 @@ def is_vrec_column(name) -> bool:
 
 
 def _rename_clashes(meta, items, notes: list | None):
-    """Metadata with columns named like vrec's own renamed ``meta_<name>`` (one note says so).
+    """Metadata with columns named like vrec's own renamed ``meta_<name>`` (one note says so)."""
+    renames, dropped = clashes(meta, items, notes)
+    return meta.drop(columns=dropped).rename(columns=renames)
+
+
+def clashes(meta, items, notes: list | None) -> tuple[dict, list]:
+    """How metadata columns named like vrec's own are shown: ``{name: "meta_<name>"}``, and the ones
+    left out (one note says so).
 
     A clashing column that only repeats vrec's own values for every item (e.g. a ``path`` file
     column that matched the photos) is left out instead: nothing is lost.
@@ -49,7 +56,7 @@ def _rename_clashes(meta, items, notes: list | None):
             notes.append(f"metadata column {olds} is named {news} here: {olds} is one of vrec's own columns.")
         else:
             notes.append(f"metadata columns {olds} are named {news} here: those are vrec's own column names.")
-    return meta.drop(columns=dropped).rename(columns=renames)
+    return renames, dropped
 
 
 def catalog_table(st: Store, ms: ModelStore, notes: list | None = None):

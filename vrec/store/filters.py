@@ -197,6 +197,25 @@ def _equals(series, values) -> np.ndarray:
     return text
 
 
+def filter_columns(filters: Sequence[str], columns) -> list[str] | None:
+    """The columns among ``columns`` that the filters name, as ``parse_filter`` finds them (so a
+    query reads only those), or None when one does not read as a filter on a known column: its
+    error lists every column, so it needs them all."""
+    usable = [str(c) for c in columns if c not in INTERNAL]
+    lower = {c.lower(): c for c in usable}  # the last of equal names, as _column picks
+    named = []
+    for expr in filters or ():
+        m = _TAG.match(expr) or _IN.match(expr) or _CMP.match(expr)
+        if m is None or (m.re is _CMP and not m.group(3)):
+            return None
+        name = "tags" if m.re is _TAG else m.group(1)
+        found = name if name in usable else lower.get(name.lower())
+        if found is None:
+            return None
+        named.append(found)
+    return list(dict.fromkeys(named))
+
+
 def apply_filters(df, filters: Sequence[str]) -> np.ndarray:
     """Mask of rows satisfying every filter (all rows when there are none)."""
     mask = np.ones(len(df), dtype=bool)

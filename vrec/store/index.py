@@ -279,8 +279,7 @@ def search_rows(ms: ModelStore, queries: np.ndarray, k: int, allowed_rows: np.nd
     """
     if getattr(ms, "grain", "photo") == "product":
         return ms.search(queries, k, allowed_rows)
-    items = ms.items()
-    n = len(items)
+    n = ms.live_count()
     if exact is None:
         exact = n < EXACT_BELOW or allowed_rows is not None or ms.manifest().get("index") is None
     if not exact:
@@ -292,7 +291,10 @@ def search_rows(ms: ModelStore, queries: np.ndarray, k: int, allowed_rows: np.nd
             return labels.astype(np.int64), (1.0 - dist).astype(np.float32)
         except RuntimeError:  # fewer than k reachable: answer exactly instead
             pass
-    rows = items["row"].to_numpy() if allowed_rows is None else np.asarray(allowed_rows, np.int64)
+    if allowed_rows is None:  # every live row, from the tombstones (not the items: a query need not read them)
+        rows = np.concatenate([r for r, _ in ms.iter_live()] or [np.zeros(0, np.int64)])
+    else:
+        rows = np.asarray(allowed_rows, np.int64)
     vectors = ms.vectors() if allowed_rows is None else ms.vectors_for_rows(rows)
     pos, scores = exact_topk(vectors, queries, k)
     return rows[pos], scores

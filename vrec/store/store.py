@@ -46,6 +46,9 @@ DEFAULT_STORE = ".vrec"
 ITEM_COLUMNS = ["id", "path", "hash", "size", "mtime", "width", "height", "product", "position"]
 COMPACT_DELETED_SHARE = 0.25  # compact once a quarter of the rows are tombstones
 COMPACT_MAX_SHARDS = 256  # ... or once there are this many shards
+# Rows per parquet row group in item shards and metadata.parquet: a query reads the row groups of
+# its k results only (vrec.store.catalog_rows), a few ms each, instead of whole files.
+ROW_GROUP_ROWS = 8192
 
 
 def default_store_path() -> str:
@@ -74,6 +77,10 @@ MIGRATIONS = {0: _migrate_v0}
 
 class Store:
     """A folder holding one catalog's items, metadata and per-model vectors."""
+
+    # False: a query reads only the catalog rows it needs from the files (vrec.store.catalog_rows);
+    # a long-lived process that keeps whole catalog tables in memory (vrec serve) says True.
+    keeps_tables = False
 
     def __init__(self, path: str | os.PathLike | None = None):
         self.path = Path(path or default_store_path())
@@ -180,7 +187,7 @@ class Store:
         return pd.read_parquet(p).set_index("id") if p.is_file() else pd.DataFrame(index=pd.Index([], name="id"))
 
     def write_metadata(self, df) -> None:
-        write_parquet(self.path / "metadata.parquet", df.reset_index())
+        write_parquet(self.path / "metadata.parquet", df.reset_index(), row_group_size=ROW_GROUP_ROWS)
 
     def tags(self):
         """Saved zero-shot tags per item id ('tag1, tag2', best first), or None if never tagged."""
@@ -335,8 +342,61 @@ class ModelStore:
             self._cache["items"] = items
         return self._cache["items"]
 
+    def items_at(self, rows) -> object:
+        """Live items by global row, in the order given, as ``items()`` has them: reads only the
+        parquet row groups that hold them (a query's k results), not every shard."""
+        import pandas as pd
+
+        from vrec.base.files import read_parquet_rows
+
+        rows = np.asarray(rows, np.int64)
+        starts = np.r_[0, np.cumsum([s.rows for s in self.shards()])]
+        shard_of = np.searchsorted(starts, rows, side="right") - 1
+        parts = []
+        for i, shard in enumerate(self.shards()):
+            sel = np.flatnonzero(shard_of == i)
+            if len(sel):
+                df = with_products(read_parquet_rows(self.shard_dir / f"{shard.name}.parquet", rows[sel] - starts[i]))
+                df["row"] = rows[sel]
+                parts.append(df.set_axis(sel))
+        if not parts:  # no rows asked for: the columns alone
+            shards = self.shards()
+            if not shards:
+                return self.items().copy()
+            df = with_products(read_parquet_rows(self.shard_dir / f"{shards[0].name}.parquet", []))
+            df["row"] = np.zeros(0, np.int64)
+            return df
+        return pd.concat(parts).sort_index().reset_index(drop=True)
+
+    def read_items(self, columns: list[str]):
+        """A few columns of ``items()`` (and ``row``), reading only those from every shard."""
+        import pandas as pd
+        import pyarrow.parquet as pq
+
+        frames, start = [], 0
+        for shard in self.shards():
+            path = self.shard_dir / f"{shard.name}.parquet"
+            have = set(pq.read_schema(path).names)
+            want = [c for c in columns if c in have]
+            if any(c in ("product", "position") and c not in have for c in columns) and "id" not in want:
+                want.append("id")  # with_products makes a missing product from the id
+            df = with_products(pd.read_parquet(path, columns=want))[[c for c in columns if c != "row"]]
+            df["row"] = np.arange(start, start + shard.rows, dtype=np.int64)
+            dead = self._deleted_rows(shard)
+            if len(dead):
+                df = df.drop(index=df.index[dead])
+            frames.append(df)
+            start += shard.rows
+        if not frames:
+            return self.items()[[c for c in columns if c != "row"] + ["row"]]
+        return pd.concat(frames, ignore_index=True)
+
     def __len__(self) -> int:
         return len(self.items())
+
+    def live_count(self) -> int:
+        """How many live items there are, from the manifest alone (``len`` reads the items)."""
+        return sum(s.rows - s.deleted_count for s in self.shards())
 
     @property
     def total_rows(self) -> int:

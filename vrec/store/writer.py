@@ -13,6 +13,7 @@ from vrec.store.store import (
     COMPACT_DELETED_SHARE,
     COMPACT_MAX_SHARDS,
     ITEM_COLUMNS,
+    ROW_GROUP_ROWS,
     SCHEMA_VERSION,
     ModelStore,
     Shard,
@@ -135,7 +136,7 @@ class ModelWriter:
             vectors = np.concatenate([v for _, v in self._pending])
             name = f"{gen:08d}"
             write_npy(self.ms.shard_dir / f"{name}.npy", vectors)
-            write_parquet(self.ms.shard_dir / f"{name}.parquet", items)
+            write_parquet(self.ms.shard_dir / f"{name}.parquet", items, row_group_size=ROW_GROUP_ROWS)
             shards.append(Shard(name, len(items)))
             self.rows_written += len(items)
         products = bool(m.get("products")) or self._products  # once a model holds products, it stays so
@@ -163,7 +164,8 @@ class ModelWriter:
             offset = sum(s.rows for s in new_shards)
             name = f"{gen:08d}-{len(new_shards):03d}"
             write_npy(self.ms.shard_dir / f"{name}.npy", block)
-            write_parquet(self.ms.shard_dir / f"{name}.parquet", items.iloc[offset:offset + len(block)])
+            write_parquet(self.ms.shard_dir / f"{name}.parquet", items.iloc[offset:offset + len(block)],
+                          row_group_size=ROW_GROUP_ROWS)
             new_shards.append(Shard(name, len(block)))
 
         buf: list[np.ndarray] = []
