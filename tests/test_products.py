@@ -121,3 +121,20 @@ def test_a_store_of_single_photos_stays_one_row_per_photo(tmp_path):
     assert not isinstance(ms, ProductStore)
     assert list(ms.items()["product"]) == ["a", "b"] and list(ms.items()["position"]) == [1, 1]
     assert "product" not in _rank(st, ms, catalog_rows(st, ms), unit(np.eye(1, CONFIG["dim"])), 2, ())[0].columns
+
+
+def test_saved_products_answer_a_query_without_reading_the_photo_table(catalog, monkeypatch):
+    from vrec.store.store import ModelStore
+
+    st, _, _ = catalog
+    save_products(st.model("m"), index=True)
+    q = unit(np.random.default_rng(4).normal(size=(3, CONFIG["dim"])))
+    want = Store(st.path).model("m").search_products(q, 5)
+
+    def refuse(self):
+        raise AssertionError("the whole photo table was read")
+
+    monkeypatch.setattr(ModelStore, "items", refuse)
+    got = Store(st.path).model("m").search_products(q, 5)
+    for a, b in zip(want, got):
+        assert np.array_equal(a, b)

@@ -96,7 +96,27 @@ class ProductStore:
         return cache["product_items"]
 
     def __len__(self) -> int:
-        return len(self._groups()["names"])
+        saved = self._saved()
+        return int(saved["products"]) if saved else len(self._groups()["names"])
+
+    def _layout(self) -> dict:
+        """Each product's photos: ``rows_by_product`` (global photo rows, product by product, main
+        photo first), ``starts`` and ``counts`` per product. From the saved copy when current (a
+        one-off query then reads no photo table), else from the photo table."""
+        cache = self.photos._cache
+        self.photos.manifest()
+        if "product_layout" not in cache:
+            saved = self._saved()
+            if saved and saved.get("photo_rows"):
+                rows = np.load(self._dir() / saved["photo_rows"], mmap_mode="r")
+                starts = np.load(self._dir() / saved["photo_starts"])
+                layout = {"rows_by_product": rows, "starts": starts, "counts": np.diff(np.r_[starts, len(rows)])}
+            else:
+                g = self._groups()
+                layout = {"rows_by_product": g["photos"]["row"].to_numpy()[g["order"]], "starts": g["starts"],
+                          "counts": g["counts"]}
+            cache["product_layout"] = layout
+        return cache["product_layout"]
 
     @property
     def total_rows(self) -> int:
@@ -104,10 +124,9 @@ class ProductStore:
 
     def photo_rows(self, products) -> list[np.ndarray]:
         """Each product's photos, as global rows of the model store (main photo first)."""
-        g = self._groups()
-        rows = g["photos"]["row"].to_numpy()
-        ends = np.r_[g["starts"][1:], len(g["order"])]
-        return [rows[g["order"][g["starts"][p]:ends[p]]] for p in np.asarray(products, np.int64)]
+        lay = self._layout()
+        rows, starts, counts = lay["rows_by_product"], lay["starts"], lay["counts"]
+        return [np.asarray(rows[starts[p]:starts[p] + counts[p]]) for p in np.asarray(products, np.int64)]
 
     # -- vectors --
     def vectors(self) -> np.ndarray:
@@ -137,14 +156,17 @@ class ProductStore:
         """products.json when it describes the current vectors (else None: they changed since)."""
         from vrec.base.files import read_json
 
-        p = self._dir() / "products.json"
-        try:
-            saved = read_json(p) if p.is_file() else None
-        except (OSError, ValueError):
-            return None
-        if saved and saved.get("generation") == self.photos.generation and saved.get("products") == len(self):
-            return saved
-        return None
+        self.photos.manifest()
+        cache = self.photos._cache  # read once per manifest
+        if "products_saved" not in cache:
+            p = self._dir() / "products.json"
+            try:
+                saved = read_json(p) if p.is_file() else None
+            except (OSError, ValueError):
+                saved = None
+            current = saved and saved.get("generation") == self.photos.generation  # every commit changes it
+            cache["products_saved"] = saved if current else None
+        return cache["products_saved"]
 
     def vectors_for_rows(self, rows) -> np.ndarray:
         """Product vectors by product row, reading only those products' photos."""
@@ -215,16 +237,14 @@ class ProductStore:
         """For each query and product found, the product's photo closest to the query (the first
         in main-photo-first order on a tie): every photo of every product found is read in one
         go and scored against its query, without a Python loop per product."""
-        g = self._groups()
-        if "rows_by_product" not in g:  # photo rows, product by product (main photo first)
-            g["rows_by_product"] = g["photos"]["row"].to_numpy()[g["order"]]
+        g = self._layout()
         flat = np.asarray(rows, np.int64).ravel()
         if not len(flat):
             return np.zeros(rows.shape, np.int64)
         lens = g["counts"][flat]
         seg_start = np.cumsum(lens) - lens  # each product's first photo in the gathered list
         offs = np.repeat(g["starts"][flat] - seg_start, lens) + np.arange(int(lens.sum()))
-        photo_rows = g["rows_by_product"][offs]
+        photo_rows = np.asarray(g["rows_by_product"][offs])
         segment = np.repeat(np.arange(len(flat)), lens)
         query_of = segment // rows.shape[1]
         scores = np.einsum("ij,ij->i", self._photo_vectors(photo_rows), queries[query_of])
@@ -235,7 +255,8 @@ class ProductStore:
         """Photo vectors by global row, from memory maps of the shards opened once per manifest
         (``ModelStore.vectors_for_rows`` opens every shard again at each call, which costs more
         than the rest of a query's best photos on a store of several shards)."""
-        g = self._groups()
+        self.photos.manifest()
+        g = self.photos._cache
         if "shard_maps" not in g:
             shards = self.photos.shards()
             g["shard_maps"] = [self.photos.shard_vectors(s) for s in shards]
@@ -331,8 +352,12 @@ def save_products(ps: ProductStore, index: bool = False, m: int = 16, ef_constru
     gen = ps.photos.generation
     d = ps._dir()
     d.mkdir(parents=True, exist_ok=True)
-    entry = {"generation": gen, "products": len(vec), "vectors": f"vectors-{gen:08d}.npy", "saved": now()}
+    entry = {"generation": gen, "products": len(vec), "vectors": f"vectors-{gen:08d}.npy", "saved": now(),
+             "photo_rows": f"photo-rows-{gen:08d}.npy", "photo_starts": f"photo-starts-{gen:08d}.npy"}
     write_npy(d / entry["vectors"], vec)
+    g = ps._groups()  # each product's photos, so that a query reads no photo table
+    write_npy(d / entry["photo_rows"], g["photos"]["row"].to_numpy()[g["order"]].astype(np.int64))
+    write_npy(d / entry["photo_starts"], np.asarray(g["starts"], np.int64))
     if index and len(vec):
         import hnswlib
 
@@ -355,8 +380,8 @@ def save_products(ps: ProductStore, index: bool = False, m: int = 16, ef_constru
     entry["seconds"] = round(time.perf_counter() - t0, 3)
     write_json(d / "products.json", entry)
     for f in d.iterdir():  # older copies
-        if f.name not in ("products.json", entry["vectors"], entry.get("index")):
+        if f.name not in ("products.json", entry["vectors"], entry["photo_rows"], entry["photo_starts"], entry.get("index")):
             f.unlink(missing_ok=True)
-    ps.photos._cache.pop("product_vectors", None)
-    ps.photos._cache.pop("product_hnsw", None)
+    for key in ("product_vectors", "product_hnsw", "product_layout", "products_saved"):
+        ps.photos._cache.pop(key, None)
     return entry
