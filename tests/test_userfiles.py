@@ -118,6 +118,7 @@ READS = {
     "embed --metadata": (["embed", "DRAWN", "-m", "tiny-cnn", "--store", "NEW", "--metadata", "X.csv"], {}),
     "embed --weights": (["embed", "DRAWN", "-m", "tiny-cnn", "--store", "NEW", "--weights", "X.pt"], {}),
     "embed --store": (["embed", "DRAWN", "-m", "tiny-cnn", "--store", "X"], {"folder": None}),  # None: not run
+    "dupes --pairs": (["dupes", "-m", "tiny-cnn", "--store", "STORE", "--pairs", "X.csv"], {}),
     "eval --query-photos": (["eval", "--models", "tiny-cnn", "--store", "STORE", "--bootstrap", "10", "--query-photos",
                              "X.csv"], {}),
     "search-text --weights": (["search-text", "red", "-m", "tiny-siglip", "--store", "STORE", "--weights", "X"], {}),
@@ -213,11 +214,12 @@ def _key(what: str) -> str:
 # text options whose help mentions such words but that name no file
 NOT_FILES = {"search-text --format", "search-image --format", "export --format", "cost --device",
              "eval --text-template", "embed --image-column", "eval --product-score", "search-text --product-score",
-             "search-image --product-score",
+             "search-image --product-score", "serve --product-score", "dupes --format", "dupes --model",
+             "dupes --scope",
              "embed --cache"}  # a folder for photos behind URLs: tests/test_feed_embed.py refuses a file there
 # --store is one Store class for every command: swept above through embed and search-text
 NOT_FILES |= {f"{c} --store" for c in ("index", "search-image", "compare", "eval", "export", "neighbours", "cost",
-                                       "tag", "map", "serve", "ab arms")}
+                                       "tag", "map", "serve", "ab arms", "dupes")}
 
 
 # --- every option that writes a file ------------------------------------------------------------
