@@ -208,3 +208,16 @@ def test_a_new_main_photo_in_the_feed_becomes_the_main_photo(tmp_path):
     fresh = embed(feed, models=[MODEL], store=tmp_path / "fresh")
     a, b = vectors_by_photo(tmp_path / "st"), vectors_by_photo(tmp_path / "fresh")
     assert fresh.models[0].embedded == 16 and max(float(np.abs(a[k] - b[k]).max()) for k in a) < 1e-5
+
+
+def test_a_product_leaving_the_feed_leaves_the_store_and_verify_rereads_every_photo(tmp_path):
+    feed = feed_slice(tmp_path / "feed.csv", str(GROCERY), products=3)
+    embed(feed, models=[MODEL], store=tmp_path / "st")
+    feed_slice(tmp_path / "feed.csv", str(GROCERY), products=2)  # the third product is no longer sold
+    report = embed(feed, models=[MODEL], store=tmp_path / "st")
+    assert report.models[0].removed == 8 and report.models[0].total == 16
+    assert sorted(Store(tmp_path / "st").model(MODEL).items()["id"]) == ["gs-000", "gs-001"]
+    hits = search_image(str(GROCERY / "query-photos" / "gs-002-1.jpg"), k=5, model=MODEL, store=tmp_path / "st")
+    assert set(hits.table["id"]) == {"gs-000", "gs-001"}
+    verified = embed(feed, models=[MODEL], store=tmp_path / "st", verify=True)
+    assert verified.models[0].unchanged == 16 and verified.models[0].embedded == 0
