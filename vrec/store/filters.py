@@ -222,3 +222,48 @@ def apply_filters(df, filters: Sequence[str]) -> np.ndarray:
     for f in filters or ():
         mask &= parse_filter(f, df)
     return mask
+
+
+def selections(filters: Sequence[str]) -> dict:
+    """What the filters select, per column name in lower case, for showing a facet's chosen values:
+    ``{"category": {"values": {"bags"}}, "price": {"min": 100.0, "max": 200.0}, "tags": {"values": {"red"}}}``.
+
+    Values (lower case) come from ``=``, ``==`` and ``in``; bounds from ``<``, ``<=``, ``>``, ``>=`` (the
+    tightest of each side; whether a bound is strict is not kept). Filters that do not read as one are
+    left out: ``apply_filters`` says what is wrong with them.
+    """
+    out: dict = {}
+    for expr in filters or ():
+        m = _TAG.match(expr)
+        if m:
+            out.setdefault("tags", {}).setdefault("values", set()).add(m.group(1).strip().lower())
+            continue
+        m = _IN.match(expr)
+        if m:
+            if not m.group(2).lower().startswith("not"):
+                wanted = {_unquote(v).strip().lower() for v in m.group(3).split(",") if v.strip()}
+                out.setdefault(m.group(1).lower(), {}).setdefault("values", set()).update(wanted)
+            continue
+        m = _CMP.match(expr)
+        if not m or not m.group(3):
+            continue
+        col, op, value = m.group(1).lower(), m.group(2), _unquote(m.group(3))
+        if op in ("=", "=="):
+            out.setdefault(col, {}).setdefault("values", set()).add(value.strip().lower())
+        elif op in ("<", "<=", ">", ">=") and _as_number(value) is not None:
+            side, pick = ("max", min) if op.startswith("<") else ("min", max)
+            have = out.setdefault(col, {}).get(side)
+            out[col][side] = float(value) if have is None else pick(have, float(value))
+    return out
+
+
+def value_filter(column: str, value) -> str | None:
+    """The filter expression selecting one value of a column (``category=bags``, ``title='<b>'``), or None
+    when the column's name cannot be written in a filter."""
+    if not re.fullmatch(r"[\w.-]+", str(column)):
+        return None
+    text = str(value)
+    if text[:1] in "<>=!'\"" or text != text.strip():
+        quote = "'" if "'" not in text else '"'
+        text = f"{quote}{text}{quote}"
+    return f"{column}={text}"
