@@ -94,6 +94,64 @@ class CompareAnswer(BaseModel):
     notes: list[str]
 
 
+class FacetValue(BaseModel):
+    """One value of a categorical column and how many results hold it."""
+
+    value: str
+    count: int = Field(ge=0, description="Results (products, in a catalog of products) holding this value.")
+    selected: bool = Field(description="Whether the request's filters already select this value.")
+    filter: str | None = Field(description="The filter= expression selecting this value (e.g. category=bags, "
+                                           "tag:red); null when the column's name cannot be written in a filter.")
+
+
+class CategoricalFacet(BaseModel):
+    """A metadata column of few distinct values: its values in the results, most common first."""
+
+    column: str
+    values: list[FacetValue] = Field(description="At most max_values values, most common first.")
+    distinct: int = Field(ge=0, description="Distinct values in the results.")
+    other: int = Field(ge=0, description="Results whose value is not among ``values`` (beyond max_values).")
+    missing: int = Field(ge=0, description="Results without a value.")
+
+
+class FacetBucket(BaseModel):
+    """One bucket of a numeric column's histogram: min <= value < max (the last one: value <= max)."""
+
+    min: float
+    max: float
+    count: int = Field(ge=0)
+    filters: list[str] = Field(description="The two filter= expressions selecting the bucket (price>=100, "
+                                           "price<200); empty when the column's name cannot be written in a filter.")
+
+
+class NumericFacet(BaseModel):
+    """A numeric metadata column (e.g. price): its range in the results and a histogram with round edges."""
+
+    column: str
+    min: float | None = Field(description="Smallest value in the results; null when none has a value.")
+    max: float | None
+    missing: int = Field(ge=0, description="Results without a value.")
+    buckets: list[FacetBucket]
+    selected_min: float | None = Field(None, description="The lower bound the request's filters set (>, >=), if any.")
+    selected_max: float | None = Field(None, description="The upper bound the request's filters set (<, <=), if any.")
+
+
+class FacetsAnswer(BaseModel):
+    """Facets of a search's results, or of the whole catalog: what to narrow the results by."""
+
+    model: str
+    query: str | None = Field(description="The text (or item id) whose results are counted; null: the whole catalog.")
+    kind: str | None = Field(description="text or similar; null for the whole catalog.")
+    items: int = Field(ge=0, description="Results counted (items, or products in a catalog of products), after "
+                                         "the filters.")
+    catalog: int = Field(ge=0, description="Items (products) in the catalog.")
+    filters: list[str] = Field(description="The filters applied.")
+    categorical: list[CategoricalFacet]
+    numeric: list[NumericFacet]
+    took_ms: float
+    notes: list[str]
+
+
 class ModelState(BaseModel):
     name: str
     dim: int

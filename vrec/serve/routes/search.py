@@ -1,15 +1,19 @@
-"""Searches: by text, by an uploaded photo (steered by text), and the server's health."""
+"""Searches: by text, by an uploaded photo (steered by text), the facets of results, and the server's health."""
 import re
 import time
+from typing import Literal
 
 from fastapi import APIRouter, Depends, File, Form, Query, UploadFile
 
-from vrec.base.errors import QueryError
+from vrec.base.errors import QueryError, check_number
+from vrec.search.facets import MAX_VALUES
+from vrec.search.facets import facets as run_facets
+from vrec.search.facets import to_dict as facets_dict
 from vrec.search.query import search_image as run_image
 from vrec.search.query import search_text as run_text
 from vrec.serve.middleware import TooLarge
 from vrec.serve.routes import FILTERS, PRODUCT_SCORE_HELP, check_k, given, k_query, model_query, product_score_query, service
-from vrec.serve.schemas import DEFAULT_K, ERRORS, MAX_K, UPLOAD_ERRORS, Health, ProductScore, SearchAnswer
+from vrec.serve.schemas import DEFAULT_K, ERRORS, MAX_K, UPLOAD_ERRORS, FacetsAnswer, Health, ProductScore, SearchAnswer
 from vrec.serve.service import Service
 
 router = APIRouter()
@@ -62,6 +66,38 @@ def search_image(file: UploadFile = File(..., description="The photo (JPEG, PNG,
                        minus=[m for m in minus if m.strip()], weight=weight, encoder=encoder, image=photo,
                        product_score=svc.scoring(product_score))
     return svc.results(result, "image", k, time.perf_counter() - t, snap)
+
+
+@router.get("/api/facets", summary="What results (or the whole catalog) hold, column by column, to narrow them by",
+            description="Without q: the whole catalog after the filters. With q: the top k results of a text search "
+                        "(kind=text) or of the items similar to the catalog item q (kind=similar), after the filters. "
+                        "Categorical columns (few distinct, short values) list their values with counts, most common "
+                        "first; numeric columns give their range and a histogram. Counts are of products in a "
+                        "catalog of products. Each value and bucket carries the filter= expression(s) selecting it.",
+            response_model=FacetsAnswer, responses=ERRORS)
+def facets(q: str | None = Query(None, max_length=1000, description="A text (kind=text) or a catalog item id "
+                                 "(kind=similar) whose results are counted; absent or blank: the whole catalog."),
+           kind: Literal["text", "similar"] = Query("text", description="What q is: a text, or an item id."),
+           k: int = k_query("Results counted when q is given"),
+           model: str | None = model_query("Model whose results are counted (default: the server's)."),
+           filters: list[str] = FILTERS, product_score: ProductScore | None = product_score_query(),
+           max_values: int = Query(MAX_VALUES, description="Values listed per categorical column, 1 to 1000.",
+                                   json_schema_extra={"minimum": 1, "maximum": 1000}),
+           svc: Service = Depends(service)):
+    check_k(k)
+    check_number("max_values", max_values, min=1, max=1000, integer=True)
+    snap = svc.snap()
+    model = svc.check_model(snap, model)
+    q = q if q is not None and q.strip() else None
+    if q is not None and kind == "similar":
+        q = str(snap.table(model)["id"].iloc[svc.resolve(snap, model, q)])
+    t = time.perf_counter()
+    encoder = svc.encoders.for_model(snap.model(model)) if q is not None and kind == "text" else None
+    result = run_facets(snap, model, q=q, kind=kind, filters=given(filters), k=k, max_values=max_values,
+                        encoder=encoder, product_score=svc.scoring(product_score))
+    took = time.perf_counter() - t
+    return {**facets_dict(result), "took_ms": round(took * 1000, 2),
+            "notes": (svc.notes(snap, model) if q is not None else []) + list(result.notes)}
 
 
 MAX_STEERING = 20  # plus/minus texts in one request
