@@ -3,7 +3,7 @@ from __future__ import annotations
 
 import typer
 
-from vrec.cli.common import DeviceOpt, StoreOpt, app, check_format, err, out
+from vrec.cli.common import DeviceOpt, FilterOpt, StoreOpt, app, check_format, err, out
 
 
 @app.command()
@@ -18,6 +18,7 @@ def compare(
     seed: int = typer.Option(0, "--seed", help="Seed for the sample (same seed, same items; 0 or more)."),
     label: str | None = typer.Option(None, "--label", help="Metadata column (e.g. category, articleType): "
                                         "shown beside neighbours, and each model's agreement with it is measured."),
+    filters: list[str] | None = FilterOpt,
     summary: bool = typer.Option(False, "--summary", help="Only the catalog-wide summary, no per-item tables."),
     html: str | None = typer.Option(None, "--html", help="Also write a self-contained HTML page."),
     fmt: str = typer.Option("table", "--format", help="table or json."),
@@ -30,7 +31,8 @@ def compare(
     and followed by a catalog summary: mean overlap@k between the models and, with --label, each
     model's label agreement@k (share of neighbours sharing the query's label), per label value.
     Items without a label value, or with one no other item has, are left out of label agreement
-    (as in vrec eval); a note says how many.
+    (as in vrec eval); a note says how many. With --filter, both models' neighbours (and the sample
+    and summary) are among the matching items only.
     """
     import json
 
@@ -41,7 +43,7 @@ def compare(
 
     check_format(fmt, ("table", "json"))
     result = run(items or (), left=left, right=right, k=k, sample=0 if summary else sample, seed=seed, label=label,
-                 store=store, summary=True if summary else None, device=device)
+                 store=store, summary=True if summary else None, device=device, filters=filters or ())
     for note in result.notes:
         err.print(f"[yellow]Note:[/yellow] {note}")
     if fmt == "json":

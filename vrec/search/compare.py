@@ -11,7 +11,11 @@ Rules, the same per item and in the summary:
   note, so overlap@k is always "shared neighbours / neighbours shown".
 - label agreement leaves out queries without a label value, or with a value no other item has
   (nothing could agree) -- the rule ``vrec eval`` uses for image->image. A neighbour without a
-  label counts as not agreeing. A note says how many queries were left out.
+  label counts as not agreeing. A note says how many queries were left out. Each item shown gets
+  the same measure (``left_agreement``, ``right_agreement``: None where it would be left out).
+- ``filters`` (the ``--filter`` language) restrict both models' neighbours to the matching items;
+  the sample and the summary's queries are matching items too (an item named as a query need not
+  match: only its neighbours must), and "no other item has" means no other matching item.
 """
 from __future__ import annotations
 
@@ -24,6 +28,7 @@ import numpy as np
 from vrec.base.errors import QueryError, check_number
 from vrec.search.query import load_encoder, resolve_item, unknown_item
 from vrec.store.catalog_table import catalog_table
+from vrec.store.filters import apply_filters
 from vrec.store.index import search_rows
 from vrec.store.store import as_store
 
@@ -49,6 +54,8 @@ class QueryComparison:
     left: Side
     right: Side
     overlap: float  # share of the k neighbours that both models return
+    left_agreement: float | None = None  # with a label: share of the k neighbours sharing the query's value
+    right_agreement: float | None = None  # (None without a label value, or one no other item has)
 
 
 @dataclass
@@ -74,6 +81,7 @@ class Comparison:
     queries: list[QueryComparison] = field(default_factory=list)
     summary: Summary | None = None
     notes: list[str] = field(default_factory=list)
+    filters: list[str] = field(default_factory=list)
 
 
 def _title(row) -> str:
@@ -84,9 +92,10 @@ def _title(row) -> str:
 
 
 class _Pair:
-    """The two model stores restricted to the items both hold, aligned by id."""
+    """The two model stores restricted to the items both hold, aligned by id; ``matching``: which of
+    them the filters keep (the candidates for neighbours, samples and summary queries)."""
 
-    def __init__(self, store, left: str, right: str):
+    def __init__(self, store, left: str, right: str, filters: Sequence[str] = ()):
         self.st = as_store(store)
         self.ms = {"left": self.st.model(left), "right": self.st.model(right)}
         tables = {s: catalog_table(self.st, m) for s, m in self.ms.items()}
@@ -101,13 +110,21 @@ class _Pair:
         self.rows = {s: tables[s].set_index("id").loc[shared, "row"].to_numpy() for s in tables}
         self.all_shared = {s: len(shared) == len(tables[s]) for s in tables}
         self.pos_of = {s: dict(zip(self.rows[s].tolist(), range(len(shared)))) for s in tables}
+        self.matching = apply_filters(self.table, filters) if filters else np.ones(len(shared), bool)
+        self.candidates = np.flatnonzero(self.matching)
+        self._labels: dict[str, np.ndarray] = {}
+
+    def labels(self, label: str) -> np.ndarray:
+        if label not in self._labels:
+            self._labels[label] = label_values(self.table, label)
+        return self._labels[label]
 
     def vectors(self, side: str, positions) -> np.ndarray:
         return self.ms[side].vectors_for_rows(self.rows[side][np.asarray(positions)])
 
     def neighbours(self, side: str, queries: np.ndarray, k: int, exclude: Sequence[int | None]) -> list[list[tuple[int, float]]]:
         """Top-k (position, score) per query, leaving out each query's own position."""
-        allowed = None if self.all_shared[side] else self.rows[side]
+        allowed = None if self.all_shared[side] and self.matching.all() else self.rows[side][self.matching]
         rows, scores = search_rows(self.ms[side], queries, k + 1, allowed_rows=allowed)
         out = []
         for q, (r, s) in enumerate(zip(rows, scores)):
@@ -118,12 +135,13 @@ class _Pair:
 
 def compare(items: Sequence[str] = (), left: str = "cnn", right: str = "siglip", k: int = 5, sample: int = 5,
             seed: int = 0, label: str | None = None, store=None, summary: bool | None = None,
-            device: str = "auto") -> Comparison:
+            device: str = "auto", filters: Sequence[str] = ()) -> Comparison:
     """Compare two embedded models' neighbours.
 
     ``items`` are catalog ids or photo paths; without them ``sample`` items are picked spread over
     the catalog (across label values with ``label``, else across clusters), reproducibly by ``seed``.
     ``summary`` (default: when items are sampled) adds catalog-wide overlap and label agreement.
+    ``filters`` restrict both sides' neighbours (and the sample and summary) to the matching items.
     """
     check_number("--k", k, min=1, integer=True, hint="e.g. --k 5")
     check_number("--sample", sample, min=0, max=MAX_SAMPLE, integer=True,
@@ -132,22 +150,31 @@ def compare(items: Sequence[str] = (), left: str = "cnn", right: str = "siglip",
     k, sample, seed = int(k), int(sample), int(seed)
     if left == right:
         raise QueryError("--left and --right name the same model; compare two different models.")
-    pair = _Pair(store, left, right)
+    filters = [f for f in filters or () if f.strip()]
+    pair = _Pair(store, left, right, filters)
     table = pair.table
     if label is not None and label not in table.columns:
         from vrec.base.errors import suggest
 
-        raise QueryError(f"No column {label!r} in the metadata for --label.{suggest(label, table.columns)}")
-    n = len(table)
+        raise QueryError(f"No column {label!r} in the metadata to measure label agreement with.{suggest(label, table.columns)}")
+    n = len(pair.candidates)
+    if filters and n < 2:
+        raise QueryError(f"Only {n} of the {len(table)} items {left} and {right} share match the filters; comparing "
+                         f"neighbours needs at least two: loosen the filters.")
     if n < 2:
         raise QueryError(f"{left} and {right} share only {n} item; comparing neighbours needs at least two.")
-    result = Comparison(left, right, min(k, n - 1), label, str(pair.st.root), notes=list(pair.notes))
+    result = Comparison(left, right, min(k, n - 1), label, str(pair.st.root), notes=list(pair.notes),
+                        filters=filters)
+    other = "other items matching the filters" if filters else "other items"
+    if filters:
+        result.notes.append(f"comparing neighbours among the {n} of {len(table)} shared items that match the filters")
     if k > n - 1:
-        result.notes.append(f"--k {k} is more than the {n - 1} other items; showing and scoring all {n - 1} "
+        result.notes.append(f"--k {k} is more than the {n - 1} {other}; showing and scoring all {n - 1} "
                             f"(overlap@{n - 1}), per item and in the summary alike")
     k = result.k
     if sample > n and not items:
-        result.notes.append(f"--sample {sample} is more than the {n} shared items; showing all {n}")
+        result.notes.append(f"--sample {sample} is more than the {n} {'matching' if filters else 'shared'} items; "
+                            f"showing all {n}")
     queries = _queries(pair, items, sample, seed, label, device)
     for q in queries:
         result.queries.append(_compare_one(pair, q, k, label))
@@ -218,13 +245,13 @@ def sample_items(pair: _Pair, n: int, seed: int, label: str | None) -> list[int]
     of an n-cluster k-means of the right model's vectors, so the sample covers the catalog's
     visual range.
     """
-    table = pair.table
-    n = min(max(n, 0), len(table))
+    cand = pair.candidates
+    n = min(max(n, 0), len(cand))
     rng = np.random.default_rng(seed)
     if n == 0:
         return []
     if label:
-        values = label_values(table, label)
+        values = pair.labels(label)[cand]
         counts = pd_value_counts(values[values != ""])
         groups = [np.flatnonzero(values == v) for v in counts] + [np.flatnonzero(values == "")]
         for g in groups:
@@ -235,16 +262,17 @@ def sample_items(pair: _Pair, n: int, seed: int, label: str | None) -> list[int]
         while len(picks) < n and any(depth < len(g) for g in labelled):
             picks += [int(g[depth]) for g in labelled if depth < len(g)][: n - len(picks)]
             depth += 1
-        return picks + [int(p) for p in unlabelled[: n - len(picks)]]
+        picks += [int(p) for p in unlabelled[: n - len(picks)]]
+        return [int(cand[p]) for p in picks]
     from vrec.search.stylemap import kmeans
 
-    v = pair.vectors("right", np.arange(len(table)))
+    v = pair.vectors("right", cand)
     centres, _ = kmeans(v, n, seed)
     nearest: list[int] = []
     for c in range(n):
         order = np.argsort(-(v @ centres[c]))
         nearest.append(int(next(p for p in order if p not in nearest)))
-    return nearest
+    return [int(cand[p]) for p in nearest]
 
 
 def pd_value_counts(values: np.ndarray) -> list:
@@ -258,7 +286,7 @@ def _side_table(pair: _Pair, model: str, neighbours, common: set[int], label: st
     import pandas as pd
 
     t = pair.table
-    labels = label_values(t, label) if label else None
+    labels = pair.labels(label) if label else None
     rows = []
     for rank, (pos, score) in enumerate(neighbours, 1):
         r = t.iloc[pos]
@@ -270,12 +298,26 @@ def _side_table(pair: _Pair, model: str, neighbours, common: set[int], label: st
 def _compare_one(pair: _Pair, q: dict, k: int, label: str | None) -> QueryComparison:
     nb = {s: pair.neighbours(s, q["vectors"][s], k, [q["pos"]])[0] for s in ("left", "right")}
     common = {p for p, _ in nb["left"]} & {p for p, _ in nb["right"]}
+    agree = {s: _item_agreement(pair, q, [p for p, _ in nb[s]], k, label) for s in nb}
     return QueryComparison(
         query=q["query"], title=q["title"], path=q["path"], label=None if q["label"] is None else str(q["label"]),
         left=_side_table(pair, pair.ms["left"].name, nb["left"], common, label),
         right=_side_table(pair, pair.ms["right"].name, nb["right"], common, label),
-        overlap=len(common) / k,
+        overlap=len(common) / k, left_agreement=agree["left"], right_agreement=agree["right"],
     )
+
+
+def _item_agreement(pair: _Pair, q: dict, neighbours: list[int], k: int, label: str | None) -> float | None:
+    """One query's label agreement@k, as the summary counts it; None without a label value, or with one
+    that no other (matching) item has."""
+    if not label or not q["label"]:
+        return None
+    labels = pair.labels(label)
+    peers = int((labels[pair.candidates] == q["label"]).sum()) - int(q["pos"] is not None and pair.matching[q["pos"]])
+    if peers < 1:
+        return None
+    padded = np.array([neighbours[:k] + [-1] * (k - len(neighbours[:k]))])
+    return float(label_agreement(padded, labels, np.array([q["label"]], dtype=object))[0])
 
 
 def overlap_at_k(a: np.ndarray, b: np.ndarray) -> np.ndarray:
@@ -298,14 +340,15 @@ def summarise(pair: _Pair, k: int, label: str | None, seed: int = 0, batch: int 
     """Overlap@k and label agreement@k over the catalog (through the indexes when they are large)."""
     import pandas as pd
 
-    n = len(pair.table)
+    cand = pair.candidates
+    n = len(cand)
     k = min(k, n - 1)
     if k < 1:
         raise QueryError("The catalog needs at least two shared items to compare neighbours.")
-    queries = np.arange(n)
+    queries = cand
     sampled = n > SUMMARY_MAX_QUERIES
     if sampled:
-        queries = np.sort(np.random.default_rng(seed).choice(n, SUMMARY_MAX_QUERIES, replace=False))
+        queries = cand[np.sort(np.random.default_rng(seed).choice(n, SUMMARY_MAX_QUERIES, replace=False))]
     nbs = {}
     for side in ("left", "right"):
         parts = []
@@ -317,9 +360,9 @@ def summarise(pair: _Pair, k: int, label: str | None, seed: int = 0, batch: int 
     s = Summary(items=len(queries), k=k, mean_overlap=float(overlap_at_k(nbs["left"], nbs["right"]).mean()),
                 label=label, sampled=sampled)
     if label:
-        labels = label_values(pair.table, label)
-        counts = pd.Series(labels).value_counts()
-        has_peer = (counts.reindex(labels).to_numpy() > 1) & (labels != "")
+        labels = pair.labels(label)
+        counts = pd.Series(labels[cand]).value_counts()  # among the matching items
+        has_peer = (counts.reindex(labels).fillna(0).to_numpy() > 1) & (labels != "")
         kept = has_peer[queries]
         qlabels = labels[queries][kept]
         agree = {side: label_agreement(nbs[side][kept], labels, qlabels) for side in nbs}
@@ -336,8 +379,9 @@ def to_dict(c: Comparison) -> dict:
     """JSON-ready form of a comparison."""
     from vrec.base.records import to_records
 
-    out = {"left": c.left, "right": c.right, "k": c.k, "label": c.label, "notes": c.notes,
+    out = {"left": c.left, "right": c.right, "k": c.k, "label": c.label, "filters": c.filters, "notes": c.notes,
            "queries": [{"query": q.query, "title": q.title, "label": q.label, "overlap": q.overlap,
+                        "left_agreement": q.left_agreement, "right_agreement": q.right_agreement,
                         "left": to_records(q.left.table), "right": to_records(q.right.table)} for q in c.queries]}
     if c.summary:
         s = c.summary

@@ -79,6 +79,35 @@ class RecommendAnswer(SearchAnswer):
 class CompareSide(BaseModel):
     model: str
     results: list[Result]
+    agreement: float | None = Field(
+        None, description="With label=COLUMN: the share of the k neighbours holding the item's value of that column "
+                          "(as vrec compare --label counts it); null without a label, or when the item has no value "
+                          "or one no other (matching) item has.")
+
+
+class LabelAgreement(BaseModel):
+    """One label value's items in the summary, and each model's mean agreement over them."""
+
+    value: str
+    items: int
+    left: float
+    right: float
+
+
+class CompareSummary(BaseModel):
+    """Catalog-wide figures (summary=true), as vrec compare prints them: over every item matching the filters,
+    or a seeded sample of 20,000 in a larger catalog."""
+
+    items: int = Field(description="Items summarised.")
+    k: int
+    mean_overlap: float = Field(description="Mean share of neighbours the two models have in common.")
+    label: str | None
+    labelled: int | None = Field(description="Items in the label agreement: those whose value another item shares.")
+    left_agreement: float | None = Field(description="The left model's mean label agreement; null without a label "
+                                                     "or when no item has a value another shares.")
+    right_agreement: float | None
+    sampled: bool
+    per_label: list[LabelAgreement] | None = Field(description="Per label value, most items first; null without a label.")
 
 
 class CompareAnswer(BaseModel):
@@ -92,6 +121,10 @@ class CompareAnswer(BaseModel):
     shared: list[str] = Field(description="Ids found by both models.")
     k: int
     notes: list[str]
+    filters: list[str] = Field([], description="The filters both models' neighbours were restricted to.")
+    label: str | None = Field(None, description="The label column of the agreement figures, if one was asked.")
+    label_value: str | None = Field(None, description="The item's value of the label column.")
+    summary: CompareSummary | None = Field(None, description="Catalog-wide figures, when summary=true.")
 
 
 class FacetValue(BaseModel):

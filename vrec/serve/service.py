@@ -262,6 +262,21 @@ def compare_records(snap: Snapshot, model: str, table, query_id: str | None = No
     return out
 
 
+def compare_summary(summary) -> dict | None:
+    """The API's CompareSummary of a comparison's catalog summary (``vrec.search.compare.Summary``), or None."""
+    from vrec.base.records import json_safe, to_records
+
+    if summary is None:
+        return None
+    per = None
+    if summary.per_label is not None:
+        per = [{"value": str(r[summary.label]), "items": int(r["items"]), "left": r["left"], "right": r["right"]}
+               for r in to_records(summary.per_label)]
+    return json_safe({"items": summary.items, "k": summary.k, "mean_overlap": summary.mean_overlap,
+                      "label": summary.label, "labelled": summary.labelled, "left_agreement": summary.left_agreement,
+                      "right_agreement": summary.right_agreement, "sampled": summary.sampled, "per_label": per})
+
+
 def best_photos(snap: Snapshot, model: str, query_id: str | None, positions: list[int]) -> dict:
     """In a catalog of products: for each product (by table position), the id of its photo closest to
     the product ``query_id``'s vector; {} otherwise."""

@@ -5,7 +5,7 @@ import time
 from pathlib import Path
 from typing import Any
 
-from fastapi import APIRouter, Body, Depends
+from fastapi import APIRouter, Body, Depends, Query
 from fastapi.responses import HTMLResponse, Response
 
 from vrec.base.errors import QueryError, UnknownItem
@@ -14,7 +14,7 @@ from vrec.search.compare import compare as run_compare
 from vrec.search.query import search_image as run_similar
 from vrec.serve.routes import FILTERS, check_k, given, k_query, model_query, product_score_query, service
 from vrec.serve.schemas import ERRORS, CompareAnswer, GalleryRequest, Item, ProductScore, SearchAnswer
-from vrec.serve.service import Service, compare_records, gallery_result, item_record
+from vrec.serve.service import Service, compare_records, compare_summary, gallery_result, item_record
 
 router = APIRouter()
 
@@ -42,7 +42,12 @@ def similar(item_id: str, k: int = k_query(),
             response_model=CompareAnswer, responses=ERRORS)
 def compare(item_id: str, left: str | None = model_query("Left model (default: the CNN)."),
             right: str | None = model_query("Right model (default: the search model)."),
-            k: int = k_query("Neighbours per model"), svc: Service = Depends(service)):
+            k: int = k_query("Neighbours per model"), filters: list[str] = FILTERS,
+            label: str | None = Query(None, max_length=200, description="A metadata column (e.g. category): each "
+                                      "side's share of neighbours holding the item's value of it."),
+            summary: bool = Query(False, description="Add catalog-wide figures: mean overlap and, with label, each "
+                                  "model's mean agreement (seconds on a large catalog)."),
+            svc: Service = Depends(service)):
     check_k(k)
     snap = svc.snap()
     left = left or svc.compare_with
@@ -55,14 +60,19 @@ def compare(item_id: str, left: str | None = model_query("Left model (default: t
     full_id = str(snap.table(right)["id"].iloc[pos])
     if snap.position(left, full_id) is None:
         raise UnknownItem(f"{full_id!r} has no {left} vector; embed the catalog with --model {left} to compare it.")
-    c = run_compare([full_id], left=left, right=right, k=k, store=snap, summary=False)
+    label = label if label is not None and label.strip() else None
+    c = run_compare([full_id], left=left, right=right, k=k, store=snap, summary=summary, label=label,
+                    filters=given(filters))
     q = c.queries[0]
-    sides = {side: {"model": s.model, "results": compare_records(snap, s.model, s.table, full_id)}
-             for side, s in (("left", q.left), ("right", q.right))}
+    sides = {side: {"model": s.model, "results": compare_records(snap, s.model, s.table, full_id),
+                    "agreement": agreement}
+             for side, s, agreement in (("left", q.left, q.left_agreement), ("right", q.right, q.right_agreement))}
     shared = [str(i) for i, common in zip(q.left.table["id"], q.left.table["common"]) if common] \
         if len(q.left.table) else []
     return {"id": full_id, "item": item_record(snap.table(right).iloc[pos]), **sides,
-            "overlap": float(q.overlap), "shared": shared, "k": int(c.k), "notes": list(c.notes)}
+            "overlap": float(q.overlap), "shared": shared, "k": int(c.k), "notes": list(c.notes),
+            "filters": list(c.filters), "label": label, "label_value": q.label,
+            "summary": compare_summary(c.summary)}
 
 
 @router.get("/api/items/{item_id:path}", summary="One catalog item", response_model=Item, responses=ERRORS)
