@@ -134,3 +134,39 @@ def test_effnet_vs_tiny_siglip_on_the_fashion_sample(fashion_store, tmp_path):
     vrec("compare", "--left", "effnet-lite0", "--right", "tiny-siglip", "--label", "articleType", "--sample", "2",
          "--store", store, "--html", page)
     assert page.read_text().count("data:image/jpeg") == 2 * 11
+
+
+def test_filters_restrict_both_sides_and_the_label_share_is_the_hand_count(colour_vs_category):
+    meta = pd.DataFrame({"id": [f"item{i}" for i in range(6)], "category": ["bag"] * 3 + ["shoe"] * 3,
+                         "colour": ["red", "blue", "green"] * 2}).set_index("id")
+    kw = dict(left="colourful", right="semantic", k=2, label="category", store=colour_vs_category,
+              filters=["colour in (red, blue)"])
+    matching = {"item0", "item1", "item3", "item4"}
+    for item in ("item0", "item2"):  # the item itself need not match: only its neighbours must
+        c = compare([item], **kw)
+        q = c.queries[0]
+        for side, share in ((q.left, q.left_agreement), (q.right, q.right_agreement)):
+            ids = list(side.table["id"])
+            assert len(ids) == 2 and set(ids) <= matching - {item}
+            assert share == sum(meta.loc[i, "category"] == meta.loc[item, "category"] for i in ids) / 2
+        assert any("4 of 6 shared items" in n for n in c.notes)
+    q = compare(["item0"], **kw).queries[0]
+    assert list(q.left.table["id"])[0] == "item3" and q.right_agreement == 0.5  # red shoe; the blue bag then a shoe
+    s = compare(sample=2, **kw).summary
+    assert s.items == 4 and s.labelled == 4 and s.right_agreement == pytest.approx(0.5)
+    assert {q.query for q in compare(sample=2, **kw).queries} <= matching
+    lone = compare(["item0"], **{**kw, "filters": ["colour=red"]})  # its category: no other red item has it
+    assert lone.k == 1 and lone.queries[0].left_agreement is None and lone.summary is None
+    with pytest.raises(QueryError, match="Only 0 of the 6 items"):
+        compare(["item0"], **{**kw, "filters": ["colour=pink"]})
+
+
+def test_compare_filter_on_the_command_line(shared_tiny_store):
+    data = json.loads(vrec("compare", "bag-tote-red", "--left", "tiny-cnn", "--right", "tiny-siglip", "--k", "4",
+                           "--label", "colour", "--filter", "category=shoes", "--store", shared_tiny_store,
+                           "--format", "json").stdout)
+    q = data["queries"][0]
+    assert data["filters"] == ["category=shoes"] and len(q["left"]) == len(q["right"]) == 4
+    for side in ("left", "right"):
+        assert all(r["id"].startswith("shoes/") for r in q[side])
+        assert q[f"{side}_agreement"] == sum(r["colour"] == "red" for r in q[side]) / 4
