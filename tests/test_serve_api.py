@@ -224,7 +224,7 @@ def test_the_page_and_docs_are_served(client):
         assert client.get(a).status_code == 200, a
     spec = client.get("/openapi.json").json()
     assert {"/api/health", "/api/search/text", "/api/search/image", "/api/similar/{item_id}", "/api/compare/{item_id}",
-            "/api/items/{item_id}", "/thumb/{item_id}", "/api/gallery"} <= set(spec["paths"])
+            "/api/items/{item_id}", "/thumb/{item_id}", "/api/gallery", "/api/facets"} <= set(spec["paths"])
 
 
 # --- errors -----------------------------------------------------------------------------------
@@ -653,3 +653,74 @@ def test_steering_texts_are_bounded(client):
     is_error(r, 400, "1,001 characters")
     r = upload(client, PHOTO.read_bytes(), plus=["red"] * 21)
     is_error(r, 400, "At most 20")
+
+
+# --- facets and compare in merchandising terms --------------------------------------------------
+
+def test_facets_of_the_catalog_and_of_a_search_match_the_library(client, shared_tiny_store):
+    from vrec.search.facets import facets, to_dict
+
+    whole = client.get("/api/facets").json()
+    lib = to_dict(facets(shared_tiny_store, "tiny-siglip"))
+    assert whole["items"] == whole["catalog"] == 60 and whole["query"] is None and whole["kind"] is None
+    assert whole["categorical"] == lib["categorical"] and whole["numeric"] == lib["numeric"]
+    cats = {c["column"]: c for c in whole["categorical"]}
+    assert {v["value"]: v["count"] for v in cats["category"]["values"]} == {
+        "bags": 12, "dresses": 12, "shirts": 12, "shoes": 12, "watches": 12}
+
+    r = client.get("/api/facets", params=[("filter", "category=bags"), ("filter", "price<150"), ("max_values", "3")])
+    body = r.json()
+    cats = {c["column"]: c for c in body["categorical"]}
+    assert body["filters"] == ["category=bags", "price<150"] and body["items"] == 9
+    assert cats["category"]["values"] == [{"value": "bags", "count": 9, "selected": True, "filter": "category=bags"}]
+    assert len(cats["colour"]["values"]) == 3 and sum(v["count"] for v in cats["colour"]["values"]) + \
+        cats["colour"]["other"] == 9
+    price = body["numeric"][0]
+    assert price["column"] == "price" and price["max"] < 150 and price["selected_max"] == 150
+    assert sum(b["count"] for b in price["buckets"]) == 9
+
+    found = client.get("/api/search/text", params={"q": "red bag", "k": 6}).json()["results"]
+    counted = client.get("/api/facets", params={"q": "red bag", "k": 6}).json()
+    assert counted["kind"] == "text" and counted["items"] == 6
+    colours = {v["value"]: v["count"] for v in {c["column"]: c for c in counted["categorical"]}["colour"]["values"]}
+    assert colours == {c: [x["metadata"]["colour"] for x in found].count(c) for c in colours}
+    similar = client.get("/api/facets", params={"q": "bag-tote-red", "kind": "similar", "k": 4}).json()
+    assert similar["query"] == ITEM and similar["items"] == 4
+
+
+@pytest.mark.parametrize("params, status, says", [
+    ({"filter": "nope=1"}, 400, "no column 'nope'"),
+    ({"filter": "colour<3"}, 400, "holds text"),
+    ({"model": "nope"}, 400, "unknown model 'nope'"),
+    ({"q": "bag", "model": "tiny-cnn"}, 400, "no text tower"),
+    ({"q": "nothing-here", "kind": "similar"}, 404, "No item 'nothing-here'"),
+    ({"kind": "photo"}, 400, "kind"),
+    ({"max_values": "0"}, 400, "max_values must be between 1 and 1000"),
+    ({"q": "bag", "k": "0"}, 400, "k must be between 1 and 1000"),
+])
+def test_bad_facets_requests_are_one_clear_json_error(client, params, status, says):
+    is_error(client.get("/api/facets", params=params), status, says)
+
+
+def test_compare_with_a_filter_and_a_label(client, shared_tiny_store):
+    body = client.get(f"/api/compare/{ITEM}", params=[("k", "5"), ("filter", "category=shoes"),
+                                                        ("label", "colour")]).json()
+    assert body["filters"] == ["category=shoes"] and body["label"] == "colour" and body["label_value"] == "red"
+    for side in ("left", "right"):
+        res = body[side]["results"]
+        assert len(res) == 5 and all(x["metadata"]["category"] == "shoes" for x in res)
+        assert body[side]["agreement"] == sum(x["metadata"]["colour"] == "red" for x in res) / 5
+    assert body["summary"] is None
+
+    full = client.get(f"/api/compare/{ITEM}", params={"k": 3, "label": "category", "summary": "true"}).json()
+    from vrec.search.compare import compare
+
+    lib = compare([ITEM], left="tiny-cnn", right="tiny-siglip", k=3, label="category", store=shared_tiny_store,
+                  summary=True).summary
+    s = full["summary"]
+    assert (s["items"], s["k"], s["labelled"], s["sampled"]) == (60, 3, 60, False)
+    assert s["left_agreement"] == pytest.approx(lib.left_agreement) and s["right_agreement"] == pytest.approx(
+        lib.right_agreement) and s["mean_overlap"] == pytest.approx(lib.mean_overlap)
+    assert {p["value"] for p in s["per_label"]} == {"bags", "dresses", "shirts", "shoes", "watches"}
+    is_error(client.get(f"/api/compare/{ITEM}", params={"label": "colr"}), 400, "No column 'colr'", "colour")
+    is_error(client.get(f"/api/compare/{ITEM}", params={"filter": "category=hats"}), 400, "loosen the filters")
