@@ -15,6 +15,7 @@ _EXPORTS = {
     "search_image": "vrec.search.query",
     "SearchResult": "vrec.search.query",
     "compare": "vrec.search.compare",
+    "facets": "vrec.search.facets",
     "create_encoder": "vrec.models.encoders",
     "list_models": "vrec.models.encoders",
     "Encoder": "vrec.models.encoders",
