@@ -130,6 +130,17 @@ def collection_html(collection, table, root: Path) -> str:
     return "".join(parts)
 
 
+def collection_file(fmt: str, collection, table, root: Path) -> str:
+    """A collection's export as text: ``html`` (a self-contained page), ``csv`` or ``json`` (from render)."""
+    from vrec.report import render
+
+    if fmt == "csv":
+        return render.collection_csv(table)
+    if fmt == "json":
+        return render.collection_json(collection, table)
+    return page(f"Collection: {collection.name}", collection_html(collection, table, root))
+
+
 def compare_html(c) -> str:
     """The body of a compare page: summary numbers, then per query a row of neighbours per model."""
     parts = []

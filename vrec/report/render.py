@@ -358,17 +358,6 @@ def collection_json(collection, table) -> str:
     return json.dumps(collection_dict(collection, table), indent=2, ensure_ascii=False) + "\n"
 
 
-def collection_file(fmt: str, collection, table, root) -> str:
-    """A collection's export as text: ``html`` (a self-contained page), ``csv`` or ``json``."""
-    if fmt == "csv":
-        return collection_csv(table)
-    if fmt == "json":
-        return collection_json(collection, table)
-    from vrec.report import pages
-
-    return pages.page(f"Collection: {collection.name}", pages.collection_html(collection, table, root))
-
-
 def collections_table(collections):
     """The collections of a store: name, items, pinned, query, saved, by, version."""
     t = new_table("Collections")

@@ -58,8 +58,8 @@ def create_app(store=None, model: str | None = None, compare_with: str | None = 
     from fastapi_offline import FastAPIOffline  # /docs and /redoc with their scripts served from the package
 
     from vrec.serve.middleware import Guard, HeadAsGet, HostCheck, Stopping
+    from vrec.serve.routes import collections, items, page, search
     from vrec.serve.routes import experiment as experiment_routes
-    from vrec.serve.routes import items, page, search
 
     svc = Service(store, model, compare_with, token, max_upload_mb, device, weights, max_upload_pixels, product_score)
     svc.experiment = open_experiment(svc, experiment, arms, split, exposure_log)
@@ -71,6 +71,7 @@ def create_app(store=None, model: str | None = None, compare_with: str | None = 
     app.mount("/static", StaticFiles(directory=page.WEB / "static", check_dir=False), name="static")
     app.include_router(search.router)
     app.include_router(items.router)
+    app.include_router(collections.router)
     app.include_router(experiment_routes.router, include_in_schema=svc.experiment is not None)
     app.openapi = lambda: _openapi(app)
     app.add_middleware(Guard, service=svc)  # each one added wraps those before: Stopping is the outermost
