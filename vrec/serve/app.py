@@ -108,6 +108,9 @@ def _error_handlers(app, svc: Service) -> None:
             msg = f"No such page: {request.url.path}; the API is listed at /docs."
         elif exc.status_code == 405:
             msg = f"{request.method} is not allowed on {request.url.path}; see /docs."
+            allow = _allowed_methods(app, request.scope)
+            if allow:  # every route of that path, not only the first one Starlette tried
+                return error(405, msg, {**(getattr(exc, "headers", None) or {}), "Allow": allow})
         else:
             msg = str(exc.detail).rstrip(".") + "."
         return error(exc.status_code, msg, getattr(exc, "headers", None))  # 405 keeps its Allow header
@@ -115,6 +118,24 @@ def _error_handlers(app, svc: Service) -> None:
     @app.exception_handler(Exception)
     async def _bug(request: Request, exc: Exception):  # the traceback goes to the server's log
         return error(500, f"Internal error ({type(exc).__name__}); the server's log has the details.")
+
+
+def _allowed_methods(app, scope) -> str:
+    """The methods of every route whose path matches the request's, for a 405's Allow header."""
+    from starlette.routing import Match
+
+    methods: set[str] = set()
+
+    def walk(routes) -> None:
+        for route in routes:
+            inner = getattr(getattr(route, "original_router", None), "routes", None)  # an included router
+            if inner is not None:
+                walk(inner)
+            elif getattr(route, "methods", None) and route.matches(scope)[0] != Match.NONE:
+                methods.update(route.methods)
+
+    walk(app.router.routes)
+    return ", ".join(sorted(methods))
 
 
 def _openapi(app) -> dict:

@@ -224,6 +224,10 @@ class CollectionEdit(BaseModel):
     by: str | None = Field(None, max_length=200, description="Who edits (default: the server's user).")
 
 
+class Deleted(BaseModel):
+    deleted: str = Field(description="The name of the collection deleted.")
+
+
 class RefreshAnswer(BaseModel):
     """A refreshed (and saved) collection, the ids it gained and those that left the store."""
 

@@ -15,6 +15,7 @@ from vrec.serve.schemas import (
     CollectionCreate,
     CollectionEdit,
     CollectionList,
+    Deleted,
     RefreshAnswer,
 )
 from vrec.serve.service import Service, collection_record, collection_summary
@@ -38,7 +39,7 @@ def list_all(svc: Service = Depends(service)):
 
 
 @router.post("/api/collections", summary="A new collection from a text or a catalog item's similar items",
-             status_code=201, response_model=Collection, responses=COLLECTION_ERRORS)
+             response_model=Collection, responses=COLLECTION_ERRORS)
 def create(body: CollectionCreate, svc: Service = Depends(service)):
     snap = svc.snap()
     model = svc.check_model(snap, body.model)
@@ -68,11 +69,11 @@ def edit(name: str, body: CollectionEdit, svc: Service = Depends(service)):
     return collection_record(snap, c)
 
 
-@router.delete("/api/collections/{name}", summary="Delete a collection", status_code=204,
-               response_class=Response, responses=COLLECTION_ERRORS)
+@router.delete("/api/collections/{name}", summary="Delete a collection", response_model=Deleted,
+               responses=COLLECTION_ERRORS)
 def delete(name: str, svc: Service = Depends(service)):
     lib.delete(svc.snap(), name)
-    return Response(status_code=204)
+    return {"deleted": name}
 
 
 @router.post("/api/collections/{name}/refresh", summary="Run the collection's query again and save",
