@@ -220,20 +220,23 @@ def save(store, collection: Collection, expected_version: int | None = None, by:
     with _locked(store):
         on_disk = _version_on_disk(p)
         if on_disk != expected:
-            if expected == 0:
-                raise CollectionConflict(f"A collection named {collection.name!r} exists already; choose another "
-                                         "name, or open that one.")
-            if on_disk == 0:
-                raise CollectionConflict(f"The collection {collection.name!r} has been deleted since it was "
-                                         "loaded; create it again to keep these edits.")
-            raise CollectionConflict(f"The collection {collection.name!r} was saved by someone else since it was "
-                                     f"loaded (version {on_disk}, not {expected}); reload it and make the edits "
-                                     "again, so that their pins are not lost.")
+            raise _conflict(collection.name, on_disk, expected)
         collection.version = on_disk + 1
         collection.updated = now()
         collection.by = by or collection.by or default_by()
         write_json(p, collection.to_dict())
     return collection
+
+
+def _conflict(name: str, on_disk: int, expected: int) -> CollectionConflict:
+    if expected == 0:
+        return CollectionConflict(f"A collection named {name!r} exists already; choose another name, or open that one.")
+    if on_disk == 0:
+        return CollectionConflict(f"The collection {name!r} has been deleted since it was loaded; create it again "
+                                  "to keep these edits.")
+    return CollectionConflict(f"The collection {name!r} was saved by someone else since it was loaded (version "
+                              f"{on_disk}, not {expected}); reload it and make the edits again, so that their pins "
+                              "are not lost.")
 
 
 def list_collections(store) -> list[Collection]:
@@ -322,9 +325,8 @@ def resolve_ids(store, model: str, ids: Iterable[str], table=None) -> list[str]:
 
 def create(store, name: str, query: CollectionQuery, by: str | None = None, encoder=None) -> Collection:
     """A new collection named ``name`` holding what ``query`` finds, saved (an existing name is refused)."""
-    check_name(name)
-    if path_of(store, name).is_file():
-        raise CollectionConflict(f"A collection named {name!r} exists already; choose another name, or open that one.")
+    if path_of(store, name).is_file():  # before running the query
+        raise _conflict(name, 1, 0)
     if query.kind == "item":  # the item's full id, as the results show it
         query.item = resolve_ids(store, query.model, [query.item])[0]
     result = run_query(store, query, encoder=encoder)
@@ -466,7 +468,7 @@ def update(store, name: str, items: Sequence[dict], removed: Sequence[str] | Non
     must be in the store; an item already in the collection keeps its ``added`` time."""
     c = load(store, name)
     if c.version != int(expected_version):  # before checking ids: the conflict is what to say first
-        save(store, c, expected_version=expected_version)  # raises the conflict's sentence
+        raise _conflict(name, c.version, int(expected_version))
     before = {i.id: i for i in c.items}
     full = resolve_ids(store, c.query.model, [str(i.get("id", "")) for i in items])
     c.items = [CollectionItem(f, pinned=bool(i.get("pinned", False)), note=_check_note(i.get("note") or ""),
