@@ -54,6 +54,18 @@ class FilterError(QueryError):
     """A --filter expression that cannot be parsed or names an unknown column."""
 
 
+class CollectionError(VrecError):
+    """A curated collection that cannot be named, found or saved as asked."""
+
+
+class UnknownCollection(CollectionError):
+    """A collection name that the store does not hold."""
+
+
+class CollectionConflict(CollectionError):
+    """A collection saved by someone else since it was loaded (or created twice): saving would lose their edits."""
+
+
 def suggest(name: str, choices: Iterable[str], n: int = 3) -> str:
     """' Did you mean ...?' for the closest choices, or '' when none is close."""
     close = difflib.get_close_matches(name, list(choices), n=n, cutoff=0.6)

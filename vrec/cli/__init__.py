@@ -17,6 +17,7 @@ from vrec.cli import evaluate as _evaluate  # noqa: F401
 from vrec.cli import dupes as _dupes  # noqa: F401  (vrec dupes, after neighbours)
 from vrec.cli import ab as _ab, cost as _cost  # noqa: F401  (vrec ab ..., vrec cost)
 from vrec.cli import tags as _tags  # noqa: F401
+from vrec.cli import collections as _collections  # noqa: F401  (vrec collection ...)
 from vrec.cli import models as _models  # noqa: F401
 from vrec.cli import serve as _serve  # noqa: F401  (vrec serve)
 from vrec.cli import common

@@ -58,9 +58,9 @@ def photo_at(root: Path, path: str) -> Path | None:
     return local_photo({"root": str(root)}, str(path))
 
 
-def card(path: str | Path | None, lines: Iterable[str], cls: str = "") -> str:
+def card(path: str | Path | None, lines: Iterable[str], cls: str = "", alt: str = "") -> str:
     src = thumbnail(path) if path else ""
-    img = f'<img src="{src}" alt="">' if src else '<div style="height:160px"></div>'
+    img = f'<img src="{src}" alt="{html.escape(alt, quote=True)}">' if src else '<div style="height:160px"></div>'
     body = "<br>".join(lines)
     return f'<div class="card {cls}">{img}{body}</div>'
 
@@ -105,6 +105,40 @@ def search_html(result, root: Path) -> str:
              for _, r in result.table.iterrows()]
     parts.append('<h2>Results</h2><div class="grid">' + "".join(cards) + "</div>")
     return "".join(parts)
+
+
+def collection_html(collection, table, root: Path) -> str:
+    """The body of a collection's page: its query, then a card per item in the collection's order
+    (photo inlined, its title as the photo's alt text, its id, whether it is pinned, its note)."""
+    q = collection.query
+    what = {"text": f"“{q.text}”", "item": f"similar to {q.item}", "image": f"like the photo {Path(q.image or '').name}"}
+    filters = f" · filters: {', '.join(q.filters)}" if q.filters else ""
+    by = f" by {collection.by}" if collection.by else ""
+    parts = [f'<p class="meta">Query: {html.escape(what.get(q.kind, q.kind))} · model {html.escape(q.model)}'
+             f'{html.escape(filters)} · {len(table)} items · saved {html.escape(collection.updated + by)} '
+             f'(version {collection.version})</p>']
+    cards = []
+    for _, r in table.iterrows():
+        title = r["title"] if isinstance(r["title"], str) and r["title"] else r["id"]
+        lines = [f'<span class="rank">#{r["rank"]}</span>' + (' <span class="score">pinned</span>' if r["pinned"] else ""),
+                 html.escape(title), f'<span class="meta">{html.escape(r["id"])}</span>']
+        if r["note"]:
+            lines.append(f"<i>{html.escape(r['note'])}</i>")
+        cards.append(card(photo_at(root, r["path"]) if r["path"] else None, lines, "query" if r["pinned"] else "",
+                          alt=title))
+    parts.append('<div class="grid">' + "".join(cards) + "</div>")
+    return "".join(parts)
+
+
+def collection_file(fmt: str, collection, table, root: Path) -> str:
+    """A collection's export as text: ``html`` (a self-contained page), ``csv`` or ``json`` (from render)."""
+    from vrec.report import render
+
+    if fmt == "csv":
+        return render.collection_csv(table)
+    if fmt == "json":
+        return render.collection_json(collection, table)
+    return page(f"Collection: {collection.name}", collection_html(collection, table, root))
 
 
 def compare_html(c) -> str:

@@ -328,3 +328,54 @@ def dupes_json(result, limit: int | None = None) -> str:
                                  "products": result.products, "total": len(result.table),
                                  "pairs": to_records(t), "calibration": result.calibration,
                                  "notes": result.notes}), indent=2)
+
+
+# --- collections ----------------------------------------------------------------------------------
+
+COLLECTION_COLUMNS = ["rank", "id", "title", "pinned", "note"]  # what a CMS takes from an export
+
+
+def collection_csv(table) -> str:
+    """A collection's export table as CSV for a CMS (rank, id, title, pinned, note), cells escaped."""
+    from vrec.base.records import csv_safe
+
+    return csv_safe(table[COLLECTION_COLUMNS]).to_csv(index=False)
+
+
+def collection_dict(collection, table=None) -> dict:
+    """A collection as plain JSON-ready data; with its export ``table``, items carry their rank and title."""
+    from dataclasses import asdict
+
+    d = asdict(collection)
+    if table is not None:
+        extra = {r["id"]: r for r in to_records(table[COLLECTION_COLUMNS])}
+        d["items"] = [{"rank": extra[i["id"]]["rank"], "id": i["id"], "title": extra[i["id"]]["title"],
+                       "pinned": i["pinned"], "note": i["note"], "added": i["added"]} for i in d["items"]]
+    return d
+
+
+def collection_json(collection, table) -> str:
+    return json.dumps(collection_dict(collection, table), indent=2, ensure_ascii=False) + "\n"
+
+
+def collections_table(collections):
+    """The collections of a store: name, items, pinned, query, saved, by, version."""
+    t = new_table("Collections")
+    for c in ("name", "items", "pinned", "query", "saved", "by", "version"):
+        t.add_column(c, justify="right" if c in ("items", "pinned", "version") else "left")
+    for c in collections:
+        t.add_row(rich_text(c.name), str(len(c.items)), str(sum(i.pinned for i in c.items)),
+                  rich_text(c.query.label()), rich_text(c.updated), rich_text(c.by), str(c.version))
+    return t
+
+
+def collection_table(collection, table):
+    """One collection's items: rank, pinned, id, title, note."""
+    t = new_table(f"Collection {rich_text(collection.name)}  [dim]({rich_text(collection.query.label())}, "
+                  f"{rich_text(collection.query.model)}, version {collection.version})[/dim]")
+    for c in ("#", "pinned", "id", "title", "note"):
+        t.add_column(c, justify="right" if c == "#" else "left")
+    for _, r in table.iterrows():
+        t.add_row(str(r["rank"]), "yes" if r["pinned"] else "", rich_text(r["id"]), rich_text(fmt(r["title"])),
+                  rich_text(r["note"]))
+    return t

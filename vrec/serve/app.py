@@ -58,8 +58,8 @@ def create_app(store=None, model: str | None = None, compare_with: str | None = 
     from fastapi_offline import FastAPIOffline  # /docs and /redoc with their scripts served from the package
 
     from vrec.serve.middleware import Guard, HeadAsGet, HostCheck, Stopping
+    from vrec.serve.routes import collections, items, page, search
     from vrec.serve.routes import experiment as experiment_routes
-    from vrec.serve.routes import items, page, search
 
     svc = Service(store, model, compare_with, token, max_upload_mb, device, weights, max_upload_pixels, product_score)
     svc.experiment = open_experiment(svc, experiment, arms, split, exposure_log)
@@ -71,6 +71,7 @@ def create_app(store=None, model: str | None = None, compare_with: str | None = 
     app.mount("/static", StaticFiles(directory=page.WEB / "static", check_dir=False), name="static")
     app.include_router(search.router)
     app.include_router(items.router)
+    app.include_router(collections.router)
     app.include_router(experiment_routes.router, include_in_schema=svc.experiment is not None)
     app.openapi = lambda: _openapi(app)
     app.add_middleware(Guard, service=svc)  # each one added wraps those before: Stopping is the outermost
@@ -107,6 +108,9 @@ def _error_handlers(app, svc: Service) -> None:
             msg = f"No such page: {request.url.path}; the API is listed at /docs."
         elif exc.status_code == 405:
             msg = f"{request.method} is not allowed on {request.url.path}; see /docs."
+            allow = _allowed_methods(app, request.scope)
+            if allow:  # every route of that path, not only the first one Starlette tried
+                return error(405, msg, {**(getattr(exc, "headers", None) or {}), "Allow": allow})
         else:
             msg = str(exc.detail).rstrip(".") + "."
         return error(exc.status_code, msg, getattr(exc, "headers", None))  # 405 keeps its Allow header
@@ -114,6 +118,24 @@ def _error_handlers(app, svc: Service) -> None:
     @app.exception_handler(Exception)
     async def _bug(request: Request, exc: Exception):  # the traceback goes to the server's log
         return error(500, f"Internal error ({type(exc).__name__}); the server's log has the details.")
+
+
+def _allowed_methods(app, scope) -> str:
+    """The methods of every route whose path matches the request's, for a 405's Allow header."""
+    from starlette.routing import Match
+
+    methods: set[str] = set()
+
+    def walk(routes) -> None:
+        for route in routes:
+            inner = getattr(getattr(route, "original_router", None), "routes", None)  # an included router
+            if inner is not None:
+                walk(inner)
+            elif getattr(route, "methods", None) and route.matches(scope)[0] != Match.NONE:
+                methods.update(route.methods)
+
+    walk(app.router.routes)
+    return ", ".join(sorted(methods))
 
 
 def _openapi(app) -> dict:

@@ -2,7 +2,7 @@
 the store is missing, a model cannot be loaded or the server stops."""
 import logging
 
-from vrec.base.errors import ModelUnavailable, StoreError, UnknownItem, VrecError
+from vrec.base.errors import CollectionConflict, ModelUnavailable, StoreError, UnknownCollection, UnknownItem, VrecError
 from vrec.serve.decodes import Busy, TooManyPixels
 from vrec.serve.live import StoreGone
 
@@ -16,8 +16,10 @@ def error(status: int, message: str, headers: dict | None = None):
 
 
 def status_of(e: VrecError) -> int:
-    if isinstance(e, UnknownItem):
+    if isinstance(e, (UnknownItem, UnknownCollection)):
         return 404
+    if isinstance(e, CollectionConflict):
+        return 409
     if isinstance(e, TooManyPixels):
         return 413
     if isinstance(e, (ModelUnavailable, StoreError, Busy)):  # the server's state, not the request: try later

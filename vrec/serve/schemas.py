@@ -229,6 +229,105 @@ class GalleryRequest(BaseModel):
     results: list[GalleryResult] = Field(min_length=1, max_length=500)
 
 
+# --- curated collections (vrec.search.collections) ---
+
+COLLECTION_NAME = Field(min_length=1, max_length=80, pattern=r"^[A-Za-z0-9_-]([A-Za-z0-9_ -]*[A-Za-z0-9_-])?$",
+                        description="Letters, digits, '-', '_' and spaces (not first nor last), at most 80 characters.")
+
+
+class CollectionQuery(BaseModel):
+    """What a collection was made from: a text, a catalog item or a photo, with its model, filters and k."""
+
+    kind: Literal["text", "image", "item"]
+    text: str | None = Field(None, description="The text (kind text).")
+    item: str | None = Field(None, description="The catalog item id (kind item): items similar to it.")
+    image: str | None = Field(None, description="The photo's file name (kind image, made on the command line).")
+    model: str
+    filters: list[str]
+    k: int = Field(description="How many results the query brings in (and a refresh looks at).")
+
+
+class CollectionItemIn(BaseModel):
+    """One item of an edited collection, in the collection's order."""
+
+    id: str = Field(min_length=1, max_length=1000, description="A catalog id (a product's, in a catalog of products).")
+    pinned: bool = False
+    note: str = Field("", max_length=2000)
+
+
+class CollectionItem(CollectionItemIn):
+    """One item of a collection, with what the page shows of it."""
+
+    added: str = Field(description="When it came into the collection (ISO 8601).")
+    title: str | None = Field(description="The item's title from its metadata; null when it has none (or the "
+                                          "store no longer holds it).")
+    thumb: str = Field(description="The item's photo, resized: GET this path.")
+    available: bool = Field(description="Whether the store still holds the item (a refresh drops it when not).")
+
+
+class Collection(BaseModel):
+    """A curated collection: its query, its items in order, the ids it keeps out, who saved it and its version."""
+
+    name: str
+    query: CollectionQuery
+    items: list[CollectionItem]
+    removed: list[str] = Field(description="Ids taken out by hand: a refresh does not bring them back.")
+    created: str
+    updated: str
+    by: str = Field(description="Who saved it last.")
+    version: int = Field(ge=1, description="Send it back with an edit (PUT): a save over a newer version is a 409.")
+
+
+class CollectionSummary(BaseModel):
+    name: str
+    items: int
+    pinned: int
+    query: CollectionQuery
+    updated: str
+    by: str
+    version: int
+
+
+class CollectionList(BaseModel):
+    collections: list[CollectionSummary]
+
+
+class CollectionCreate(BaseModel):
+    """A new collection from a query: exactly one of ``text`` and ``item``."""
+
+    name: str = COLLECTION_NAME
+    text: str | None = Field(None, min_length=1, max_length=1000, description="Items that match this text.")
+    item: str | None = Field(None, min_length=1, max_length=1000, description="Items similar to this catalog item.")
+    model: str | None = Field(None, description="Model to search (default: the server's).")
+    filters: list[str] = Field([], max_length=20, description="Metadata filters such as category=bags.")
+    k: int = Field(24, ge=1, le=1000, description="How many results to bring in.")
+    by: str | None = Field(None, max_length=200, description="Who makes it (default: the server's user).")
+
+
+class CollectionEdit(BaseModel):
+    """The whole edited collection: its items in order (pins and notes with them), the removed ids, and the
+    version it was loaded at."""
+
+    version: int = Field(ge=1, description="The version the edits start from (the collection's ``version``).")
+    items: list[CollectionItemIn] = Field(max_length=1000)
+    removed: list[str] | None = Field(None, max_length=10_000, description="Ids a refresh must not bring back "
+                                                                          "(default: as saved).")
+    by: str | None = Field(None, max_length=200, description="Who edits (default: the server's user).")
+
+
+class Deleted(BaseModel):
+    deleted: str = Field(description="The name of the collection deleted.")
+
+
+class RefreshAnswer(BaseModel):
+    """A refreshed (and saved) collection, the ids it gained and those that left the store."""
+
+    collection: Collection
+    new: list[str]
+    gone: list[str]
+    notes: list[str]
+
+
 # the error answers each kind of route can give, for the OpenAPI document
 ERRORS = {
     400: {"model": ErrorAnswer, "description": "A parameter is invalid (one sentence says which and why)."},
@@ -238,3 +337,6 @@ ERRORS = {
     503: {"model": ErrorAnswer, "description": "The store is missing or the model cannot be loaded."},
 }
 UPLOAD_ERRORS = {**ERRORS, 413: {"model": ErrorAnswer, "description": "The upload is over the server's limit."}}
+COLLECTION_ERRORS = {**ERRORS, 404: {"model": ErrorAnswer, "description": "No such collection or item."},
+                     409: {"model": ErrorAnswer, "description": "The collection was saved by someone else since "
+                                                               "it was loaded (reload it), or the name is taken."}}

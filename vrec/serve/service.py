@@ -355,3 +355,39 @@ def gallery_photo(snap: Snapshot, model: str, product: str, photo) -> tuple[str,
         return None
     row = snap.photos(model).items().iloc[pos]
     return (photo, str(row["path"])) if str(row["product"]) == product else None
+
+
+# --- curated collections ------------------------------------------------------------------------
+
+def collection_record(snap: Snapshot, c) -> dict:
+    """A Collection of the API from a ``vrec.search.collections.Collection``: each item with its title,
+    thumbnail and whether the store still holds it; the query's photo by file name only."""
+    from dataclasses import asdict
+    from pathlib import Path
+
+    query = asdict(c.query)
+    if query.get("image"):
+        query["image"] = Path(query["image"]).name  # never a folder of the server
+    try:
+        cat = snap.table(c.query.model)
+    except VrecError:  # the model left the store: items without titles, all unavailable
+        cat = None
+    items = []
+    for it in c.items:
+        pos = snap.position(c.query.model, it.id) if cat is not None else None
+        title = _title(cat.iloc[pos].to_dict()) if pos is not None else None
+        items.append({"id": it.id, "pinned": bool(it.pinned), "note": it.note, "added": it.added, "title": title,
+                      "thumb": thumb_url(it.id), "available": pos is not None})
+    return {"name": c.name, "query": query, "items": items, "removed": list(c.removed), "created": c.created,
+            "updated": c.updated, "by": c.by, "version": int(c.version)}
+
+
+def collection_summary(c) -> dict:
+    from dataclasses import asdict
+    from pathlib import Path
+
+    query = asdict(c.query)
+    if query.get("image"):
+        query["image"] = Path(query["image"]).name
+    return {"name": c.name, "items": len(c.items), "pinned": sum(bool(i.pinned) for i in c.items), "query": query,
+            "updated": c.updated, "by": c.by, "version": int(c.version)}
