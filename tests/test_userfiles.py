@@ -118,6 +118,8 @@ READS = {
     "embed --metadata": (["embed", "DRAWN", "-m", "tiny-cnn", "--store", "NEW", "--metadata", "X.csv"], {}),
     "embed --weights": (["embed", "DRAWN", "-m", "tiny-cnn", "--store", "NEW", "--weights", "X.pt"], {}),
     "embed --store": (["embed", "DRAWN", "-m", "tiny-cnn", "--store", "X"], {"folder": None}),  # None: not run
+    "collection create --image": (["collection", "create", "c1", "--image", "X.jpg", "-m", "tiny-siglip", "--store",
+                                   "STORE"], {}),
     "dupes --pairs": (["dupes", "-m", "tiny-cnn", "--store", "STORE", "--pairs", "X.csv"], {}),
     "eval --query-photos": (["eval", "--models", "tiny-cnn", "--store", "STORE", "--bootstrap", "10", "--query-photos",
                              "X.csv"], {}),
@@ -220,6 +222,9 @@ NOT_FILES = {"search-text --format", "search-image --format", "export --format",
 # --store is one Store class for every command: swept above through embed and search-text
 NOT_FILES |= {f"{c} --store" for c in ("index", "search-image", "compare", "eval", "export", "neighbours", "cost",
                                        "tag", "map", "serve", "ab arms", "dupes")}
+NOT_FILES |= {f"collection {c} --store" for c in ("list", "show", "create", "refresh", "delete", "export")}
+# needs a saved collection; it writes through vrec.base.files as every output does (tests/test_collections.py)
+NOT_FILES |= {"collection export path"}
 
 
 # --- every option that writes a file ------------------------------------------------------------

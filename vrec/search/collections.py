@@ -30,6 +30,7 @@ from vrec.base.errors import (
     suggest,
 )
 from vrec.base.files import now, read_json, write_json
+from vrec.base.userfiles import describe
 from vrec.store.store import as_store
 
 FOLDER = "collections"
@@ -267,8 +268,9 @@ def make_query(text: str | None = None, item: str | None = None, image: str | os
     filters = [f for f in filters if f.strip()]
     if given[0] == "image":
         p = Path(image)
-        if not p.is_file():
-            raise QueryError(f"No photo {str(image)!r}; give the path of a photo file.")
+        why = describe(p)  # a pipe, a device, a folder, a broken link...: said as what it is
+        if why is not None:
+            raise QueryError(f"Photo {str(image)!r} {why}; give the path of a photo file.")
         return CollectionQuery("image", image=str(p.resolve()), model=model, filters=filters, k=int(k))
     if given[0] == "item":
         return CollectionQuery("item", item=str(item).strip(), model=model, filters=filters, k=int(k))
