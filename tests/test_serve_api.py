@@ -724,3 +724,20 @@ def test_compare_with_a_filter_and_a_label(client, shared_tiny_store):
     assert {p["value"] for p in s["per_label"]} == {"bags", "dresses", "shirts", "shoes", "watches"}
     is_error(client.get(f"/api/compare/{ITEM}", params={"label": "colr"}), 400, "No column 'colr'", "colour")
     is_error(client.get(f"/api/compare/{ITEM}", params={"filter": "category=hats"}), 400, "loosen the filters")
+
+
+def test_warming_up_loads_the_image_tower_too_so_the_first_photo_search_loads_nothing(shared_tiny_store,
+                                                                                      monkeypatch):
+    import vrec.models.encoders as encoders
+
+    app = make_app(shared_tiny_store)
+    app.state.vrec.warm()  # what vrec serve runs on a thread after start
+
+    def refuse(*a, **k):
+        raise AssertionError("a model was loaded during the request")
+
+    monkeypatch.setattr(encoders, "create_encoder", refuse)
+    monkeypatch.setattr(encoders, "query_encoder", refuse)
+    photo = sorted(SAMPLE.rglob("*.jpg"))[0].read_bytes()
+    r = TestClient(app).post("/api/search/image", files={"file": ("q.jpg", photo, "image/jpeg")})
+    assert r.status_code == 200 and r.json()["results"]

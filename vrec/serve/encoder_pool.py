@@ -35,6 +35,9 @@ class Encoders:
     def loaded(self, ms: ModelStore, images: bool):
         from vrec.search.query import load_encoder
 
+        enc, full = self._loaded.get(ms.name, (None, False))
+        if enc is not None and (full or not images):  # loaded: never wait for another model's load
+            return enc
         with self._load_lock:
             enc, full = self._loaded.get(ms.name, (None, False))
             if enc is None or (images and not full):

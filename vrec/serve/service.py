@@ -204,10 +204,16 @@ class Service:
                 "product_score": self.product_score if photos is not None else None}
 
     def warm(self) -> None:
-        """Load the search model's text tower now, so the first query does not wait for it."""
+        """Load the search model's text tower now, so the first query does not wait for it; then its
+        image tower, so the first photo search does not either (text queries meanwhile go on with
+        the text tower already loaded)."""
         snap = self.snap()
+        ms = snap.model(self.model)
         if has_text_tower(self.model):
-            self.encoders.for_model(snap.model(self.model)).encode_texts(["a photo."])
+            self.encoders.for_model(ms).encode_texts(["a photo."])
+        from PIL import Image
+
+        self.encoders.for_model(ms).encode_images([Image.new("RGB", (32, 32), "white")])  # loads the image tower
 
     # token
     def authorized(self, given: str | None) -> bool:
