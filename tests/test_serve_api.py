@@ -741,3 +741,27 @@ def test_warming_up_loads_the_image_tower_too_so_the_first_photo_search_loads_no
     photo = sorted(SAMPLE.rglob("*.jpg"))[0].read_bytes()
     r = TestClient(app).post("/api/search/image", files={"file": ("q.jpg", photo, "image/jpeg")})
     assert r.status_code == 200 and r.json()["results"]
+
+
+def test_a_photo_search_has_an_address_that_runs_it_again(client):
+    photo = sorted(SAMPLE.rglob("*.jpg"))[3].read_bytes()
+    first = client.post("/api/search/image", files={"file": ("shoe.jpg", photo, "image/jpeg")}, data={"k": "5"})
+    assert first.status_code == 200 and first.json()["photo_id"]
+    again = client.get(f"/api/search/photo/{first.json()['photo_id']}", params={"k": 5})
+    assert again.status_code == 200
+    assert [r["id"] for r in again.json()["results"]] == [r["id"] for r in first.json()["results"]]
+    assert again.json()["query"] == "shoe.jpg" and again.json()["photo_id"] == first.json()["photo_id"]
+    narrower = client.get(f"/api/search/photo/{first.json()['photo_id']}", params={"k": 2})
+    assert len(narrower.json()["results"]) == 2
+    gone = client.get("/api/search/photo/not-a-kept-photo")
+    assert gone.status_code == 404 and "upload it again" in gone.json()["error"]
+
+
+def test_kept_uploads_are_bounded_in_number_and_time():
+    from vrec.serve.uploads import Uploads
+
+    kept = Uploads(photos=2, seconds=3600)
+    ids = [kept.keep(f"p{i}", object()) for i in range(3)]
+    assert kept.get(ids[0]) is None and kept.get(ids[2])[0] == "p2"  # the oldest left first
+    expired = Uploads(photos=2, seconds=0)
+    assert expired.get(expired.keep("p", object())) is None

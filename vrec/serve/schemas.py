@@ -63,6 +63,9 @@ class SearchAnswer(BaseModel):
     took_ms: float
     notes: list[str] = Field(description="What the user should know about these results (e.g. a stale index).")
     results: list[Result]
+    photo_id: str | None = Field(None, description="A photo search's uploaded photo, kept for a while: "
+                                 "GET /api/search/photo/{photo_id} runs the search again (e.g. from the page's "
+                                 "address /?photo=ID).")
 
 
 class RecommendAnswer(SearchAnswer):

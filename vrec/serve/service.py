@@ -24,6 +24,7 @@ from vrec.serve.decodes import MAX_UPLOAD_PIXELS, Decodes
 from vrec.serve.encoder_pool import Encoders, has_text_tower, pick_models
 from vrec.serve.live import GONE, LiveStore, Snapshot, StoreGone, index_state
 from vrec.serve.thumbnails import Thumbnails
+from vrec.serve.uploads import Uploads
 from vrec.store.filters import filterable_columns
 from vrec.store.store import as_store
 
@@ -120,6 +121,7 @@ class Service:
         self.max_upload = int(self.max_upload_mb * 1024 * 1024)
         self.encoders = Encoders(device, weights)
         self.decodes = Decodes(int(max_upload_pixels))
+        self.uploads = Uploads()  # recent uploaded photos by id: photo searches with an address
         self.thumbs = Thumbnails(decodes=self.decodes)
         self.experiment = None  # the A/B test of /api/recommend (open_experiment), if any
         self._private = private_folders(self.live.path, self.live.current().info().get("root"))

@@ -5,7 +5,7 @@ from typing import Literal
 
 from fastapi import APIRouter, Depends, File, Form, Query, UploadFile
 
-from vrec.base.errors import QueryError, check_number
+from vrec.base.errors import QueryError, UnknownItem, check_number
 from vrec.search.facets import MAX_VALUES
 from vrec.search.facets import facets as run_facets
 from vrec.search.facets import to_dict as facets_dict
@@ -62,10 +62,42 @@ def search_image(file: UploadFile = File(..., description="The photo (JPEG, PNG,
     t = time.perf_counter()
     photo = svc.decodes.upload(lambda: read_upload(file, svc.max_upload), encoder.preprocess_spec.decode_size,
                                name)  # in a decode slot, reduced to what the model needs
+    photo_id = svc.uploads.keep(name, photo)
+    return photo_search(svc, snap, name, photo, photo_id, t, k, model, filters, plus, minus, weight, product_score)
+
+
+@router.get("/api/search/photo/{photo_id}", summary="A photo search again, on a photo uploaded a while ago",
+            description="The server keeps the last 32 uploaded photos for 30 minutes (in memory): a photo "
+                        "search's photo_id names one. Unknown or expired: 404 (upload the photo again).",
+            response_model=SearchAnswer, responses=ERRORS)
+def search_photo(photo_id: str, k: int = k_query(),
+                 model: str | None = model_query("Model to search (default: the server's)."),
+                 filters: list[str] = FILTERS, product_score: ProductScore | None = product_score_query(),
+                 plus: list[str] = Query([], description="Text to add to the query; repeatable."),
+                 minus: list[str] = Query([], description="Text to subtract from the query; repeatable."),
+                 weight: float = Query(1.0, description="Weight of each plus/minus text, 0 to 10.",
+                                       json_schema_extra={"minimum": 0, "maximum": 10}),
+                 svc: Service = Depends(service)):
+    check_k(k)
+    check_steering(plus, minus)
+    kept = svc.uploads.get(photo_id)
+    if kept is None:
+        raise UnknownItem("That uploaded photo is no longer kept (the server keeps the last 32 for 30 minutes, "
+                          "until it stops); upload it again.")
+    snap = svc.snap()
+    model = svc.check_model(snap, model)
+    return photo_search(svc, snap, kept[0], kept[1], photo_id, time.perf_counter(), k, model, filters, plus, minus,
+                        weight, product_score)
+
+
+def photo_search(svc: Service, snap, name: str, photo, photo_id: str, started: float, k: int, model: str,
+                 filters, plus, minus, weight, product_score) -> dict:
+    """A photo search's answer, with the id its photo is kept under."""
     result = run_image(name, k=k, model=model, store=snap, filters=given(filters), plus=[p for p in plus if p.strip()],
-                       minus=[m for m in minus if m.strip()], weight=weight, encoder=encoder, image=photo,
+                       minus=[m for m in minus if m.strip()], weight=weight,
+                       encoder=svc.encoders.for_model(snap.model(model)), image=photo,
                        product_score=svc.scoring(product_score))
-    return svc.results(result, "image", k, time.perf_counter() - t, snap)
+    return {**svc.results(result, "image", k, time.perf_counter() - started, snap), "photo_id": photo_id}
 
 
 @router.get("/api/facets", summary="What results (or the whole catalog) hold, column by column, to narrow them by",
