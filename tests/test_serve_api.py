@@ -181,7 +181,7 @@ def test_items_and_thumbnails(client):
     item = client.get(f"/api/items/{ITEM}").json()
     assert item == {"id": ITEM, "thumb": f"/thumb/{ITEM}", "width": 256, "height": 256, "title": "Red tote bag",
                     "metadata": {"file": "bags/bag-tote-red.jpg", "title": "Red tote bag", "category": "bags",
-                                 "colour": "red", "style": "tote", "price": 119}, "photos": None}
+                                 "colour": "red", "style": "tote", "price": 119}, "photos": None, "photo_ids": []}
     r = client.get(item["thumb"])
     assert r.status_code == 200 and r.headers["content-type"] == "image/jpeg"
     img = Image.open(io.BytesIO(r.content))

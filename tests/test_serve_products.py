@@ -111,6 +111,7 @@ def test_items_and_similar_by_a_photo_id_are_the_product(client, grocery):
     item = client.get(f"/api/items/{first}/3").json()
     assert item["id"] == first and item["photos"] == 8 and item["thumb"] == f"/thumb/{first}"
     assert item["title"] == grocery[1][0]["title"]
+    assert item["photo_ids"] == [f"{first}/{n}" for n in range(1, 9)]  # for an item panel: every photo, main first
     assert not {"product", "position", "photo", "photos"} & set(item["metadata"])
     by_photo = client.get(f"/api/similar/{first}/3", params={"k": 5}).json()["results"]
     assert [r["id"] for r in by_photo] == [r["id"] for r in client.get(f"/api/similar/{first}",

@@ -51,6 +51,9 @@ class Item(BaseModel):
     metadata: dict[str, Any]
     photos: int | None = Field(
         None, description="In a catalog of products: how many photos the product has; null otherwise.")
+    photo_ids: list[str] = Field(
+        default_factory=list, description="In a catalog of products: the product's photos, main photo first "
+                                          "(each shown by /thumb/PHOTO_ID); empty otherwise.")
 
 
 class SearchAnswer(BaseModel):

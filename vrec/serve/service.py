@@ -205,6 +205,17 @@ class Service:
                 "token_required": self.token is not None, "photos": photos,
                 "product_score": self.product_score if photos is not None else None}
 
+    def photo_ids(self, snap: Snapshot, pos: int) -> list[str]:
+        """A product's photo ids, main photo first (empty in a catalog of single photos)."""
+        ms = snap.model(self.model)
+        if getattr(ms, "grain", "photo") != "product":
+            return []
+        import numpy as np
+
+        photos = ms.photos.items()  # in store order: rows ascend
+        at = np.searchsorted(photos["row"].to_numpy(), ms.photo_rows([pos])[0])
+        return photos["id"].astype(str).to_numpy()[at].tolist()
+
     def warm(self) -> None:
         """Load the search model's text tower now, so the first query does not wait for it; then its
         image tower, so the first photo search does not either (text queries meanwhile go on with

@@ -79,7 +79,7 @@ def compare(item_id: str, left: str | None = model_query("Left model (default: t
 def item(item_id: str, svc: Service = Depends(service)):
     snap = svc.snap()
     pos = svc.resolve(snap, svc.model, item_id)
-    return item_record(snap.table(svc.model).iloc[pos])
+    return {**item_record(snap.table(svc.model).iloc[pos]), "photo_ids": svc.photo_ids(snap, pos)}
 
 
 @router.get("/thumb/{item_id:path}", summary="A catalog item's photo, resized (longest side 384 px)",
