@@ -221,7 +221,7 @@
       h("button", {type: "button", class: "coll-act " + act, dataset: {act, id: item.id}, "aria-label": aria, ...extra},
         label);
     const note = h("textarea", {rows: "2", maxlength: "2000", class: "coll-note", id: `coll-note-${index}`,
-                                dataset: {id: item.id}, placeholder: "Note (for the team or the CMS)"});
+                                dataset: {id: item.id}, placeholder: "Add a note"});
     note.value = item.note || "";
     note.addEventListener("input", () => { item.note = note.value; markDirty(); });
     return h("li", {class: "coll-item" + (item.pinned ? " pinned" : "") + (S.fresh.has(item.id) ? " fresh" : ""),
