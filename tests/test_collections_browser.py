@@ -198,3 +198,132 @@ def test_a_merchandiser_curates_saves_reopens_and_exports_a_collection(tiny_stor
             assert page.is_visible("#view-head h1")
             assert page.js_errors == []
     assert shot.stat().st_size > 10_000
+
+
+CONTRAST = """() => {
+    // every visible text of the Collections view (and the header's button) against its background:
+    // WCAG AA, 4.5:1 (3:1 for large text); disabled controls are exempt
+    const rgb = (c) => (c.match(/[\\d.]+/g) || []).map(Number);
+    const lum = ([r, g, b]) => {
+        const f = (v) => { v /= 255; return v <= 0.03928 ? v / 12.92 : ((v + 0.055) / 1.055) ** 2.4; };
+        return 0.2126 * f(r) + 0.7152 * f(g) + 0.0722 * f(b);
+    };
+    const background = (el) => {
+        for (let e = el; e; e = e.parentElement) {
+            const c = rgb(getComputedStyle(e).backgroundColor);
+            if (c.length === 3 || (c.length === 4 && c[3] > 0.9)) return c.slice(0, 3);
+        }
+        return [255, 255, 255];
+    };
+    const bad = [];
+    const els = [document.querySelector('#collections-button'),
+                 ...document.querySelectorAll('#coll-view *, #coll-dialog *')];
+    for (const el of els) {
+        if (!el || el.closest('[disabled], [aria-disabled="true"]')) continue;
+        const own = Array.from(el.childNodes).some((n) => n.nodeType === 3 && n.textContent.trim())
+            || (el.matches('textarea, input') && (el.value || el.placeholder));
+        const box = el.getBoundingClientRect();
+        if (!own || !box.width || !box.height) continue;
+        const s = getComputedStyle(el);
+        const fg = rgb(el.matches('textarea, input') && !el.value ? getComputedStyle(el, '::placeholder').color : s.color);
+        const [a, b] = [lum(fg.slice(0, 3)), lum(background(el))];
+        const ratio = (Math.max(a, b) + 0.05) / (Math.min(a, b) + 0.05);
+        const size = parseFloat(s.fontSize), weight = Number(s.fontWeight) || 400;
+        const need = size >= 24 || (size >= 18.66 && weight >= 700) ? 3 : 4.5;
+        if (ratio < need) bad.push(`${el.tagName}.${el.className} "${(el.textContent || el.placeholder || '').trim().slice(0, 30)}" ${ratio.toFixed(2)}`);
+    }
+    return bad;
+}"""
+
+
+def test_collections_from_an_item_add_to_refresh_keyboard_and_contrast(tiny_store, tmp_path):
+    sync_api = need_browser()
+    with browser_page(sync_api) as page, served(tiny_store, "--model", "tiny-siglip",
+                                                  log=tmp_path / "serve.log") as url:
+        page.goto(url.split("?")[0] + "?similar=bags/bag-tote-red")
+        wait_ready(page)
+        wait_view(page, "similar", "Similar to")
+        # an item's page: a collection of its similar items
+        page.click("#coll-save-results")
+        page.fill("#coll-dialog input[name=name]", "like the red tote")
+        page.fill("#coll-dialog input[name=k]", "6")
+        page.keyboard.press("Enter")
+        wait_collection(page, "like the red tote", 6)
+        made = collection(page, "like the red tote")
+        assert made["query"]["kind"] == "item" and made["query"]["item"] == "bags/bag-tote-red"
+        assert "bags/bag-tote-red" not in coll_ids(page)
+
+        # the list makes one from a text; Esc in a dialog closes only the dialog
+        page.click("#collections-button")
+        page.wait_for_selector("#coll-view .coll-new")
+        page.fill("#coll-view .coll-new input[name=name]", "navy")
+        page.fill("#coll-view .coll-new input[name=text]", "navy shirt")
+        page.fill("#coll-view .coll-new input[name=k]", "4")
+        page.click("#coll-view .coll-new button[type=submit]")
+        wait_collection(page, "navy", 4)
+        page.click("#coll-view .back")  # all collections
+        page.wait_for_selector("#coll-view .coll-list")
+        assert page.locator("#coll-view .coll-row").count() == 2
+        page.fill("#coll-view .coll-new input[name=name]", "navy")  # a name taken: the server's words
+        page.fill("#coll-view .coll-new input[name=text]", "navy dress")
+        page.click("#coll-view .coll-new button[type=submit]")
+        page.wait_for_function("document.querySelector('#coll-view .coll-form-error').textContent.length > 0")
+        assert "navy" in page.inner_text("#coll-view .coll-form-error")
+
+        # an item's "Add to collection": appended at the end of the one chosen
+        page.keyboard.press("Escape")
+        page.wait_for_selector("#coll-view", state="hidden")
+        page.click("#coll-add-item")
+        page.wait_for_selector("#coll-dialog[open]")
+        page.select_option("#coll-dialog select", "navy")
+        page.keyboard.press("Escape")
+        assert not page.is_visible("#coll-dialog") and page.is_visible("#view-head.similar")
+        page.click("#coll-add-item")
+        page.select_option("#coll-dialog select", "navy")
+        page.click("#coll-dialog button[type=submit]")
+        page.wait_for_selector("#coll-dialog", state="hidden")
+        navy = collection(page, "navy")
+        assert navy["version"] == 2 and navy["items"][-1]["id"] == "bags/bag-tote-red"
+
+        # remove one, save, refresh: the next match takes its place, marked New
+        page.click("#collections-button")
+        page.get_by_role("button", name="Open the collection like the red tote").click()
+        wait_collection(page, "like the red tote", 6)
+        gone = coll_ids(page)[1]
+        page.click(act(page, gone, "remove"))
+        page.click("#coll-refresh")  # unsaved edits: refresh waits for a save
+        assert "Save your changes" in page.inner_text("#coll-msg")
+        page.click("#coll-save")
+        page.wait_for_function("document.querySelector('#coll-msg').textContent.includes('version 2')")
+        page.click("#coll-refresh")
+        page.wait_for_function("document.querySelector('#coll-msg').textContent.includes('Refresh')")
+        fresh = page.eval_on_selector_all("#coll-view .coll-item.fresh", "li => li.map((x) => x.dataset.id)")
+        assert len(fresh) == 1 and gone not in coll_ids(page) and len(coll_ids(page)) == 6
+        assert "1 new item" in page.inner_text("#coll-msg")
+        assert page.locator("#coll-view .coll-badge.new").count() == 1
+
+        # the keyboard: Tab reaches every control, and the focus is visible
+        page.focus("#coll-view h1")
+        seen = []
+        for _ in range(12):
+            page.keyboard.press("Tab")
+            seen.append(page.evaluate("""() => {
+                const e = document.activeElement, s = getComputedStyle(e);
+                return [e.id || e.dataset.act || e.tagName, s.boxShadow !== 'none' || s.outlineStyle !== 'none'];
+            }"""))
+        assert [name for name, _ in seen[:5]] == ["coll-save", "coll-refresh", "A", "A", "A"]
+        assert "coll-delete" in [name for name, _ in seen] and "pin" in [name for name, _ in seen]
+        assert all(visible for _, visible in seen), seen
+
+        # contrast: WCAG AA in the light and the dark scheme
+        wait_coll_photos(page)
+        for scheme in ("light", "dark"):
+            page.emulate_media(color_scheme=scheme)
+            assert page.evaluate(CONTRAST) == [], scheme
+            page.screenshot(path=str(tmp_path / f"collection-{scheme}.png"))
+
+        # a phone-sized window: the cards reflow, nothing scrolls sideways
+        page.set_viewport_size({"width": 390, "height": 800})
+        page.wait_for_function("document.documentElement.scrollWidth <= window.innerWidth")
+        page.screenshot(path=str(tmp_path / "collection-narrow.png"), full_page=True)
+        assert page.js_errors == []

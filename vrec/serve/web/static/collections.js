@@ -528,9 +528,8 @@
     const button = $("collections-button"), view = $("coll-view");
     if (!button || !view) return;
     button.setAttribute("aria-expanded", "false");
-    button.addEventListener("click", () => {
-      if (S.screen === "one" && S.coll) renderOne(); else showList();
-    });
+    // the list; one with unsaved edits is named at its top, to go back to it
+    button.addEventListener("click", () => showList());
     view.addEventListener("click", onAct);
     document.addEventListener("vrec:render", (e) => {
       S.view = e.detail.view;
