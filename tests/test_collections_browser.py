@@ -123,6 +123,7 @@ def test_a_merchandiser_curates_saves_reopens_and_exports_a_collection(tiny_stor
             page.fill(note(page, ids[4]), "price drops on Friday")
             assert page.is_visible("#coll-view .coll-dirty")
             assert "Put back" in page.inner_text("#coll-view .coll-removed")
+            assert "null" not in page.inner_text("#coll-view")
             page.click("#coll-save")
             page.wait_for_function("document.querySelector('#coll-msg').textContent.includes('version 2')")
             saved = collection(page, NAME)
@@ -326,4 +327,5 @@ def test_collections_from_an_item_add_to_refresh_keyboard_and_contrast(tiny_stor
         page.set_viewport_size({"width": 390, "height": 800})
         page.wait_for_function("document.documentElement.scrollWidth <= window.innerWidth")
         page.screenshot(path=str(tmp_path / "collection-narrow.png"), full_page=True)
+        assert "null" not in page.inner_text("#coll-view") and "undefined" not in page.inner_text("#coll-view")
         assert page.js_errors == []

@@ -24,6 +24,9 @@
     return el;
   }
 
+  // replace an element's children, leaving out the missing ones (null, false), which replaceChildren would write
+  const fill = (el, ...children) => el.replaceChildren(...children.flat(Infinity).filter((c) => c != null && c !== false));
+
   const encodeId = (id) => String(id).split("/").map(encodeURIComponent).join("/");
   const path = (name) => "/api/collections/" + encodeURIComponent(name);
   const plural = (n, word) => `${n.toLocaleString()} ${word}${n === 1 ? "" : "s"}`;
@@ -152,7 +155,7 @@
       h("span", {class: "coll-row-facts"},
         `${plural(c.items, "item")} · ${c.pinned} pinned · ${describeQuery(c.query)}`),
       h("span", {class: "coll-row-saved"}, `saved ${when(c.updated)} by ${c.by} · version ${c.version}`)));
-    view.replaceChildren(
+    fill(view,
       h("div", {class: "view-head coll-head"},
         h("button", {type: "button", class: "back", onclick: closeView}, "← Back to search"),
         h("div", {class: "head-main"},
@@ -265,7 +268,7 @@
     const c = S.coll;
     const pinned = S.items.filter((i) => i.pinned).length;
     const view = $("coll-view");
-    view.replaceChildren(
+    fill(view,
       h("div", {class: "view-head coll-head"},
         h("button", {type: "button", class: "back", onclick: () => showList()}, "← All collections"),
         h("div", {class: "head-main"},
