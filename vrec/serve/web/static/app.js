@@ -558,6 +558,8 @@
       }
     }
     document.title = title === "vrec" ? "vrec" : `${title} — vrec`;
+    // collections.js adds its buttons to the view's head (Save as collection, Add to collection)
+    document.dispatchEvent(new CustomEvent("vrec:render", {detail: {view, health: state.health}}));
   }
 
   // --- photos: choose, drop, paste -------------------------------------------------------------
