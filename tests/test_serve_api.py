@@ -753,6 +753,9 @@ def test_a_photo_search_has_an_address_that_runs_it_again(client):
     assert again.json()["query"] == "shoe.jpg" and again.json()["photo_id"] == first.json()["photo_id"]
     narrower = client.get(f"/api/search/photo/{first.json()['photo_id']}", params={"k": 2})
     assert len(narrower.json()["results"]) == 2
+    shown = client.get(f"/api/search/photo/{first.json()['photo_id']}/image")  # the query photo, for the page
+    assert shown.status_code == 200 and shown.headers["content-type"] == "image/jpeg"
+    assert Image.open(io.BytesIO(shown.content)).size[0] > 0
     gone = client.get("/api/search/photo/not-a-kept-photo")
     assert gone.status_code == 404 and "upload it again" in gone.json()["error"]
 

@@ -3,7 +3,7 @@ import re
 import time
 from typing import Literal
 
-from fastapi import APIRouter, Depends, File, Form, Query, UploadFile
+from fastapi import APIRouter, Depends, File, Form, Query, Response, UploadFile
 
 from vrec.base.errors import QueryError, UnknownItem, check_number
 from vrec.search.facets import MAX_VALUES
@@ -15,6 +15,7 @@ from vrec.serve.middleware import TooLarge
 from vrec.serve.routes import FILTERS, PRODUCT_SCORE_HELP, check_k, given, k_query, model_query, product_score_query, service
 from vrec.serve.schemas import DEFAULT_K, ERRORS, MAX_K, UPLOAD_ERRORS, FacetsAnswer, Health, ProductScore, SearchAnswer
 from vrec.serve.service import Service
+from vrec.serve.thumbnails import THUMB_SIZE
 
 router = APIRouter()
 
@@ -88,6 +89,29 @@ def search_photo(photo_id: str, k: int = k_query(),
     model = svc.check_model(snap, model)
     return photo_search(svc, snap, kept[0], kept[1], photo_id, time.perf_counter(), k, model, filters, plus, minus,
                         weight, product_score)
+
+
+@router.get("/api/search/photo/{photo_id}/image", summary="A kept uploaded photo, as a JPEG (for the page's query)",
+            response_class=Response, responses={200: {"content": {"image/jpeg": {}}, "description": "The photo."},
+                                                **ERRORS})
+def kept_photo(photo_id: str, svc: Service = Depends(service)):
+    kept = svc.uploads.get(photo_id)
+    if kept is None:
+        raise UnknownItem("That uploaded photo is no longer kept (the server keeps the last 32 for 30 minutes, "
+                          "until it stops); upload it again.")
+    return Response(jpeg(kept[1], THUMB_SIZE), media_type="image/jpeg",
+                    headers={"Cache-Control": "private, max-age=1800"})
+
+
+def jpeg(picture, size: int) -> bytes:
+    """A picture shrunk to ``size`` pixels on its longest side, as JPEG bytes."""
+    import io
+
+    small = picture.copy()
+    small.thumbnail((size, size))
+    buf = io.BytesIO()
+    small.convert("RGB").save(buf, format="JPEG", quality=85)
+    return buf.getvalue()
 
 
 def photo_search(svc: Service, snap, name: str, photo, photo_id: str, started: float, k: int, model: str,
