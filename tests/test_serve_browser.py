@@ -312,11 +312,15 @@ def test_the_token_url_lets_the_page_and_its_photos_in(shared_tiny_store, tmp_pa
 
 
 def keep_screenshot(path: Path) -> None:
-    """Copy a screenshot to VREC_SCREENSHOTS, when set (docs/img/ holds the ones docs/serve.md shows)."""
+    """Keep a screenshot in VREC_SCREENSHOTS, when set, in 256 colours (docs/img/ holds the ones docs/serve.md
+    shows: VREC_SCREENSHOTS=docs/img pytest tests/test_serve_browser.py -k 'facets or side_by_side')."""
     shots = os.environ.get("VREC_SCREENSHOTS")
     if shots:
+        from PIL import Image
+
         Path(shots).mkdir(parents=True, exist_ok=True)
-        shutil.copy(path, Path(shots) / path.name)
+        Image.open(path).convert("RGB").quantize(colors=256, method=Image.Quantize.MEDIANCUT).save(
+            Path(shots) / path.name, optimize=True)
 
 
 def pct(x) -> str:
