@@ -451,43 +451,55 @@ def test_side_by_side_honours_the_filters_and_says_how_often_each_model_agrees(s
     keep_screenshot(tmp_path / "serve-compare.png")
 
 
-def test_escape_in_a_box_a_bad_filter_and_a_slow_search_leave_the_page_usable(shared_tiny_store, tmp_path):
-    sync_api = need_browser()
+@contextlib.contextmanager
+def red_bag(shared_tiny_store, tmp_path, sync_api):
+    """The page over the test store, showing the results of "red bag"."""
     with served(shared_tiny_store, "--model", "tiny-siglip", log=tmp_path / "serve.log") as url, \
             browser_page(sync_api) as page:
-        base = url.split("?")[0]
-        page.goto(base + "?q=red+bag")
+        page.goto(url.split("?")[0] + "?q=red+bag")
         wait_ready(page)
         wait_view(page, "text", "red bag")
+        yield page
+        assert page.js_errors == []
+
+
+def test_escape_in_a_text_box_does_not_go_back(shared_tiny_store, tmp_path):
+    with red_bag(shared_tiny_store, tmp_path, need_browser()) as page:
         page.locator("#view-body .card").first.click()
         wait_view(page, "similar", "Similar to")
         similar_url = page.url
-        # Esc in a text box is the box's: it does not go back
-        for box in ("#filters", "#q"):
+        for box in ("#filters", "#q"):  # Esc in a text box is the box's
             page.focus(box)
             page.keyboard.press("Escape")
             page.wait_for_timeout(400)
             assert page.url == similar_url and page.locator("#view-head.similar").count() == 1
         page.evaluate("document.activeElement.blur()")
-        page.keyboard.press("Escape")  # elsewhere it does
+        page.keyboard.press("Escape")  # elsewhere it goes back
         wait_view(page, "text", "red bag")
 
-        # a bad filter: the field is marked invalid, pointing at the error; the old results are dimmed, inert
+
+def test_a_bad_filter_marks_the_field_invalid_and_dims_the_old_results(shared_tiny_store, tmp_path):
+    with red_bag(shared_tiny_store, tmp_path, need_browser()) as page:
         page.fill("#filters", "nope=1")
         page.press("#filters", "Enter")
         page.wait_for_selector("#filters[aria-invalid='true']")
         assert "filter-error" in page.get_attribute("#filters", "aria-describedby").split()
         assert "No column 'nope'" in page.inner_text("#filter-error")
-        assert page.evaluate("document.querySelector('#view-body').inert") is True
+        assert page.evaluate("document.querySelector('#view-body').inert") is True  # not clickable
         assert "stale" in page.get_attribute("#view-body", "class")
+        page.click("#error-close")  # dismissing the error leaves them so: the filter is still wrong
+        assert page.evaluate("document.querySelector('#view-body').inert") is True
         page.fill("#filters", "category=bags")
         page.press("#filters", "Enter")
         page.wait_for_function("!document.querySelector('#filters').hasAttribute('aria-invalid')")
         wait_view(page, "text", "red bag")
         assert page.is_hidden("#filter-error") and page.evaluate("document.querySelector('#view-body').inert") is False
+        assert page.get_attribute("#filters", "aria-describedby") == "filter-help"
         assert all(i.startswith("bags/") for i in shown_ids(page))
 
-        # while a search runs, the old results are dimmed and cannot be clicked
+
+def test_old_results_are_dimmed_and_not_clickable_while_a_search_runs(shared_tiny_store, tmp_path):
+    with red_bag(shared_tiny_store, tmp_path, need_browser()) as page:
         held = []
         page.route("**/api/search/text?*", lambda route: held.append(route))
         page.fill("#q", "navy shirt")
@@ -504,7 +516,6 @@ def test_escape_in_a_box_a_bad_filter_and_a_slow_search_leave_the_page_usable(sh
         wait_view(page, "text", "navy shirt")
         assert page.evaluate("document.querySelector('#view-body').inert") is False
         assert "stale" not in page.get_attribute("#view-body", "class")
-        assert page.js_errors == []
 
 
 GROCERY = ROOT.parent / "shared" / "datasets" / "grocery-products"
