@@ -676,7 +676,7 @@
 
   function render(view) {
     setOptions(view.opts);
-    markFilters(null);
+    if (view.kind !== "home") markFilters(null);  // home is also what a first search that failed leaves
     stale(false);
     const head = $("view-head"), body = $("view-body");
     head.replaceChildren();
