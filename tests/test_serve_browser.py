@@ -4,8 +4,10 @@ A `vrec serve` process over the drawn test catalog; the page is used as a person
 query, see the photos load, click a result for its similar items, switch to the side-by-side
 comparison, go back with Escape, open a result with the keyboard, choose and drop a photo, steer
 it with text, filter, meet an error, save a gallery, use it through a token URL and on a narrow
-window. What the page shows is checked against the JSON API's own answers. Screenshots go to the
-test's tmp dir.
+window; narrow results by their facets; compare with filters and a label column's agreement; and
+the page stays usable around Esc in a text box, a bad filter and a slow search. What the page shows
+is checked against the JSON API's own answers. Screenshots go to the test's tmp dir (and, with
+VREC_SCREENSHOTS=docs/img, the facets and comparison ones that docs/serve.md shows).
 
 Skips when Playwright or Chromium is missing (`apt-get install chromium`; .ci/run installs it).
 Playwright's own browser download is not used: it drives the system's Chromium.
