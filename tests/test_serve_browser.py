@@ -4,8 +4,10 @@ A `vrec serve` process over the drawn test catalog; the page is used as a person
 query, see the photos load, click a result for its similar items, switch to the side-by-side
 comparison, go back with Escape, open a result with the keyboard, choose and drop a photo, steer
 it with text, filter, meet an error, save a gallery, use it through a token URL and on a narrow
-window. What the page shows is checked against the JSON API's own answers. Screenshots go to the
-test's tmp dir.
+window; narrow results by their facets; compare with filters and a label column's agreement; and
+the page stays usable around Esc in a text box, a bad filter and a slow search. What the page shows
+is checked against the JSON API's own answers. Screenshots go to the test's tmp dir (and, with
+VREC_SCREENSHOTS=docs/img, the facets and comparison ones that docs/serve.md shows).
 
 Skips when Playwright or Chromium is missing (`apt-get install chromium`; .ci/run installs it).
 Playwright's own browser download is not used: it drives the system's Chromium.
@@ -309,6 +311,213 @@ def test_the_token_url_lets_the_page_and_its_photos_in(shared_tiny_store, tmp_pa
         page.goto(base + "docs")
         page.wait_for_selector(".swagger-ui .opblock-summary-path:has-text('/api/search/text')")
         assert outside == [] and page.js_errors == []
+
+
+def keep_screenshot(path: Path) -> None:
+    """Keep a screenshot in VREC_SCREENSHOTS, when set, in 256 colours (docs/img/ holds the ones docs/serve.md
+    shows: VREC_SCREENSHOTS=docs/img pytest tests/test_serve_browser.py -k 'facets or side_by_side')."""
+    shots = os.environ.get("VREC_SCREENSHOTS")
+    if shots:
+        from PIL import Image
+
+        Path(shots).mkdir(parents=True, exist_ok=True)
+        Image.open(path).convert("RGB").quantize(colors=256, method=Image.Quantize.MEDIANCUT).save(
+            Path(shots) / path.name, optimize=True)
+
+
+def pct(x) -> str:
+    return f"{round(x * 100)}%"
+
+
+def facet_buttons(page, column: str) -> list[dict]:
+    return page.eval_on_selector_all(f"#facets .facet[data-column='{column}'] .facet-value", """bs => bs.map((b) => ({
+        value: b.querySelector('.value').textContent, n: b.querySelector('.n').textContent,
+        pressed: b.getAttribute('aria-pressed'), filter: b.dataset.filter}))""")
+
+
+def wait_filters(page, text: str) -> None:
+    """Wait until the view shown was run with exactly these typed filters (its meta line names them)."""
+    page.wait_for_function("""(text) => document.querySelector('#filters').value === text
+        && document.querySelector('#busy').hidden && !document.querySelector('#view-body').inert
+        && Array.from(document.querySelectorAll('#view-head .meta')).some((m) => m.textContent.endsWith(text))""",
+                           arg=text)
+
+
+def test_facets_beside_the_results_narrow_them_by_a_click(shared_tiny_store, tmp_path):
+    """The values of each column in the results shown, with counts; a click adds the value's filter to
+    the typed ones and runs the search again, a second click takes it away; price as ranges."""
+    sync_api = need_browser()
+    with served(shared_tiny_store, "--model", "tiny-siglip", "--compare-with", "tiny-cnn",
+                log=tmp_path / "serve.log") as url, browser_page(sync_api) as page:
+        base = url.split("?")[0]
+        page.goto(base + "?q=red+bag&filter=price<150")
+        wait_ready(page)
+        wait_view(page, "text", "red bag")
+        facets = api(page, "/api/facets?q=red%20bag&k=12&filter=price%3C150")["body"]
+        shown = facet_buttons(page, "category")
+        expected = next(c for c in facets["categorical"] if c["column"] == "category")["values"]
+        assert [(b["value"], b["n"], b["pressed"]) for b in shown] == \
+               [(v["value"], str(v["count"]), "false") for v in expected]
+        assert "bags" in [b["value"] for b in shown]
+
+        # a value clicked: its filter joins the typed one, the search runs again
+        page.click("#facets .facet[data-column='category'] .facet-value[data-filter='category=bags']")
+        wait_filters(page, "price<150, category=bags")
+        wait_view(page, "text", "red bag")
+        narrowed = ids(api(page, "/api/search/text?q=red%20bag&k=12&filter=price%3C150&filter=category%3Dbags"))
+        assert shown_ids(page) == narrowed and all(i.startswith("bags/") for i in narrowed)
+        assert "q=red+bag" in page.url and "filter=category%3Dbags" in page.url
+        bags = facet_buttons(page, "category")
+        assert [(b["value"], b["pressed"]) for b in bags] == [("bags", "true")]
+        # the price: the range typed, shown as chosen; buckets of the results to narrow further
+        price = facet_buttons(page, "price")
+        assert price[0]["pressed"] == "true" and price[0]["value"] == "up to 150"
+        wait_photos(page)
+        page.evaluate("document.activeElement.blur()")
+        page.screenshot(path=str(tmp_path / "serve-facets.png"))
+
+        facets = api(page, "/api/facets?q=red%20bag&k=12&filter=price%3C150&filter=category%3Dbags")["body"]
+        bucket = next(b for b in facets["numeric"][0]["buckets"] if b["count"])
+        page.click(f"#facets .facet[data-column='price'] .bucket[data-filter='{', '.join(bucket['filters'])}']")
+        typed = ", ".join(["category=bags", *bucket["filters"]])  # the bucket's bounds replace the typed ones
+        wait_filters(page, typed)
+        answer = api(page, "/api/search/text?q=red%20bag&k=12&" +
+                     "&".join("filter=" + quote(f) for f in ["category=bags", *bucket["filters"]]))
+        assert shown_ids(page) == ids(answer)
+        assert all(bucket["min"] <= r["metadata"]["price"] <= bucket["max"] for r in answer["body"]["results"])
+
+        # the selected value clicked again: its filter goes, the others stay
+        page.click("#facets .facet[data-column='category'] .facet-value[aria-pressed='true']")
+        wait_filters(page, ", ".join(bucket["filters"]))
+        assert len(facet_buttons(page, "category")) > 1
+
+        # similar items have their facets too
+        page.locator("#view-body .card").first.click()
+        wait_view(page, "similar", "Similar to")
+        assert page.locator("#facets .facet[data-column='category']").count() == 1
+        assert page.js_errors == []
+    keep_screenshot(tmp_path / "serve-facets.png")
+
+
+def test_side_by_side_honours_the_filters_and_says_how_often_each_model_agrees(shared_tiny_store, tmp_path):
+    """With filters, both models' neighbours are among the matching items; a label column chooser says
+    which share of each side's neighbours shares the item's value, and on demand the catalog-wide
+    figures; the two models' scores are said not to be comparable."""
+    sync_api = need_browser()
+    item = "bags/bag-tote-red"
+    with served(shared_tiny_store, "--model", "tiny-siglip", "--compare-with", "tiny-cnn",
+                log=tmp_path / "serve.log") as url, browser_page(sync_api) as page:
+        base = url.split("?")[0]
+        page.goto(base + "?similar=" + quote(item) + "&filter=category%3Dbags")
+        wait_ready(page)
+        wait_view(page, "similar", "Similar to")
+        page.click("#compare-toggle")
+        page.wait_for_selector(".compare")
+        wait_view(page, "similar", "Similar to")
+        cmp = api(page, f"/api/compare/{quote(item)}?left=tiny-cnn&right=tiny-siglip&k=12&filter=category%3Dbags"
+                        "&label=category")["body"]
+        left = shown_ids(page, ".compare .column:nth-child(1)")
+        right = shown_ids(page, ".compare .column:nth-child(2)")
+        assert left == [r["id"] for r in cmp["left"]["results"]] and right == [r["id"] for r in cmp["right"]["results"]]
+        assert len(left) == 11 and all(i.startswith("bags/") for i in left + right)  # the 11 other bags, no more
+        assert "category=bags" in page.inner_text("#view-head")
+        # the label chooser: category first (every bag is a bag), then colour
+        assert page.input_value("#label-column") == "category"
+        assert page.inner_text("#agreement") == \
+            "100% of tiny-siglip's neighbours share its category (bags), 100% of tiny-cnn's."
+        page.select_option("#label-column", "colour")
+        page.wait_for_function("document.querySelector('#agreement').textContent.includes('colour')")
+        wait_view(page, "similar", "Similar to")
+        cmp = api(page, f"/api/compare/{quote(item)}?left=tiny-cnn&right=tiny-siglip&k=12&filter=category%3Dbags"
+                        "&label=colour&summary=true")["body"]
+        assert page.inner_text("#agreement") == (
+            f"{pct(cmp['right']['agreement'])} of tiny-siglip's neighbours share its colour (red), "
+            f"{pct(cmp['left']['agreement'])} of tiny-cnn's.")
+        assert "label=colour" in page.url
+        assert "not comparable" in page.inner_text(".scores-note")
+        assert page.inner_text(".compare .column:nth-child(1) .column-head .scale") == "scores on tiny-cnn's own scale"
+        assert "not comparable" in page.get_attribute(".compare .column:nth-child(1) .card .score", "title")
+        wait_photos(page, ".compare")
+        # the catalog-wide figures, on demand
+        assert page.locator(".summary").count() == 0
+        page.click("#summary-button")
+        page.wait_for_selector(".summary")
+        s = cmp["summary"]
+        text = page.inner_text(".summary")
+        assert f"Over {s['items']} items" in text and pct(s["mean_overlap"]) in text
+        assert f"{pct(s['right_agreement'])} of tiny-siglip's neighbours share the item's colour" in text
+        assert page.locator(".summary tbody tr").count() == len(s["per_label"])
+        page.evaluate("document.activeElement.blur()")
+        page.screenshot(path=str(tmp_path / "serve-compare.png"), full_page=True)
+        assert page.js_errors == []
+    keep_screenshot(tmp_path / "serve-compare.png")
+
+
+@contextlib.contextmanager
+def red_bag(shared_tiny_store, tmp_path, sync_api):
+    """The page over the test store, showing the results of "red bag"."""
+    with served(shared_tiny_store, "--model", "tiny-siglip", log=tmp_path / "serve.log") as url, \
+            browser_page(sync_api) as page:
+        page.goto(url.split("?")[0] + "?q=red+bag")
+        wait_ready(page)
+        wait_view(page, "text", "red bag")
+        yield page
+        assert page.js_errors == []
+
+
+def test_escape_in_a_text_box_does_not_go_back(shared_tiny_store, tmp_path):
+    with red_bag(shared_tiny_store, tmp_path, need_browser()) as page:
+        page.locator("#view-body .card").first.click()
+        wait_view(page, "similar", "Similar to")
+        similar_url = page.url
+        for box in ("#filters", "#q"):  # Esc in a text box is the box's
+            page.focus(box)
+            page.keyboard.press("Escape")
+            page.wait_for_timeout(400)
+            assert page.url == similar_url and page.locator("#view-head.similar").count() == 1
+        page.evaluate("document.activeElement.blur()")
+        page.keyboard.press("Escape")  # elsewhere it goes back
+        wait_view(page, "text", "red bag")
+
+
+def test_a_bad_filter_marks_the_field_invalid_and_dims_the_old_results(shared_tiny_store, tmp_path):
+    with red_bag(shared_tiny_store, tmp_path, need_browser()) as page:
+        page.fill("#filters", "nope=1")
+        page.press("#filters", "Enter")
+        page.wait_for_selector("#filters[aria-invalid='true']")
+        assert "filter-error" in page.get_attribute("#filters", "aria-describedby").split()
+        assert "No column 'nope'" in page.inner_text("#filter-error")
+        assert page.evaluate("document.querySelector('#view-body').inert") is True  # not clickable
+        assert "stale" in page.get_attribute("#view-body", "class")
+        page.click("#error-close")  # dismissing the error leaves them so: the filter is still wrong
+        assert page.evaluate("document.querySelector('#view-body').inert") is True
+        page.fill("#filters", "category=bags")
+        page.press("#filters", "Enter")
+        page.wait_for_function("!document.querySelector('#filters').hasAttribute('aria-invalid')")
+        wait_view(page, "text", "red bag")
+        assert page.is_hidden("#filter-error") and page.evaluate("document.querySelector('#view-body').inert") is False
+        assert page.get_attribute("#filters", "aria-describedby") == "filter-help"
+        assert all(i.startswith("bags/") for i in shown_ids(page))
+
+
+def test_old_results_are_dimmed_and_not_clickable_while_a_search_runs(shared_tiny_store, tmp_path):
+    with red_bag(shared_tiny_store, tmp_path, need_browser()) as page:
+        held = []
+        page.route("**/api/search/text?*", lambda route: held.append(route))
+        page.fill("#q", "navy shirt")
+        page.press("#q", "Enter")
+        page.wait_for_selector("#view-body.stale[inert]")
+        assert page.is_visible("#busy") and page.locator("#view-head h1").inner_text() == "“red bag”"
+        for _ in range(WAIT_MS // 50):  # the request reaches the handler while Playwright waits
+            if held:
+                break
+            page.wait_for_timeout(50)
+        assert page.evaluate("document.querySelector('#view-body').inert") is True  # still: it is held
+        held[0].continue_()
+        page.unroute("**/api/search/text?*")
+        wait_view(page, "text", "navy shirt")
+        assert page.evaluate("document.querySelector('#view-body').inert") is False
+        assert "stale" not in page.get_attribute("#view-body", "class")
 
 
 GROCERY = ROOT.parent / "shared" / "datasets" / "grocery-products"

@@ -45,6 +45,47 @@
     return out.map((s) => s.trim()).filter(Boolean);
   }
 
+  // The column a typed filter is on (lower case) and its operator: "price<200" -> {column: "price", op: "<"}
+  function filterParts(expr) {
+    let m = /^\s*tag\s*:\s*(.+?)\s*$/i.exec(expr);
+    if (m) return {column: "tags", op: "tag", values: [m[1].toLowerCase()]};
+    m = /^\s*([\w.-]+)\s+(not\s+in|in)\s*\((.*)\)\s*$/i.exec(expr);
+    if (m) return {column: m[1].toLowerCase(), op: m[2].toLowerCase().replace(/\s+/g, " "),
+                   values: m[3].split(",").map((v) => v.trim()).filter(Boolean)};
+    m = /^\s*([\w.-]+)\s*(!=|<=|>=|==|=|<|>)\s*(.*?)\s*$/.exec(expr);
+    if (m) return {column: m[1].toLowerCase(), op: m[2], values: [m[3]]};
+    return null;
+  }
+
+  const unquote = (v) => String(v).replace(/^(['"])(.*)\1$/, "$2").toLowerCase();
+  const sameFilter = (a, b) => a.replace(/\s+/g, "").toLowerCase() === b.replace(/\s+/g, "").toLowerCase();
+
+  // The typed filters less those selecting one value of a column (a facet's value clicked again)
+  function withoutValue(filters, column, value, expr) {
+    if (filters.some((f) => sameFilter(f, expr))) return filters.filter((f) => !sameFilter(f, expr));
+    const col = column.toLowerCase(), want = String(value).toLowerCase();
+    const out = [];
+    for (const f of filters) {
+      const p = filterParts(f);
+      if (!p || p.column !== col) { out.push(f); continue; }
+      if ((p.op === "=" || p.op === "==" || p.op === "tag") && unquote(p.values[0]) === want) continue;
+      if (p.op === "in") {
+        const rest = p.values.filter((v) => unquote(v) !== want);
+        if (rest.length) out.push(`${column} in (${rest.join(",")})`);
+        continue;
+      }
+      out.push(f);
+    }
+    return out;
+  }
+
+  // The typed filters less the bounds (<, <=, >, >=) on a column
+  const withoutRange = (filters, column) =>
+    filters.filter((f) => { const p = filterParts(f); return !p || p.column !== column.toLowerCase() || !/[<>]/.test(p.op); });
+
+  const fmtNumber = (x) => (Number.isInteger(x) ? x.toLocaleString() : x.toLocaleString(undefined, {maximumFractionDigits: 2}));
+  const fmtPct = (x) => (typeof x === "number" ? Math.round(x * 100) + "%" : "—");
+
   const fmtScore = (x) => (typeof x === "number" ? x.toFixed(3) : "—");
 
   function fmtProbability(p) {
@@ -122,6 +163,8 @@
     at: -1,
     compare: false,  // side by side on for similar views
     columns: [],     // metadata columns to filter on
+    labels: null,    // categorical columns, for the comparison's label chooser (asked once)
+    label: null,     // the label column chosen for comparisons
     seq: 0,          // the latest request; older answers are dropped
   };
   const current = () => state.stack[state.at] || null;
@@ -147,14 +190,42 @@
     const common = {k: o.k !== 12 ? o.k : null, model: o.model && o.model !== state.health?.default_model ? o.model : null,
                     filter: o.filters};
     if (view.kind === "text") return "/" + query({q: view.q, ...common});
-    if (view.kind === "similar") return "/" + query({similar: view.id, compare: view.compare ? "1" : null, ...common});
+    if (view.kind === "similar") {
+      return "/" + query({similar: view.id, compare: view.compare ? "1" : null,
+                          label: view.compare && view.label && view.label !== state.labels?.[0] ? view.label : null, ...common});
+    }
     return "/";
+  }
+
+  // the facets of a list shown (null when they cannot be had: the results are shown without them)
+  async function loadFacets(kind, q, o) {
+    try {
+      return await getJSON("/api/facets" + query({q, kind, k: o.k, model: o.model, filter: o.filters}));
+    } catch (e) {
+      return null;
+    }
+  }
+
+  // the categorical columns, once: the label chooser of comparisons offers them
+  async function labelColumns() {
+    if (state.labels) return state.labels;
+    try {
+      const f = await getJSON("/api/facets" + query({max_values: 1}));
+      state.labels = f.categorical.map((c) => c.column);
+    } catch (e) {
+      return [];  // asked again next time
+    }
+    return state.labels;
   }
 
   async function load(view) {
     const o = view.opts;
     if (view.kind === "text") {
-      view.data = await getJSON("/api/search/text" + query({q: view.q, k: o.k, model: o.model, filter: o.filters}));
+      const [data, facets] = await Promise.all([
+        getJSON("/api/search/text" + query({q: view.q, k: o.k, model: o.model, filter: o.filters})),
+        loadFacets("text", view.q, o)]);
+      view.data = data;
+      view.facets = facets;
     } else if (view.kind === "image") {
       const form = new FormData();
       form.append("file", view.file, view.fileName);
@@ -168,11 +239,18 @@
     } else if (view.kind === "similar") {
       if (view.compare) {
         const hl = state.health;
+        const labels = await labelColumns();
+        if (!view.label || !labels.includes(view.label)) view.label = state.label && labels.includes(state.label) ? state.label : labels[0] || null;
         view.cmp = await getJSON("/api/compare/" + encodeId(view.id) +
-                                 query({left: hl.compare_with, right: hl.default_model, k: o.k}));
+                                 query({left: hl.compare_with, right: hl.default_model, k: o.k, filter: o.filters,
+                                        label: view.label, summary: view.withSummary ? "true" : null}));
         view.item = view.item || view.cmp.item;
       } else {
-        view.data = await getJSON("/api/similar/" + encodeId(view.id) + query({k: o.k, model: o.model, filter: o.filters}));
+        const [data, facets] = await Promise.all([
+          getJSON("/api/similar/" + encodeId(view.id) + query({k: o.k, model: o.model, filter: o.filters})),
+          loadFacets("similar", view.id, o)]);
+        view.data = data;
+        view.facets = facets;
         if (!view.item) view.item = await getJSON("/api/items/" + encodeId(view.id));
       }
     }
@@ -191,7 +269,12 @@
     try {
       await load(view);
     } catch (e) {
-      if (seq === state.seq) { busy(false); showError(e.message); }
+      if (seq !== state.seq) return false;
+      const badFilter = view.opts.filters.length ? await filterError(view.opts.filters) : null;
+      if (seq !== state.seq) return false;
+      busy(false, {failed: true});
+      markFilters(badFilter);
+      showError(e.message);
       return false;
     }
     if (seq !== state.seq) return false;
@@ -247,7 +330,8 @@
       view = {kind: "text", q: p.get("q"), opts};
     } else if (p.get("similar")) {
       state.compare = p.get("compare") === "1" && !!state.health.compare_with;
-      view = {kind: "similar", id: p.get("similar"), compare: state.compare, opts};
+      if (p.get("label")) state.label = p.get("label");
+      view = {kind: "similar", id: p.get("similar"), compare: state.compare, label: p.get("label") || null, opts};
     }
     if (view) {
       const shown = await go(view, {replace});
@@ -294,7 +378,7 @@
     const view = current();
     if (!view || view.kind !== "similar") return;
     state.compare = !view.compare;
-    const next = {...view, compare: state.compare, data: view.data, cmp: null};
+    const next = {...view, compare: state.compare, data: view.data, cmp: null, withSummary: false};
     if (!state.compare && next.data) {  // already loaded: no request
       state.stack[state.at] = next;
       history.replaceState({depth: state.at}, "", urlOf(next));
@@ -312,7 +396,46 @@
       if ($("q").value.trim()) searchText();
       return;
     }
-    go({...view, opts: options(), data: null, cmp: null}, {replace: true});
+    go({...view, opts: options(), data: null, cmp: null, facets: null}, {replace: true});
+  }
+
+  // A facet clicked: its filters join the typed ones (or leave them, when it was selected), and the view is run again
+  function applyFilters(filters) {
+    $("filters").value = filters.join(", ");
+    rerun();
+  }
+
+  // The comparison again with another label column, or with the catalog-wide figures
+  function recompare(changes) {
+    const view = current();
+    if (!view || view.kind !== "similar" || !view.compare) return;
+    if ("label" in changes) state.label = changes.label;
+    go({...view, ...changes, cmp: null}, {replace: true});
+  }
+
+  // The filters' own mistake, if they have one (asked of the whole catalog's facets: quick), else null
+  async function filterError(filters) {
+    try {
+      await getJSON("/api/facets" + query({filter: filters, max_values: 1}));
+      return null;
+    } catch (e) {
+      return e.message;
+    }
+  }
+
+  function markFilters(message) {
+    const field = $("filters"), text = $("filter-error");
+    if (message) {
+      text.textContent = message;
+      text.hidden = false;
+      field.setAttribute("aria-invalid", "true");
+      field.setAttribute("aria-describedby", "filter-error filter-help");
+    } else {
+      text.textContent = "";
+      text.hidden = true;
+      field.removeAttribute("aria-invalid");
+      field.setAttribute("aria-describedby", "filter-help");
+    }
   }
 
   async function saveGallery(title, results, model, queryText, button) {
@@ -346,10 +469,20 @@
 
   // --- showing things --------------------------------------------------------------------------
 
-  function busy(on) {
+  // While a search runs the results shown are old: dimmed, and not clickable. After a failed one they
+  // stay so (they are not what was asked for) until the error is dismissed or a view is shown.
+  function busy(on, {failed = false} = {}) {
     $("busy").hidden = !on;
     $("main").setAttribute("aria-busy", on ? "true" : "false");
     if (on) announce("Searching…");
+    stale(on || failed);
+  }
+
+  function stale(on) {
+    on = on && current() != null && current().kind !== "home";
+    const body = $("view-body");
+    body.classList.toggle("stale", on);
+    body.toggleAttribute("inert", on);  // not clickable, not focusable, hidden from screen readers
   }
 
   function announce(text) {
@@ -364,6 +497,7 @@
   function hideError() {
     $("error").hidden = true;
     $("error-text").textContent = "";
+    if ($("busy").hidden && !$("filters").hasAttribute("aria-invalid")) stale(false);
   }
 
   function focusHeading() {
@@ -387,7 +521,7 @@
   // "8 photos": how many photos a product of a catalog of products has (null elsewhere)
   const photoCount = (n) => (typeof n === "number" ? `${n.toLocaleString()} photo${n === 1 ? "" : "s"}` : null);
 
-  function card(result, {shared = false} = {}) {
+  function card(result, {shared = false, scoreOf = null} = {}) {
     const meta = result.metadata || {};
     const price = priceOf(meta);
     const facts = factsOf(meta);
@@ -406,19 +540,20 @@
         facts.length ? h("span", {class: "facts"}, facts.join(" · ")) : null,
         h("span", {class: "numbers"},
           price != null ? h("span", {class: "price"}, price) : null,
-          h("span", {class: "score", title: "Cosine similarity to the query"}, h("span", {class: "k"}, "score "),
-            fmtScore(result.score)),
+          h("span", {class: "score", title: scoreOf ? `${scoreOf}'s own similarity: not comparable with the other model's scores`
+                                                    : "Cosine similarity to the query"},
+            h("span", {class: "k"}, "score "), fmtScore(result.score)),
           p ? h("span", {class: "prob", title: "Match probability: SigLIP's estimate that the text describes the photo"},
                 h("span", {class: "k"}, "match "), p) : null),
         h("span", {class: "rank", "aria-hidden": "true"}, "#" + result.rank)));
   }
 
-  function grid(results, {shared = new Set(), compact = false} = {}) {
+  function grid(results, {shared = new Set(), compact = false, scoreOf = null} = {}) {
     if (!results.length) {
       return h("p", {class: "empty"}, "No items match. Loosen the filters, or try other words.");
     }
     return h("div", {class: "grid" + (compact ? " compact" : "")},
-      results.map((r) => card(r, {shared: shared.has(r.id)})));
+      results.map((r) => card(r, {shared: shared.has(r.id), scoreOf})));
   }
 
   function notes(list) {
@@ -457,8 +592,92 @@
     return m ? (m.text ? "vision-language" : "image only") : "";
   }
 
+  // --- facets: what the results hold, to narrow them by ----------------------------------------
+
+  function facetsPanel(f, filters) {
+    if (!f) return null;
+    const groups = [];
+    for (const c of f.categorical || []) {
+      if (!c.values.length) continue;
+      groups.push(h("section", {class: "facet", dataset: {column: c.column}},
+        h("h3", {}, c.column),
+        h("ul", {}, c.values.map((v) => h("li", {},
+          h("button", {type: "button", class: "facet-value" + (v.selected ? " selected" : ""), "aria-pressed": v.selected ? "true" : "false",
+                       disabled: !v.filter, dataset: {filter: v.filter || ""},
+                       title: v.selected ? `Remove the filter ${v.filter}` : `Only ${c.column} ${v.value}: add the filter ${v.filter}`,
+                       onclick: () => applyFilters(v.selected ? withoutValue(filters, c.column, v.value, v.filter)
+                                                              : [...filters, v.filter])},
+            h("span", {class: "value"}, String(v.value)), h("span", {class: "n"}, v.count.toLocaleString()))))),
+        c.other ? h("p", {class: "more"}, `+ ${c.other.toLocaleString()} in other values`) : null));
+    }
+    for (const c of f.numeric || []) {
+      if (c.min == null) continue;
+      const chosen = c.selected_min != null || c.selected_max != null;
+      const range = !chosen ? null : c.selected_min != null && c.selected_max != null
+        ? `${fmtNumber(c.selected_min)} – ${fmtNumber(c.selected_max)}`
+        : c.selected_max != null ? `up to ${fmtNumber(c.selected_max)}` : `from ${fmtNumber(c.selected_min)}`;
+      const buckets = c.buckets.filter((b) => b.count > 0 && b.filters.length);
+      groups.push(h("section", {class: "facet numeric", dataset: {column: c.column}},
+        h("h3", {}, c.column, h("span", {class: "muted"}, ` ${fmtNumber(c.min)} – ${fmtNumber(c.max)}`)),
+        h("ul", {},
+          chosen ? h("li", {}, h("button", {type: "button", class: "facet-value selected range", "aria-pressed": "true",
+                                           title: `Remove the ${c.column} range`,
+                                           onclick: () => applyFilters(withoutRange(filters, c.column))},
+            h("span", {class: "value"}, range), h("span", {class: "n", "aria-label": "remove"}, "×"))) : null,
+          buckets.length > 1 || !chosen ? buckets.map((b) => h("li", {},
+            h("button", {type: "button", class: "facet-value bucket", "aria-pressed": "false", dataset: {filter: b.filters.join(", ")},
+                         title: `Only ${c.column} ${b.filters.join(" and ")}`,
+                         onclick: () => applyFilters([...withoutRange(filters, c.column), ...b.filters])},
+              h("span", {class: "value"}, `${fmtNumber(b.min)} – ${fmtNumber(b.max)}`),
+              h("span", {class: "n"}, b.count.toLocaleString())))) : null)));
+    }
+    if (!groups.length) return null;
+    const panel = h("details", {class: "facets", id: "facets", open: !matchMedia("(max-width: 760px)").matches},
+      h("summary", {}, "Narrow by", h("span", {class: "muted"}, ` · ${f.items.toLocaleString()} shown`)),
+      groups,
+      filters.length ? h("button", {type: "button", class: "link clear", onclick: () => applyFilters([])}, "Clear all filters") : null);
+    return panel;
+  }
+
+  // the results, with their facets beside them
+  function withFacets(view, ...content) {
+    const panel = facetsPanel(view.facets, view.opts.filters);
+    return panel ? h("div", {class: "with-facets"}, panel, h("div", {class: "results"}, content)) : content;
+  }
+
+  // "62% of tiny-siglip's neighbours share its category (bags), 25% of tiny-cnn's."
+  function agreementText(c) {
+    if (!c.label) return null;
+    if (c.label_value == null) return `This item has no ${c.label}: nothing to agree on.`;
+    const r = c.right.agreement, l = c.left.agreement;
+    if (r == null && l == null) return `No other item shares its ${c.label} (${c.label_value}).`;
+    return `${fmtPct(r)} of ${c.right.model}'s neighbours share its ${c.label} (${c.label_value}), ` +
+           `${fmtPct(l)} of ${c.left.model}'s.`;
+  }
+
+  function summaryBox(c) {
+    const s = c.summary;
+    if (!s) return null;
+    const of = `${s.items.toLocaleString()} item${s.items === 1 ? "" : "s"}${s.sampled ? " (a sample)" : ""}`;
+    return h("section", {class: "summary", "aria-label": "Catalog-wide figures"},
+      h("h2", {}, "Across the catalog", c.filters.length ? h("span", {class: "muted"}, " · " + c.filters.join(", ")) : null),
+      h("p", {}, `Over ${of}, the two models share ${fmtPct(s.mean_overlap)} of their ${s.k} neighbours on average.`),
+      s.label && s.right_agreement != null
+        ? h("p", {}, `On average ${fmtPct(s.right_agreement)} of ${c.right.model}'s neighbours share the item's ${s.label}, ` +
+                     `${fmtPct(s.left_agreement)} of ${c.left.model}'s (${s.labelled.toLocaleString()} items with a ${s.label}).`)
+        : null,
+      s.per_label && s.per_label.length ? h("table", {},
+        h("thead", {}, h("tr", {}, h("th", {scope: "col"}, s.label), h("th", {scope: "col"}, "items"),
+          h("th", {scope: "col"}, c.right.model), h("th", {scope: "col"}, c.left.model))),
+        h("tbody", {}, s.per_label.map((row) => h("tr", {},
+          h("th", {scope: "row"}, String(row.value)), h("td", {}, row.items.toLocaleString()),
+          h("td", {}, fmtPct(row.right)), h("td", {}, fmtPct(row.left)))))) : null);
+  }
+
   function render(view) {
     setOptions(view.opts);
+    if (view.kind !== "home") markFilters(null);  // home is also what a first search that failed leaves
+    stale(false);
     const head = $("view-head"), body = $("view-body");
     head.replaceChildren();
     body.replaceChildren();
@@ -486,7 +705,7 @@
       put(head, backButton(),
         h("div", {class: "head-main"}, h("h1", {tabindex: "-1"}, title), meta(d, view.opts.filters.join(", "))),
         h("div", {class: "actions"}, saveButton("Save as gallery", view.q, d.results, d.model, view.q)));
-      put(body, notes(d.notes), grid(d.results));
+      put(body, notes(d.notes), withFacets(view, grid(d.results)));
       announce(`${d.results.length} results for ${view.q}.`);
     } else if (view.kind === "image") {
       const d = view.data;
@@ -532,20 +751,38 @@
         const c = view.cmp;
         const shared = new Set(c.shared);
         const pct = Math.round(c.overlap * 100);
+        const labels = state.labels || [];
+        const chooser = labels.length ? h("label", {class: "label-chooser"}, "Agreement on",
+          h("select", {id: "label-column", name: "label", onchange: (e) => recompare({label: e.target.value})},
+            labels.map((col) => h("option", {value: col, selected: col === c.label}, col)))) : null;
+        const summaryButton = h("button", {type: "button", id: "summary-button", disabled: !!c.summary,
+                                           title: "Mean overlap and agreement over every item of the catalog (matching the filters)",
+                                           onclick: () => recompare({withSummary: true})},
+          c.summary ? "Catalog-wide figures shown" : "Catalog-wide figures");
+        const agreement = agreementText(c);
         put(head, backButton(), h("span", {class: "query-photo photo"}, h("img", {src: item.thumb, alt: name})),
           h("div", {class: "head-main"}, h("h1", {tabindex: "-1"}, title), h("p", {class: "meta"}, facts),
             h("p", {class: "meta"}, `${c.shared.length} of ${c.k} neighbours in both lists (overlap ${pct}%); `,
-              h("span", {class: "shared-key"}, "framed"), " = found by both models.")),
+              h("span", {class: "shared-key"}, "framed"), " = found by both models.",
+              c.filters.length ? ` Among items with ${c.filters.join(", ")}.` : null),
+            h("div", {class: "agree-row"}, chooser, summaryButton),
+            agreement ? h("p", {class: "agreement", id: "agreement"}, agreement) : null,
+            h("p", {class: "meta scores-note"}, "Scores are not comparable between the two models: each is on its own "
+              + "model's scale. Compare the ranks, and what both found.")),
           h("div", {class: "actions"}, toggle));
         const column = (side) => {
           const s = c[side];
           return h("section", {class: "column", "aria-label": `${s.model} neighbours`},
             h("div", {class: "column-head"},
-              h("h2", {}, s.model, h("span", {class: "muted"}, " " + modelKind(s.model))),
+              h("div", {}, h("h2", {}, s.model, h("span", {class: "muted"}, " " + modelKind(s.model))),
+                h("span", {class: "scale"}, `scores on ${s.model}'s own scale`)),
+              typeof s.agreement === "number"
+                ? h("span", {class: "share", title: `Share of ${s.model}'s neighbours with this item's ${c.label}`},
+                    `${fmtPct(s.agreement)} same ${c.label}`) : null,
               saveButton("Save", `Similar to ${name} (${s.model})`, s.results, s.model, name)),
-            grid(s.results, {shared, compact: true}));
+            grid(s.results, {shared, compact: true, scoreOf: s.model}));
         };
-        put(body, notes(c.notes), h("div", {class: "compare"}, column("left"), column("right")));
+        put(body, notes(c.notes), summaryBox(c), h("div", {class: "compare"}, column("left"), column("right")));
         announce(`${c.left.model} and ${c.right.model}: ${c.shared.length} of ${c.k} neighbours in common.`);
       } else {
         const d = view.data;
@@ -553,7 +790,7 @@
           h("div", {class: "head-main"}, h("h1", {tabindex: "-1"}, title), h("p", {class: "meta"}, facts),
             meta(d, view.opts.filters.join(", "))),
           h("div", {class: "actions"}, toggle, saveButton("Save as gallery", `Similar to ${name}`, d.results, d.model, name)));
-        put(body, notes(d.notes), grid(d.results));
+        put(body, notes(d.notes), withFacets(view, grid(d.results)));
         announce(`${d.results.length} items similar to ${name}.`);
       }
     }
@@ -617,6 +854,8 @@
     document.addEventListener("keydown", (e) => {
       if (e.key !== "Escape" || e.defaultPrevented) return;
       if (!$("drop-overlay").hidden) { $("drop-overlay").hidden = true; return; }
+      const t = e.target;  // Esc in a text box is the box's (clearing, closing a list), never "go back"
+      if (t instanceof Element && (t.isContentEditable || t.matches("input, textarea, select"))) return;
       if (state.at > 0) { e.preventDefault(); back(); }
       else if (!$("error").hidden) hideError();
     });
