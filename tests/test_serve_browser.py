@@ -609,3 +609,35 @@ if __name__ == "__main__":
     Path(a.out).parent.mkdir(parents=True, exist_ok=True)
     readme_screenshot(Path(a.store), Path(a.out), a.item, a.model)
     print(json.dumps({"wrote": a.out, "bytes": Path(a.out).stat().st_size}))
+
+
+def test_a_photo_search_has_an_address_that_reloads_and_can_be_shared(shared_tiny_store, tmp_path):
+    sync_api = need_browser()
+    with served(shared_tiny_store, "--model", "tiny-siglip", "--compare-with", "tiny-cnn",
+                log=tmp_path / "serve.log") as url, browser_page(sync_api) as page:
+        page.goto(url)
+        wait_ready(page)
+        page.set_input_files("#photo-input", str(PHOTO))
+        wait_view(page, "image", PHOTO.name)
+        wait_photos(page)
+        first = shown_ids(page)
+        assert "?photo=" in page.url  # not "/": the search can be reloaded and shared
+        address = page.url
+        page.reload()
+        wait_ready(page)
+        wait_view(page, "image", PHOTO.name)
+        wait_photos(page)
+        assert shown_ids(page) == first
+        page.wait_for_function("document.querySelector('.query-photo img').naturalWidth > 0")  # the query, shown
+        page.fill("#view-head input[name=plus]", "blue")
+        page.press("#view-head input[name=plus]", "Enter")
+        wait_view(page, "image", "+ blue")
+        wait_photos(page)
+        assert shown_ids(page) == ids(post_photo(page, PHOTO, k=12, plus="blue", weight=1))
+        assert "plus=blue" in page.url
+        other = page.context.new_page()  # a colleague opens the shared address
+        other.goto(address)
+        wait_ready(other)
+        wait_view(other, "image", PHOTO.name)
+        wait_photos(other)
+        assert shown_ids(other) == first

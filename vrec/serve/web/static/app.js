@@ -190,6 +190,11 @@
     const common = {k: o.k !== 12 ? o.k : null, model: o.model && o.model !== state.health?.default_model ? o.model : null,
                     filter: o.filters};
     if (view.kind === "text") return "/" + query({q: view.q, ...common});
+    if (view.kind === "image" && view.photoId) {  // the upload kept by the server: an address while it runs
+      const steered = view.plus || view.minus;
+      return "/" + query({photo: view.photoId, plus: view.plus || null, minus: view.minus || null,
+                          weight: steered && view.weight !== 1 ? view.weight : null, ...common});
+    }
     if (view.kind === "similar") {
       return "/" + query({similar: view.id, compare: view.compare ? "1" : null,
                           label: view.compare && view.label && view.label !== state.labels?.[0] ? view.label : null, ...common});
@@ -226,6 +231,12 @@
         loadFacets("text", view.q, o)]);
       view.data = data;
       view.facets = facets;
+    } else if (view.kind === "image" && !view.file) {  // a kept upload, from the address: asked again by its id
+      const steer = view.plus || view.minus ? {plus: view.plus || null, minus: view.minus || null, weight: view.weight} : {};
+      view.data = await getJSON("/api/search/photo/" + encodeURIComponent(view.photoId) +
+                                query({k: o.k, model: o.model, filter: o.filters, ...steer}));
+      view.fileName = view.data.query;
+      view.preview = "/api/search/photo/" + encodeURIComponent(view.photoId) + "/image";
     } else if (view.kind === "image") {
       const form = new FormData();
       form.append("file", view.file, view.fileName);
@@ -236,6 +247,7 @@
       if (o.model) form.append("model", o.model);
       for (const f of o.filters) form.append("filter", f);
       view.data = await (await api("/api/search/image", {method: "POST", body: form})).json();
+      view.photoId = view.data.photo_id;
     } else if (view.kind === "similar") {
       if (view.compare) {
         const hl = state.health;
@@ -328,6 +340,9 @@
     if (p.get("q")) {
       $("q").value = p.get("q");
       view = {kind: "text", q: p.get("q"), opts};
+    } else if (p.get("photo")) {
+      view = {kind: "image", photoId: p.get("photo"), fileName: "your photo", plus: p.get("plus") || "",
+              minus: p.get("minus") || "", weight: Number(p.get("weight")) || 1, opts};
     } else if (p.get("similar")) {
       state.compare = p.get("compare") === "1" && !!state.health.compare_with;
       if (p.get("label")) state.label = p.get("label");
@@ -358,8 +373,13 @@
   }
 
   function searchPhoto(file, steer) {
-    if (!file) return;
     const view = current();
+    if (!file && steer && view && view.kind === "image" && view.photoId) {  // a kept upload, steered anew
+      go({kind: "image", photoId: view.photoId, fileName: view.fileName, preview: view.preview, ...steer,
+          opts: options()}, {replace: true});
+      return;
+    }
+    if (!file) return;
     const old = view && view.kind === "image" ? view : null;
     const s = steer || {plus: "", minus: "", weight: 1};
     const preview = old && old.file === file ? old.preview : URL.createObjectURL(file);
