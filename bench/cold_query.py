@@ -37,6 +37,7 @@ from pathlib import Path
 
 from common import BENCH, FAKE_HUB, ROOT, log, run_json
 from inputs import fake_siglip_hub, siglip_store
+from sections import write_section
 
 QUERY = "red leather bag"
 VREC = Path(sys.executable).with_name("vrec")
@@ -172,7 +173,7 @@ def main() -> None:
     if args.write and args.baseline:
         write_catalog_section(ROOT / "BENCHMARKS.md", result, text)
     elif args.write:
-        write_section(ROOT / "BENCHMARKS.md", text)
+        write_section(ROOT / "BENCHMARKS.md", START, END, TITLE, text)
     print("```json\n" + json.dumps({k: v for k, v in result.items() if k != "runs_ms"}, indent=1) + "\n```")
 
 
@@ -301,13 +302,6 @@ def _store_size(row: str) -> int:
 
 START, END = "<!-- bench/cold_query.py: start -->", "<!-- bench/cold_query.py: end -->"
 TITLE = "## Cold text query: ONNX text tower against torch"
-
-
-def write_section(path: Path, body: str) -> None:
-    """Replace this bench's section of BENCHMARKS.md (see bench/sections.py)."""
-    from sections import replace_section
-
-    replace_section(path, START, END, f"{START}\n{TITLE}\n\n{body}\n{END}")
 
 
 def markdown(r: dict) -> str:

@@ -43,6 +43,7 @@ import time
 from pathlib import Path
 
 from common import ROOT, log
+from sections import write_section
 
 GROCERY = ROOT.parent / "shared" / "datasets" / "grocery-products" / "images"
 CONNECTIONS = (1, 8, 32)
@@ -285,13 +286,6 @@ def markdown(r: dict) -> str:
     return "\n".join(lines)
 
 
-def write_section(path: Path, body: str) -> None:
-    """Replace this bench's section of BENCHMARKS.md (see bench/sections.py)."""
-    from sections import replace_section
-
-    replace_section(path, START, END, f"{START}\n{TITLE}\n\n{body}\n{END}")
-
-
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--photos", type=int, default=400, help="photos downloaded per configuration [400]")
@@ -308,7 +302,7 @@ def main() -> None:
         shutil.rmtree(tmp, ignore_errors=True)
     print(markdown(result))
     if args.write:
-        write_section(ROOT / "BENCHMARKS.md", markdown(result))
+        write_section(ROOT / "BENCHMARKS.md", START, END, TITLE, markdown(result))
     print("```json\n" + json.dumps(result, indent=1) + "\n```")
 
 

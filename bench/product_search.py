@@ -38,6 +38,7 @@ from pathlib import Path
 import numpy as np
 from common import ROOT, log
 from inputs import clustered
+from sections import write_section
 
 MODEL = "bench"
 K = 10
@@ -274,13 +275,6 @@ def markdown(r: dict) -> str:
     return "\n".join(lines)
 
 
-def write_section(path: Path, body: str) -> None:
-    """Replace this bench's section of BENCHMARKS.md (see bench/sections.py)."""
-    from sections import replace_section
-
-    replace_section(path, START, END, f"{START}\n{TITLE}\n\n{body}\n{END}")
-
-
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--products", type=int, default=100_000, help="products in the store [100,000]")
@@ -300,7 +294,7 @@ def main() -> None:
     result["notes"] = args.note
     print(markdown(result))
     if args.write:
-        write_section(ROOT / "BENCHMARKS.md", markdown(result))
+        write_section(ROOT / "BENCHMARKS.md", START, END, TITLE, markdown(result))
     print("```json\n" + json.dumps(result, indent=1) + "\n```")
 
 

@@ -80,3 +80,8 @@ def write_keeping_sections(path: Path, text: str) -> None:
             if start not in text:
                 text = _insert(text, section)
         _write(path, text)
+
+
+def write_section(path: Path, start: str, end: str, title: str, body: str) -> None:
+    """A bench script's section (its title and body) between its markers, in place of the earlier one."""
+    replace_section(path, start, end, f"{start}\n{title}\n\n{body}\n{end}")

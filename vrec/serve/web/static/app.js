@@ -23,6 +23,7 @@
     }
     return el;
   }
+  window.vrecDom = {h};  // for the page's other scripts (collections.js), loaded after this one
 
   // append children, leaving out the missing ones (null, false)
   const put = (parent, ...children) =>

@@ -8,21 +8,7 @@
 (() => {
   const $ = (id) => document.getElementById(id);
 
-  function h(tag, attrs, ...children) {
-    const el = document.createElement(tag);
-    for (const [key, value] of Object.entries(attrs || {})) {
-      if (value == null || value === false) continue;
-      if (key === "class") el.className = value;
-      else if (key === "dataset") Object.assign(el.dataset, value);
-      else if (key.startsWith("on")) el.addEventListener(key.slice(2), value);
-      else el.setAttribute(key, value === true ? "" : String(value));
-    }
-    for (const child of children.flat(Infinity)) {
-      if (child == null || child === false) continue;
-      el.append(child instanceof Node ? child : String(child));
-    }
-    return el;
-  }
+  const h = window.vrecDom.h;  // app.js's element builder (loaded first)
 
   // replace an element's children, leaving out the missing ones (null, false), which replaceChildren would write
   const fill = (el, ...children) => el.replaceChildren(...children.flat(Infinity).filter((c) => c != null && c !== false));
