@@ -538,6 +538,9 @@ def test_a_catalog_of_products_shows_each_product_once_with_its_best_photo(tmp_p
         page.goto(url)
         wait_ready(page)
         assert "81 products (648 photos)" in page.inner_text("#store-info")
+        # filter guidance leads with the merchandising columns, not ids and sizes
+        assert page.get_attribute("#filters", "placeholder") == "e.g. item_group_id=…, brand=…"
+        assert page.inner_text("#filter-help").startswith("Filter on item_group_id, brand, product_type (also id,")
         page.set_input_files("#photo-input", str(query))
         wait_view(page, "image", query.name)
         assert wait_photos(page) == 12
@@ -562,6 +565,13 @@ def test_a_catalog_of_products_shows_each_product_once_with_its_best_photo(tmp_p
         assert similar == ids(api(page, f"/api/similar/{quote(shown[0])}?k=12"))
         assert len(set(similar)) == 12 and shown[0] not in similar
         assert "8 photos" in page.inner_text("#view-head .meta")
+        # every photo of the product under its name; one clicked is shown large
+        strip = page.eval_on_selector_all("#view-head .strip-photo", "bs => bs.map((b) => b.dataset.photo)")
+        assert strip == [f"{shown[0]}/{n}" for n in range(1, 9)]
+        page.click("#view-head .strip-photo >> nth=3")
+        page.wait_for_function("document.querySelector('#view-head .query-photo img').getAttribute('src')"
+                               f".endsWith('/{shown[0]}/4')")
+        assert page.get_attribute("#view-head .strip-photo >> nth=3", "aria-pressed") == "true"
         page.screenshot(path=str(tmp_path / "products-similar.png"))
         assert page.js_errors == []
     for name in ("products-photo", "products-similar"):

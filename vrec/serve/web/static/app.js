@@ -264,7 +264,9 @@
           loadFacets("similar", view.id, o)]);
         view.data = data;
         view.facets = facets;
-        if (!view.item) view.item = await getJSON("/api/items/" + encodeId(view.id));
+        if (!view.item || (state.health.photos && !view.item.photo_ids)) {  // a product's photos, for the strip
+          view.item = await getJSON("/api/items/" + encodeId(view.id));
+        }
       }
     }
   }
@@ -542,6 +544,22 @@
   // "8 photos": how many photos a product of a catalog of products has (null elsewhere)
   const photoCount = (n) => (typeof n === "number" ? `${n.toLocaleString()} photo${n === 1 ? "" : "s"}` : null);
 
+  // every photo of a product, small, under its name: one clicked is shown large in the view's head
+  function photoStrip(item, name) {
+    const ids = item.photo_ids || [];
+    if (ids.length < 2) return null;
+    const show = (pid, button) => {
+      const big = document.querySelector("#view-head .query-photo img");
+      if (big) big.src = "/thumb/" + encodeId(pid);
+      for (const b of button.parentElement.children) b.setAttribute("aria-pressed", b === button ? "true" : "false");
+    };
+    return h("div", {class: "photo-strip", role: "group", "aria-label": `All ${ids.length} photos of ${name}`},
+      ids.map((pid, i) => h("button", {type: "button", class: "strip-photo", "aria-pressed": i === 0 ? "true" : "false",
+                                       "aria-label": `Photo ${i + 1} of ${ids.length}`, "data-photo": pid,
+                                       onclick: (e) => show(pid, e.currentTarget)},
+        h("img", {src: "/thumb/" + encodeId(pid), alt: "", loading: "lazy"}))));
+  }
+
   function card(result, {shared = false, scoreOf = null} = {}) {
     const meta = result.metadata || {};
     const price = priceOf(meta);
@@ -809,7 +827,7 @@
         const d = view.data;
         put(head, backButton(), h("span", {class: "query-photo photo"}, h("img", {src: item.thumb, alt: name})),
           h("div", {class: "head-main"}, h("h1", {tabindex: "-1"}, title), h("p", {class: "meta"}, facts),
-            meta(d, view.opts.filters.join(", "))),
+            photoStrip(item, name), meta(d, view.opts.filters.join(", "))),
           h("div", {class: "actions"}, toggle, saveButton("Save as gallery", `Similar to ${name}`, d.results, d.model, name)));
         put(body, notes(d.notes), withFacets(view, grid(d.results)));
         announce(`${d.results.length} items similar to ${name}.`);
@@ -894,11 +912,17 @@
     $("model").replaceChildren(...hl.models.map((m) =>
       h("option", {value: m.name, selected: m.name === hl.default_model},
         `${m.name}${m.text ? "" : " (photos only)"}`)));
-    state.columns = (hl.filters || []).filter((c) => !["file", "path", "title"].includes(c.toLowerCase()));
+    // the merchandising columns first (category, colour, price...); ids, sizes and long texts after them
+    const technical = (c) => ["id", "width", "height", "photos", "skus"].includes(c.toLowerCase()) ||
+      c.toLowerCase().startsWith("description");
+    const all = (hl.filters || []).filter((c) => !["file", "path", "title"].includes(c.toLowerCase()));
+    state.columns = [...all.filter((c) => !technical(c)), ...all.filter(technical)];
     if (state.columns.length) {
-      $("filters").placeholder = "e.g. " + state.columns.slice(0, 2).map((c) => c + "=…").join(", ");
-      $("filter-help").textContent = `Filter on ${state.columns.join(", ")}; separate filters with commas; ` +
-        "= != < <= > >= and “in (a,b)” work. Enter applies them.";
+      const business = all.filter((c) => !technical(c));
+      $("filters").placeholder = "e.g. " + (business.length ? business : state.columns).slice(0, 2).map((c) => c + "=…").join(", ");
+      $("filter-help").textContent = `Filter on ${business.length ? business.join(", ") : state.columns.join(", ")}` +
+        (business.length && business.length < all.length ? ` (also ${all.filter(technical).join(", ")})` : "") +
+        "; separate filters with commas; = != < <= > >= and “in (a,b)” work. Enter applies them.";
     } else {
       $("filters").disabled = true;
       $("filters").placeholder = "this catalog has no metadata to filter on";
