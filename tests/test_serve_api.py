@@ -763,8 +763,11 @@ def test_a_photo_search_has_an_address_that_runs_it_again(client):
 def test_kept_uploads_are_bounded_in_number_and_time():
     from vrec.serve.uploads import Uploads
 
+    picture = Image.new("RGB", (400, 300), "navy")
     kept = Uploads(photos=2, seconds=3600)
-    ids = [kept.keep(f"p{i}", object()) for i in range(3)]
+    ids = [kept.keep(f"p{i}", picture) for i in range(3)]
     assert kept.get(ids[0]) is None and kept.get(ids[2])[0] == "p2"  # the oldest left first
+    assert kept.get(ids[2])[1].size == (400, 300)
+    assert sum(len(v[2]) for v in kept._kept.values()) < 20_000  # kept small: JPEG bytes, not the pixels
     expired = Uploads(photos=2, seconds=0)
-    assert expired.get(expired.keep("p", object())) is None
+    assert expired.get(expired.keep("p", picture)) is None

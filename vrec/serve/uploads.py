@@ -2,10 +2,12 @@
 can be shared while the server runs.
 
 Each upload, decoded and reduced to what the models need (``vrec.serve.decodes``), is kept under a
-random id for ``KEEP_SECONDS``; at most ``KEEP_PHOTOS`` are kept, the least recently used leaving
-first, so memory stays bounded (a reduced photo is at most a few megabytes). Nothing is written to
-disk: a restart forgets them, and the page then asks for the photo again.
+random id for ``KEEP_SECONDS``, as JPEG bytes (a few tens of kilobytes, not the megabytes of the
+decoded picture); at most ``KEEP_PHOTOS`` are kept, the least recently used leaving first, so memory
+stays bounded and small. Nothing is written to disk: a restart forgets them, and the page then asks
+for the photo again.
 """
+import io
 import secrets
 import threading
 import time
@@ -24,10 +26,12 @@ class Uploads:
         self._lock = threading.Lock()
 
     def keep(self, name: str, picture) -> str:
-        """Keep an uploaded picture; returns its id (unguessable: an address shares only what it names)."""
+        """Keep an uploaded picture (a PIL image); returns its id (unguessable: an address shares only
+        what it names)."""
         photo_id = secrets.token_urlsafe(9)
+        data = _jpeg(picture)
         with self._lock:
-            self._kept[photo_id] = (time.monotonic(), name, picture)
+            self._kept[photo_id] = (time.monotonic(), name, data)
             self._forget_old()
         return photo_id
 
@@ -39,7 +43,9 @@ class Uploads:
             if kept is None:
                 return None
             self._kept.move_to_end(photo_id)
-            return kept[1], kept[2]
+        from PIL import Image
+
+        return kept[1], Image.open(io.BytesIO(kept[2])).convert("RGB")
 
     def _forget_old(self) -> None:
         now = time.monotonic()
@@ -47,3 +53,9 @@ class Uploads:
             del self._kept[photo_id]
         while len(self._kept) > self.photos:
             self._kept.popitem(last=False)
+
+
+def _jpeg(picture) -> bytes:
+    buf = io.BytesIO()
+    picture.convert("RGB").save(buf, format="JPEG", quality=92)
+    return buf.getvalue()
