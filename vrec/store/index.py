@@ -9,6 +9,10 @@ hnswlib traps handled here: ``load_index`` forgets ``ef`` (it comes back as 10),
 from the manifest after every load; ``max_elements`` is fixed, so the index is resized before
 adding; ``mark_deleted`` items are still traversed, so many deletions trigger a rebuild; a k
 larger than what can be reached raises, so such queries fall back to exact search.
+
+Every function takes ``ms``, one model's store (``vrec.store.store.ModelStore``; ``search_rows``
+also a ``vrec.store.products.ProductStore``). This module imports neither: the store module opens
+product stores, which search through this one.
 """
 from __future__ import annotations
 
@@ -16,15 +20,11 @@ import os
 import time
 from collections.abc import Sequence
 from dataclasses import dataclass
-from typing import TYPE_CHECKING
 
 import numpy as np
 
 from vrec.base.errors import StaleIndex, VrecError, check_number
 from vrec.base.files import atomic_path, now, write_json, write_npy
-
-if TYPE_CHECKING:
-    from vrec.store.store import ModelStore
 
 # Below this many items exact search (one matrix-vector product) answers as fast as HNSW and is
 # always right; see bench/ for the measurement behind the number.
@@ -78,7 +78,7 @@ def _top(scores: np.ndarray, ids: np.ndarray, k: int) -> tuple[np.ndarray, np.nd
     return ids[order], scores[order]
 
 
-def exact_topk_store(ms: ModelStore, queries: np.ndarray, k: int) -> tuple[np.ndarray, np.ndarray]:
+def exact_topk_store(ms, queries: np.ndarray, k: int) -> tuple[np.ndarray, np.ndarray]:
     """Exact top-k global rows over every shard, one memory-mapped shard at a time (no full copy)."""
     queries = np.atleast_2d(queries).astype(np.float32, copy=False)
     best_r = np.zeros((len(queries), 0), np.int64)
@@ -103,7 +103,7 @@ def peak_rss_mb() -> float | None:
         return None
 
 
-def _index_dir(ms: ModelStore):
+def _index_dir(ms):
     return ms.path / "index"
 
 
@@ -129,7 +129,7 @@ def tuning_queries(rows: np.ndarray, fetch, sample: int, seed: int) -> np.ndarra
     return np.concatenate([own, mid])
 
 
-def _tune_ef(index, ms: ModelStore, target: float, sample: int, seed: int) -> tuple[int, float]:
+def _tune_ef(index, ms, target: float, sample: int, seed: int) -> tuple[int, float]:
     rows = ms.items()["row"].to_numpy()
     queries = tuning_queries(rows, ms.vectors_for_rows, sample, seed)
     k = min(10, len(rows))
@@ -157,7 +157,7 @@ def check_index_options(m: int, ef_construction: int, target_recall: float) -> N
         raise VrecError("--target-recall must be above 0 (not 0); e.g. 0.99.")
 
 
-def build_index(ms: ModelStore, m: int = 16, ef_construction: int = 200, target_recall: float = 0.99,
+def build_index(ms, m: int = 16, ef_construction: int = 200, target_recall: float = 0.99,
                 sample: int = 200, seed: int = 0, threads: int = -1) -> IndexStats:
     """Build an HNSW index over the live vectors, tune ``ef`` for the target recall, save it."""
     import hnswlib
@@ -197,7 +197,7 @@ def _save(ms, index, live_rows, m, ef_construction, ef, recall, target, seconds)
     return stats(ms)
 
 
-def stats(ms: ModelStore) -> IndexStats | None:
+def stats(ms) -> IndexStats | None:
     e = ms.manifest().get("index")
     if not e:
         return None
@@ -206,7 +206,7 @@ def stats(ms: ModelStore) -> IndexStats | None:
                       e["generation"] == ms.generation, e.get("peak_rss_mb"))
 
 
-def load_index(ms: ModelStore):
+def load_index(ms):
     """The saved HNSW index with its tuned ``ef``; raises StaleIndex if the vectors changed since."""
     import hnswlib
 
@@ -224,7 +224,7 @@ def load_index(ms: ModelStore):
     return index
 
 
-def loaded_index(ms: ModelStore):
+def loaded_index(ms):
     """``load_index``, kept with the model store's cached manifest: a process that searches one
     store many times (the web app, an evaluation) reads the index once; a new commit drops it."""
     cache = ms._cache
@@ -235,7 +235,7 @@ def loaded_index(ms: ModelStore):
     return cache["hnsw"]
 
 
-def update_index(ms: ModelStore, threads: int = -1) -> IndexStats:
+def update_index(ms, threads: int = -1) -> IndexStats:
     """Bring an existing index in step with the vectors: add new rows, mark removed ones deleted.
 
     Rebuilds instead when rows were renumbered (compaction) or many were removed, since hnswlib
@@ -269,7 +269,7 @@ def update_index(ms: ModelStore, threads: int = -1) -> IndexStats:
                  time.perf_counter() - t0)
 
 
-def search_rows(ms: ModelStore, queries: np.ndarray, k: int, allowed_rows: np.ndarray | None = None,
+def search_rows(ms, queries: np.ndarray, k: int, allowed_rows: np.ndarray | None = None,
                 exact: bool | None = None) -> tuple[np.ndarray, np.ndarray]:
     """Top-k global rows and scores for each query vector.
 
@@ -300,7 +300,7 @@ def search_rows(ms: ModelStore, queries: np.ndarray, k: int, allowed_rows: np.nd
     return rows[pos], scores
 
 
-def positions(ms: ModelStore, rows: Sequence[int]) -> np.ndarray:
+def positions(ms, rows: Sequence[int]) -> np.ndarray:
     """Positions in ``items()`` of global rows."""
     items = ms.items()
     lookup = dict(zip(items["row"].tolist(), range(len(items))))

@@ -17,19 +17,14 @@ same interface, one row per product:
     search does);
   - ``main``: only each product's main photo (position 1, the packshot) is searched.
 
-  docs/BENCHMARKS.md ("Products: how to score a product of several photos") holds the
+  BENCHMARKS.md ("Products: how to score a product of several photos") holds the
   measurement behind the default.
 """
 from __future__ import annotations
 
-from typing import TYPE_CHECKING
-
 import numpy as np
 
 from vrec.base.errors import QueryError
-
-if TYPE_CHECKING:
-    from vrec.store.store import ModelStore
 
 SCORINGS = ("max", "mean", "main")
 DEFAULT_SCORING = "mean"
@@ -52,7 +47,7 @@ class ProductStore:
 
     grain = "product"
 
-    def __init__(self, photos: ModelStore, scoring: str = DEFAULT_SCORING):
+    def __init__(self, photos, scoring: str = DEFAULT_SCORING):
         self.photos = photos
         self.scoring = check_scoring(scoring)
 
