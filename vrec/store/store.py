@@ -329,18 +329,24 @@ class ModelStore:
 
         if "items" not in self._cache:
             self.manifest()
-            frames, start = [], 0
-            for shard in self.shards():
-                df = with_products(pd.read_parquet(self.shard_dir / f"{shard.name}.parquet"))
-                df["row"] = np.arange(start, start + shard.rows, dtype=np.int64)
-                dead = self._deleted_rows(shard)
-                if len(dead):
-                    df = df.drop(index=df.index[dead])
-                frames.append(df)
-                start += shard.rows
+            frames = self._live_frames(lambda path: with_products(pd.read_parquet(path)))
             items = pd.concat(frames, ignore_index=True) if frames else pd.DataFrame(columns=ITEM_COLUMNS + ["row"])
             self._cache["items"] = items
         return self._cache["items"]
+
+    def _live_frames(self, read) -> list:
+        """Each shard's items as ``read(parquet path)`` gives them, with their global ``row`` and
+        without the tombstoned ones."""
+        frames, start = [], 0
+        for shard in self.shards():
+            df = read(self.shard_dir / f"{shard.name}.parquet")
+            df["row"] = np.arange(start, start + shard.rows, dtype=np.int64)
+            dead = self._deleted_rows(shard)
+            if len(dead):
+                df = df.drop(index=df.index[dead])
+            frames.append(df)
+            start += shard.rows
+        return frames
 
     def items_at(self, rows) -> object:
         """Live items by global row, in the order given, as ``items()`` has them: reads only the
@@ -373,20 +379,14 @@ class ModelStore:
         import pandas as pd
         import pyarrow.parquet as pq
 
-        frames, start = [], 0
-        for shard in self.shards():
-            path = self.shard_dir / f"{shard.name}.parquet"
+        def read(path):
             have = set(pq.read_schema(path).names)
             want = [c for c in columns if c in have]
             if any(c in ("product", "position") and c not in have for c in columns) and "id" not in want:
                 want.append("id")  # with_products makes a missing product from the id
-            df = with_products(pd.read_parquet(path, columns=want))[[c for c in columns if c != "row"]]
-            df["row"] = np.arange(start, start + shard.rows, dtype=np.int64)
-            dead = self._deleted_rows(shard)
-            if len(dead):
-                df = df.drop(index=df.index[dead])
-            frames.append(df)
-            start += shard.rows
+            return with_products(pd.read_parquet(path, columns=want))[[c for c in columns if c != "row"]]
+
+        frames = self._live_frames(read)
         if not frames:
             return self.items()[[c for c in columns if c != "row"] + ["row"]]
         return pd.concat(frames, ignore_index=True)
