@@ -33,16 +33,10 @@ def list_(store: str | None = StoreOpt, fmt: str = FormatTableJsonOpt) -> None:
 @collection_app.command("show")
 def show(name: str = NameArg, store: str | None = StoreOpt, fmt: str = FormatTableJsonOpt) -> None:
     """Show a collection's items in order: pinned, id, title, note."""
-    from vrec.report.render import collection_json, collection_table
-    from vrec.search.collections import export_table, load
+    from vrec.search.collections import load
 
     check_format(fmt, ("table", "json"))
-    c = load(store, name)
-    table = export_table(store, c)
-    if fmt == "json":
-        print(collection_json(c, table), end="")
-    else:
-        out.print(collection_table(c, table))
+    show_collection(store, load(store, name), fmt)
 
 
 @collection_app.command("create")
@@ -59,17 +53,12 @@ def create(
     fmt: str = FormatTableJsonOpt,
 ) -> None:
     """Make a collection from a text, a catalog item or a photo, and save it in the store."""
-    from vrec.report.render import collection_json, collection_table
     from vrec.search.collections import create as run
-    from vrec.search.collections import export_table, make_query
+    from vrec.search.collections import make_query
 
     check_format(fmt, ("table", "json"))
-    c = run(store, name, make_query(text=text, item=item, image=image, model=model, filters=filter or (), k=k), by=by)
-    table = export_table(store, c)
-    if fmt == "json":
-        print(collection_json(c, table), end="")
-    else:
-        out.print(collection_table(c, table))
+    show_collection(store, run(store, name, make_query(text=text, item=item, image=image, model=model,
+                                                       filters=filter or (), k=k), by=by), fmt)
 
 
 @collection_app.command("refresh")
@@ -113,3 +102,15 @@ def delete(name: str = NameArg, store: str | None = StoreOpt) -> None:
 
     run(store, name)
     err.print(f"deleted the collection {name!r}", highlight=False)
+
+
+def show_collection(store, c, fmt: str) -> None:
+    """A collection's items on stdout: a table, or JSON."""
+    from vrec.report.render import collection_json, collection_table
+    from vrec.search.collections import export_table
+
+    table = export_table(store, c)
+    if fmt == "json":
+        print(collection_json(c, table), end="")
+    else:
+        out.print(collection_table(c, table))

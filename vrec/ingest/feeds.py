@@ -47,7 +47,7 @@ from typing import TYPE_CHECKING
 
 from vrec.base.errors import CatalogError, suggest
 from vrec.base.userfiles import LIMIT_ENV, MB, limit_mb, read_bytes
-from vrec.ingest.metadata import check_width, parse_csv, separator
+from vrec.ingest.metadata import check_width, parse_csv, parse_parquet, separator
 
 if TYPE_CHECKING:
     import pandas
@@ -285,15 +285,7 @@ def _jsonl(data: bytes, path) -> _Table:
 
 
 def _parquet(data: bytes, path) -> _Table:
-    import pandas as pd
-
-    try:
-        frame = pd.read_parquet(io.BytesIO(data))
-    except Exception as e:  # pyarrow raises its own kinds for a damaged file
-        reason = str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__
-        raise CatalogError(f"Cannot read {WHAT.lower()} {str(path)!r} as parquet ({reason}).") from None
-    check_width(path, WHAT, len(frame.columns))
-    frame = frame.reset_index(drop=True)
+    frame = parse_parquet(data, path, WHAT).reset_index(drop=True)
     return _drop_blank(_Table(frame, None, [f"row {i + 1}" for i in range(len(frame))]))
 
 

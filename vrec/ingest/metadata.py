@@ -70,9 +70,14 @@ def _check_unique(data: bytes, sep: str, path, what: str) -> None:
 
 def read_parquet_file(path, what: str, kind: str, want: str):
     """A user's parquet file as a DataFrame, read as :func:`read_csv_file` reads a CSV."""
+    return parse_parquet(read_bytes(path, what, kind, want, CatalogError), path, what)
+
+
+def parse_parquet(data: bytes, path, what: str):
+    """Parquet bytes as a DataFrame, at most MAX_COLUMNS columns wide; a damaged file is one
+    CatalogError naming it (``what`` and ``path``)."""
     import pandas as pd
 
-    data = read_bytes(path, what, kind, want, CatalogError)
     try:
         df = pd.read_parquet(io.BytesIO(data))
     except Exception as e:  # pyarrow raises its own kinds for a damaged file
