@@ -22,7 +22,7 @@ test-fast:
 ## lint: ruff (pyflakes, isort, bugbear, pyupgrade) and the import contract (lint-imports; see docs/architecture.md)
 lint:
 	$(BIN)/ruff check vrec tests bench sample_catalog examples
-	$(BIN)/lint-imports
+	$(BIN)/lint-imports --no-cache  # a stale cache has reported cycles long gone
 
 ## demo: embed sample_catalog/ (146 real product photos) with effnet-lite0 and SigLIP, then search and compare
 demo:
