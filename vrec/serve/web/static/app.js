@@ -13,7 +13,7 @@
     for (const [key, value] of Object.entries(attrs || {})) {
       if (value == null || value === false) continue;
       if (key === "class") el.className = value;
-      else if (key === "dataset") Object.assign(el.dataset, value);
+      else if (key === "dataset") for (const [k, v] of Object.entries(value)) { if (v != null) el.dataset[k] = v; }
       else if (key.startsWith("on")) el.addEventListener(key.slice(2), value);
       else el.setAttribute(key, value === true ? "" : String(value));
     }
@@ -23,7 +23,7 @@
     }
     return el;
   }
-  window.vrecDom = {h};  // for the page's other scripts (collections.js), loaded after this one
+  window.vrecDom = {h};  // for the page's other scripts (collections.js, panel.js, results.js), loaded after this one
 
   // append children, leaving out the missing ones (null, false)
   const put = (parent, ...children) =>
@@ -397,6 +397,8 @@
     go({kind: "similar", id: result.id, item: result, compare: state.compare && !!state.health.compare_with, opts});
   }
 
+  window.vrecApp = {showSimilar, current};  // for panel.js: "All similar items" from an item's panel
+
   function toggleCompare() {
     const view = current();
     if (!view || view.kind !== "similar") return;
@@ -569,7 +571,8 @@
     const count = photoCount(result.photos);
     const shownPhoto = result.photo ? `\nphoto shown: ${result.photo} (the best match)` : "";
     return h("button", {type: "button", class: "card" + (shared ? " shared" : ""),
-                        dataset: result.photo ? {id: result.id, photo: result.photo} : {id: result.id},
+                        dataset: {id: result.id, photo: result.photo || null,  // prob: for the relevance floor (results.js)
+                                  prob: typeof result.probability === "number" ? String(result.probability) : null},
                         title: `${name}\n${result.id}${count ? " · " + count : ""}${shownPhoto}\nClick for similar items`,
                         onclick: () => showSimilar(result)},
       photo(result.thumb, name, null, count ? h("span", {class: "count"}, count) : null),
@@ -591,8 +594,9 @@
     if (!results.length) {
       return h("p", {class: "empty"}, "No items match. Loosen the filters, or try other words.");
     }
+    const tools = window.vrecPanel?.cardTools;  // panel.js: a card's "Details" and "+ Collection" buttons
     return h("div", {class: "grid" + (compact ? " compact" : "")},
-      results.map((r) => card(r, {shared: shared.has(r.id), scoreOf})));
+      results.map((r) => { const c = card(r, {shared: shared.has(r.id), scoreOf}); return tools ? tools(c, r) : c; }));
   }
 
   function notes(list) {
