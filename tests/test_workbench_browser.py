@@ -9,7 +9,19 @@ from __future__ import annotations
 from urllib.parse import quote
 
 import pytest
-from test_serve_browser import GROCERY, api, browser_page, ids, need_browser, served, shown_ids, wait_ready, wait_view
+from test_serve_browser import (
+    GROCERY,
+    PHOTO,
+    api,
+    browser_page,
+    ids,
+    need_browser,
+    post_photo,
+    served,
+    shown_ids,
+    wait_ready,
+    wait_view,
+)
 
 pytestmark = pytest.mark.slow  # a real browser against a real server: make test-fast leaves it out
 
@@ -228,6 +240,12 @@ def test_more_results_brings_twice_as_many_and_the_keyboard_goes_on_at_the_first
         page.click("#more-results")
         page.wait_for_function("document.querySelectorAll('#view-body .card').length === 24")
         assert shown_ids(page) == ids(api(page, "/api/similar/bags/bag-tote-red?k=24"))
+        # and a photo search
+        page.set_input_files("#photo-input", str(PHOTO))
+        wait_view(page, "image", PHOTO.name)
+        page.click("#more-results")
+        page.wait_for_function("document.querySelectorAll('#view-body .card').length === 24")
+        assert shown_ids(page) == ids(post_photo(page, PHOTO, k=24))
         page.goto(base + "?q=bag&k=1000")
         wait_view(page, "text", "bag")
         assert len(shown_ids(page)) == 60

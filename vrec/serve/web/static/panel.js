@@ -132,8 +132,10 @@
   }
 
   function confirmAdded(button, target, added) {
+    const name = button.closest(".card-wrap")?.querySelector(".card .title")?.textContent || "it";
     button.classList.add("added");
     button.textContent = "✓ In collection";
+    button.setAttribute("aria-label", `In collection “${target}”: ${name}; add it to another`);
     button.title = `${added ? "Added to" : "Already in"} “${target}”; click to add it again elsewhere after changing the collection`;
   }
 
