@@ -66,10 +66,9 @@
   async function addForm(item, done) {
     const name = item.title || item.id;
     const message = h("p", {class: "panel-msg", role: "status"});
-    const newName = h("input", {type: "text", name: "new", maxlength: "80", placeholder: "e.g. summer picks",
-                                "aria-label": "Name of the new collection"});
-    const select = h("select", {name: "collection", "aria-label": "Collection"});
-    const newBox = h("span", {class: "panel-new"}, newName);
+    const newName = h("input", {type: "text", name: "new", maxlength: "80", placeholder: "e.g. summer picks"});
+    const select = h("select", {name: "collection"});
+    const newBox = h("label", {class: "panel-new"}, "named ", newName);
     let list = [];
     try {
       list = (await call("/api/collections")).collections || [];
