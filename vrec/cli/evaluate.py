@@ -53,6 +53,7 @@ def eval_(
     from vrec.experiments.evaluate import evaluate
     from vrec.report import pages
     from vrec.report import render as r
+    from vrec.report.ranking import ranking_rich
 
     try:
         ks = [int(x) for x in k.split(",") if x.strip()]
@@ -69,7 +70,11 @@ def eval_(
                       product_scores=[s.strip() for s in product_score.split(",") if s.strip()] or ["mean"])
     for n in ev.notes:
         err.print(f"[dim]note: {n}[/dim]", highlight=False)
+    if ev.ranking is not None:  # the first line answers "which model for this catalog"
+        out.print(ev.ranking.verdict, highlight=False, markup=False)
     out.print(r.eval_table(ev))
+    for t in ranking_rich(ev):
+        out.print(t)
     if r.scoring_table(ev) is not None:
         out.print(r.scoring_table(ev))
     for path in report or ():

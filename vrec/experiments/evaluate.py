@@ -35,6 +35,7 @@ import numpy as np
 
 from vrec.base.errors import QueryError, check_number, suggest
 from vrec.base.records import json_safe, to_records
+from vrec.experiments.many_models import rank_models
 from vrec.experiments.metrics import (
     Metric,
     ap_at_k,
@@ -71,6 +72,7 @@ class Evaluation:
     comparisons: list[dict] = field(default_factory=list)
     notes: list[str] = field(default_factory=list)
     scoring_comparisons: list[dict] = field(default_factory=list)  # product scorings, pair by pair (photo queries)
+    ranking: object | None = None  # three or more models: vrec.experiments.many_models.Ranking
 
     def table(self):
         """Overall metrics as a DataFrame: task, label, metric, k, then one column per model."""
@@ -167,6 +169,8 @@ def evaluate(models: Sequence[str] = ("siglip", "cnn"), labels: Sequence[str] = 
     ev.per_value = pd.DataFrame(per_value_rows, columns=["task", "label", "value", "metric", "k", "model", "score", "queries"])
     if len(models) == 2:
         _paired_comparisons(ev, models, per_query, n_boot, seed)
+    elif len(models) > 2:
+        ev.ranking = rank_models(list(models), per_query, n_boot, seed)
     ev.notes = list(dict.fromkeys(ev.notes))  # the same note from every model once
     return ev
 
@@ -436,4 +440,5 @@ def to_dict(ev: Evaluation) -> dict:
     return json_safe({"models": ev.models, "labels": ev.labels, "k": ev.ks, "items": ev.items,
                       "metrics": to_records(ev.table()), "per_value": to_records(ev.per_value),
                       "comparisons": ev.comparisons, "scoring_comparisons": ev.scoring_comparisons,
+                      "ranking": ev.ranking.to_dict() if ev.ranking is not None else None,
                       "notes": ev.notes})
