@@ -34,6 +34,10 @@ def eval_(
     product_score: str = typer.Option("mean", "--product-score", help="How a product of several photos is scored, "
                                          "comma-separated to compare: mean (the mean of its photos), max (its best "
                                          "photo), main (its main photo only)."),
+    language_columns: str | None = typer.Option(None, "--language-columns", help="Cross-language protocol: "
+                                                   "LANG=COLUMN pairs holding the same text in several languages, "
+                                                   "e.g. en=description,sv=description_sv; each product asked in "
+                                                   "each language, R@k and MRR per language and their paired gap."),
     bootstrap: int = typer.Option(1000, "--bootstrap", help="Bootstrap resamples for the 95% intervals (10 to 100000)."),
     seed: int = typer.Option(0, "--seed", help="Seed for the bootstrap (0 or more)."),
     store: str | None = StoreOpt,
@@ -53,6 +57,7 @@ def eval_(
     from vrec.experiments.evaluate import evaluate
     from vrec.report import pages
     from vrec.report import render as r
+    from vrec.report.languages import language_rich
     from vrec.report.ranking import ranking_rich
 
     try:
@@ -67,13 +72,14 @@ def eval_(
                       n_boot=bootstrap, seed=seed, device=device, text_queries_from=text_queries_from,
                       label_queries=label_queries, fuse_text=fuse_text, text_weight=text_weight,
                       query_photos=query_photos,
-                      product_scores=[s.strip() for s in product_score.split(",") if s.strip()] or ["mean"])
+                      product_scores=[s.strip() for s in product_score.split(",") if s.strip()] or ["mean"],
+                      language_columns=language_columns)
     for n in ev.notes:
         err.print(f"[dim]note: {n}[/dim]", highlight=False)
     if ev.ranking is not None:  # the first line answers "which model for this catalog"
         out.print(ev.ranking.verdict, highlight=False, markup=False)
     out.print(r.eval_table(ev))
-    for t in ranking_rich(ev):
+    for t in ranking_rich(ev) + language_rich(ev):
         out.print(t)
     if r.scoring_table(ev) is not None:
         out.print(r.scoring_table(ev))

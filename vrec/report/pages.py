@@ -17,6 +17,7 @@ from collections.abc import Iterable, Sequence
 from pathlib import Path
 
 from vrec.base.files import atomic_path
+from vrec.report.languages import language_tables
 from vrec.report.ranking import ranking_tables
 from vrec.report.render import METRIC_NAMES, TASK_NAMES, figure, fmt
 
@@ -270,7 +271,7 @@ def eval_tables(ev) -> list[tuple[str, str, list[str], list[list[str]]]]:
         tables.append(("Paired comparison",
                        f"Difference {ev.models[0]} − {ev.models[1]} over the same queries; bold where the 95% interval "
                        "excludes zero.", ["task", "label", "metric", "difference", "95% interval", "winner"], rows))
-    return tables + ranking_tables(ev)
+    return tables + ranking_tables(ev) + language_tables(ev)
 
 
 def eval_markdown(ev, chart_dir_name: str) -> str:
