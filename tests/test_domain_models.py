@@ -69,6 +69,18 @@ def test_marqo_entries_agree_with_their_hub_configuration(hub_config_only, name)
     assert _hub_location(fixed) == (fixed.pretrained, "open_clip_model.safetensors")
 
 
+def test_a_repository_whose_configuration_changed_is_refused_in_one_sentence(hub_config_only):
+    from vrec.base.errors import ModelUnavailable
+    from vrec.models.encoders import create_encoder
+
+    cfg_path = next(hub_config_only.rglob("models--Marqo--marqo-fashionSigLIP/snapshots/*/open_clip_config.json"))
+    cfg = json.loads(cfg_path.read_text())
+    cfg["preprocess_cfg"]["mean"] = [0.48, 0.45, 0.40]
+    cfg_path.write_text(json.dumps(cfg))
+    with pytest.raises(ModelUnavailable, match="now gives preprocessing .* use the name hf-hub:Marqo/marqo-fashionSigLIP"):
+        create_encoder("fashion-siglip", device="cpu")
+
+
 CHECK = """
 import json, sys
 import numpy as np, torch, open_clip

@@ -19,7 +19,7 @@ import math
 import re
 from dataclasses import dataclass, field, replace
 
-from vrec.base.errors import UnknownModel, suggest
+from vrec.base.errors import ModelUnavailable, UnknownModel, suggest
 from vrec.base.files import folder_name
 from vrec.models.hub import check_repo_id, config_error, open_clip_config
 from vrec.models.preprocess import (
@@ -228,6 +228,22 @@ def _hf_hub_entry(name: str) -> ModelEntry:
         raise config_error(name, cfg["path"], why)
     return _entry_from_open_clip_cfg(name, name, repo, cfg["model_cfg"], cfg["preprocess_cfg"],
                                      f"open_clip checkpoint {repo} from the Hugging Face hub")
+
+
+def check_hub_entry(entry: ModelEntry) -> None:
+    """A fixed entry that loads an ``hf-hub:`` repository (``fashion-siglip``, ...) fixes its vector
+    size and preprocessing before any download; once the repository's configuration is here, it
+    must agree, else one :class:`ModelUnavailable` says what changed (never silently other vectors)."""
+    if entry.name not in MODELS or not entry.arch.startswith("hf-hub:"):
+        return
+    hub = _hf_hub_entry(entry.arch)
+    for what, ours, theirs in (("vector size", entry.dim, hub.dim), ("preprocessing", entry.preprocess, hub.preprocess)):
+        if ours != theirs:
+            shown = theirs.to_dict() if hasattr(theirs, "to_dict") else theirs
+            raise ModelUnavailable(f"The open_clip_config.json of {entry.arch} now gives {what} {shown}, not the "
+                                   f"{ours.to_dict() if hasattr(ours, 'to_dict') else ours} vrec's {entry.name!r} "
+                                   f"expects; the repository changed: use the name {entry.arch} instead, "
+                                   f"whose settings come from that file.")
 
 
 def whole_number(v, lo: int, hi: int) -> bool:
