@@ -8,7 +8,8 @@ from vrec.cli.common import DeviceOpt, FilterOpt, StoreOpt, app, err, out, print
 
 @app.command("eval")
 def eval_(
-    models: str = typer.Option("siglip,cnn", "--models", help="Comma-separated embedded models to evaluate."),
+    models: str = typer.Option("siglip,cnn", "--models", help="Comma-separated embedded models to evaluate; "
+                               "three or more are ranked, with Holm-adjusted pairwise verdicts."),
     label: list[str] | None = typer.Option(None, "--label", help="Metadata column whose values define relevance "
                                               "(same value = relevant); repeat for several."),
     k: str = typer.Option("1,5,10", "--k", help="Cut-offs, comma-separated; a k above the catalog ranks every item "
@@ -47,7 +48,10 @@ def eval_(
 
     image->image: each item queries the rest; relevant = same label value; precision@k, recall@k,
     mAP@k, nDCG@k, overall and per label value. text->image (models with text): R@k and MRR, and
-    zero-shot accuracy per label. 95% bootstrap intervals, and a paired comparison of two models.
+    zero-shot accuracy per label. 95% bootstrap intervals, and a paired comparison of two models; with
+    three or more, every model ranked on every figure, every pair compared with Holm-adjusted p-values,
+    and a first line naming the model for this catalog. A queries file with a 'lang' column, or
+    --language-columns, gives figures per query language.
 
     The published benchmark's protocol (to hold your figures against the leaderboard):
     --text-queries-from TITLE_COLUMN (R@1, R@10, MRR), --label-queries LABEL_COLUMN (P@1, P@10, MRR),
