@@ -193,7 +193,7 @@ def _checked_options(models, labels, queries, protocol: dict, fuse_text, text_we
     if not labels and not queries and not protocol:
         raise QueryError("Name at least one --label COLUMN (e.g. --label category), give --queries FILE or "
                          "--query-photos FILE, or use the published protocol (--text-queries-from COLUMN, "
-                         "--label-queries COLUMN).")
+                         "--label-queries COLUMN), or --language-columns LANG=COLUMN,LANG=COLUMN.")
     if fuse_text is not None and not set(protocol) - {"photo"}:
         raise QueryError("--fuse-text changes the documents of the protocol's text queries; give "
                          "--text-queries-from COLUMN or --label-queries COLUMN with it.")
