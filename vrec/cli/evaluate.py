@@ -8,7 +8,8 @@ from vrec.cli.common import DeviceOpt, FilterOpt, StoreOpt, app, err, out, print
 
 @app.command("eval")
 def eval_(
-    models: str = typer.Option("siglip,cnn", "--models", help="Comma-separated embedded models to evaluate."),
+    models: str = typer.Option("siglip,cnn", "--models", help="Comma-separated embedded models to evaluate; "
+                               "three or more are ranked, with Holm-adjusted pairwise verdicts."),
     label: list[str] | None = typer.Option(None, "--label", help="Metadata column whose values define relevance "
                                               "(same value = relevant); repeat for several."),
     k: str = typer.Option("1,5,10", "--k", help="Cut-offs, comma-separated; a k above the catalog ranks every item "
@@ -34,6 +35,10 @@ def eval_(
     product_score: str = typer.Option("mean", "--product-score", help="How a product of several photos is scored, "
                                          "comma-separated to compare: mean (the mean of its photos), max (its best "
                                          "photo), main (its main photo only)."),
+    language_columns: str | None = typer.Option(None, "--language-columns", help="Cross-language protocol: "
+                                                   "LANG=COLUMN pairs holding the same text in several languages, "
+                                                   "e.g. en=description,sv=description_sv; each product asked in "
+                                                   "each language, R@k and MRR per language and their paired gap."),
     bootstrap: int = typer.Option(1000, "--bootstrap", help="Bootstrap resamples for the 95% intervals (10 to 100000)."),
     seed: int = typer.Option(0, "--seed", help="Seed for the bootstrap (0 or more)."),
     store: str | None = StoreOpt,
@@ -43,7 +48,10 @@ def eval_(
 
     image->image: each item queries the rest; relevant = same label value; precision@k, recall@k,
     mAP@k, nDCG@k, overall and per label value. text->image (models with text): R@k and MRR, and
-    zero-shot accuracy per label. 95% bootstrap intervals, and a paired comparison of two models.
+    zero-shot accuracy per label. 95% bootstrap intervals, and a paired comparison of two models; with
+    three or more, every model ranked on every figure, every pair compared with Holm-adjusted p-values,
+    and a first line naming the model for this catalog. A queries file with a 'lang' column, or
+    --language-columns, gives figures per query language.
 
     The published benchmark's protocol (to hold your figures against the leaderboard):
     --text-queries-from TITLE_COLUMN (R@1, R@10, MRR), --label-queries LABEL_COLUMN (P@1, P@10, MRR),
@@ -53,6 +61,8 @@ def eval_(
     from vrec.experiments.evaluate import evaluate
     from vrec.report import pages
     from vrec.report import render as r
+    from vrec.report.languages import language_rich
+    from vrec.report.ranking import ranking_rich
 
     try:
         ks = [int(x) for x in k.split(",") if x.strip()]
@@ -66,10 +76,15 @@ def eval_(
                       n_boot=bootstrap, seed=seed, device=device, text_queries_from=text_queries_from,
                       label_queries=label_queries, fuse_text=fuse_text, text_weight=text_weight,
                       query_photos=query_photos,
-                      product_scores=[s.strip() for s in product_score.split(",") if s.strip()] or ["mean"])
+                      product_scores=[s.strip() for s in product_score.split(",") if s.strip()] or ["mean"],
+                      language_columns=language_columns)
     for n in ev.notes:
         err.print(f"[dim]note: {n}[/dim]", highlight=False)
+    if ev.ranking is not None:  # the first line answers "which model for this catalog"
+        out.print(ev.ranking.verdict, highlight=False, markup=False)
     out.print(r.eval_table(ev))
+    for t in ranking_rich(ev) + language_rich(ev):
+        out.print(t)
     if r.scoring_table(ev) is not None:
         out.print(r.scoring_table(ev))
     for path in report or ():

@@ -23,11 +23,13 @@ def models_list(ctx: typer.Context,
     from vrec.report.render import new_table
 
     t = new_table(escape("Models (any open_clip:ARCH[@TAG] or hf-hub:ORG/NAME works too)"))
-    for c in ("name", "dim", "text", "size", "offline", "description"):
-        t.add_column(c, justify="right" if c in ("dim", "size") else "left", whole=c != "description")
+    for c in ("name", "dim", "text", "size", "offline", "description", "source", "published figures"):
+        t.add_column(c, justify="right" if c in ("dim", "size") else "left",
+                     whole=c not in ("description", "source", "published figures"))
     for e in list_models(pattern):
         t.add_row(escape(e.name), str(e.dim), "yes" if e.text else "no", f"{e.size_mb} MB",
-                  "yes" if is_available_offline(e) else "no", escape(e.description))
+                  "yes" if is_available_offline(e) else "no", escape(e.description), escape(e.source or "-"),
+                  escape(e.published or "-"))
     out.print(t)
 
 

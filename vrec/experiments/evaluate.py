@@ -35,6 +35,8 @@ import numpy as np
 
 from vrec.base.errors import QueryError, check_number, suggest
 from vrec.base.records import json_safe, to_records
+from vrec.experiments.languages import column_sets_by_language, file_sets_by_language, language_gaps, parse_language_columns
+from vrec.experiments.many_models import rank_models
 from vrec.experiments.metrics import (
     Metric,
     ap_at_k,
@@ -71,6 +73,8 @@ class Evaluation:
     comparisons: list[dict] = field(default_factory=list)
     notes: list[str] = field(default_factory=list)
     scoring_comparisons: list[dict] = field(default_factory=list)  # product scorings, pair by pair (photo queries)
+    ranking: object | None = None  # three or more models: vrec.experiments.many_models.Ranking
+    language_gaps: list[dict] = field(default_factory=list)  # --language-columns: language vs language, paired
 
     def table(self):
         """Overall metrics as a DataFrame: task, label, metric, k, then one column per model."""
@@ -114,17 +118,20 @@ def evaluate(models: Sequence[str] = ("siglip", "cnn"), labels: Sequence[str] = 
              store=None, queries: str | None = None, text_template: str | None = None, zero_shot: bool = True,
              n_boot: int = 1000, seed: int = 0, device: str = "auto", text_queries_from: str | None = None,
              label_queries: str | None = None, fuse_text: str | None = None, text_weight: float = 0.1,
-             query_photos: str | None = None, product_scores: Sequence[str] = (DEFAULT_SCORING,)) -> Evaluation:
+             query_photos: str | None = None, product_scores: Sequence[str] = (DEFAULT_SCORING,),
+             language_columns: str | None = None) -> Evaluation:
     """Evaluate embedded models on a labelled catalog. See the module docstring for the definitions;
     ``query_photos``: photos of products not in the catalog (``vrec.experiments.photo_queries``),
-    measured with each of ``product_scores``."""
+    measured with each of ``product_scores``; ``language_columns`` ('en=description,sv=description_sv')
+    and a queries file's ``lang`` column: figures per query language (``vrec.experiments.languages``)."""
     import pandas as pd
 
     protocol = {task: col for task, col in (("text", text_queries_from), ("label", label_queries)) if col is not None}
     if query_photos is not None:
         protocol["photo"] = query_photos
-    models, ks, n_boot, seed = _checked_options(models, labels, queries, protocol, fuse_text, text_weight, ks,
-                                                n_boot, seed, text_template)
+    langs = parse_language_columns(language_columns)
+    models, ks, n_boot, seed = _checked_options(models, labels, queries or langs, protocol, fuse_text, text_weight,
+                                                ks, n_boot, seed, text_template)
     for s in product_scores:
         check_scoring(s)
     photos = protocol.pop("photo", None)
@@ -143,6 +150,8 @@ def evaluate(models: Sequence[str] = ("siglip", "cnn"), labels: Sequence[str] = 
     fuse = (fuse_text, *column_codes(ref, fuse_text, "--fuse-text")) if fuse_text is not None else None
     _check_text_models(ev, models, text_models, protocol)
     sets = _text_query_sets(ref, labels, queries, text_template, ev.notes)
+    sets += (file_sets_by_language(ref, queries, ev.notes) if queries else []) + \
+        (column_sets_by_language(ref, langs, ev.notes) if langs else [])
     if sets and not text_models:
         if not labels:
             raise QueryError(f"Text queries need a model with a text tower (e.g. siglip), and none of "
@@ -167,6 +176,10 @@ def evaluate(models: Sequence[str] = ("siglip", "cnn"), labels: Sequence[str] = 
     ev.per_value = pd.DataFrame(per_value_rows, columns=["task", "label", "value", "metric", "k", "model", "score", "queries"])
     if len(models) == 2:
         _paired_comparisons(ev, models, per_query, n_boot, seed)
+    elif len(models) > 2:
+        ev.ranking = rank_models(list(models), per_query, n_boot, seed)
+    if langs:
+        ev.language_gaps = language_gaps(list(models), langs, per_query, n_boot, seed)
     ev.notes = list(dict.fromkeys(ev.notes))  # the same note from every model once
     return ev
 
@@ -180,7 +193,7 @@ def _checked_options(models, labels, queries, protocol: dict, fuse_text, text_we
     if not labels and not queries and not protocol:
         raise QueryError("Name at least one --label COLUMN (e.g. --label category), give --queries FILE or "
                          "--query-photos FILE, or use the published protocol (--text-queries-from COLUMN, "
-                         "--label-queries COLUMN).")
+                         "--label-queries COLUMN), or --language-columns LANG=COLUMN,LANG=COLUMN.")
     if fuse_text is not None and not set(protocol) - {"photo"}:
         raise QueryError("--fuse-text changes the documents of the protocol's text queries; give "
                          "--text-queries-from COLUMN or --label-queries COLUMN with it.")
@@ -436,4 +449,6 @@ def to_dict(ev: Evaluation) -> dict:
     return json_safe({"models": ev.models, "labels": ev.labels, "k": ev.ks, "items": ev.items,
                       "metrics": to_records(ev.table()), "per_value": to_records(ev.per_value),
                       "comparisons": ev.comparisons, "scoring_comparisons": ev.scoring_comparisons,
+                      "ranking": ev.ranking.to_dict() if ev.ranking is not None else None,
+                      "language_gaps": ev.language_gaps,
                       "notes": ev.notes})

@@ -64,12 +64,16 @@ def text_queries_from_file(table, path: str, notes: list[str] | None = None) -> 
     unknown, a filter matching nothing -- is skipped with a note (appended to ``notes``), so one
     bad row does not stop a long file; a file with no usable row is an error.
     """
+    return queries_from_frame(table, read_queries_frame(path), path, notes)
+
+
+def read_queries_frame(path: str):
+    """A queries file as a DataFrame of text columns, its header checked (one clear error otherwise)."""
     import io
 
     import pandas as pd
 
     from vrec.base.userfiles import read_bytes
-    from vrec.store.filters import apply_filters
 
     data = read_bytes(path, "Queries file", "queries", "give a CSV file of queries", QueryError)
     try:
@@ -85,6 +89,13 @@ def text_queries_from_file(table, path: str, notes: list[str] | None = None) -> 
         raise QueryError(f"Queries file {path!r} needs a 'query' column and a 'relevant_ids' or 'filter' column.")
     if not len(df):
         raise QueryError(f"Queries file {path!r} has no queries; add one row per query below the header.")
+    return df
+
+
+def queries_from_frame(table, df, path: str, notes: list[str] | None = None) -> list[tuple[str, np.ndarray]]:
+    """The scorable queries of a queries file's rows (see ``text_queries_from_file``)."""
+    from vrec.store.filters import apply_filters
+
     ids = table["id"].astype(str)
     known = set(ids)
     out, skipped, partial = [], [], []

@@ -24,6 +24,7 @@ from vrec.models.hub import config_error, hub_unreachable, offline_help, open_cl
 from vrec.models.registry import (
     TINY_SEED,
     ModelEntry,
+    check_hub_entry,
     resolve,
 )
 from vrec.models.weights import (
@@ -328,6 +329,7 @@ def _open_clip_builder(entry: ModelEntry):
         custom = cfg.pop("custom_text", False) or "hf_model_name" in cfg.get("text_cfg", {})
         return lambda device: (CustomTextCLIP if custom else CLIP)(**cfg)
     if entry.arch.startswith("hf-hub:"):
+        check_hub_entry(entry)
         return _hub_builder(entry.arch)
     return lambda device: open_clip.create_model(entry.arch, pretrained=None, device=device)
 

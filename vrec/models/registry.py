@@ -19,7 +19,7 @@ import math
 import re
 from dataclasses import dataclass, field, replace
 
-from vrec.base.errors import UnknownModel, suggest
+from vrec.base.errors import ModelUnavailable, UnknownModel, suggest
 from vrec.base.files import folder_name
 from vrec.models.hub import check_repo_id, config_error, open_clip_config
 from vrec.models.preprocess import (
@@ -49,10 +49,19 @@ class ModelEntry:
     offline: bool = False  # weights need no download
     tiny: bool = False  # random weights, for tests and smoke runs only
     config: dict | None = field(default=None, compare=False, hash=False)  # inline open_clip config
+    source: str = field(default="", compare=False)  # where the weights are published
+    published: str = field(default="", compare=False)  # figures its authors published, with where
 
 
 def _siglip(name: str, arch: str, tag: str, dim: int, size: int, mb: int, description: str) -> ModelEntry:
     return ModelEntry(name, "open_clip", arch, tag, dim, squash_spec(size), mb, True, description)
+
+
+def _domain(name: str, arch: str, tag: str, dim: int, size: int, mb: int, description: str, source: str,
+            published: str) -> ModelEntry:
+    """A published SigLIP-family checkpoint for one domain or language: ``arch`` is an open_clip
+    architecture with ``tag``, or ``hf-hub:ORG/NAME`` (``tag`` is then the repository)."""
+    return replace(_siglip(name, arch, tag, dim, size, mb, description), source=source, published=published)
 
 
 def _timm(name: str, arch: str, pretrained: str | None, dim: int, size: int, crop_pct: float, mb: int,
@@ -72,11 +81,41 @@ TINY_SIGLIP_CONFIG = {
                  "no_causal_mask": True, "proj_bias": True, "pool_type": "argmax"},
 }
 
+# Domain and multilingual models. Architectures checked against open_clip 3.3's pretrained.py and
+# model_configs, and for the Marqo checkpoints against Marqo's own model registry (docs/models.md).
+_FASHION = "https://github.com/marqo-ai/marqo-FashionCLIP (LEADERBOARD.md)"
+_ECOMMERCE = "https://github.com/marqo-ai/marqo-ecommerce-embeddings (README)"
+_XM3600 = "Immich's multilingual search table (XM3600 text-to-image recall)"
+DOMAIN_ENTRIES = [
+    _domain("fashion-siglip", "hf-hub:Marqo/marqo-fashionSigLIP", "Marqo/marqo-fashionSigLIP", 768, 224, 813,
+            "Marqo-FashionSigLIP: ViT-B-16-SigLIP fine-tuned on fashion products",
+            "hf-hub:Marqo/marqo-fashionSigLIP",
+            f"6 fashion sets, text->image R@1/R@10/MRR .121/.340/.239 vs ViT-B-16-SigLIP .111/.314/.214; "
+            f"but KAGL category P@1 .571 vs SigLIP's .714 ({_FASHION})"),
+    _domain("ecommerce-b", "hf-hub:Marqo/marqo-ecommerce-embeddings-B", "Marqo/marqo-ecommerce-embeddings-B", 768,
+            224, 813, "Marqo-Ecommerce-B: ViT-B-16-SigLIP fine-tuned on e-commerce products",
+            "hf-hub:Marqo/marqo-ecommerce-embeddings-B",
+            f"GoogleShopping text->image R@10 .832 vs SigLIP-B/16 .660 ({_ECOMMERCE})"),
+    _domain("ecommerce-l", "hf-hub:Marqo/marqo-ecommerce-embeddings-L", "Marqo/marqo-ecommerce-embeddings-L", 1024,
+            256, 2610, "Marqo-Ecommerce-L: ViT-L-16-SigLIP-256 fine-tuned on e-commerce products",
+            "hf-hub:Marqo/marqo-ecommerce-embeddings-L",
+            f"GoogleShopping text->image R@10 .878 vs SigLIP-B/16 .660 ({_ECOMMERCE})"),
+    _domain("siglip2", "ViT-B-16-SigLIP2", "webli", 768, 224, 1510,
+            "SigLIP 2 ViT-B/16 (WebLI, multilingual Gemma tokenizer): queries in the shop's own language",
+            "open_clip ViT-B-16-SigLIP2@webli (hf-hub:timm/ViT-B-16-SigLIP2)",
+            f"XM3600 text->image vs SigLIP ViT-B/16: German 75.2 -> 86.4, Danish 30.9 -> 67.7 ({_XM3600})"),
+    _domain("siglip-i18n", "ViT-B-16-SigLIP-i18n-256", "webli", 768, 256, 1480,
+            "SigLIP ViT-B/16 at 256 px with the multilingual (i18n, 250k-word) text tower",
+            "open_clip ViT-B-16-SigLIP-i18n-256@webli (hf-hub:timm/ViT-B-16-SigLIP-i18n-256)",
+            "none quoted here: measure it on your catalog with vrec eval (a queries file with a lang column)"),
+]
+
 _ENTRIES = [
     _siglip("siglip", "ViT-B-16-SigLIP", "webli", 768, 224, 813,
             "SigLIP ViT-B/16 (WebLI): image and text in one space; the default"),
     _siglip("siglip-256", "ViT-B-16-SigLIP-256", "webli", 768, 256, 815, "SigLIP ViT-B/16 at 256 px"),
     _siglip("siglip-large", "ViT-L-16-SigLIP-256", "webli", 1024, 256, 2600, "SigLIP ViT-L/16 at 256 px"),
+    *DOMAIN_ENTRIES,
     _timm("cnn", "resnet50", "timm/resnet50.a1_in1k", 2048, 224, 0.95, 103,
           "ImageNet ResNet-50 (timm a1_in1k): the CNN baseline, image only"),
     _timm("effnet-lite0", "efficientnet_lite0", "package", 1280, 224, 0.875, 19,
@@ -189,6 +228,22 @@ def _hf_hub_entry(name: str) -> ModelEntry:
         raise config_error(name, cfg["path"], why)
     return _entry_from_open_clip_cfg(name, name, repo, cfg["model_cfg"], cfg["preprocess_cfg"],
                                      f"open_clip checkpoint {repo} from the Hugging Face hub")
+
+
+def check_hub_entry(entry: ModelEntry) -> None:
+    """A fixed entry that loads an ``hf-hub:`` repository (``fashion-siglip``, ...) fixes its vector
+    size and preprocessing before any download; once the repository's configuration is here, it
+    must agree, else one :class:`ModelUnavailable` says what changed (never silently other vectors)."""
+    if entry.name not in MODELS or not entry.arch.startswith("hf-hub:"):
+        return
+    hub = _hf_hub_entry(entry.arch)
+    for what, ours, theirs in (("vector size", entry.dim, hub.dim), ("preprocessing", entry.preprocess, hub.preprocess)):
+        if ours != theirs:
+            shown = theirs.to_dict() if hasattr(theirs, "to_dict") else theirs
+            raise ModelUnavailable(f"The open_clip_config.json of {entry.arch} now gives {what} {shown}, not the "
+                                   f"{ours.to_dict() if hasattr(ours, 'to_dict') else ours} vrec's {entry.name!r} "
+                                   f"expects; the repository changed: use the name {entry.arch} instead, "
+                                   f"whose settings come from that file.")
 
 
 def whole_number(v, lo: int, hi: int) -> bool:

@@ -17,6 +17,8 @@ from collections.abc import Iterable, Sequence
 from pathlib import Path
 
 from vrec.base.files import atomic_path
+from vrec.report.languages import language_tables
+from vrec.report.ranking import ranking_tables
 from vrec.report.render import METRIC_NAMES, TASK_NAMES, figure, fmt
 
 
@@ -269,12 +271,13 @@ def eval_tables(ev) -> list[tuple[str, str, list[str], list[list[str]]]]:
         tables.append(("Paired comparison",
                        f"Difference {ev.models[0]} − {ev.models[1]} over the same queries; bold where the 95% interval "
                        "excludes zero.", ["task", "label", "metric", "difference", "95% interval", "winner"], rows))
-    return tables
+    return tables + ranking_tables(ev) + language_tables(ev)
 
 
 def eval_markdown(ev, chart_dir_name: str) -> str:
     """A Markdown report; charts are SVG files in ``chart_dir_name`` beside it."""
-    lines = [f"# vrec evaluation: {', '.join(ev.models)}", "",
+    lines = ([ev.ranking.verdict, ""] if ev.ranking is not None else []) + [
+             f"# vrec evaluation: {', '.join(ev.models)}", "",
              f"{ev.items} items; labels: {', '.join(ev.labels) or '—'}; k = {', '.join(map(str, ev.ks))}. "
              "Values are means over queries with 95% bootstrap intervals.", ""]
     for title, caption, header, rows in eval_tables(ev):
@@ -304,7 +307,8 @@ def eval_html(ev) -> str:
                    + "".join("<tr>" + "".join(cell(c) for c in r) + "</tr>" for r in rows) + "</table>")
     charts = "".join(f"<div style='display:inline-block;margin:8px'>{svg}</div>" for _, svg in eval_charts(ev))
     notes = "".join(f"<li>{html.escape(n)}</li>" for n in ev.notes)
-    return (f"<p class='meta'>{ev.items} items; k = {', '.join(map(str, ev.ks))}; 95% bootstrap intervals</p>"
+    verdict = f"<p><strong>{html.escape(ev.ranking.verdict)}</strong></p>" if ev.ranking is not None else ""
+    return (verdict + f"<p class='meta'>{ev.items} items; k = {', '.join(map(str, ev.ks))}; 95% bootstrap intervals</p>"
             f"{tables}<h2>Charts</h2>{charts}" + (f"<h2>Notes</h2><ul>{notes}</ul>" if notes else ""))
 
 
