@@ -227,3 +227,35 @@ def test_eval_on_the_fashion_sample_prints_coverage_gini_and_diversity(fashion_s
     for what in ("coverage@10", "in-degree Gini@10", "intra-list distance@10", "distinct values per list@10",
                  "Most over-recommended items"):
         assert what in r.stdout, what
+
+
+# --- vrec compare --summary and vrec ab arms ---------------------------------------------------
+
+def test_compare_summary_and_ab_arms_show_the_same_figures_as_eval(tmp_path):
+    store, ids, meta = _clusters(tmp_path)
+    ev = evaluate(["aligned", "random"], labels=["category"], ks=[3], store=store, n_boot=50)
+    want = {(m.model, m.metric): m.value for m in ev.metrics if m.task == "beyond"}
+    r = vrec("compare", "--left", "aligned", "--right", "random", "--summary", "--k", "3", "--label", "category",
+             "--format", "json", "--store", store)
+    got = json.loads(r.stdout)["summary"]
+    for row in got["beyond"]:
+        assert row["coverage"] == pytest.approx(want[(row["model"], "coverage")])
+        assert row["gini"] == pytest.approx(want[(row["model"], "gini")])
+        assert row["diversity"] == pytest.approx(want[(row["model"], "diversity")])
+        assert row["distinct"] == pytest.approx(want[(row["model"], "distinct")])
+    assert got["hubs"][0]["title"].startswith("Product")
+    table = vrec("compare", "--left", "aligned", "--right", "random", "--summary", "--k", "3", "--store", store).stdout
+    assert "Beyond accuracy@3" in table and "Most over-recommended items" in table
+    page = tmp_path / "c.html"
+    vrec("compare", "--left", "aligned", "--right", "random", "--summary", "--k", "3", "--store", store, "--html", page)
+    assert "Beyond accuracy@3" in page.read_text()
+    arms = json.loads(vrec("ab", "arms", "--arms", "aligned,random", "--k", "3", "--label", "category", "--format",
+                           "json", "--store", store).stdout)
+    for row in arms["beyond"]:
+        assert row["coverage"] == pytest.approx(want[(row["arm"], "coverage")])
+        assert row["gini"] == pytest.approx(want[(row["arm"], "gini")])
+        assert row["diversity"] == pytest.approx(want[(row["arm"], "diversity")])
+        assert row["diversity_ci"][0] <= row["diversity"] <= row["diversity_ci"][1]
+        assert row["distinct"] == pytest.approx(want[(row["arm"], "distinct")])
+    text = vrec("ab", "arms", "--arms", "aligned,random", "--k", "3", "--store", store).stdout
+    assert "in-degree Gini" in text and "Most over-recommended items" in text

@@ -83,6 +83,22 @@ def ruler_note(ruler_model: str, models: Sequence[str]) -> str:
 
 # --- vrec ab arms --------------------------------------------------------------------------------
 
+def arms_figures(st, names: Sequence[str], tables: dict, k: int, filters: Sequence[str], label: str | None
+                 ) -> tuple[list[dict], list[dict]]:
+    """``arms_beyond`` over the recommendable items (those the filters keep) of the first arm's
+    model, whose vectors are the diversity ruler."""
+    from vrec.search.compare import label_values
+    from vrec.store.catalog_table import catalog_table
+    from vrec.store.filters import apply_filters
+
+    ms = st.model(names[0])
+    cat = catalog_table(st, ms)
+    if filters:
+        cat = cat[apply_filters(cat, filters)].reset_index(drop=True)
+    ruler = ms.vectors_for_rows(cat["row"].to_numpy())
+    return arms_beyond(tables, cat, ruler, k, label_values(cat, label) if label else None)
+
+
 def arms_beyond(tables: dict, catalog, ruler: np.ndarray, k: int, label_values: np.ndarray | None,
                 n_boot: int = 1000, seed: int = 0) -> tuple[list[dict], list[dict]]:
     """Per arm: coverage, Gini, diversity (with a 95% interval) and distinct labels per list, and its

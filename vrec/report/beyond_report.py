@@ -5,8 +5,8 @@ from __future__ import annotations
 import html
 
 HUBS_TITLE = "Most over-recommended items"
-HUBS_CAPTION = ("The items found in the most top-k lists (in-degree in the k-NN graph), at the largest k; "
-                "'share' is the share of all lists that show the item.")
+HUBS_CAPTION = ("The items found in the most top-k lists (their in-degree in the k-NN graph; in vrec eval at its "
+                "largest k); 'share' is the share of all lists that show the item.")
 
 
 def hub_cells(hubs: list[dict], who: str = "model") -> list[tuple[str, str, list[str], list[list[str]]]]:
@@ -70,6 +70,14 @@ def beyond_table(rows: list[dict], who: str, k: int, label: str | None, ruler: s
     for r in body:
         t.add_row(*[rich_text(c) for c in r])
     return t
+
+
+def compare_beyond_tables(c) -> list:
+    """Rich tables of a compare summary's beyond-accuracy figures and hubs (none without a summary)."""
+    s = c.summary
+    if s is None or not s.beyond:
+        return []
+    return [beyond_table(s.beyond, "model", s.k, s.label, c.left)] + ([hubs_table(s.hubs)] if s.hubs else [])
 
 
 def beyond_html(rows: list[dict], hubs: list[dict], who: str, k: int, label: str | None, ruler: str) -> str:

@@ -161,6 +161,8 @@ def compare_html(c) -> str:
                 + "".join(f"<td>{_bar(a)} {a:.2f}</td>" if a is not None else "<td>—</td>"
                           for a in (s.left_agreement, s.right_agreement))
                 + f"</tr>{rows}</table>")
+        if s.beyond:
+            parts.append(beyond_report.beyond_html(s.beyond, s.hubs, "model", s.k, s.label, c.left))
     for n in c.notes:
         parts.append(f"<p class='meta'>{html.escape(n)}</p>")
     parts.append("<p class='meta'>Orange frames: neighbours both models found.</p>")
