@@ -54,6 +54,8 @@ def beyond_eval(ev, model: str, neighbours: np.ndarray, table, ruler: np.ndarray
         g = graph_summary(neighbours, n, kk)
         ev.metrics.append(Metric("beyond", "catalog", "coverage", k, model, g["coverage"], NO_CI, n))
         ev.metrics.append(Metric("beyond", "catalog", "gini", k, model, g["gini"], NO_CI, n))
+        if kk < 2:
+            continue  # a list of one item has no diversity to measure
         per_list = {"cosine": intra_list_distance(neighbours[:, :kk], ruler)}
         per_list.update({lab: distinct_labels(neighbours[:, :kk], values) for lab, values in labs.items()})
         for lab, v in per_list.items():

@@ -186,9 +186,10 @@ def evaluate(models: Sequence[str] = ("siglip", "cnn"), labels: Sequence[str] = 
         table = _shared_table(tables[m], shared)
         if graph:
             nb = neighbour_positions(ms, table, min(max(ks), n - 1))
-            beyond_eval(ev, m, nb, table, ruler, labs, ks, n_boot, seed, per_query)
         if labels:
             _image_eval(ev, m, nb, labs, ks, n, n_boot, seed, per_query, per_value_rows)
+        if graph:
+            beyond_eval(ev, m, nb, table, ruler, labs, ks, n_boot, seed, per_query)
         if rel is not None:
             interaction_eval(ev, m, nb, rel, ks, n_boot, seed, per_query)
         if m in text_models:
