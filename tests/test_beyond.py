@@ -126,7 +126,11 @@ def _brute_force(log: pd.DataFrame, ids, weights, ks, neighbours):
     return queries, {k: np.array(v) for k, v in out.items()}
 
 
-def test_interaction_metrics_match_a_brute_force_reference(tmp_path):
+@pytest.mark.parametrize("pair_batch", [7, 2_000_000])
+def test_interaction_metrics_match_a_brute_force_reference(tmp_path, monkeypatch, pair_batch):
+    from vrec.experiments import interactions
+
+    monkeypatch.setattr(interactions, "PAIR_BATCH", pair_batch)  # tiny: many pair batches, merges, row blocks
     rng = np.random.default_rng(3)
     ids = [f"i{j}" for j in range(15)]
     n_ev = 400

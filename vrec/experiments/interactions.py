@@ -49,9 +49,9 @@ DEFAULT_WEIGHTS = {"view": 1.0, "click": 1.0, "cart": 3.0, "add_to_cart": 3.0, "
 MAX_SESSION_ITEMS = 200
 COLD_EVENTS = 5
 LATE_SHARE = 0.1
-CHUNK_ROWS = 1_000_000
+CHUNK_ROWS = 250_000
 PARTITION_EVENTS = 2_000_000  # events per partition, about 48 MB of records
-PAIR_BATCH = 5_000_000
+PAIR_BATCH = 2_000_000
 RECORD = np.dtype([("session", "<u8"), ("item", "<i4"), ("weight", "<f4"), ("time", "<f8")])
 METRICS = ("ndcg", "hit", "mrr")
 
@@ -242,9 +242,8 @@ def _records(chunk, cols: dict, index, weights: dict, stats: dict, unknown_event
 def _pairs(folder: Path, parts: int, n: int, session_gap: float | None):
     """The sparse relevance matrix from the partition files, one partition at a time."""
     import pandas as pd
-    from scipy import sparse
 
-    total = sparse.csr_matrix((n, n), dtype=np.float32)
+    acc = _Accumulator(n)
     stats = {"sessions": 0, "long_sessions": 0, "pairs": 0}
     for p in range(parts):
         files = sorted(folder.glob(f"{p}-*.npy"))
@@ -269,15 +268,44 @@ def _pairs(folder: Path, parts: int, n: int, session_gap: float | None):
         stats["long_sessions"] += int(long.sum())
         keep = ~long & (sizes > 1)
         items, w = g["i"].to_numpy(np.int64), g["w"].to_numpy(np.float32)
-        total = total + _session_pairs(items, w, starts[keep], sizes[keep], n, stats)
-    return total.tocsr(), stats
+        for a, b in _session_pairs(starts[keep], sizes[keep]):
+            stats["pairs"] += len(a)
+            acc.add(items[a].astype(np.int32), items[b].astype(np.int32), w[b])
+    return acc.matrix(), stats
 
 
-def _session_pairs(items, w, starts, sizes, n: int, stats: dict):
-    """Sum over sessions of w(j) for every ordered pair (i, j), i != j, in batches of PAIR_BATCH pairs."""
-    from scipy import sparse
+class _Accumulator:
+    """Sparse sums of (row, column, value) triples, added in batches: the triples are buffered and
+    merged into the total once they outnumber half of it (or PAIR_BATCH), so memory stays within about
+    2.5 times the total and the merges cost about as much as the triples they absorb."""
 
-    out = sparse.csr_matrix((n, n), dtype=np.float32)
+    def __init__(self, n: int):
+        from scipy import sparse
+
+        self.n, self.total, self.parts, self.buffered = n, sparse.csr_matrix((n, n), dtype=np.float32), [], 0
+
+    def add(self, rows: np.ndarray, cols: np.ndarray, vals: np.ndarray) -> None:
+        self.parts.append((rows, cols, vals))
+        self.buffered += len(rows)
+        if self.buffered >= max(PAIR_BATCH, self.total.nnz // 2):
+            self._merge()
+
+    def _merge(self) -> None:
+        from scipy import sparse
+
+        if self.parts:
+            r, c, v = (np.concatenate(x) for x in zip(*self.parts))
+            self.parts, self.buffered = [], 0
+            self.total = self.total + sparse.csr_matrix((v, (r, c)), shape=(self.n, self.n), dtype=np.float32)
+
+    def matrix(self):
+        self._merge()
+        return self.total
+
+
+def _session_pairs(starts: np.ndarray, sizes: np.ndarray):
+    """Row indices (a, b) of every ordered pair of different rows within each session (rows
+    ``starts[g]`` .. ``starts[g] + sizes[g] - 1``), in batches of at most about PAIR_BATCH pairs."""
     cost = np.cumsum(sizes.astype(np.int64) ** 2)
     lo = 0
     while lo < len(sizes):
@@ -287,14 +315,10 @@ def _session_pairs(items, w, starts, sizes, n: int, stats: dict):
         rows = row_start + np.arange(m.sum()) - np.repeat(np.r_[0, np.cumsum(m)[:-1]], m)
         per_row = np.repeat(m, m)  # partners of each row: its session's size
         a = np.repeat(rows, per_row)
-        offs = np.arange(per_row.sum()) - np.repeat(np.r_[0, np.cumsum(per_row)[:-1]], per_row)
-        b = np.repeat(row_start, per_row) + offs
+        b = np.repeat(row_start, per_row) + np.arange(per_row.sum()) - np.repeat(np.r_[0, np.cumsum(per_row)[:-1]], per_row)
         keep = a != b
-        a, b = a[keep], b[keep]
-        stats["pairs"] += len(a)
-        out = out + sparse.coo_matrix((w[b], (items[a], items[b])), shape=(n, n)).tocsr()
+        yield a[keep], b[keep]
         lo = hi
-    return out
 
 
 def _cold(events: np.ndarray, first: np.ndarray, cold_events: int) -> np.ndarray:
@@ -335,21 +359,36 @@ def _notes(rel: Relevance, cols, weights, session_gap, cold_events, unknown_even
 
 def score_lists(rel: Relevance, neighbours: np.ndarray, ks: Sequence[int]) -> dict[tuple[str, int | None], np.ndarray]:
     """Per metric and k, the value for every query item (rows with any relevant item), in row order:
-    {("ndcg", k): ..., ("hit", k): ..., ("mrr", None): ...}; plus ("queries", None): their rows."""
+    {("ndcg", k): ..., ("hit", k): ..., ("mrr", None): ...}; plus ("queries", None): their rows.
+    Rows are scored in blocks of about PAIR_BATCH stored pairs, so scoring adds little to the matrix."""
     m = rel.matrix.tocsr()
     m.sort_indices()
-    n = m.shape[0]
-    queries = np.flatnonzero(np.diff(m.indptr) > 0)
-    nb = np.asarray(neighbours)[queries]
+    nnz_before = m.indptr
+    bounds = [0]
+    while bounds[-1] < m.shape[0]:
+        stop = int(np.searchsorted(nnz_before, nnz_before[bounds[-1]] + PAIR_BATCH, side="right")) - 1
+        bounds.append(min(m.shape[0], max(stop, bounds[-1] + 1)))
+    parts = [_score_block(m[a:b], np.asarray(neighbours)[a:b], ks, a) for a, b in zip(bounds, bounds[1:])]
+    if not parts:
+        parts = [_score_block(m, np.asarray(neighbours), ks, 0)]
+    return {key: np.concatenate([p[key] for p in parts]) for key in parts[0]}
+
+
+def _score_block(m, nb: np.ndarray, ks: Sequence[int], offset: int) -> dict:
+    """score_lists on rows ``offset`` .. of the block ``m`` (a row slice of the relevance matrix)."""
+    rows, n = m.shape
+    local = np.flatnonzero(np.diff(m.indptr) > 0)
+    nb = nb[local]
     kmax = nb.shape[1]
-    row_of_nnz = np.repeat(np.arange(n, dtype=np.int64), np.diff(m.indptr))
+    row_of_nnz = np.repeat(np.arange(rows, dtype=np.int64), np.diff(m.indptr))
     keys = row_of_nnz * n + m.indices
-    q = queries[:, None].astype(np.int64) * n + np.maximum(nb, 0)
+    q = local[:, None].astype(np.int64) * n + np.maximum(nb, 0)
     at = np.minimum(np.searchsorted(keys, q), max(len(keys) - 1, 0))
-    gains = np.where((nb >= 0) & (len(keys) > 0) & (keys[at] == q), m.data[at], 0.0)
+    gains = np.where((nb >= 0) & (len(keys) > 0) & (keys[at] == q), m.data[at], 0.0) if len(keys) else \
+        np.zeros(nb.shape)
     disc = 1.0 / np.log2(np.arange(2, kmax + 2))
-    ideal = _ideal_dcg(m, row_of_nnz, max(ks))[queries]
-    out: dict = {("queries", None): queries}
+    ideal = _ideal_dcg(m, row_of_nnz, max(ks))[local]
+    out: dict = {("queries", None): local + offset}
     for k in ks:
         kk = min(k, kmax)
         dcg = (gains[:, :kk] * disc[:kk]).sum(1)
