@@ -3,8 +3,6 @@ from __future__ import annotations
 
 import json
 import sys
-from itertools import combinations
-from pathlib import Path
 
 import numpy as np
 import pandas as pd
@@ -13,7 +11,7 @@ from clihelp import one_error, vrec
 from conftest import ROOT, handmade_store
 
 from vrec.experiments.evaluate import evaluate, to_dict
-from vrec.experiments.interactions import Relevance, co_occurrence, score_lists
+from vrec.experiments.interactions import co_occurrence, score_lists
 from vrec.search.beyond import coverage, distinct_labels, gini, in_degree, intra_list_distance, top_hubs
 
 sys.path.insert(0, str(ROOT / "examples"))
