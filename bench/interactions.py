@@ -78,7 +78,7 @@ def measure(sizes: list[int], items: int, tmp: Path) -> list[dict]:
 
 def markdown(rows: list[dict]) -> str:
     lines = ["Peak resident memory of a process streaming a synthetic log through `co_occurrence` (CSV read in "
-             "chunks of 1M rows, sessions hash-partitioned to disk, pairs added in batches); "
+             "chunks of 250,000 rows, sessions hash-partitioned to disk, pairs added in batches); "
              "`python bench/interactions.py`.", "",
              "| events | log (CSV) | sessions | distinct co-occurring pairs | peak RSS | seconds |",
              "| ---: | ---: | ---: | ---: | ---: | ---: |"]

@@ -261,3 +261,15 @@ def test_compare_summary_and_ab_arms_show_the_same_figures_as_eval(tmp_path):
         assert row["distinct"] == pytest.approx(want[(row["arm"], "distinct")])
     text = vrec("ab", "arms", "--arms", "aligned,random", "--k", "3", "--store", store).stdout
     assert "in-degree Gini" in text and "Most over-recommended items" in text
+
+
+def test_a_parquet_log_gives_the_same_relevance_as_its_csv(tmp_path):
+    rng = np.random.default_rng(5)
+    log = pd.DataFrame({"visit": rng.integers(0, 30, 200).astype(str), "sku": rng.choice(list("abcdefgh"), 200),
+                        "type": rng.choice(["view", "purchase"], 200)})
+    log.to_csv(tmp_path / "log.csv", index=False)
+    log.to_parquet(tmp_path / "log.parquet", index=False)
+    cols = {"session": "visit", "item": "sku", "event": "type"}
+    a = co_occurrence(tmp_path / "log.csv", list("abcdefgh"), cols)
+    b = co_occurrence(tmp_path / "log.parquet", list("abcdefgh"), cols, chunk_rows=17)
+    assert a.matrix.nnz > 0 and (a.matrix != b.matrix).nnz == 0
