@@ -218,6 +218,10 @@ def test_cli_eval_interactions_prints_the_metrics_and_refuses_bad_options(tmp_pa
     one_error(vrec("eval", "--models", "good", "--interactions", path, "--event-weights", "view",
                    "--store", store, ok=False), "--event-weights takes NAME=VALUE")
     one_error(vrec("eval", "--models", "good", "--interactions", tmp_path, "--store", store, ok=False), "is a folder")
+    no_time = tmp_path / "no-time.csv"
+    pd.read_csv(path).drop(columns="timestamp").to_csv(no_time, index=False)
+    one_error(vrec("eval", "--models", "good", "--interactions", no_time, "--session-gap", "30", "--store", store,
+                   ok=False), "--session-gap splits sessions by time")
 
 
 @pytest.mark.slow
@@ -229,6 +233,23 @@ def test_eval_on_the_fashion_sample_prints_coverage_gini_and_diversity(fashion_s
     for what in ("coverage@10", "in-degree Gini@10", "intra-list distance@10", "distinct values per list@10",
                  "Most over-recommended items"):
         assert what in r.stdout, what
+
+
+
+@pytest.mark.slow
+def test_the_simulated_log_ranks_the_models_like_their_labels_on_the_fashion_sample(fashion_store, tmp_path):
+    """The simulator's planted answer on real photos: sessions browse articleType, so effnet-lite0
+    (real weights, neighbours mostly of the query's type) beats the random-weight tiny-siglip."""
+    from vrec.store.catalog_table import catalog_table
+    from vrec.store.store import Store
+
+    st = Store(fashion_store)
+    table = catalog_table(st, st.model("effnet-lite0"))
+    log = tmp_path / "sim.csv"
+    simulate(table["id"], table["articleType"].astype("string").fillna(""), sessions=1500, seed=7).to_csv(log, index=False)
+    ev = evaluate(["effnet-lite0", "tiny-siglip"], ks=[5], store=fashion_store, interactions=str(log), n_boot=200)
+    c = next(c for c in ev.comparisons if c["task"] == "interactions" and c["metric"] == "ndcg" and c["label"] == "all")
+    assert c["winner"] == "effnet-lite0" and c["excludes_zero"]
 
 
 # --- vrec compare --summary and vrec ab arms ---------------------------------------------------

@@ -22,13 +22,13 @@ user, item, event type, timestamp) gives exactly that:
 Streaming, in bounded memory: the log is read in chunks of ``CHUNK_ROWS`` rows (CSV through
 pandas, Parquet through pyarrow) and never whole. Sessions need not be contiguous or ordered: each
 chunk's events (mapped to catalog positions, 24 bytes each) are hash-partitioned by session into
-``.npy`` files in a temporary folder, so every session lands in one partition; each partition is
-then grouped and its co-occurring pairs added to a sparse item x item matrix in batches of at most
-``PAIR_BATCH`` pairs. Peak memory is about one chunk + one partition (events / partitions x 24
-bytes, partitions chosen so that is ~ 50 MB) + the pair batch + the sparse matrix (12 bytes per
-distinct co-occurring pair, which the session cap bounds) -- independent of the log's length
-beyond that matrix; bench/interactions.py measures it. Disk: 24 bytes per kept event, removed
-afterwards.
+``.npy`` files in a temporary folder, so every session lands in one partition; each partition
+(about ``PARTITION_EVENTS`` events) is then grouped and its co-occurring pairs are summed into a
+sparse item x item matrix, in batches of at most ``PAIR_BATCH`` pairs. Peak memory is about one
+chunk + one partition + one pair batch + the sparse matrix (12 bytes per distinct co-occurring pair
+once built, about three times that while batches are merged into it): it follows the distinct
+pairs, which the session cap bounds, not the log's length. bench/interactions.py measures it (10M
+events over 100k items: 1.3 GB). Temporary disk: 24 bytes per kept event, removed afterwards.
 """
 from __future__ import annotations
 
@@ -188,6 +188,10 @@ def co_occurrence(path, ids: Sequence[str], columns: dict[str, str] | None = Non
     fh, parquet = _open(path)
     with fh, tempfile.TemporaryDirectory(prefix="vrec-interactions-") as tmp:
         cols = _columns(path, fh, parquet, columns or {})
+        if session_gap is not None and not cols["time"]:
+            raise QueryError(f"--session-gap splits sessions by time, and the interaction log {str(path)!r} has no "
+                             f"{DEFAULT_COLUMNS['time']!r} column; name its time column with --interaction-columns "
+                             "time=COLUMN, or leave --session-gap out.")
         size = os.fstat(fh.fileno()).st_size
         parts = partitions or max(1, int(size / 40 / PARTITION_EVENTS) + 1)  # ~40 bytes per CSV row
         events = np.zeros(n, np.int64)
