@@ -294,3 +294,12 @@ def test_a_parquet_log_gives_the_same_relevance_as_its_csv(tmp_path):
     a = co_occurrence(tmp_path / "log.csv", list("abcdefgh"), cols)
     b = co_occurrence(tmp_path / "log.parquet", list("abcdefgh"), cols, chunk_rows=17)
     assert a.matrix.nnz > 0 and (a.matrix != b.matrix).nnz == 0
+
+
+def test_a_log_alone_evaluates_text_models_on_their_lists_only(shared_tiny_store, tmp_path):
+    meta = pd.read_csv(ROOT / "tests" / "data" / "drawn_catalog" / "catalog.csv")
+    log = tmp_path / "events.csv"
+    simulate(meta["id"], meta["category"], sessions=200, seed=1).to_csv(log, index=False)
+    ev = evaluate(["tiny-siglip", "tiny-cnn"], ks=[5], store=shared_tiny_store, interactions=str(log), n_boot=50)
+    assert {m.task for m in ev.metrics} == {"beyond", "interactions"}  # no text query, no zero-shot
+    assert {m.model for m in ev.metrics} == {"tiny-siglip", "tiny-cnn"}

@@ -192,7 +192,7 @@ def evaluate(models: Sequence[str] = ("siglip", "cnn"), labels: Sequence[str] = 
             beyond_eval(ev, m, nb, table, ruler, labs, ks, n_boot, seed, per_query)
         if rel is not None:
             interaction_eval(ev, m, nb, rel, ks, n_boot, seed, per_query)
-        if m in text_models:
+        if m in text_models and (sets or (zero_shot and labs) or protocol):  # an interaction log alone needs no text
             enc = load_encoder(ms, device=device)
             _text_eval(ev, m, ms, table, labs, enc, ks, sets, zero_shot, n_boot, seed, per_query, per_value_rows)
             if protocol:

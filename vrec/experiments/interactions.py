@@ -222,7 +222,7 @@ def _records(chunk, cols: dict, index, weights: dict, stats: dict, unknown_event
     stats["events"] += len(chunk)
     item = index.get_indexer(chunk[cols["item"]].astype("string").str.strip())
     session = chunk[cols["session"]].astype("string").str.strip()
-    ok = (item >= 0) & session.notna().to_numpy() & (session != "").fillna(False).to_numpy()
+    ok = (item >= 0) & session.notna().to_numpy(dtype=bool) & (session != "").fillna(False).to_numpy(dtype=bool)
     stats["unknown_items"] += int(((item < 0) & chunk[cols["item"]].notna().to_numpy()).sum())
     time = _seconds(chunk[cols["time"]]) if cols["time"] else np.zeros(len(chunk))
     if cols["time"]:
