@@ -42,7 +42,7 @@ def hub_rows(model: str, hubs: list[tuple[int, int]], table, lists: int) -> list
             for r, (p, d) in enumerate(hubs, 1)]
 
 
-def beyond_eval(ev, model: str, neighbours: np.ndarray, table, ruler: np.ndarray, labs: dict,
+def beyond_eval(ev, model: str, neighbours: np.ndarray, table, ruler, labs: dict,
                 ks: Sequence[int], n_boot: int, seed: int, per_query: dict) -> None:
     """Append model ``model``'s coverage, Gini, diversity (and distinct labels per list) at each k to
     ``ev.metrics`` and its most over-recommended items (at the largest k) to ``ev.hubs``.
@@ -97,17 +97,19 @@ def arms_figures(st, names: Sequence[str], tables: dict, k: int, filters: Sequen
     cat = catalog_table(st, ms)
     if filters:
         cat = cat[apply_filters(cat, filters)].reset_index(drop=True)
-    ruler = ms.vectors_for_rows(cat["row"].to_numpy())
-    return arms_beyond(tables, cat, ruler, k, label_values(cat, label) if label else None)
+    rows = cat["row"].to_numpy()
+    return arms_beyond(tables, cat, lambda pos: ms.vectors_for_rows(rows[pos]), k,
+                       label_values(cat, label) if label else None)
 
 
-def arms_beyond(tables: dict, catalog, ruler: np.ndarray, k: int, label_values: np.ndarray | None,
+def arms_beyond(tables: dict, catalog, ruler, k: int, label_values: np.ndarray | None,
                 n_boot: int = 1000, seed: int = 0) -> tuple[list[dict], list[dict]]:
     """Per arm: coverage, Gini, diversity (with a 95% interval) and distinct labels per list, and its
     most over-recommended items.
 
     ``tables``: arm -> "similar items" table (item, rank, neighbour, ...), ids as in ``catalog`` (the
-    recommendable items: coverage and Gini count over them); ``ruler``: ``catalog``'s vectors by row.
+    recommendable items: coverage and Gini count over them); ``ruler``: ``catalog``'s vectors by row, or a
+    function positions -> vectors.
     """
     pos = {i: p for p, i in enumerate(catalog["id"].astype(str))}
     n = len(catalog)

@@ -18,6 +18,10 @@ interval are NaN in Python, "—" in tables and null in JSON, and a note says wh
 
 Neighbours come from the index search (exact below its threshold), in batches: no n x n matrix.
 
+The same neighbour lists give, with labels or an interaction log, the beyond-accuracy figures
+(``vrec.experiments.beyond``: coverage, in-degree Gini and hubs, intra-list diversity) and, with a
+log, the interaction figures (``vrec.experiments.interactions``: session co-occurrence as relevance).
+
 The published protocol (the Marqo e-commerce leaderboard's, so a catalog's figures can be held
 against it): ``text_queries_from`` makes each distinct value of a column (e.g. the product title)
 a text query whose relevant items are those with that value, scored as R@1, R@10 (share of
@@ -177,7 +181,8 @@ def evaluate(models: Sequence[str] = ("siglip", "cnn"), labels: Sequence[str] = 
         ev.notes += rel.notes
     graph = bool(labels) or rel is not None
     if graph:
-        ruler = stores[models[0]].vectors_for_rows(_shared_table(tables[models[0]], shared)["row"].to_numpy())
+        ruler_rows = _shared_table(tables[models[0]], shared)["row"].to_numpy()
+        ruler = lambda pos: stores[models[0]].vectors_for_rows(ruler_rows[pos])  # noqa: E731 (read per batch)
         ev.notes.append(ruler_note(models[0], models))
     for m, ms in stores.items():
         if photo_set is not None:

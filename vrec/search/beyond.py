@@ -56,23 +56,25 @@ def top_hubs(neighbours: np.ndarray, n_items: int, top: int = TOP_HUBS) -> list[
     return [(int(p), int(deg[p])) for p in order if deg[p] > 0]
 
 
-def intra_list_distance(neighbours: np.ndarray, vectors: np.ndarray, batch: int = 1024) -> np.ndarray:
+def intra_list_distance(neighbours: np.ndarray, vectors, batch: int = 1024) -> np.ndarray:
     """Per list: mean pairwise cosine distance (1 - cosine) between its items; NaN for a list of
-    fewer than two items. ``vectors`` are the catalog's vectors by position (normalised here)."""
+    fewer than two items. ``vectors``: the catalog's vectors by position, as an array or as a
+    function positions -> vectors (read a batch of lists at a time, so no catalog-sized copy)."""
     nb = np.asarray(neighbours)
-    v = np.asarray(vectors, np.float32)
-    v = v / np.maximum(np.linalg.norm(v, axis=1, keepdims=True), 1e-12)
+    fetch = vectors if callable(vectors) else (lambda pos: np.asarray(vectors)[pos])
     out = np.full(len(nb), np.nan)
     for start in range(0, len(nb), batch):
         chunk = nb[start:start + batch]
         valid = chunk >= 0
-        x = v[np.maximum(chunk, 0)] * valid[..., None]  # missing slots become zero vectors
+        used, inv = np.unique(np.maximum(chunk, 0), return_inverse=True)
+        v = np.asarray(fetch(used), np.float32)
+        v = v / np.maximum(np.linalg.norm(v, axis=1, keepdims=True), 1e-12)
+        x = v[inv.reshape(chunk.shape)] * valid[..., None]  # missing slots become zero vectors
         gram = np.einsum("bkd,bld->bkl", x, x)
         m = valid.sum(1)
         pairs = m * (m - 1)
         sim = gram.sum((1, 2)) - np.einsum("bkk->b", gram)  # off-diagonal sum over the valid items
-        with np.errstate(invalid="ignore", divide="ignore"):
-            out[start:start + len(chunk)] = np.where(pairs > 0, 1 - sim / np.maximum(pairs, 1), np.nan)
+        out[start:start + len(chunk)] = np.where(pairs > 0, 1 - sim / np.maximum(pairs, 1), np.nan)
     return out
 
 

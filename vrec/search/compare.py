@@ -387,12 +387,10 @@ def _beyond(pair: _Pair, nbs: dict, label: str | None) -> tuple[list[dict], list
     from vrec.search.beyond import TOP_HUBS, distinct_labels, gini, in_degree, intra_list_distance
 
     cand = pair.candidates
-    used = np.unique(np.concatenate([nb[nb >= 0] for nb in nbs.values()]))
-    ruler = pair.vectors("left", used)
     rows, hubs = [], []
     for side, nb in nbs.items():
         deg = in_degree(nb, len(pair.table))[cand]
-        div = intra_list_distance(np.where(nb >= 0, np.searchsorted(used, nb), -1), ruler)
+        div = intra_list_distance(nb, lambda pos: pair.vectors("left", pos))
         row = {"model": pair.ms[side].name, "coverage": float((deg > 0).mean()), "gini": gini(deg),
                "diversity": float(np.nanmean(div)) if (~np.isnan(div)).any() else float("nan")}
         if label:
