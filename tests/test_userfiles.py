@@ -133,6 +133,8 @@ READS = {
                       dict.fromkeys(KINDS, "neither an item id")),
     "eval --queries": (["eval", "--models", "tiny-siglip", "--queries", "X.csv", "--bootstrap", "10",
                         "--store", "STORE"], {}),
+    "eval --interactions": (["eval", "--models", "tiny-cnn", "--interactions", "X.csv", "--bootstrap", "10",
+                             "--store", "STORE"], {}),
     "cost --benchmarks": (["cost", "--images", "10", "--device", "cuda", "-m", "tiny-cnn", "--benchmarks", "X.json",
                            "--store", "STORE"], {}),
     "tag --vocab": (["tag", "-m", "tiny-siglip", "--vocab", "X.txt", "--store", "STORE"], {}),
@@ -217,7 +219,7 @@ def _key(what: str) -> str:
 NOT_FILES = {"search-text --format", "search-image --format", "export --format", "cost --device",
              "eval --text-template", "embed --image-column", "eval --product-score", "search-text --product-score",
              "search-image --product-score", "serve --product-score", "dupes --format", "dupes --model",
-             "dupes --scope",
+             "dupes --scope", "eval --interaction-columns",
              "embed --cache"}  # a folder for photos behind URLs: tests/test_feed_embed.py refuses a file there
 # --store is one Store class for every command: swept above through embed and search-text
 NOT_FILES |= {f"{c} --store" for c in ("index", "search-image", "compare", "eval", "export", "neighbours", "cost",

@@ -103,12 +103,15 @@ def arms_cmd(
     fmt: str = FormatTableJsonOpt,
     store: str | None = StoreOpt,
 ) -> None:
-    """Each arm's "similar items" table, and how different the arms' lists are (overlap@k).
+    """Each arm's "similar items" table, how different the arms' lists are (overlap@k), and what each
+    does beyond accuracy: catalog coverage@k, in-degree Gini@k (and its most over-recommended items),
+    intra-list diversity@k (and distinct --label values per list).
 
     The lists are vrec's own (the table 'vrec neighbours' writes), one per arm's model. If the arms
     barely differ (mean overlap@k of 0.8 or more), a warning says so before anyone runs a test.
     """
     from vrec.experiments.ab import arms_to_dict, build_arms
+    from vrec.report.beyond_report import beyond_table, hubs_table
     from vrec.report.render import new_table
 
     check_format(fmt, ("table", "json"))
@@ -134,6 +137,9 @@ def arms_cmd(
                 pl.add_row(*[escape(str(r[c])) if c == res.label else (f"{r[c]:,}" if c == "items" else f"{r[c]:.3f}")
                              for c in res.per_label.columns])
             out.print(pl)
+        out.print(beyond_table(res.beyond, "arm", res.k, res.label, res.arms[0]))
+        if res.hubs:
+            out.print(hubs_table(res.hubs, "arm"))
     _warn(res.warnings)
     if res.file:
         err.print(f"wrote {len(res.table):,} rows ({len(res.arms)} arms x {res.items:,} items x up to {res.k}) "

@@ -29,7 +29,9 @@ def compare(
 
     Neighbours found by both are marked. Without ITEMs, a sample spread across the catalog is shown
     and followed by a catalog summary: mean overlap@k between the models and, with --label, each
-    model's label agreement@k (share of neighbours sharing the query's label), per label value.
+    model's label agreement@k (share of neighbours sharing the query's label), per label value, and
+    what each model does beyond accuracy: catalog coverage@k, in-degree Gini@k with the most
+    over-recommended items, intra-list diversity@k (in the left model's vectors).
     Items without a label value, or with one no other item has, are left out of label agreement
     (as in vrec eval); a note says how many. With --filter, both models' neighbours (and the sample
     and summary) are among the matching items only.
@@ -38,6 +40,7 @@ def compare(
 
     from vrec.report import pages
     from vrec.report import render as r
+    from vrec.report.beyond_report import compare_beyond_tables
     from vrec.search.compare import compare as run
     from vrec.search.compare import to_dict
 
@@ -49,7 +52,7 @@ def compare(
     if fmt == "json":
         print(json.dumps(to_dict(result), indent=2))
     else:
-        for renderable in r.compare_tables(result):
+        for renderable in r.compare_tables(result) + compare_beyond_tables(result):
             out.print(renderable)
     if html:
         pages.write_page(html, f"vrec compare: {left} vs {right}", pages.compare_html(result))

@@ -39,6 +39,18 @@ def eval_(
                                                    "LANG=COLUMN pairs holding the same text in several languages, "
                                                    "e.g. en=description,sv=description_sv; each product asked in "
                                                    "each language, R@k and MRR per language and their paired gap."),
+    interactions: str | None = typer.Option(None, "--interactions", help="CSV or Parquet event log (session, item, "
+                                               "event, timestamp): items co-occurring in a session are relevant; "
+                                               "nDCG@k, hit@k, MRR overall and for cold-start items."),
+    interaction_columns: str | None = typer.Option(None, "--interaction-columns", help="The log's column names, "
+                                                      "e.g. session=user_id,item=sku,event=type,time=ts \\[default: "
+                                                      "session (else user), item, event, timestamp]."),
+    event_weights: str | None = typer.Option(None, "--event-weights", help="Weight of each event type, e.g. "
+                                                "view=1,cart=3,purchase=5 (the default; other events weigh 1)."),
+    session_gap: float | None = typer.Option(None, "--session-gap", help="Minutes without an event that end a visit: "
+                                                "split each session (or user) into visits \\[default: no split]."),
+    cold_events: int = typer.Option(5, "--cold-events", help="Cold-start slice: items with fewer events than this "
+                                       "(or first seen in the log's last 10%)."),
     bootstrap: int = typer.Option(1000, "--bootstrap", help="Bootstrap resamples for the 95% intervals (10 to 100000)."),
     seed: int = typer.Option(0, "--seed", help="Seed for the bootstrap (0 or more)."),
     store: str | None = StoreOpt,
@@ -51,7 +63,13 @@ def eval_(
     zero-shot accuracy per label. 95% bootstrap intervals, and a paired comparison of two models; with
     three or more, every model ranked on every figure, every pair compared with Holm-adjusted p-values,
     and a first line naming the model for this catalog. A queries file with a 'lang' column, or
-    --language-columns, gives figures per query language.
+    --language-columns, gives figures per query language. With --label or --interactions, beyond
+    accuracy too: catalog coverage@k, in-degree Gini@k (and the most over-recommended items),
+    intra-list diversity@k.
+
+    --interactions LOG: co-occurrence in the shoppers' sessions is the relevance (weighted by event
+    type: view < cart < purchase); nDCG@k, hit@k and MRR of each model's similar items, overall and
+    for cold-start items. The log is streamed, never loaded whole.
 
     The published benchmark's protocol (to hold your figures against the leaderboard):
     --text-queries-from TITLE_COLUMN (R@1, R@10, MRR), --label-queries LABEL_COLUMN (P@1, P@10, MRR),
@@ -59,8 +77,10 @@ def eval_(
     """
     from vrec.base.errors import VrecError
     from vrec.experiments.evaluate import evaluate
+    from vrec.experiments.interactions import parse_columns, parse_weights
     from vrec.report import pages
     from vrec.report import render as r
+    from vrec.report.beyond_report import hubs_table
     from vrec.report.languages import language_rich
     from vrec.report.ranking import ranking_rich
 
@@ -75,7 +95,9 @@ def eval_(
         ev = evaluate(names, labels=label or (), ks=ks, store=store, queries=queries, text_template=text_template,
                       n_boot=bootstrap, seed=seed, device=device, text_queries_from=text_queries_from,
                       label_queries=label_queries, fuse_text=fuse_text, text_weight=text_weight,
-                      query_photos=query_photos,
+                      query_photos=query_photos, interactions=interactions,
+                      interaction_columns=parse_columns(interaction_columns), event_weights=parse_weights(event_weights),
+                      session_gap=session_gap, cold_events=cold_events,
                       product_scores=[s.strip() for s in product_score.split(",") if s.strip()] or ["mean"],
                       language_columns=language_columns)
     for n in ev.notes:
@@ -87,6 +109,8 @@ def eval_(
         out.print(t)
     if r.scoring_table(ev) is not None:
         out.print(r.scoring_table(ev))
+    if ev.hubs:
+        out.print(hubs_table(ev.hubs))
     for path in report or ():
         pages.write_eval_report(ev, path)
         err.print(f"wrote {path}")

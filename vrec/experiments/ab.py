@@ -47,6 +47,7 @@ from vrec.experiments.ab_assign import (
     parse_arms,
     parse_split,
 )
+from vrec.experiments.beyond import arms_figures
 
 BARELY_DIFFER = 0.8  # mean overlap@k at or above this: the arms show nearly the same lists
 
@@ -208,6 +209,8 @@ class ArmsResult:
     file: str | None = None
     notes: list[str] = field(default_factory=list)
     warnings: list[str] = field(default_factory=list)
+    beyond: list[dict] = field(default_factory=list)  # per arm: coverage, gini, diversity (experiments.beyond)
+    hubs: list[dict] = field(default_factory=list)  # per arm: the most over-recommended items
 
     @property
     def overlap(self) -> float:
@@ -269,6 +272,7 @@ def build_arms(arms: Sequence[str] | str = DEFAULT_ARMS, k: int = 20, filters: S
     table = pd.concat([t.assign(arm=m) for m, t in tables.items()], ignore_index=True)[
         ["arm", "item", "rank", "neighbour", "score"]]
     res = ArmsResult(names, int(k_used), len(items), table, [], label=label, notes=notes)
+    res.beyond, res.hubs = arms_figures(st, names, tables, res.k, filters, label)
     per_item = {}
     for i, a in enumerate(names):
         for b in names[i + 1:]:
@@ -308,7 +312,8 @@ def arms_to_dict(res: ArmsResult) -> dict:
 
     return json_safe({"arms": res.arms, "k": res.k, "items": res.items, "overlap": res.overlap, "pairs": res.pairs,
                       "label": res.label, "per_label": to_records(res.per_label) if res.per_label is not None else None,
-                      "file": res.file, "notes": res.notes, "warnings": res.warnings})
+                      "file": res.file, "notes": res.notes, "warnings": res.warnings, "beyond": res.beyond,
+                      "hubs": res.hubs})
 
 
 # --- serving and exposure logging ------------------------------------------------------------

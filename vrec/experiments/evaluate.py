@@ -18,6 +18,10 @@ interval are NaN in Python, "—" in tables and null in JSON, and a note says wh
 
 Neighbours come from the index search (exact below its threshold), in batches: no n x n matrix.
 
+The same neighbour lists give, with labels or an interaction log, the beyond-accuracy figures
+(``vrec.experiments.beyond``: coverage, in-degree Gini and hubs, intra-list diversity) and, with a
+log, the interaction figures (``vrec.experiments.interactions``: session co-occurrence as relevance).
+
 The published protocol (the Marqo e-commerce leaderboard's, so a catalog's figures can be held
 against it): ``text_queries_from`` makes each distinct value of a column (e.g. the product title)
 a text query whose relevant items are those with that value, scored as R@1, R@10 (share of
@@ -35,6 +39,9 @@ import numpy as np
 
 from vrec.base.errors import QueryError, check_number, suggest
 from vrec.base.records import json_safe, to_records
+from vrec.experiments.beyond import beyond_eval, name_winners, ruler_note
+from vrec.experiments.interactions import COLD_EVENTS, co_occurrence, interaction_eval
+from vrec.experiments.interactions import check_options as check_interaction_options
 from vrec.experiments.languages import column_sets_by_language, file_sets_by_language, language_gaps, parse_language_columns
 from vrec.experiments.many_models import rank_models
 from vrec.experiments.metrics import (
@@ -75,6 +82,7 @@ class Evaluation:
     scoring_comparisons: list[dict] = field(default_factory=list)  # product scorings, pair by pair (photo queries)
     ranking: object | None = None  # three or more models: vrec.experiments.many_models.Ranking
     language_gaps: list[dict] = field(default_factory=list)  # --language-columns: language vs language, paired
+    hubs: list[dict] = field(default_factory=list)  # the most over-recommended items per model (experiments.beyond)
 
     def table(self):
         """Overall metrics as a DataFrame: task, label, metric, k, then one column per model."""
@@ -92,12 +100,11 @@ def _labels_of(table, label: str) -> np.ndarray:
     return table[label].astype("string").fillna("").str.strip().to_numpy(dtype=object)
 
 
-def _image_relevance(ms, table, labels: dict[str, np.ndarray], kmax: int, batch: int = 2048):
-    """Per label: bool [n, kmax] relevance of each item's neighbours (itself excluded), in rank order."""
+def neighbour_positions(ms, table, kk: int, batch: int = 2048) -> np.ndarray:
+    """[n, kk]: positions in ``table`` of each item's kk nearest other items, in rank order (-1: none)."""
     n = len(table)
     rows = table["row"].to_numpy()
     pos_of = dict(zip(rows.tolist(), range(n)))
-    kk = min(kmax, n - 1)
     neighbours = np.empty((n, kk), np.int64)
     for start in range(0, n, batch):
         idx = np.arange(start, min(n, start + batch))
@@ -106,6 +113,12 @@ def _image_relevance(ms, table, labels: dict[str, np.ndarray], kmax: int, batch:
             lst = [pos_of[int(r)] for r in found[i] if pos_of.get(int(r), -1) != q][:kk]
             neighbours[q, : len(lst)] = lst
             neighbours[q, len(lst):] = -1
+    return neighbours
+
+
+def _image_relevance(neighbours: np.ndarray, labels: dict[str, np.ndarray], kmax: int):
+    """Per label: bool [n, kmax] relevance of each item's neighbours (itself excluded), in rank order."""
+    n, kk = neighbours.shape
     out = {}
     for label, lab in labels.items():
         rel = np.zeros((n, kmax), bool)
@@ -119,19 +132,28 @@ def evaluate(models: Sequence[str] = ("siglip", "cnn"), labels: Sequence[str] = 
              n_boot: int = 1000, seed: int = 0, device: str = "auto", text_queries_from: str | None = None,
              label_queries: str | None = None, fuse_text: str | None = None, text_weight: float = 0.1,
              query_photos: str | None = None, product_scores: Sequence[str] = (DEFAULT_SCORING,),
-             language_columns: str | None = None) -> Evaluation:
+             language_columns: str | None = None, interactions: str | None = None,
+             interaction_columns: dict | None = None, event_weights: dict | None = None,
+             session_gap: float | None = None, cold_events: int = COLD_EVENTS) -> Evaluation:
     """Evaluate embedded models on a labelled catalog. See the module docstring for the definitions;
     ``query_photos``: photos of products not in the catalog (``vrec.experiments.photo_queries``),
     measured with each of ``product_scores``; ``language_columns`` ('en=description,sv=description_sv')
-    and a queries file's ``lang`` column: figures per query language (``vrec.experiments.languages``)."""
+    and a queries file's ``lang`` column: figures per query language (``vrec.experiments.languages``);
+    ``interactions``: an event log whose co-occurrences are the relevance
+    (``vrec.experiments.interactions``). With labels or interactions every model's lists also get the
+    beyond-accuracy figures of ``vrec.experiments.beyond``."""
     import pandas as pd
 
     protocol = {task: col for task, col in (("text", text_queries_from), ("label", label_queries)) if col is not None}
     if query_photos is not None:
         protocol["photo"] = query_photos
     langs = parse_language_columns(language_columns)
+    check_interaction_options(session_gap, cold_events)
+    if interactions is not None:
+        protocol["interactions"] = interactions
     models, ks, n_boot, seed = _checked_options(models, labels, queries or langs, protocol, fuse_text, text_weight,
                                                 ks, n_boot, seed, text_template)
+    protocol.pop("interactions", None)
     for s in product_scores:
         check_scoring(s)
     photos = protocol.pop("photo", None)
@@ -161,14 +183,30 @@ def evaluate(models: Sequence[str] = ("siglip", "cnn"), labels: Sequence[str] = 
     per_value_rows = []
     per_query: dict[tuple, np.ndarray] = {}
     photo_set = read_query_photos(photos, ev.notes) if photos is not None else None
+    rel = None
+    if interactions is not None:
+        rel = co_occurrence(interactions, ref["id"].astype(str).tolist(), interaction_columns, event_weights,
+                            session_gap, cold_events)
+        ev.notes += rel.notes
+    graph = bool(labels) or rel is not None
+    if graph:
+        ruler_rows = _shared_table(tables[models[0]], shared)["row"].to_numpy()
+        ruler = lambda pos: stores[models[0]].vectors_for_rows(ruler_rows[pos])  # noqa: E731 (read per batch)
+        ev.notes.append(ruler_note(models[0], models))
     for m, ms in stores.items():
         if photo_set is not None:
             photo_query_eval(ev, m, ms, load_encoder(ms, device=device), photo_set, list(product_scores), ks,
                              n_boot, seed)
         table = _shared_table(tables[m], shared)
+        if graph:
+            nb = neighbour_positions(ms, table, min(max(ks), n - 1))
         if labels:
-            _image_eval(ev, m, ms, table, labs, ks, n, n_boot, seed, per_query, per_value_rows)
-        if m in text_models:
+            _image_eval(ev, m, nb, labs, ks, n, n_boot, seed, per_query, per_value_rows)
+        if graph:
+            beyond_eval(ev, m, nb, table, ruler, labs, ks, n_boot, seed, per_query)
+        if rel is not None:
+            interaction_eval(ev, m, nb, rel, ks, n_boot, seed, per_query)
+        if m in text_models and (sets or (zero_shot and labs) or protocol):  # an interaction log alone needs no text
             enc = load_encoder(ms, device=device)
             _text_eval(ev, m, ms, table, labs, enc, ks, sets, zero_shot, n_boot, seed, per_query, per_value_rows)
             if protocol:
@@ -176,8 +214,11 @@ def evaluate(models: Sequence[str] = ("siglip", "cnn"), labels: Sequence[str] = 
     ev.per_value = pd.DataFrame(per_value_rows, columns=["task", "label", "value", "metric", "k", "model", "score", "queries"])
     if len(models) == 2:
         _paired_comparisons(ev, models, per_query, n_boot, seed)
+        name_winners(ev)
     elif len(models) > 2:
-        ev.ranking = rank_models(list(models), per_query, n_boot, seed)
+        # beyond-accuracy figures describe the lists (more diverse is not simply better): not ranked
+        accuracy = {key: v for key, v in per_query.items() if key[0] != "beyond"}
+        ev.ranking = rank_models(list(models), accuracy, n_boot, seed)
     if langs:
         ev.language_gaps = language_gaps(list(models), langs, per_query, n_boot, seed)
     ev.notes = list(dict.fromkeys(ev.notes))  # the same note from every model once
@@ -191,10 +232,11 @@ def _checked_options(models, labels, queries, protocol: dict, fuse_text, text_we
     if not models:
         raise QueryError("Name at least one embedded model to evaluate, e.g. --models siglip,cnn.")
     if not labels and not queries and not protocol:
-        raise QueryError("Name at least one --label COLUMN (e.g. --label category), give --queries FILE or "
-                         "--query-photos FILE, or use the published protocol (--text-queries-from COLUMN, "
-                         "--label-queries COLUMN), or --language-columns LANG=COLUMN,LANG=COLUMN.")
-    if fuse_text is not None and not set(protocol) - {"photo"}:
+        raise QueryError("Name at least one --label COLUMN (e.g. --label category), give --queries FILE, "
+                         "--query-photos FILE or --interactions FILE, or use the published protocol "
+                         "(--text-queries-from COLUMN, --label-queries COLUMN), or --language-columns "
+                         "LANG=COLUMN,LANG=COLUMN.")
+    if fuse_text is not None and not set(protocol) - {"photo", "interactions"}:
         raise QueryError("--fuse-text changes the documents of the protocol's text queries; give "
                          "--text-queries-from COLUMN or --label-queries COLUMN with it.")
     check_number("--text-weight", text_weight, min=0, max=1, hint="the benchmark's documents use 0.1")
@@ -244,12 +286,12 @@ IMAGE_METRICS = {  # name -> f(relevance, relevant count per query, k)
 }
 
 
-def _image_eval(ev: Evaluation, m: str, ms, table, labs: dict, ks: Sequence[int], n: int, n_boot: int, seed: int,
-                per_query: dict, per_value_rows: list) -> None:
+def _image_eval(ev: Evaluation, m: str, neighbours: np.ndarray, labs: dict, ks: Sequence[int], n: int, n_boot: int,
+                seed: int, per_query: dict, per_value_rows: list) -> None:
     """image->image figures of model ``m`` for every label: each item queries its neighbours."""
     import pandas as pd
 
-    rel = _image_relevance(ms, table, labs, min(max(ks), n - 1))
+    rel = _image_relevance(neighbours, labs, min(max(ks), n - 1))
     for lab, r in rel.items():
         values = labs[lab]
         counts = pd.Series(values).value_counts()
@@ -448,7 +490,7 @@ def to_dict(ev: Evaluation) -> dict:
     """JSON-ready evaluation: overall metrics with intervals, per label value, paired comparisons."""
     return json_safe({"models": ev.models, "labels": ev.labels, "k": ev.ks, "items": ev.items,
                       "metrics": to_records(ev.table()), "per_value": to_records(ev.per_value),
-                      "comparisons": ev.comparisons, "scoring_comparisons": ev.scoring_comparisons,
+                      "comparisons": ev.comparisons, "scoring_comparisons": ev.scoring_comparisons, "hubs": ev.hubs,
                       "ranking": ev.ranking.to_dict() if ev.ranking is not None else None,
                       "language_gaps": ev.language_gaps,
                       "notes": ev.notes})

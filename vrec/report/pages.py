@@ -17,6 +17,7 @@ from collections.abc import Iterable, Sequence
 from pathlib import Path
 
 from vrec.base.files import atomic_path
+from vrec.report import beyond_report
 from vrec.report.languages import language_tables
 from vrec.report.ranking import ranking_tables
 from vrec.report.render import METRIC_NAMES, TASK_NAMES, figure, fmt
@@ -162,6 +163,8 @@ def compare_html(c) -> str:
                 + "".join(f"<td>{_bar(a)} {a:.2f}</td>" if a is not None else "<td>—</td>"
                           for a in (s.left_agreement, s.right_agreement))
                 + f"</tr>{rows}</table>")
+        if s.beyond:
+            parts.append(beyond_report.beyond_html(s.beyond, s.hubs, "model", s.k, s.label, c.left))
     for n in c.notes:
         parts.append(f"<p class='meta'>{html.escape(n)}</p>")
     parts.append("<p class='meta'>Orange frames: neighbours both models found.</p>")
@@ -210,6 +213,8 @@ def bar_chart_svg(title: str, groups: list[str], series: dict[str, list[tuple[fl
             parts.append(f"<rect x='{x:.1f}' y='{y(v):.1f}' width='{bw - 2:.1f}' height='{y(0) - y(v):.1f}' "
                          f"fill='{PALETTE[si % len(PALETTE)]}'><title>{html.escape(model)} {v:.3f} [{lo:.3f}, {hi:.3f}]</title></rect>")
             cx = x + (bw - 2) / 2
+            if lo != lo or hi != hi:  # a figure without an interval (coverage, Gini)
+                continue
             parts.append(f"<line x1='{cx:.1f}' x2='{cx:.1f}' y1='{y(lo):.1f}' y2='{y(hi):.1f}' stroke='#222'/>")
         parts.append(f"<text x='{left + gi * gw + gw / 2:.1f}' y='{height - 12}' text-anchor='middle'>{html.escape(g)}</text>")
     for si, model in enumerate(series):
@@ -219,11 +224,16 @@ def bar_chart_svg(title: str, groups: list[str], series: dict[str, list[tuple[fl
     return "".join(parts)
 
 
+UNCHARTED = {"distinct"}  # counts, not shares: a 0..1 bar chart would cut them
+
+
 def eval_charts(ev) -> list[tuple[str, str]]:
     """(name, svg) per metric: bars per k and model."""
     df = ev.table()
     charts = []
     for (task, label, metric), grp in df.groupby(["task", "label", "metric"], sort=False):
+        if metric in UNCHARTED:
+            continue
         ks = sorted({k for k in grp["k"] if k == k})
         groups = [f"k={int(k)}" for k in ks] or ["all"]
         series = {}
@@ -271,7 +281,7 @@ def eval_tables(ev) -> list[tuple[str, str, list[str], list[list[str]]]]:
         tables.append(("Paired comparison",
                        f"Difference {ev.models[0]} − {ev.models[1]} over the same queries; bold where the 95% interval "
                        "excludes zero.", ["task", "label", "metric", "difference", "95% interval", "winner"], rows))
-    return tables + ranking_tables(ev) + language_tables(ev)
+    return tables + ranking_tables(ev) + language_tables(ev) + beyond_report.hub_cells(ev.hubs)
 
 
 def eval_markdown(ev, chart_dir_name: str) -> str:

@@ -150,9 +150,11 @@ def summary_table(c):
 
 METRIC_NAMES = {"precision": "precision@k", "recall": "recall@k", "map": "mAP@k", "ndcg": "nDCG@k", "mrr": "MRR",
                 "accuracy": "accuracy", "hit": "hit@k",
-                "R": "R@k", "P": "P@k"}  # the published protocol's metrics, named as the leaderboard names them
+                "R": "R@k", "P": "P@k",  # the published protocol's metrics, named as the leaderboard names them
+                "coverage": "coverage@k", "gini": "in-degree Gini@k", "diversity": "intra-list distance@k",
+                "distinct": "distinct values per list@k"}  # beyond accuracy (vrec.experiments.beyond)
 TASK_NAMES = {"image": "img→img", "text": "text→img", "zeroshot": "zero-shot", "label": "label→img",
-              "photo": "photo→product"}
+              "photo": "photo→product", "beyond": "beyond accuracy", "interactions": "interactions"}
 
 
 def figure(value, low, high, sep: str = "–", signed: bool = False) -> tuple[str, str]:

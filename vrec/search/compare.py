@@ -69,6 +69,8 @@ class Summary:
     labelled: int | None = None  # queries in the label agreement (the others are left out; see the module doc)
     per_label: object | None = None  # DataFrame: label value, items, left, right
     sampled: bool = False
+    beyond: list[dict] = field(default_factory=list)  # per model: coverage, gini, diversity[, distinct] (search.beyond)
+    hubs: list[dict] = field(default_factory=list)  # per model: the most over-recommended items
 
 
 @dataclass
@@ -181,6 +183,9 @@ def compare(items: Sequence[str] = (), left: str = "cnn", right: str = "siglip",
     if summary if summary is not None else not items:
         result.summary = summarise(pair, k, label, seed)
         s = result.summary
+        if s.sampled:
+            result.notes.append(f"coverage and in-degree Gini are over the {s.items:,} sampled items' lists: the full "
+                                "catalog's coverage is at least as high")
         if label and s.labelled == 0:
             result.notes.append(f"no label agreement figure: no item has a {label} value that another item shares "
                                 f"(all unique or missing), so no neighbour could agree")
@@ -359,6 +364,7 @@ def summarise(pair: _Pair, k: int, label: str | None, seed: int = 0, batch: int 
         nbs[side] = np.concatenate(parts)
     s = Summary(items=len(queries), k=k, mean_overlap=float(overlap_at_k(nbs["left"], nbs["right"]).mean()),
                 label=label, sampled=sampled)
+    s.beyond, s.hubs = _beyond(pair, nbs, label)
     if label:
         labels = pair.labels(label)
         counts = pd.Series(labels[cand]).value_counts()  # among the matching items
@@ -375,6 +381,28 @@ def summarise(pair: _Pair, k: int, label: str | None, seed: int = 0, batch: int 
     return s
 
 
+def _beyond(pair: _Pair, nbs: dict, label: str | None) -> tuple[list[dict], list[dict]]:
+    """Coverage, in-degree Gini, intra-list distance (in the left model's vectors, for both sides) and
+    distinct label values per list of each side's summary lists, over the matching items."""
+    from vrec.search.beyond import TOP_HUBS, distinct_labels, gini, in_degree, intra_list_distance
+
+    cand = pair.candidates
+    rows, hubs = [], []
+    for side, nb in nbs.items():
+        deg = in_degree(nb, len(pair.table))[cand]
+        div = intra_list_distance(nb, lambda pos: pair.vectors("left", pos))
+        row = {"model": pair.ms[side].name, "coverage": float((deg > 0).mean()), "gini": gini(deg),
+               "diversity": float(np.nanmean(div)) if (~np.isnan(div)).any() else float("nan")}
+        if label:
+            row["distinct"] = float(distinct_labels(nb, pair.labels(label)).mean())
+        rows.append(row)
+        top = np.lexsort((cand, -deg))[:TOP_HUBS]
+        hubs += [{"model": row["model"], "rank": r, "id": str(pair.table.iloc[cand[p]]["id"]),
+                  "title": _title(pair.table.iloc[cand[p]]), "lists": int(deg[p]), "share": int(deg[p]) / len(nb)}
+                 for r, p in enumerate(top, 1) if deg[p] > 0]
+    return rows, hubs
+
+
 def to_dict(c: Comparison) -> dict:
     """JSON-ready form of a comparison."""
     from vrec.base.records import to_records
@@ -387,6 +415,7 @@ def to_dict(c: Comparison) -> dict:
         s = c.summary
         out["summary"] = {"items": s.items, "k": s.k, "mean_overlap": s.mean_overlap, "label": s.label,
                           "labelled": s.labelled, "left_agreement": s.left_agreement,
-                          "right_agreement": s.right_agreement, "sampled": s.sampled,
+                          "right_agreement": s.right_agreement, "sampled": s.sampled, "beyond": s.beyond,
+                          "hubs": s.hubs,
                           "per_label": to_records(s.per_label) if s.per_label is not None else None}
     return out
