@@ -258,3 +258,43 @@ def test_the_web_api_takes_a_mode_and_says_which_leg_found_each_result(_grocery_
     assert {r["found_by"] for r in vec["results"]} == {None}
     bad = c.get("/api/search/text", params={"q": "the", "mode": "keyword"})
     assert bad.status_code == 400 and "no keyword" in bad.json()["error"]
+
+
+# --- vrec eval --search-modes -------------------------------------------------------------------
+
+@needs_grocery
+def test_eval_prints_vector_keyword_and_hybrid_with_paired_intervals(_grocery_master, tmp_path):
+    r = vrec("eval", "--models", "tiny-siglip", "--text-queries-from", "title", "--search-modes", "--bootstrap", "50",
+             "--store", _grocery_master, "--report", tmp_path / "ev.json")
+    assert "Text search modes on the same queries" in r.stdout
+    for column in ("vector", "keyword", "hybrid", "hybrid − vector", "keyword − vector"):
+        assert column in r.stdout
+    report = json.loads((tmp_path / "ev.json").read_text())
+    figures = {(f["mode"], f["metric"], f["k"]): f for f in report["search_modes"]}
+    assert {m for m, _, _ in figures} == {"vector", "keyword", "hybrid"}
+    for f in figures.values():
+        assert f["queries"] == 81 and f["ci_low"] <= f["value"] <= f["ci_high"]
+    # a title names its product's words: keyword search finds it, a random tiny model does not
+    assert figures[("keyword", "R", 10)]["value"] > 0.9 > figures[("vector", "R", 10)]["value"]
+    diff = next(c for c in report["mode_comparisons"] if (c["first"], c["second"], c["metric"]) == ("hybrid", "vector", "mrr"))
+    assert diff["excludes_zero"] and diff["winner"] == "hybrid"
+
+
+@needs_grocery
+def test_eval_tunes_the_keyword_weight_on_one_half_and_reports_on_the_other(_grocery_master, tmp_path):
+    queries = tmp_path / "q.csv"
+    queries.write_text("query,relevant_ids\nOatly,gs-044;gs-045\nTropicana juice,gs-034;gs-035;gs-036;gs-037\n"
+                       "orange juice,gs-034;gs-035;gs-036;gs-037\nArla milk,gs-038;gs-039;gs-040;gs-041\n"
+                       "the,gs-001\n")
+    r = vrec("eval", "--models", "tiny-siglip", "--queries", queries, "--text-queries-from", "description",
+             "--tune-keyword-weight", "--bootstrap", "50", "--store", _grocery_master)
+    assert "--tune-keyword-weight chose w =" in r.stderr and "the figures are on the other 41 queries" in r.stderr
+    assert "blend w=" in r.stdout and "file (3)" in r.stdout and "description (41)" in r.stdout
+    assert "1 of 5 queries have no keyword" in " ".join(r.stderr.split())
+
+
+@needs_grocery
+def test_eval_search_modes_needs_the_keyword_index(grocery):
+    (grocery / kw.FILE).unlink()
+    one_error(vrec("eval", "--models", "tiny-siglip", "--text-queries-from", "title", "--search-modes",
+                   "--store", grocery, ok=False), "keyword index", "vrec index")

@@ -34,6 +34,12 @@ def eval_(
     product_score: str = typer.Option("mean", "--product-score", help="How a product of several photos is scored, "
                                          "comma-separated to compare: mean (the mean of its photos), max (its best "
                                          "photo), main (its main photo only)."),
+    search_modes: bool = typer.Option(False, "--search-modes", help="Also run the text queries (--queries, "
+                                      "--text-queries-from) through keyword and hybrid search (the keyword index of "
+                                      "'vrec index'): vector, keyword and hybrid side by side, paired."),
+    tune_keyword_weight: bool = typer.Option(False, "--tune-keyword-weight", help="With --search-modes: choose "
+                                             "the hybrid blend's keyword weight on half the queries, report it on "
+                                             "the other half."),
     bootstrap: int = typer.Option(1000, "--bootstrap", help="Bootstrap resamples for the 95% intervals (10 to 100000)."),
     seed: int = typer.Option(0, "--seed", help="Seed for the bootstrap (0 or more)."),
     store: str | None = StoreOpt,
@@ -53,6 +59,7 @@ def eval_(
     from vrec.experiments.evaluate import evaluate
     from vrec.report import pages
     from vrec.report import render as r
+    from vrec.report.hybrid_report import search_modes_table
 
     try:
         ks = [int(x) for x in k.split(",") if x.strip()]
@@ -66,12 +73,15 @@ def eval_(
                       n_boot=bootstrap, seed=seed, device=device, text_queries_from=text_queries_from,
                       label_queries=label_queries, fuse_text=fuse_text, text_weight=text_weight,
                       query_photos=query_photos,
-                      product_scores=[s.strip() for s in product_score.split(",") if s.strip()] or ["mean"])
+                      product_scores=[s.strip() for s in product_score.split(",") if s.strip()] or ["mean"],
+                      search_modes=search_modes, tune_keyword_weight=tune_keyword_weight)
     for n in ev.notes:
         err.print(f"[dim]note: {n}[/dim]", highlight=False)
     out.print(r.eval_table(ev))
     if r.scoring_table(ev) is not None:
         out.print(r.scoring_table(ev))
+    if search_modes_table(ev) is not None:
+        out.print(search_modes_table(ev))
     for path in report or ():
         pages.write_eval_report(ev, path)
         err.print(f"wrote {path}")

@@ -71,6 +71,8 @@ class Evaluation:
     comparisons: list[dict] = field(default_factory=list)
     notes: list[str] = field(default_factory=list)
     scoring_comparisons: list[dict] = field(default_factory=list)  # product scorings, pair by pair (photo queries)
+    search_modes: list[dict] = field(default_factory=list)  # vector/keyword/hybrid figures (vrec.experiments.hybrid_eval)
+    mode_comparisons: list[dict] = field(default_factory=list)  # ... and their paired differences
 
     def table(self):
         """Overall metrics as a DataFrame: task, label, metric, k, then one column per model."""
@@ -114,11 +116,16 @@ def evaluate(models: Sequence[str] = ("siglip", "cnn"), labels: Sequence[str] = 
              store=None, queries: str | None = None, text_template: str | None = None, zero_shot: bool = True,
              n_boot: int = 1000, seed: int = 0, device: str = "auto", text_queries_from: str | None = None,
              label_queries: str | None = None, fuse_text: str | None = None, text_weight: float = 0.1,
-             query_photos: str | None = None, product_scores: Sequence[str] = (DEFAULT_SCORING,)) -> Evaluation:
+             query_photos: str | None = None, product_scores: Sequence[str] = (DEFAULT_SCORING,),
+             search_modes: bool = False, tune_keyword_weight: bool = False) -> Evaluation:
     """Evaluate embedded models on a labelled catalog. See the module docstring for the definitions;
     ``query_photos``: photos of products not in the catalog (``vrec.experiments.photo_queries``),
-    measured with each of ``product_scores``."""
+    measured with each of ``product_scores``; ``search_modes``: the text queries through vector,
+    keyword and hybrid search too (``vrec.experiments.hybrid_eval``; ``tune_keyword_weight``: with the
+    blend weight chosen on half the queries)."""
     import pandas as pd
+
+    from vrec.experiments import hybrid_eval
 
     protocol = {task: col for task, col in (("text", text_queries_from), ("label", label_queries)) if col is not None}
     if query_photos is not None:
@@ -129,6 +136,9 @@ def evaluate(models: Sequence[str] = ("siglip", "cnn"), labels: Sequence[str] = 
         check_scoring(s)
     photos = protocol.pop("photo", None)
     st = as_store(store)
+    search_modes = search_modes or tune_keyword_weight
+    if search_modes:
+        hybrid_eval.check_keywords(st)
     stores = {m: st.model(m) for m in models}
     tables = {m: catalog_table(st, ms) for m, ms in stores.items()}
     shared = set.intersection(*(set(t["id"]) for t in tables.values()))
@@ -164,6 +174,9 @@ def evaluate(models: Sequence[str] = ("siglip", "cnn"), labels: Sequence[str] = 
             _text_eval(ev, m, ms, table, labs, enc, ks, sets, zero_shot, n_boot, seed, per_query, per_value_rows)
             if protocol:
                 _protocol_eval(ev, m, ms, table, enc, protocol, codes, fuse, text_weight, n_boot, seed, per_query)
+            if search_modes:
+                hybrid_eval.add_search_modes(ev, st, m, ms, table, enc, sets, protocol, codes, ks, n_boot, seed,
+                                             tune_keyword_weight)
     ev.per_value = pd.DataFrame(per_value_rows, columns=["task", "label", "value", "metric", "k", "model", "score", "queries"])
     if len(models) == 2:
         _paired_comparisons(ev, models, per_query, n_boot, seed)
@@ -436,4 +449,5 @@ def to_dict(ev: Evaluation) -> dict:
     return json_safe({"models": ev.models, "labels": ev.labels, "k": ev.ks, "items": ev.items,
                       "metrics": to_records(ev.table()), "per_value": to_records(ev.per_value),
                       "comparisons": ev.comparisons, "scoring_comparisons": ev.scoring_comparisons,
+                      "search_modes": ev.search_modes, "mode_comparisons": ev.mode_comparisons,
                       "notes": ev.notes})
