@@ -298,3 +298,24 @@ def test_eval_search_modes_needs_the_keyword_index(grocery):
     (grocery / kw.FILE).unlink()
     one_error(vrec("eval", "--models", "tiny-siglip", "--text-queries-from", "title", "--search-modes",
                    "--store", grocery, ok=False), "keyword index", "vrec index")
+
+
+@needs_grocery
+def test_products_of_several_photos_show_the_best_photo_or_the_main_one(tmp_path):
+    import vrec as lib
+
+    rows = [r for r in csv.DictReader(open(GROCERY / "feed.csv", encoding="utf-8")) if r["brand"] in ("Oatly", "Alpro")]
+    with open(tmp_path / "feed.csv", "w", newline="", encoding="utf-8") as f:
+        w = csv.DictWriter(f, fieldnames=list(rows[0]))
+        w.writeheader()
+        for r in rows:  # the packshot and two shop photos each
+            extra = ",".join(str(GROCERY / p) for p in r["additional_image_link"].split(",")[:2])
+            w.writerow({**r, "image_link": str(GROCERY / r["image_link"]), "additional_image_link": extra})
+    vrec("embed", tmp_path / "feed.csv", "-m", "tiny-siglip", "--store", tmp_path / "st")
+    vrec("index", "--store", tmp_path / "st")
+    keyword = lib.search_text("oatly", model="tiny-siglip", store=tmp_path / "st", mode="keyword").table
+    assert keyword["brand"].tolist() == ["Oatly", "Oatly"] and (keyword["photos"] == 3).all()
+    assert keyword["photo"].str.endswith("/1").all()  # found by keyword: the main photo
+    hybrid = lib.search_text("oatly", model="tiny-siglip", store=tmp_path / "st", k=20).table
+    assert len(hybrid) == len(rows) == hybrid["id"].nunique()
+    assert hybrid["brand"].tolist()[:2] == ["Oatly", "Oatly"] and hybrid["photo"].notna().all()
