@@ -95,6 +95,13 @@ def test_updates_add_change_and_remove_products_in_place(kstore):
     assert kw.keyword_stats(kstore)["documents"] == 3
 
 
+def test_a_word_every_product_has_does_not_rank(tmp_path):
+    st = meta_store(tmp_path / "st", [{"id": f"p{i}", "title": f"Shirt model {i}", "sku": f"SKU-{i}00"} for i in range(6)])
+    kw.build_keywords(st)
+    assert ids(st, "SKU-300") == ["p3"]  # "SKU" is in every product: only "300" ranks
+    assert ids(st, "shirt")[:1] and len(ids(st, "shirt")) == 6  # alone, a common word still finds its products
+
+
 def test_named_text_columns_and_an_unknown_one(tmp_path):
     st = meta_store(tmp_path / "st", ROWS)
     kw.build_keywords(st, ["title"])

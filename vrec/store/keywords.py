@@ -21,6 +21,7 @@ import hashlib
 import json
 import re
 import sqlite3
+import unicodedata
 from contextlib import closing
 
 from vrec.base.errors import QueryError, StoreError, suggest
@@ -61,6 +62,11 @@ def normal_code(value) -> str:
     return re.sub(r"[\s\-.]", "", str(value)).lower()
 
 
+def _folded(word: str) -> str:
+    """A word as the unicode61 tokenizer indexes it: lower case, accents removed."""
+    return "".join(c for c in unicodedata.normalize("NFKD", word.lower()) if not unicodedata.combining(c))
+
+
 def text_columns(meta, wanted=None) -> list[str]:
     """The metadata columns to index: ``wanted`` (checked), else every text column that is not a link."""
     cols = [str(c) for c in meta.columns]
@@ -80,9 +86,9 @@ def _is_text(series) -> bool:
     return pd.api.types.is_object_dtype(series) or pd.api.types.is_string_dtype(series)
 
 
-def _documents(st, columns: list[str]):
+def _documents(st, columns: list[str], meta=None):
     """(ids, [[text per column]], [codes]) of every document: the metadata rows, else the items' ids."""
-    meta = st.metadata()
+    meta = st.metadata() if meta is None else meta
     if len(meta) or len(meta.columns):
         ids = meta.index.astype(str).tolist()
         values = [meta[c].astype("string").fillna("").astype(str).tolist() for c in columns]
@@ -119,6 +125,7 @@ def _schema(con: sqlite3.Connection, columns: list[str]) -> None:
         CREATE INDEX codes_code ON codes(code);
         CREATE INDEX codes_doc ON codes(doc);
         CREATE VIRTUAL TABLE fts USING fts5({fts_cols}, tokenize="{TOKENIZER}", prefix='2 3');
+        CREATE VIRTUAL TABLE vocab USING fts5vocab(fts, 'row');
     """)
     con.executemany("INSERT INTO info VALUES (?, ?)", [("version", str(VERSION)), ("columns", json.dumps(columns))])
 
@@ -130,7 +137,7 @@ def build_keywords(st, columns=None) -> dict:
     path = keywords_path(st)
     with atomic_path(path) as tmp, closing(sqlite3.connect(tmp)) as con:
         _schema(con, cols)
-        ids, texts, codes = _documents(st, cols)
+        ids, texts, codes = _documents(st, cols, meta)
         _insert(con, ids, texts, codes)
         con.execute("INSERT INTO fts(fts) VALUES ('optimize')")
         con.commit()
@@ -168,10 +175,10 @@ def update_keywords(st) -> dict | None:
     if not has_keywords(st):
         return None
     cols = indexed_columns(st)
-    meta_cols = set(map(str, st.metadata().columns))
-    if any(c not in meta_cols for c in cols):  # an indexed column left the metadata: index what is there
+    meta = st.metadata()
+    if any(c not in set(map(str, meta.columns)) for c in cols):  # an indexed column left: index what is there
         return build_keywords(st)
-    ids, texts, codes = _documents(st, cols)
+    ids, texts, codes = _documents(st, cols, meta)
     with closing(_open(st)) as con:
         old = dict(con.execute("SELECT id, digest FROM docs"))
         rowid_of = dict(con.execute("SELECT id, rowid FROM docs"))
@@ -226,6 +233,7 @@ class KeywordIndex:
         self.con = _open(st)
         cols = json.loads(self.con.execute("SELECT value FROM info WHERE key = 'columns'").fetchone()[0])
         self.weights = ", ".join(["2.0"] + ["2.0" if HEAVY_COLUMNS.match(c) else "1.0" for c in cols])
+        self.documents = None
 
     def __enter__(self) -> KeywordIndex:
         return self
@@ -233,13 +241,29 @@ class KeywordIndex:
     def __exit__(self, *exc) -> None:
         self.con.close()
 
+    def _informative(self, terms: list[str]) -> list[str]:
+        """The terms without those in more than half the documents (a word every product has, such as
+        "SKU" in SKU-0042, ranks nothing and makes BM25 score every product), unless none would be left."""
+        if len(terms) < 2:
+            return terms
+        if self.documents is None:
+            self.documents = self.con.execute("SELECT count(*) FROM docs").fetchone()[0]
+        common = set()
+        for t in terms:
+            if not t.endswith("*"):
+                row = self.con.execute("SELECT doc FROM vocab WHERE term = ?", (_folded(t.strip('"')),)).fetchone()
+                if row and row[0] > self.documents / 2:
+                    common.add(t)
+        kept = [t for t in terms if t not in common]
+        return kept or terms
+
     def search(self, text: str, limit: int) -> tuple[list[str], list[float], set[str]]:
         """The ``limit`` best documents for a text: (ids best first, BM25 scores (higher is better),
         the ids whose identifier equals the whole query). A document needs any one keyword (OR),
         ranked by BM25, so those holding more and rarer keywords come first; exact identifiers are
         always among the ids. Raises QueryError for a text with no keyword (empty, only stop words
         or punctuation) that is no identifier either."""
-        terms = query_terms(text)
+        terms = self._informative(query_terms(text))
         exact = {r[0] for r in self.con.execute(
             "SELECT d.id FROM codes c JOIN docs d ON d.rowid = c.doc WHERE c.code = ?", (normal_code(text.strip()),))}
         if not terms:
