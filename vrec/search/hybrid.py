@@ -19,6 +19,7 @@ alone in hybrid mode, with a note, and is refused in keyword mode.
 from __future__ import annotations
 
 import re
+import time
 from collections.abc import Sequence
 
 import numpy as np
@@ -109,7 +110,10 @@ def search_text(query: str, k: int = 10, model: str = "siglip", store=None, mode
     if mode is None:
         mode = "hybrid" if has_keywords(st) else "vector"
     if mode == "vector":
-        return vq.search_text(query, k=k, model=model, store=st, filters=filters, **vector_options)
+        result = vq.search_text(query, k=k, model=model, store=st, filters=filters, **vector_options)
+        if keyword_weight is not None:
+            result.notes.append("--keyword-weight blends the legs of a hybrid search; a vector search has one leg")
+        return result
     if not has_keywords(st):
         raise QueryError(f"--mode {mode} needs the store's keyword index, and {str(st.path)!r} has none; run "
                          "'vrec index' to build it (or use --mode vector).")
@@ -120,7 +124,9 @@ def search_text(query: str, k: int = 10, model: str = "siglip", store=None, mode
     catalog = catalog_rows(st, ms, notes)
     ids = catalog.frame(["id"])["id"].astype(str).to_numpy()
     allowed = vq._matching(catalog, filters)[0]
+    started = time.perf_counter()
     kw_ids, kw_scores, exact = _keyword_leg(st, query, depth, ids, allowed, mode, notes)
+    keyword_seconds = time.perf_counter() - started
     vector = None
     if mode == "hybrid" and kw_ids is not None and not resolve(model).text:
         notes.append(f"{model} has no text tower, so this hybrid search used keywords alone; embed with a text "
@@ -143,8 +149,8 @@ def search_text(query: str, k: int = 10, model: str = "siglip", store=None, mode
     table = _result_rows(ms, catalog, ids, vec_table, fused)
     from vrec.search.query import SearchResult
 
-    return SearchResult(query, "text", model, table, notes=list(dict.fromkeys(notes)),
-                        timings=vector.timings if vector is not None else {})
+    timings = {**(vector.timings if vector is not None else {}), "keyword search": keyword_seconds}
+    return SearchResult(query, "text", model, table, notes=list(dict.fromkeys(notes)), timings=timings)
 
 
 def _shortfall(found: int, mode: str, filtered: bool) -> str:
