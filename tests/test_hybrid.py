@@ -199,6 +199,13 @@ def test_a_brand_query_returns_that_brands_products_first(_grocery_master, brand
 
 
 @needs_grocery
+def test_a_swedish_word_finds_the_products_described_in_swedish(_grocery_master):
+    for word in ("mjölk", "MJOLK"):  # in description_sv only; accents and case folded
+        got = search(_grocery_master, word, "-m", "effnet-lite0", "--mode", "keyword")["results"]
+        assert [r["item_group_id"].endswith("-milk") for r in got[:5]] == [True] * 5
+
+
+@needs_grocery
 def test_hybrid_never_returns_a_product_twice_and_ranks_an_id_first(_grocery_master):
     r = vrec("search-text", "gs-044", "-m", "tiny-siglip", "--store", _grocery_master, "--format", "json", "-k", "81")
     res = json.loads(r.stdout)["results"]
