@@ -102,6 +102,19 @@ def test_a_word_every_product_has_does_not_rank(tmp_path):
     assert ids(st, "shirt")[:1] and len(ids(st, "shirt")) == 6  # alone, a common word still finds its products
 
 
+def test_an_index_of_another_version_is_refused_by_search_and_rebuilt_by_embed(kstore):
+    import sqlite3
+
+    from vrec.base.errors import StoreError
+
+    with sqlite3.connect(kw.keywords_path(kstore)) as con:
+        con.execute("UPDATE info SET value = '1' WHERE key = 'version'")
+    with pytest.raises(StoreError, match="run 'vrec index' to rebuild it"):
+        kw.search_keywords(kstore, "oatly", 5)
+    kw.update_keywords(kstore)  # what vrec embed runs
+    assert ids(kstore, "oatly") == ["p1"]
+
+
 def test_named_text_columns_and_an_unknown_one(tmp_path):
     st = meta_store(tmp_path / "st", ROWS)
     kw.build_keywords(st, ["title"])
@@ -279,10 +292,11 @@ def test_the_web_api_takes_a_mode_and_says_which_leg_found_each_result(_grocery_
 @needs_grocery
 def test_eval_prints_vector_keyword_and_hybrid_with_paired_intervals(_grocery_master, tmp_path):
     r = vrec("eval", "--models", "tiny-siglip", "--text-queries-from", "title", "--search-modes", "--bootstrap", "50",
-             "--store", _grocery_master, "--report", tmp_path / "ev.json")
+             "--store", _grocery_master, "--report", tmp_path / "ev.json", "--report", tmp_path / "ev.md")
     assert "Text search modes on the same queries" in r.stdout
     for column in ("vector", "keyword", "hybrid", "hybrid − vector", "keyword − vector"):
         assert column in r.stdout
+    assert "## Text search modes on the same queries" in (tmp_path / "ev.md").read_text()
     report = json.loads((tmp_path / "ev.json").read_text())
     figures = {(f["mode"], f["metric"], f["k"]): f for f in report["search_modes"]}
     assert {m for m, _, _ in figures} == {"vector", "keyword", "hybrid"}

@@ -269,7 +269,9 @@ def eval_tables(ev) -> list[tuple[str, str, list[str], list[list[str]]]]:
         tables.append(("Paired comparison",
                        f"Difference {ev.models[0]} − {ev.models[1]} over the same queries; bold where the 95% interval "
                        "excludes zero.", ["task", "label", "metric", "difference", "95% interval", "winner"], rows))
-    return tables
+    from vrec.report.hybrid_report import search_modes_report
+
+    return tables + search_modes_report(ev, Strong)  # vrec eval --search-modes
 
 
 def eval_markdown(ev, chart_dir_name: str) -> str:

@@ -28,7 +28,7 @@ from vrec.base.errors import QueryError, StoreError, suggest
 from vrec.base.files import atomic_path
 
 FILE = "keywords.sqlite"
-VERSION = 1
+VERSION = 2  # 2: the vocabulary table (document frequencies)
 TOKENIZER = "unicode61 remove_diacritics 2"
 # columns never indexed by default: locations of files, not words a shopper types
 SKIP_COLUMNS = re.compile(r"(link|url|path|image|photo|thumbnail)", re.I)
@@ -174,7 +174,10 @@ def update_keywords(st) -> dict | None:
     store has no keyword index."""
     if not has_keywords(st):
         return None
-    cols = indexed_columns(st)
+    try:
+        cols = indexed_columns(st)
+    except (StoreError, sqlite3.DatabaseError):  # another version's index, or a damaged file: built anew
+        return build_keywords(st)
     meta = st.metadata()
     if any(c not in set(map(str, meta.columns)) for c in cols):  # an indexed column left: index what is there
         return build_keywords(st)
@@ -198,7 +201,7 @@ def _open(st) -> sqlite3.Connection:
         raise StoreError(f"The store {str(st.path)!r} has no keyword index; run 'vrec index' to build it.")
     con = _connect(path)
     version = con.execute("SELECT value FROM info WHERE key = 'version'").fetchone()
-    if version is None or int(version[0]) > VERSION:
+    if version is None or int(version[0]) != VERSION:
         con.close()
         raise StoreError(f"{str(path)!r} was written by another vrec version; run 'vrec index' to rebuild it.")
     return con
