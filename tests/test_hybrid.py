@@ -232,6 +232,7 @@ def test_stopword_queries_fall_back_to_vectors_or_fail_clearly(_grocery_master):
     assert {x["found_by"] for x in r["results"]} == {"vector"} and any("no keyword" in n for n in r["notes"])
     one_error(search(_grocery_master, "the of", "-m", "tiny-siglip", "--mode", "keyword", ok=False),
               "no keyword to look for")
+    one_error(search(_grocery_master, "the of", "-m", "effnet-lite0", ok=False), "no keyword", "no text tower")
     one_error(search(_grocery_master, "oatly", "-m", "tiny-siglip", "--mode", "fuzzy", ok=False), "Unknown --mode")
     one_error(search(_grocery_master, "oatly", "-m", "tiny-siglip", "--keyword-weight", "2", ok=False),
               "--keyword-weight")

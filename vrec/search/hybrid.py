@@ -128,6 +128,10 @@ def search_text(query: str, k: int = 10, model: str = "siglip", store=None, mode
     kw_ids, kw_scores, exact = _keyword_leg(st, query, depth, ids, allowed, mode, notes)
     keyword_seconds = time.perf_counter() - started
     vector = None
+    if kw_ids is None and not resolve(model).text:
+        raise QueryError(f"The query {query!r} has no keyword to look for (only stop words or punctuation), and "
+                         f"{model} has no text tower to search by meaning; give a word from the products' titles, "
+                         "brands or descriptions.")
     if mode == "hybrid" and kw_ids is not None and not resolve(model).text:
         notes.append(f"{model} has no text tower, so this hybrid search used keywords alone; embed with a text "
                      "model (e.g. siglip) for the vector leg")
