@@ -78,7 +78,8 @@ def check_results(body: dict, kind: str, k: int):
     scores = [r["score"] for r in res]
     assert scores == sorted(scores, reverse=True)
     for r in res:
-        assert set(r) == {"rank", "id", "score", "probability", "thumb", "title", "metadata", "photo", "photos"}, r
+        assert set(r) == {"rank", "id", "score", "probability", "thumb", "title", "metadata", "photo", "photos",
+                          "found_by"}, r
         assert r["thumb"] == "/thumb/" + (r["photo"] or r["id"])
         assert "path" not in r["metadata"] and "row" not in r["metadata"] and "hash" not in r["metadata"]
     return res

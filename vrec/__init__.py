@@ -11,7 +11,7 @@ show_library_logs()  # the library's notes on stderr, as the CLI shows them (see
 _EXPORTS = {
     "embed": "vrec.ingest.embed",
     "EmbedReport": "vrec.ingest.embed",
-    "search_text": "vrec.search.query",
+    "search_text": "vrec.search.hybrid",  # vector, keyword or hybrid (see vrec.search.hybrid)
     "search_image": "vrec.search.query",
     "SearchResult": "vrec.search.query",
     "compare": "vrec.search.compare",

@@ -186,8 +186,11 @@ def index(
     target_recall: float = typer.Option(0.99, "--target-recall", help="Recall@10 versus exact search that the "
                                         "query-time ef must reach (measured on sampled queries)."),
     stats_only: bool = typer.Option(False, "--stats", help="Print the index statistics; build only where missing or stale."),
+    text_columns: str | None = typer.Option(None, "--text-columns", help="Metadata columns of the keyword index, "
+                                            "comma-separated \\[default: every text column but links and paths]."),
 ) -> None:
-    """Build an HNSW index per model, tuned to reach the target recall, and save it in the store.
+    """Build an HNSW index per model, tuned to reach the target recall, and save it in the store;
+    and the keyword index of the catalog's words (titles, brands, ids...) for hybrid search.
 
     For a model with a text tower, also export it to ONNX once (into the user cache), so that text
     queries start without torch."""
@@ -221,9 +224,23 @@ def index(
                       f"{s.build_seconds:.2f}", f"{s.size_bytes / 1e6:.2f}",
                       f"{s.peak_rss_mb:.0f}" if s.peak_rss_mb else "—", state)
     out.print(table)
+    keyword_index(st, text_columns, stats_only)
     if not stats_only:
         for name in names:
             text_tower_ready(st.model(name))
+
+
+def keyword_index(st, text_columns: str | None, stats_only: bool) -> None:
+    """Build the keyword index of hybrid search (unless --stats finds one) and say what it holds."""
+    from vrec.store import keywords as kw
+
+    if stats_only and kw.has_keywords(st) and text_columns is None:
+        s = kw.keyword_stats(st)
+    else:
+        with err.status("indexing the catalog's words"):
+            s = kw.build_keywords(st, text_columns.split(",") if text_columns is not None else None)
+    err.print(f"keyword index: {s['documents']} documents, columns id, {', '.join(s['columns']) or '(ids only)'} "
+              f"({s['size_bytes'] / 1e6:.2f} MB)", highlight=False)
 
 
 def index_products(ms, m: int, ef_construction: int, target_recall: float) -> None:

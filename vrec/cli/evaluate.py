@@ -51,6 +51,12 @@ def eval_(
                                                 "split each session (or user) into visits \\[default: no split]."),
     cold_events: int = typer.Option(5, "--cold-events", help="Cold-start slice: items with fewer events than this "
                                        "(or first seen in the log's last 10%)."),
+    search_modes: bool = typer.Option(False, "--search-modes", help="Also run the text queries (--queries, "
+                                      "--text-queries-from) through keyword and hybrid search (the keyword index of "
+                                      "'vrec index'): vector, keyword and hybrid side by side, paired."),
+    tune_keyword_weight: bool = typer.Option(False, "--tune-keyword-weight", help="With --search-modes: choose "
+                                             "the hybrid blend's keyword weight on half the queries, report it on "
+                                             "the other half."),
     bootstrap: int = typer.Option(1000, "--bootstrap", help="Bootstrap resamples for the 95% intervals (10 to 100000)."),
     seed: int = typer.Option(0, "--seed", help="Seed for the bootstrap (0 or more)."),
     store: str | None = StoreOpt,
@@ -81,6 +87,7 @@ def eval_(
     from vrec.report import pages
     from vrec.report import render as r
     from vrec.report.beyond_report import hubs_table
+    from vrec.report.hybrid_report import search_modes_table
     from vrec.report.languages import language_rich
     from vrec.report.ranking import ranking_rich
 
@@ -99,7 +106,8 @@ def eval_(
                       interaction_columns=parse_columns(interaction_columns), event_weights=parse_weights(event_weights),
                       session_gap=session_gap, cold_events=cold_events,
                       product_scores=[s.strip() for s in product_score.split(",") if s.strip()] or ["mean"],
-                      language_columns=language_columns)
+                      language_columns=language_columns, search_modes=search_modes,
+                      tune_keyword_weight=tune_keyword_weight)
     for n in ev.notes:
         err.print(f"[dim]note: {n}[/dim]", highlight=False)
     if ev.ranking is not None:  # the first line answers "which model for this catalog"
@@ -111,6 +119,8 @@ def eval_(
         out.print(r.scoring_table(ev))
     if ev.hubs:
         out.print(hubs_table(ev.hubs))
+    if search_modes_table(ev) is not None:
+        out.print(search_modes_table(ev))
     for path in report or ():
         pages.write_eval_report(ev, path)
         err.print(f"wrote {path}")

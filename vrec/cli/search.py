@@ -65,16 +65,23 @@ def search_text(
     timings: bool = typer.Option(False, "--timings", help="Print where the time went (to stderr)."),
     product_score: str | None = ProductScoreOpt,
     collapse: str | None = CollapseOpt,
+    mode: str | None = typer.Option(None, "--mode", help="vector (the model's text tower), keyword (the catalog's "
+                                    "words: titles, brands, ids...) or hybrid (both, fused) \\[default: hybrid when "
+                                    "'vrec index' built the keyword index, else vector]."),
+    keyword_weight: float | None = typer.Option(None, "--keyword-weight", help="Hybrid: blend the two legs' "
+                                                "scores as (1-w) vector + w keyword, w from 0 to 1 \\[default: "
+                                                "reciprocal rank fusion]."),
 ) -> None:
     import time
 
     t0 = time.perf_counter()
-    from vrec.search.query import search_text as run
+    from vrec.search.hybrid import search_text as run
 
     t1 = time.perf_counter()
     check_format(fmt)
-    result = run(query, k=k, model=model, store=store, template=template, filters=filter or (), weights=weights,
-                 device=device, product_score=product_score, collapse=collapse)
+    result = run(query, k=k, model=model, store=store, mode=mode, keyword_weight=keyword_weight, template=template,
+                 filters=filter or (), weights=weights, device=device, product_score=product_score,
+                 collapse=collapse)
     t2 = time.perf_counter()
     render(result, fmt, html, store)
     if timings:

@@ -83,6 +83,8 @@ class Evaluation:
     ranking: object | None = None  # three or more models: vrec.experiments.many_models.Ranking
     language_gaps: list[dict] = field(default_factory=list)  # --language-columns: language vs language, paired
     hubs: list[dict] = field(default_factory=list)  # the most over-recommended items per model (experiments.beyond)
+    search_modes: list[dict] = field(default_factory=list)  # vector/keyword/hybrid figures (vrec.experiments.hybrid_eval)
+    mode_comparisons: list[dict] = field(default_factory=list)  # ... and their paired differences
 
     def table(self):
         """Overall metrics as a DataFrame: task, label, metric, k, then one column per model."""
@@ -134,15 +136,20 @@ def evaluate(models: Sequence[str] = ("siglip", "cnn"), labels: Sequence[str] = 
              query_photos: str | None = None, product_scores: Sequence[str] = (DEFAULT_SCORING,),
              language_columns: str | None = None, interactions: str | None = None,
              interaction_columns: dict | None = None, event_weights: dict | None = None,
-             session_gap: float | None = None, cold_events: int = COLD_EVENTS) -> Evaluation:
+             session_gap: float | None = None, cold_events: int = COLD_EVENTS,
+             search_modes: bool = False, tune_keyword_weight: bool = False) -> Evaluation:
     """Evaluate embedded models on a labelled catalog. See the module docstring for the definitions;
     ``query_photos``: photos of products not in the catalog (``vrec.experiments.photo_queries``),
     measured with each of ``product_scores``; ``language_columns`` ('en=description,sv=description_sv')
     and a queries file's ``lang`` column: figures per query language (``vrec.experiments.languages``);
     ``interactions``: an event log whose co-occurrences are the relevance
     (``vrec.experiments.interactions``). With labels or interactions every model's lists also get the
-    beyond-accuracy figures of ``vrec.experiments.beyond``."""
+    beyond-accuracy figures of ``vrec.experiments.beyond``. ``search_modes``: the text queries through
+    vector, keyword and hybrid search too (``vrec.experiments.hybrid_eval``; ``tune_keyword_weight``:
+    with the blend weight chosen on half the queries)."""
     import pandas as pd
+
+    from vrec.experiments import hybrid_eval
 
     protocol = {task: col for task, col in (("text", text_queries_from), ("label", label_queries)) if col is not None}
     if query_photos is not None:
@@ -158,6 +165,9 @@ def evaluate(models: Sequence[str] = ("siglip", "cnn"), labels: Sequence[str] = 
         check_scoring(s)
     photos = protocol.pop("photo", None)
     st = as_store(store)
+    search_modes = search_modes or tune_keyword_weight
+    if search_modes:
+        hybrid_eval.check_keywords(st)
     stores = {m: st.model(m) for m in models}
     tables = {m: catalog_table(st, ms) for m, ms in stores.items()}
     shared = set.intersection(*(set(t["id"]) for t in tables.values()))
@@ -211,6 +221,9 @@ def evaluate(models: Sequence[str] = ("siglip", "cnn"), labels: Sequence[str] = 
             _text_eval(ev, m, ms, table, labs, enc, ks, sets, zero_shot, n_boot, seed, per_query, per_value_rows)
             if protocol:
                 _protocol_eval(ev, m, ms, table, enc, protocol, codes, fuse, text_weight, n_boot, seed, per_query)
+            if search_modes:
+                hybrid_eval.add_search_modes(ev, st, m, ms, table, enc, sets, protocol, codes, ks, n_boot, seed,
+                                             tune_keyword_weight)
     ev.per_value = pd.DataFrame(per_value_rows, columns=["task", "label", "value", "metric", "k", "model", "score", "queries"])
     if len(models) == 2:
         _paired_comparisons(ev, models, per_query, n_boot, seed)
@@ -493,4 +506,5 @@ def to_dict(ev: Evaluation) -> dict:
                       "comparisons": ev.comparisons, "scoring_comparisons": ev.scoring_comparisons, "hubs": ev.hubs,
                       "ranking": ev.ranking.to_dict() if ev.ranking is not None else None,
                       "language_gaps": ev.language_gaps,
+                      "search_modes": ev.search_modes, "mode_comparisons": ev.mode_comparisons,
                       "notes": ev.notes})

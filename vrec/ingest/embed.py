@@ -31,6 +31,7 @@ from vrec.ingest.metadata import METADATA_WANT, read_metadata
 from vrec.ingest.pipeline import Decoded, Job, ModelReport, Recorder, plan_model
 from vrec.ingest.sources import open_source
 from vrec.models.weights import check_weights_file
+from vrec.store.keywords import update_keywords
 from vrec.store.store import ITEM_COLUMNS, Store, as_store
 from vrec.store.writer import ModelWriter
 
@@ -174,6 +175,7 @@ def embed(
     if interrupted:
         raise EmbedInterrupted(report)
     _update_indexes(st, [stores[k].name for k in plans])
+    update_keywords(st)  # the keyword index, where 'vrec index' built one: the products added, changed, removed
     return report
 
 

@@ -281,7 +281,10 @@ def eval_tables(ev) -> list[tuple[str, str, list[str], list[list[str]]]]:
         tables.append(("Paired comparison",
                        f"Difference {ev.models[0]} − {ev.models[1]} over the same queries; bold where the 95% interval "
                        "excludes zero.", ["task", "label", "metric", "difference", "95% interval", "winner"], rows))
-    return tables + ranking_tables(ev) + language_tables(ev) + beyond_report.hub_cells(ev.hubs)
+    from vrec.report.hybrid_report import search_modes_report
+
+    return (tables + ranking_tables(ev) + language_tables(ev) + beyond_report.hub_cells(ev.hubs)
+            + search_modes_report(ev, Strong))  # search_modes: vrec eval --search-modes
 
 
 def eval_markdown(ev, chart_dir_name: str) -> str:

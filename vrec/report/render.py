@@ -55,6 +55,8 @@ def results_table(result, title: str | None = None):
     table.add_column("score", justify="right")
     if "probability" in t.columns:
         table.add_column("match p", justify="right")
+    if "found_by" in t.columns:  # keyword and hybrid search: the leg that found it
+        table.add_column("found by")
     table.add_column("id")
     if "photo" in t.columns:  # products of several photos: the one that matched best
         table.add_column("best photo")
@@ -65,6 +67,8 @@ def results_table(result, title: str | None = None):
         row = [str(r["rank"]), f"{r['score']:.3f}"]
         if "probability" in t.columns:
             row.append(f"{r['probability']:.3f}")
+        if "found_by" in t.columns:
+            row.append(rich_text(r["found_by"]))
         row.append(rich_text(r["id"]))
         if "photo" in t.columns:
             row.append(rich_text(f"{r['photo']} of {r['photos']}" if "photos" in t.columns else r["photo"]))

@@ -136,7 +136,8 @@ def facets(store=None, model: str = "siglip", q: str | None = None, kind: str = 
 
 def _result_positions(st, model, table, q, kind, filters, k, encoder, product_score, device):
     """Table positions of a query's results, and the search's notes."""
-    from vrec.search.query import search_image, search_text
+    from vrec.search.hybrid import search_text  # as the text search itself: hybrid once the store has keywords
+    from vrec.search.query import search_image
 
     if kind == "text":
         res = search_text(q, k=k, model=model, store=st, filters=filters, encoder=encoder,

@@ -38,6 +38,10 @@ class Result(BaseModel):
                           "(PRODUCT/POSITION), the one ``thumb`` shows; null otherwise.")
     photos: int | None = Field(
         None, description="In a catalog of products: how many photos the product has; null otherwise.")
+    found_by: Literal["vector", "keyword", "both", "exact"] | None = Field(
+        None, description="Keyword and hybrid text search: which leg found the result -- vector (the model), "
+                          "keyword (the catalog's words), both, or exact (its id, SKU or GTIN is the query); "
+                          "null in a vector search.")
 
 
 class Item(BaseModel):

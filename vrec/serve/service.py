@@ -32,7 +32,7 @@ MAX_GALLERY = 500  # results in one saved gallery
 TITLE_COLUMNS = ("title", "productDisplayName", "name")
 # vrec's own columns: not item metadata in API answers (see vrec.store.catalog_table.VREC_COLUMNS)
 OWN_COLUMNS = ("rank", "score", "probability", "id", "path", "width", "height", "row", "hash", "size", "mtime",
-               "common", "product", "position", "photo", "photos")
+               "common", "product", "position", "photo", "photos", "found_by")
 
 
 # --- JSON records -----------------------------------------------------------------------------
@@ -67,7 +67,7 @@ def result_records(table) -> list[dict]:
         out.append(json_safe({"rank": int(r["rank"]), "id": str(r["id"]), "score": r["score"],
                               "probability": r.get("probability"), "thumb": thumb_url(photo or r["id"]),
                               "title": _title(r), "metadata": _metadata(r), "photo": photo,
-                              "photos": _int(r.get("photos"))}))
+                              "photos": _int(r.get("photos")), "found_by": r.get("found_by")}))
     return out
 
 

@@ -14,7 +14,8 @@ from vrec.store.store import ModelStore, Store
 VREC_COLUMNS = ("rank", "score", "probability", "id", "path", "width", "height", "tags", "vector",
                 "cluster", "cluster_name", "x", "y",  # the style map's (vrec map --csv)
                 "row", "hash", "size", "mtime",
-                "product", "position", "photo", "photos")  # a product's photos (see vrec.store.products)
+                "product", "position", "photo", "photos",  # a product's photos (see vrec.store.products)
+                "found_by")  # keyword and hybrid search: which leg found a result (vrec.search.hybrid)
 
 
 def is_vrec_column(name) -> bool:

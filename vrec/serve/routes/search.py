@@ -9,8 +9,8 @@ from vrec.base.errors import QueryError, UnknownItem, check_number
 from vrec.search.facets import MAX_VALUES
 from vrec.search.facets import facets as run_facets
 from vrec.search.facets import to_dict as facets_dict
+from vrec.search.hybrid import search_text as run_text
 from vrec.search.query import search_image as run_image
-from vrec.search.query import search_text as run_text
 from vrec.serve.middleware import TooLarge
 from vrec.serve.routes import FILTERS, PRODUCT_SCORE_HELP, check_k, given, k_query, model_query, product_score_query, service
 from vrec.serve.schemas import DEFAULT_K, ERRORS, MAX_K, UPLOAD_ERRORS, FacetsAnswer, Health, ProductScore, SearchAnswer
@@ -31,12 +31,20 @@ def search_text(q: str = Query(..., min_length=1, max_length=1000, description="
                 k: int = k_query(),
                 model: str | None = model_query("Model with a text tower (default: the server's)."),
                 filters: list[str] = FILTERS, product_score: ProductScore | None = product_score_query(),
+                mode: Literal["vector", "keyword", "hybrid"] | None = Query(
+                    None, description="vector (the model's text tower), keyword (the catalog's words: titles, "
+                                      "brands, ids), or hybrid (both, fused by reciprocal rank); default: hybrid when "
+                                      "the store has a keyword index ('vrec index'), else vector."),
+                keyword_weight: float | None = Query(
+                    None, description="Hybrid: blend the legs' scores as (1-w) vector + w keyword, 0 to 1 "
+                                      "(default: reciprocal rank fusion).", json_schema_extra={"minimum": 0, "maximum": 1}),
                 svc: Service = Depends(service)):
     check_k(k)
     snap = svc.snap()
     model = svc.check_model(snap, model)
     t = time.perf_counter()
-    result = run_text(q, k=k, model=model, store=snap, filters=given(filters), encoder=svc.encoders.for_model(snap.model(model)),
+    result = run_text(q, k=k, model=model, store=snap, mode=mode, keyword_weight=keyword_weight,
+                      filters=given(filters), encoder=svc.encoders.for_model(snap.model(model)),
                       product_score=svc.scoring(product_score))
     return svc.results(result, "text", k, time.perf_counter() - t, snap)
 

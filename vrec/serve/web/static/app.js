@@ -562,6 +562,10 @@
         h("img", {src: "/thumb/" + encodeId(pid), alt: "", loading: "lazy"}))));
   }
 
+  const LEG_TITLES = {vector: "Found by the model (the photo matches the words)",  // hybrid search's legs
+                      keyword: "Found by keyword (the words are in its title, brand or description)",
+                      both: "Found by the model and by keyword", exact: "Its id, SKU or GTIN is the query"};
+
   function card(result, {shared = false, scoreOf = null} = {}) {
     const meta = result.metadata || {};
     const price = priceOf(meta);
@@ -577,12 +581,15 @@
                         onclick: () => showSimilar(result)},
       photo(result.thumb, name, null, count ? h("span", {class: "count"}, count) : null),
       shared ? h("span", {class: "badge"}, "in both") : null,
+      !shared && result.found_by ? h("span", {class: "badge leg", title: LEG_TITLES[result.found_by] || ""},
+                                     result.found_by === "exact" ? "exact id" : result.found_by) : null,
       h("span", {class: "card-body"},
         h("span", {class: "title"}, name),
         facts.length ? h("span", {class: "facts"}, facts.join(" · ")) : null,
         h("span", {class: "numbers"},
           price != null ? h("span", {class: "price"}, price) : null,
           h("span", {class: "score", title: scoreOf ? `${scoreOf}'s own similarity: not comparable with the other model's scores`
+                                                    : result.found_by ? "Keyword or hybrid score: higher ranks first (not a cosine)"
                                                     : "Cosine similarity to the query"},
             h("span", {class: "k"}, "score "), fmtScore(result.score)),
           p ? h("span", {class: "prob", title: "Match probability: SigLIP's estimate that the text describes the photo"},
