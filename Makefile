@@ -2,7 +2,7 @@ PYTHON ?= python3
 VENV   ?= .venv
 BIN     = $(VENV)/bin
 
-.PHONY: install test test-fast lint demo bench bench-quick bench-gpu clean
+.PHONY: install test test-fast test-hub lint demo bench bench-quick bench-gpu clean
 
 ## install: create .venv and install vrec (editable) with its test and Ray extras
 install:
@@ -18,6 +18,10 @@ test: lint
 ## test-fast: the inner loop: every test but the slow end-to-end ones (Ray cluster, browser, signals, load, real photos)
 test-fast:
 	$(BIN)/python -m pytest -q -m "not slow"
+
+## test-hub: the real open_clip architectures at random weights through a fake Hugging Face cache (siglip, the domain models; about 25 minutes, 6 GB of disk; make test skips them)
+test-hub:
+	VREC_TEST_REAL_SIGLIP=1 $(BIN)/python -m pytest -q tests/test_domain_models.py tests/test_onnx_text.py
 
 ## lint: ruff (pyflakes, isort, bugbear, pyupgrade) and the import contract (lint-imports; see docs/architecture.md)
 lint:
