@@ -193,7 +193,21 @@ def _split(table, holdout: float, seed: int) -> np.ndarray:
 
 def train_adapter(x: np.ndarray, code_sets: Sequence[np.ndarray], rank: int, steps: int, seed: int,
                   batch: int = 512, lr: float = 3e-3) -> tuple[np.ndarray, np.ndarray, float]:
-    """U, V (float32 [dim, rank]) and the last loss, by a proxy loss per label on unit outputs."""
+    """U, V (float32 [dim, rank]) and the last loss, by a proxy loss per label on unit outputs.
+
+    On one torch thread: a step's matrices are small ([512, dim] by [dim, rank]), and on a busy
+    machine two threads waiting on each other made a step 8x slower (bench/adapt.py)."""
+    import torch
+
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    try:
+        return _train(x, code_sets, rank, steps, seed, batch, lr)
+    finally:
+        torch.set_num_threads(threads)
+
+
+def _train(x, code_sets, rank, steps, seed, batch, lr):
     import torch
     import torch.nn.functional as F
 
