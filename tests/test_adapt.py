@@ -170,3 +170,19 @@ def test_adapt_effnet_on_the_fashion_sample(fashion_store):
                           "--format", "json").stdout)
     row = rep["rows"][0]
     assert rep["published"] and row["ci"][0] > 0, row
+
+
+def test_the_web_app_serves_an_adapted_model(tiny_store, sample_dir):
+    pytest.importorskip("fastapi")
+    from fastapi.testclient import TestClient
+
+    from vrec.serve.app import create_app
+
+    vrec("adapt", "--model", "tiny-siglip", "--label", "category", "--store", tiny_store, "--steps", "20", "--force")
+    client = TestClient(create_app(tiny_store, model="tiny-siglip+adapt", compare_with="tiny-siglip"))
+    r = client.get("/api/search/text", params={"q": "red bag", "k": 5})
+    assert r.status_code == 200 and len(r.json()["results"]) == 5
+    data = (sample_dir / "bags" / "bag-tote-red.jpg").read_bytes()
+    r = client.post("/api/search/image", files={"file": ("mine.jpg", data, "image/jpeg")}, data={"k": "3"})
+    assert r.status_code == 200, r.text
+    assert r.json()["results"][0]["id"].endswith("bag-tote-red")
