@@ -60,7 +60,14 @@ def test_adapt_improves_held_out_precision_on_planted_structure_and_round_trips(
         hits[model] = sum(meta.loc[r["id"], "kind"] == meta.loc["item0", "kind"] for r in out["results"])
     assert hits["m+adapt"] >= hits["m"]
     shown = vrec("models", "--store", store).stdout
-    assert "m+adapt" in shown and "kind" in shown
+    assert "m+adapt" in shown and "kind" in shown and "fresh" in shown
+    # new vectors in the base model: the adapted model says it is stale
+    from vrec.store.writer import ModelWriter
+
+    base = st.model_for_writing("m")
+    with ModelWriter(base, base.config) as w:
+        w.add(base.items().iloc[:1].assign(id="new"), np.array(base.vectors()[:1]))
+    assert "stale" in vrec("models", "--store", store).stdout
 
 
 def test_adapt_is_refused_when_labels_carry_nothing(tmp_path):

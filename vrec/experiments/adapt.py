@@ -320,7 +320,8 @@ def publish(st, model: str, name: str, adapter: Adapter, summary: dict) -> None:
     old = out.config.get("adapter", {}).get("folder") if out.exists() else None
     folder = f"adapter-{(out.generation if out.exists() else 0) + 1:08d}"
     config = {**src.config, "name": name,
-              "adapter": {"base": model, "folder": folder, "alpha": adapter.alpha, "rank": adapter.rank, **summary}}
+              "adapter": {"base": model, "base_generation": src.generation, "folder": folder, "alpha": adapter.alpha,
+                          "rank": adapter.rank, **summary}}
     with ModelWriter(out, config) as w:
         adapter.save(out.path / folder)
         if out.exists():
@@ -338,7 +339,8 @@ def publish(st, model: str, name: str, adapter: Adapter, summary: dict) -> None:
 
 
 def adapted_models(store=None) -> list[dict]:
-    """The derived models in a store: name, base, alpha, rank, labels and their held-out gains."""
+    """The derived models in a store: name, base, alpha, rank, labels, their held-out gains, and
+    ``fresh``: False once the base model has changed (embedded again) since: run adapt again."""
     st = as_store(store)
     if not st.exists():
         return []
@@ -347,5 +349,11 @@ def adapted_models(store=None) -> list[dict]:
         if split_derived(n):
             ms = st.model_for_writing(n)
             info = ms.config.get("adapter") or {}
-            found.append({"name": n, "items": ms.live_count(), **info})
+            found.append({"name": n, "items": ms.live_count(), **info, "fresh": _fresh(st, info)})
     return found
+
+
+def _fresh(st, info: dict) -> bool:
+    """Whether the base model is as it was when the adapter was published (no embed since)."""
+    base = st.model_for_writing(str(info.get("base", "")))
+    return base.exists() and base.generation == info.get("base_generation")

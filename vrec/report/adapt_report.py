@@ -39,7 +39,7 @@ def adapt_json(rep) -> str:
 def adapted_models_table(found: list[dict], store: str):
     """The derived models in a store, each with its base, alpha, rank, labels and held-out gains."""
     t = new_table(f"Adapted models in {store} (made by 'vrec adapt')")
-    for c in ("name", "base", "items", "alpha", "rank", "trained on", "held-out gain", "trained"):
+    for c in ("name", "base", "items", "alpha", "rank", "trained on", "held-out gain", "trained", "state"):
         t.add_column(c, justify="right" if c in ("items", "alpha", "rank") else "left", whole=c in ("name", "base"))
     for m in found:
         gains = "; ".join(f"{r['label']} {figure(r.get('difference'), *(r.get('ci') or [None, None]), signed=True)[0]}"
@@ -48,5 +48,6 @@ def adapted_models_table(found: list[dict], store: str):
         trained_on = ", ".join(m.get("labels", []) + (["pairs"] if m.get("pairs") else []))
         t.add_row(m["name"], str(m.get("base", "")), str(m.get("items", "")), f"{m.get('alpha', 0):g}",
                   str(m.get("rank", "")), trained_on, gains + (" (forced)" if m.get("forced") else ""),
-                  str(m.get("trained", "")))
+                  str(m.get("trained", "")),
+                  "fresh" if m.get("fresh") else "stale: the base model changed since; run vrec adapt again")
     return t
