@@ -193,3 +193,24 @@ def test_the_web_app_serves_an_adapted_model(tiny_store, sample_dir):
     r = client.post("/api/search/image", files={"file": ("mine.jpg", data, "image/jpeg")}, data={"k": "3"})
     assert r.status_code == 200, r.text
     assert r.json()["results"][0]["id"].endswith("bag-tote-red")
+
+
+def test_a_catalog_of_products_is_split_and_adapted_by_product(tmp_path):
+    from vrec.store.writer import ModelWriter
+
+    x, meta, _ = planted(300)
+    x = np.repeat(x, 2, 0) + np.random.default_rng(1).standard_normal((600, 64)) * 0.3  # two photos a product
+    ids = [f"item{i // 2}/{i % 2 + 1}" for i in range(600)]
+    items = pd.DataFrame({"id": ids, "path": "", "hash": "", "size": 0, "mtime": 0, "width": 0, "height": 0,
+                          "product": [f"item{i // 2}" for i in range(600)], "position": [i % 2 + 1 for i in range(600)]})
+    st = Store(tmp_path / "store")
+    st.create(tmp_path)
+    cfg = {"name": "m", "family": "test", "architecture": "m", "weights": "w", "dim": 64, "preprocess": {}}
+    with ModelWriter(st.model_for_writing("m"), cfg) as w:
+        w.add(items, unit(x))
+    st.write_metadata(meta.set_index("id"))
+    rep = json.loads(vrec("adapt", "--model", "m", "--label", "kind", "--store", st.path, "--steps", "150",
+                          "--format", "json").stdout)
+    assert rep["items"] == 300 and rep["train_items"] + rep["test_items"] == 300  # products, not photos
+    assert rep["published"]
+    assert len(Store(st.path).model("m+adapt")) == 300 and len(Store(st.path).photos("m+adapt")) == 600
