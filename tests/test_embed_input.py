@@ -273,6 +273,7 @@ BASE_ARGS = {
     "serve": ["serve", "-m", "tiny-siglip"],
     "cost": ["cost", "--images", "1000", "-m", "tiny-cnn", "--calibrate", "8"],
     "dupes": ["dupes", "-m", "tiny-cnn"],
+    "adapt": ["adapt", "-m", "tiny-cnn", "--label", "category", "--steps", "5", "--force"],
 }
 # options for which any large value means what it says: a seed, "at most N tags", "fewer than N items"
 UNBOUNDED = ("--seed", "--top", "--min-items", "--limit")

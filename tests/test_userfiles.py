@@ -121,6 +121,7 @@ READS = {
     "collection create --image": (["collection", "create", "c1", "--image", "X.jpg", "-m", "tiny-siglip", "--store",
                                    "STORE"], {}),
     "dupes --pairs": (["dupes", "-m", "tiny-cnn", "--store", "STORE", "--pairs", "X.csv"], {}),
+    "adapt --pairs": (["adapt", "-m", "tiny-cnn", "--store", "STORE", "--pairs", "X.csv"], {}),
     "eval --query-photos": (["eval", "--models", "tiny-cnn", "--store", "STORE", "--bootstrap", "10", "--query-photos",
                              "X.csv"], {}),
     "search-text --weights": (["search-text", "red", "-m", "tiny-siglip", "--store", "STORE", "--weights", "X"], {}),
@@ -223,7 +224,7 @@ NOT_FILES = {"search-text --format", "search-image --format", "export --format",
              "embed --cache"}  # a folder for photos behind URLs: tests/test_feed_embed.py refuses a file there
 # --store is one Store class for every command: swept above through embed and search-text
 NOT_FILES |= {f"{c} --store" for c in ("index", "search-image", "compare", "eval", "export", "neighbours", "cost",
-                                       "tag", "map", "serve", "ab arms", "dupes")}
+                                       "tag", "map", "serve", "ab arms", "dupes", "adapt", "models")}
 NOT_FILES |= {f"collection {c} --store" for c in ("list", "show", "create", "refresh", "delete", "export")}
 # needs a saved collection; it writes through vrec.base.files as every output does (tests/test_collections.py)
 NOT_FILES |= {"collection export path"}

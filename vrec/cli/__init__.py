@@ -14,6 +14,7 @@ from vrec.cli import embed as _embed  # noqa: F401  (the order here is the order
 from vrec.cli import search as _search  # noqa: F401
 from vrec.cli import compare as _compare  # noqa: F401
 from vrec.cli import evaluate as _evaluate  # noqa: F401
+from vrec.cli import adapt as _adapt  # noqa: F401  (vrec adapt, after eval)
 from vrec.cli import dupes as _dupes  # noqa: F401  (vrec dupes, after neighbours)
 from vrec.cli import ab as _ab, cost as _cost  # noqa: F401  (vrec ab ..., vrec cost)
 from vrec.cli import tags as _tags  # noqa: F401

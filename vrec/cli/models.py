@@ -3,7 +3,7 @@ from __future__ import annotations
 
 import typer
 
-from vrec.cli.common import app, err, out
+from vrec.cli.common import StoreOpt, app, err, out
 
 models_app = typer.Typer(help="List models and download their weights.", invoke_without_command=True,
                          no_args_is_help=False)
@@ -12,8 +12,10 @@ app.add_typer(models_app, name="models")
 
 @models_app.callback()
 def models_list(ctx: typer.Context,
-                pattern: str = typer.Option("*", "--pattern", help="Shell-style filter on names, e.g. 'tiny-*'.")) -> None:
-    """List the models vrec knows (also any open_clip:ARCH[@TAG] or hf-hub:ORG/NAME)."""
+                pattern: str = typer.Option("*", "--pattern", help="Shell-style filter on names, e.g. 'tiny-*'."),
+                store: str | None = StoreOpt) -> None:
+    """List the models vrec knows (also any open_clip:ARCH[@TAG] or hf-hub:ORG/NAME), and the adapted
+    models ('vrec adapt') in the store, when there is one."""
     if ctx.invoked_subcommand:
         return
     from rich.markup import escape
@@ -31,6 +33,19 @@ def models_list(ctx: typer.Context,
                   "yes" if is_available_offline(e) else "no", escape(e.description), escape(e.source or "-"),
                   escape(e.published or "-"))
     out.print(t)
+    _adapted(store)
+
+
+def _adapted(store: str | None) -> None:
+    """The store's adapted models, if it has any (a missing store: nothing to add)."""
+    from vrec.experiments.adapt import adapted_models
+    from vrec.report.adapt_report import adapted_models_table
+    from vrec.store.store import Store
+
+    st = Store(store)
+    found = adapted_models(st)
+    if found:
+        out.print(adapted_models_table(found, str(st.path)))
 
 
 @models_app.command("download")

@@ -19,6 +19,7 @@ import numpy as np
 
 from vrec.base.errors import ModelUnavailable, QueryError, UnknownModel
 from vrec.models import onnx_cache, onnx_export, onnx_text
+from vrec.models.adapter import base_name, split_derived
 from vrec.models.encoder_base import Encoder
 from vrec.models.hub import config_error, hub_unreachable, offline_help, open_clip_config
 from vrec.models.registry import (
@@ -190,6 +191,9 @@ def create_encoder(name: str, weights: str | os.PathLike | None = None, device: 
     image tower's weights (faster start for text queries).
     """
     entry = resolve(name)
+    if split_derived(name):
+        raise UnknownModel(f"{name!r} is an adapter that 'vrec adapt' made on {base_name(name)!r}'s vectors, not a model "
+                           f"that embeds photos itself; embed with --model {base_name(name)}, then run 'vrec adapt' again.")
     weights_id = expected_config(entry, weights)["weights"]
     device = pick_device(device)
     check_precision(precision, device)
@@ -431,7 +435,8 @@ def prepare_text_tower(name: str) -> Path | None:
     """Export a model's text tower to ONNX now unless a valid export is there, so that the first
     text query starts fast (``vrec models download`` and ``vrec index`` call this); returns the
     export's folder, or None where this model has no ONNX path (no text tower, onnxruntime
-    missing or turned off, or an export that failed before)."""
+    missing or turned off, or an export that failed before). A derived model's text tower is its base's."""
+    name = base_name(name)
     entry = resolve(name)
     if not (entry.text and entry.family == "open_clip" and (entry.tiny or entry.pretrained)):
         return None

@@ -7,7 +7,9 @@ name into its entry; ``list_models`` lists the fixed names.
 Names:
 - fixed entries (``siglip``, ``cnn``, ``effnet-lite0``, ``tiny-siglip``, ``tiny-cnn``, ...);
 - ``open_clip:ARCH`` or ``open_clip:ARCH@PRETRAINED`` for any open_clip architecture and tag;
-- ``hf-hub:ORG/NAME`` for open_clip checkpoints on the Hugging Face hub (e.g. fashion-tuned SigLIP).
+- ``hf-hub:ORG/NAME`` for open_clip checkpoints on the Hugging Face hub (e.g. fashion-tuned SigLIP);
+- ``BASE+TAG`` for an adapter that ``vrec adapt`` learnt on BASE's vectors (it lives in a store:
+  :mod:`vrec.models.adapter`); it resolves to BASE's entry under its own name.
 
 Getting an entry's weights is :mod:`vrec.models.weights`; building the model is :mod:`vrec.models.encoders`.
 open_clip is imported only to resolve ``open_clip:`` names.
@@ -21,6 +23,7 @@ from dataclasses import dataclass, field, replace
 
 from vrec.base.errors import ModelUnavailable, UnknownModel, suggest
 from vrec.base.files import folder_name
+from vrec.models.adapter import SEP, split_derived
 from vrec.models.hub import check_repo_id, config_error, open_clip_config
 from vrec.models.preprocess import (
     _FILTERS,
@@ -157,6 +160,16 @@ def check_model_name(name: str) -> str:
     shown = repr(name) if len(name) <= 60 else repr(name[:57] + "...")
     if len(name) > MAX_NAME:
         raise UnknownModel(f"Model name {shown} is {len(name)} characters long (at most {MAX_NAME}). {FORMS}")
+    derived = split_derived(name)
+    if derived:  # BASE+TAG: an adapter made by vrec adapt on a model's vectors
+        if not _PLAIN_NAME.fullmatch(derived[1]) or ".." in derived[1]:
+            raise UnknownModel(f"Adapter name {derived[1]!r} in {shown} has characters no model name has (names "
+                               f"use letters, digits, '-', '_' and '.'), e.g. {derived[0]}+adapt.")
+        if split_derived(derived[0]):
+            raise UnknownModel(f"Model name {shown} names an adapter on an adapter; an adapter is learnt on a model's "
+                               f"own vectors, e.g. {derived[0].split(SEP)[0]}+{derived[1]}.")
+        check_model_name(derived[0])
+        return name
     if name.startswith("hf-hub:"):
         check_repo_id(name[len("hf-hub:"):], name)
         return name
@@ -176,6 +189,10 @@ def resolve(name: str) -> ModelEntry:
     check_model_name(name)
     if name in MODELS:
         return MODELS[name]
+    derived = split_derived(name)
+    if derived:  # the base model's entry under the derived name: same configuration, same towers
+        return replace(resolve(derived[0]), name=name,
+                       description=f"{derived[0]} through the adapter {derived[1]!r} made by 'vrec adapt'")
     if name.startswith("open_clip:"):
         return _open_clip_entry(name)
     if name.startswith("hf-hub:"):

@@ -17,6 +17,7 @@ from pathlib import Path
 import numpy as np
 
 from vrec.base.errors import QueryError, UnknownItem, check_number, suggest
+from vrec.models.adapter import AdaptedEncoder, base_name, load_adapter
 from vrec.models.registry import check_model_name
 from vrec.store.catalog_rows import TableRows, catalog_rows, positions_of
 from vrec.store.catalog_table import catalog_table
@@ -63,12 +64,15 @@ def load_encoder(ms: ModelStore, weights: str | None = None, device: str = "auto
     """The encoder that made a store's vectors, refusing one whose configuration differs.
 
     Texts go through the ONNX export of the text tower when there is one (no torch import):
-    see ``vrec.models.encoders.query_encoder``.
+    see ``vrec.models.encoders.query_encoder``. A model that ``vrec adapt`` derived answers with its
+    base model's encoder followed by its adapter (``vrec.models.adapter``).
     """
     from vrec.models.encoders import query_encoder
 
     check_config(ms, weights)  # before the (slow) build
-    return query_encoder(ms.name, weights=weights, device=device, text_only=text_only, precision=precision)
+    adapter = load_adapter(ms.path, ms.config)
+    enc = query_encoder(base_name(ms.name), weights=weights, device=device, text_only=text_only, precision=precision)
+    return enc if adapter is None else AdaptedEncoder(enc, adapter, ms.name)
 
 
 def check_config(ms: ModelStore, weights: str | None = None) -> None:
@@ -286,7 +290,9 @@ def search_text(query: str, k: int = 10, model: str = "siglip", store=None, temp
     if encoder is None:
         t = time.perf_counter()
         check_config(ms, weights)  # here, so that only this thread touches the model store
-        tower = _Background(_load_and_encode, ms.name, weights, device, precision, text, time.perf_counter() - t)
+        adapter = load_adapter(ms.path, ms.config)
+        tower = _Background(_load_and_encode, ms.name, weights, device, precision, text, time.perf_counter() - t,
+                            adapter)
     meta_notes: list[str] = []
     catalog = catalog_rows(st, ms, meta_notes)
     if tower is not None:
@@ -333,13 +339,16 @@ def _prepare_search(ms, filters: Sequence[str]) -> None:
             pass
 
 
-def _load_and_encode(model: str, weights, device: str, precision: str, text: str, checked: float):
+def _load_and_encode(model: str, weights, device: str, precision: str, text: str, checked: float, adapter=None):
     """The query encoder and the query's vector (None when encoding would export the text tower
-    first: that is left to the caller's thread), with the seconds of each loading phase."""
+    first: that is left to the caller's thread), with the seconds of each loading phase; a derived
+    model's ``adapter`` goes on top of its base model's encoder."""
     from vrec.models.encoders import query_encoder
 
     t0 = time.perf_counter()
-    enc = query_encoder(model, weights=weights, device=device, text_only=True, precision=precision)
+    enc = query_encoder(base_name(model), weights=weights, device=device, text_only=True, precision=precision)
+    if adapter is not None:
+        enc = AdaptedEncoder(enc, adapter, model)
     phases = dict(getattr(enc, "load_timings", None) or {})
     phases["checks"] = checked + phases.get("checks", 0.0) + max(0.0, time.perf_counter() - t0 - sum(phases.values()))
     if getattr(enc, "export_pending", None):
