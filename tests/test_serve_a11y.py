@@ -84,3 +84,50 @@ def test_axe_finds_no_serious_violation_on_the_main_views(tiny_store, tmp_path):
         found += serious(axe, page, "collection")
         assert page.js_errors == []
     assert found == [], "\n".join(found)
+
+
+def top(page, selector: str) -> float:
+    return page.evaluate("(s) => document.querySelector(s).getBoundingClientRect().top + window.scrollY", selector)
+
+
+def test_on_a_phone_the_first_result_shows_at_once_and_side_by_side_keeps_both_models_near(shared_tiny_store, tmp_path):
+    sync_api = need_browser()
+    with served(shared_tiny_store, *SERVE, log=tmp_path / "serve.log") as url, \
+            browser_page(sync_api, 390, 844) as page:
+        page.goto(url.split("?")[0] + "?q=red+bag")
+        wait_ready(page)
+        wait_view(page, "text", "red bag")
+        wait_photos(page)
+        # filters and their help fold away under one line; a tap opens them
+        assert page.is_hidden("#filters") and page.is_hidden("#filter-help")
+        page.click("#options-fold > summary")
+        assert page.is_visible("#filters") and page.is_visible("#filter-help")
+        page.click("#options-fold > summary")
+        assert page.is_hidden("#filters")
+        # the facets fold too, and the first result starts within the first screen, unscrolled
+        assert page.get_attribute("#facets", "open") is None
+        assert page.evaluate("window.scrollY") == 0
+        first = page.locator("#view-body .card").first.bounding_box()
+        assert first["y"] + 120 < 844, first  # its photo is in sight, not just its top edge
+        page.screenshot(path=str(tmp_path / "phone-text.png"))
+
+        # a filter typed (or in the address) keeps the fold open, so what narrows the results shows
+        page.goto(url.split("?")[0] + "?q=red+bag&filter=category%3Dbags")
+        wait_view(page, "text", "red bag")
+        assert page.is_visible("#filters") and page.input_value("#filters") == "category=bags"
+
+        # side by side: the two models in two narrow columns, the second beside the first, not screens down
+        page.goto(url.split("?")[0] + "?q=red+bag")
+        wait_view(page, "text", "red bag")
+        page.locator("#view-body .card").first.click()
+        wait_view(page, "similar", "Similar to")
+        page.click("#compare-toggle")
+        page.wait_for_selector(".compare")
+        wait_photos(page, ".compare")
+        assert abs(top(page, ".compare .column:nth-child(1)") - top(page, ".compare .column:nth-child(2)")) < 1
+        left = top(page, ".compare .column:nth-child(1) .card")
+        right = top(page, ".compare .column:nth-child(2) .card")
+        assert abs(left - right) < 100 and right < 1.5 * 844, (left, right)  # the second model, a swipe away
+        assert page.evaluate("document.documentElement.scrollWidth <= window.innerWidth")  # nothing sideways
+        page.screenshot(path=str(tmp_path / "phone-compare.png"), full_page=True)
+        assert page.js_errors == []
