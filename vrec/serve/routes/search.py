@@ -6,6 +6,8 @@ from typing import Literal
 from fastapi import APIRouter, Depends, File, Form, Query, Response, UploadFile
 
 from vrec.base.errors import QueryError, UnknownItem, check_number
+from vrec.ingest.crop import CROP_HELP, CROP_PATTERN, parse_crop
+from vrec.ingest.crop import crop as crop_region
 from vrec.search.facets import MAX_VALUES
 from vrec.search.facets import facets as run_facets
 from vrec.search.facets import to_dict as facets_dict
@@ -53,9 +55,11 @@ def search_image(file: UploadFile = File(..., description="The photo (JPEG, PNG,
                  model: str | None = Form(None, description="Model to search (default: the server's)."),
                  filters: list[str] = Form([], alias="filter", description="Metadata filters; repeatable."),
                  product_score: ProductScore | None = Form(None, description=PRODUCT_SCORE_HELP),
+                 crop: str | None = Form(None, description=CROP_HELP, pattern=CROP_PATTERN),
                  svc: Service = Depends(service)):
     check_k(k)
     check_steering(plus, minus)
+    box = parse_crop(crop)
     snap = svc.snap()
     model = svc.check_model(snap, model)
     name = upload_name(file.filename)
@@ -63,8 +67,9 @@ def search_image(file: UploadFile = File(..., description="The photo (JPEG, PNG,
     t = time.perf_counter()
     photo = svc.decodes.upload(lambda: read_upload(file, svc.max_upload), encoder.preprocess_spec.decode_size,
                                name)  # in a decode slot, reduced to what the model needs
-    photo_id = svc.uploads.keep(name, photo)
-    return photo_search(svc, snap, name, photo, photo_id, t, k, model, filters, plus, minus, weight, product_score)
+    photo_id = svc.uploads.keep(name, photo)  # the whole photo: a later search may choose another region
+    return photo_search(svc, snap, name, photo, photo_id, t, k, model, filters, plus, minus, weight, product_score,
+                        box)
 
 
 @router.get("/api/search/photo/{photo_id}", summary="A photo search again, on a photo uploaded a while ago",
@@ -78,9 +83,11 @@ def search_photo(photo_id: str, k: int = k_query(),
                  minus: list[str] = Query([], description="Text to subtract from the query; repeatable."),
                  weight: float = Query(1.0, description="Weight of each plus/minus text, 0 to 10.",
                                        json_schema_extra={"minimum": 0, "maximum": 10}),
+                 crop: str | None = Query(None, description=CROP_HELP, pattern=CROP_PATTERN),
                  svc: Service = Depends(service)):
     check_k(k)
     check_steering(plus, minus)
+    box = parse_crop(crop)
     kept = svc.uploads.get(photo_id)
     if kept is None:
         raise UnknownItem("That uploaded photo is no longer kept (the server keeps the last 32 for 30 minutes, "
@@ -88,7 +95,7 @@ def search_photo(photo_id: str, k: int = k_query(),
     snap = svc.snap()
     model = svc.check_model(snap, model)
     return photo_search(svc, snap, kept[0], kept[1], photo_id, time.perf_counter(), k, model, filters, plus, minus,
-                        weight, product_score)
+                        weight, product_score, box)
 
 
 @router.get("/api/search/photo/{photo_id}/image", summary="A kept uploaded photo, as a JPEG (for the page's query)",
@@ -115,11 +122,11 @@ def jpeg(picture, size: int) -> bytes:
 
 
 def photo_search(svc: Service, snap, name: str, photo, photo_id: str, started: float, k: int, model: str,
-                 filters, plus, minus, weight, product_score) -> dict:
-    """A photo search's answer, with the id its photo is kept under."""
+                 filters, plus, minus, weight, product_score, box=None) -> dict:
+    """A photo search's answer (on the region ``box`` of the photo, when given), with the id its photo is kept under."""
     result = run_image(name, k=k, model=model, store=snap, filters=given(filters), plus=[p for p in plus if p.strip()],
                        minus=[m for m in minus if m.strip()], weight=weight,
-                       encoder=svc.encoders.for_model(snap.model(model)), image=photo,
+                       encoder=svc.encoders.for_model(snap.model(model)), image=crop_region(photo, box),
                        product_score=svc.scoring(product_score))
     return {**svc.results(result, "image", k, time.perf_counter() - started, snap), "photo_id": photo_id}
 
