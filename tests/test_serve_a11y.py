@@ -66,6 +66,10 @@ def test_axe_finds_no_serious_violation_on_the_main_views(tiny_store, tmp_path):
         wait_view(page, "image", PHOTO.name)
         wait_photos(page)
         found += serious(axe, page, "photo search")
+        page.click("#crop-button")
+        page.wait_for_selector("#crop-dialog[open]")
+        found += serious(axe, page, "crop dialog")
+        page.keyboard.press("Escape")
 
         page.fill("#filters", "nope=1")
         page.press("#filters", "Enter")

@@ -36,7 +36,7 @@ pytestmark = pytest.mark.slow  # a real browser against a real server: make test
 ROOT = Path(__file__).resolve().parents[1]
 SAMPLE = ROOT / "tests" / "data" / "drawn_catalog"
 PHOTO = SAMPLE / "bags" / "bag-tote-red.jpg"
-WAIT_MS = 120_000  # the longest wait for one thing to appear (a cold model on a busy machine); never a time to beat
+WAIT_MS = int(os.environ.get("VREC_WAIT_MS", 120_000))  # the longest wait for one thing to appear (a cold model on a busy machine); never a time to beat
 
 
 def chromium() -> str | None:

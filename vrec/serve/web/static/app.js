@@ -193,7 +193,7 @@
     if (view.kind === "text") return "/" + query({q: view.q, ...common});
     if (view.kind === "image" && view.photoId) {  // the upload kept by the server: an address while it runs
       const steered = view.plus || view.minus;
-      return "/" + query({photo: view.photoId, plus: view.plus || null, minus: view.minus || null,
+      return "/" + query({photo: view.photoId, crop: view.crop || null, plus: view.plus || null, minus: view.minus || null,
                           weight: steered && view.weight !== 1 ? view.weight : null, ...common});
     }
     if (view.kind === "similar") {
@@ -235,7 +235,7 @@
     } else if (view.kind === "image" && !view.file) {  // a kept upload, from the address: asked again by its id
       const steer = view.plus || view.minus ? {plus: view.plus || null, minus: view.minus || null, weight: view.weight} : {};
       view.data = await getJSON("/api/search/photo/" + encodeURIComponent(view.photoId) +
-                                query({k: o.k, model: o.model, filter: o.filters, ...steer}));
+                                query({k: o.k, model: o.model, filter: o.filters, crop: view.crop || null, ...steer}));
       view.fileName = view.data.query;
       view.preview = "/api/search/photo/" + encodeURIComponent(view.photoId) + "/image";
     } else if (view.kind === "image") {
@@ -344,7 +344,7 @@
       $("q").value = p.get("q");
       view = {kind: "text", q: p.get("q"), opts};
     } else if (p.get("photo")) {
-      view = {kind: "image", photoId: p.get("photo"), fileName: "your photo", plus: p.get("plus") || "",
+      view = {kind: "image", photoId: p.get("photo"), fileName: "your photo", crop: p.get("crop") || null, plus: p.get("plus") || "",
               minus: p.get("minus") || "", weight: Number(p.get("weight")) || 1, opts};
     } else if (p.get("similar")) {
       state.compare = p.get("compare") === "1" && !!state.health.compare_with;
@@ -378,7 +378,7 @@
   function searchPhoto(file, steer) {
     const view = current();
     if (!file && steer && view && view.kind === "image" && view.photoId) {  // a kept upload, steered anew
-      go({kind: "image", photoId: view.photoId, fileName: view.fileName, preview: view.preview, ...steer,
+      go({kind: "image", photoId: view.photoId, fileName: view.fileName, preview: view.preview, crop: view.crop, ...steer,
           opts: options()}, {replace: true});
       return;
     }
@@ -389,6 +389,15 @@
     go({kind: "image", file, fileName: file.name || "pasted photo", preview, ...s, opts: options()},
        {replace: !!steer && !!old});
   }
+
+  // crop.js: the photo search shown, again on a region of its photo ("x,y,w,h" fractions; null: the whole photo)
+  function cropPhoto(box) {
+    const v = current();
+    if (!v || v.kind !== "image" || !v.photoId) return;
+    go({kind: "image", photoId: v.photoId, fileName: v.fileName, preview: v.preview, crop: box || null,
+        plus: v.plus, minus: v.minus, weight: v.weight, opts: options()});
+  }
+  window.vrecApp = {cropPhoto};
 
   function showSimilar(result) {
     const view = current();
