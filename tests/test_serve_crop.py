@@ -84,3 +84,13 @@ def test_parse_crop_and_crop():
     assert crop(picture, None) is picture
     with pytest.raises(QueryError, match="outside the photo"):
         parse_crop("0.9,0,0.2,1")
+
+
+def test_health_says_when_the_photo_model_is_loaded(shared_tiny_store):
+    """The page shows "Loading the photo model" while /api/health says the image tower is not loaded yet."""
+    client = TestClient(create_app(shared_tiny_store, model="tiny-cnn"))  # no warm-up: nothing loaded
+    ready = lambda: {m["name"]: m["photo_ready"] for m in client.get("/api/health").json()["models"]}  # noqa: E731
+    assert ready()["tiny-cnn"] is False
+    assert client.post("/api/search/image", files={"file": ("both.jpg", composite(), "image/jpeg")},
+                       data={"k": "1"}).status_code == 200
+    assert ready()["tiny-cnn"] is True

@@ -92,3 +92,59 @@ def test_a_region_of_the_photo_dragged_or_moved_by_keyboard_is_what_is_searched(
         assert page.js_errors == []
 
 
+
+
+def test_the_first_photo_search_says_the_photo_model_is_loading_and_shows_the_photo_at_once(shared_tiny_store,
+                                                                                             tmp_path):
+    """While the image tower loads (here: /api/health answers so, and the search is held), the page shows the
+    photo and "Loading the photo model", the old results dimmed and not clickable; all gone once shown."""
+    sync_api = need_browser()
+    from test_serve_browser import PHOTO, WAIT_MS
+
+    with served(shared_tiny_store, "--model", "tiny-cnn", log=tmp_path / "serve.log") as url, \
+            browser_page(sync_api) as page:
+        page.goto(url.split("?")[0] + "?q=red+bag&model=tiny-siglip")
+        wait_ready(page)
+        wait_view(page, "text", "red bag")
+
+        def cold(route):  # the server as it is before its warm-up has loaded the image tower
+            answer = route.fetch()
+            body = answer.json()
+            for m in body["models"]:
+                m["photo_ready"] = False
+            route.fulfill(response=answer, json=body)
+
+        held = []
+        page.route("**/api/health", cold)
+        page.route("**/api/search/image", lambda route: held.append(route))
+        page.set_input_files("#photo-input", str(PHOTO))
+        page.wait_for_function("document.querySelector('#progress').textContent.includes('Loading the photo model')")
+        assert page.is_visible("#progress")
+        page.wait_for_function("document.querySelector('#progress img').naturalWidth > 0")  # the photo, at once
+        assert page.evaluate("document.querySelector('#view-body').inert") is True  # the old results: not clickable
+        assert "stale" in page.get_attribute("#view-body", "class")
+        for _ in range(WAIT_MS // 50):
+            if held:
+                break
+            page.wait_for_timeout(50)
+        held[0].continue_()
+        page.unroute("**/api/search/image")
+        wait_view(page, "image", PHOTO.name)
+        wait_photos(page)
+        assert page.is_hidden("#progress") and page.evaluate("document.querySelector('#view-body').inert") is False
+
+        # warm: a photo search says only that it searches, and the box goes when it ends
+        page.unroute("**/api/health")
+        page.route("**/api/search/image", lambda route: held.append(route))
+        page.set_input_files("#photo-input", str(PHOTO))
+        page.wait_for_selector("#progress:not([hidden])")
+        page.wait_for_timeout(500)  # the health answer is in
+        assert "Searching by photo" in page.inner_text("#progress")
+        assert "Loading" not in page.inner_text("#progress")
+        for _ in range(WAIT_MS // 50):
+            if len(held) == 2:
+                break
+            page.wait_for_timeout(50)
+        held[1].continue_()
+        page.wait_for_selector("#progress", state="hidden")
+        assert page.js_errors == []

@@ -197,6 +197,9 @@ class ModelState(BaseModel):
     items: int
     text: bool = Field(description="Whether the model can search by text.")
     index: str | None = Field(description="State of its HNSW index (e.g. fresh, stale, none).")
+    photo_ready: bool = Field(False, description="Whether its photo (image) tower is loaded; while false, the first "
+                                                 "photo search waits for it to load (the server loads it in the "
+                                                 "background after the text tower).")
 
 
 class Health(BaseModel):

@@ -281,6 +281,7 @@
       : focused.name ? `#view-head [name="${CSS.escape(focused.name)}"]` : null);
     hideError();
     busy(true);
+    document.dispatchEvent(new CustomEvent("vrec:searching", {detail: {view}}));  // progress.js: the photo, at once
     try {
       await load(view);
     } catch (e) {
