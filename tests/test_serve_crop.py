@@ -94,3 +94,20 @@ def test_health_says_when_the_photo_model_is_loaded(shared_tiny_store):
     assert client.post("/api/search/image", files={"file": ("both.jpg", composite(), "image/jpeg")},
                        data={"k": "1"}).status_code == 200
     assert ready()["tiny-cnn"] is True
+
+
+def test_facets_of_a_photo_search_count_its_results(client):
+    """kind=photo: the facets of the results of a kept uploaded photo (on its crop), as the page shows them."""
+    photo = client.post("/api/search/image", files={"file": ("both.jpg", composite(), "image/jpeg")},
+                        data={"k": "6", "crop": "0,0,0.5,1"}).json()
+    f = client.get("/api/facets", params={"q": photo["photo_id"], "kind": "photo", "k": 6, "crop": "0,0,0.5,1"})
+    assert f.status_code == 200, f.text
+    body = f.json()
+    assert body["kind"] == "photo" and body["query"] == "both.jpg" and body["items"] == 6
+    category = next(c for c in body["categorical"] if c["column"] == "category")
+    shown = [r["id"].split("/")[0] for r in photo["results"]]
+    assert {v["value"]: v["count"] for v in category["values"]} == {c: shown.count(c) for c in set(shown)}
+    narrowed = client.get("/api/facets", params={"q": photo["photo_id"], "kind": "photo", "k": 6,
+                                                 "filter": "category=shoes"}).json()
+    assert [v["value"] for c in narrowed["categorical"] if c["column"] == "category" for v in c["values"]] == ["shoes"]
+    assert client.get("/api/facets", params={"q": "no-such-photo", "kind": "photo"}).status_code == 404

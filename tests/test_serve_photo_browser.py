@@ -148,3 +148,35 @@ def test_the_first_photo_search_says_the_photo_model_is_loading_and_shows_the_ph
         held[1].continue_()
         page.wait_for_selector("#progress", state="hidden")
         assert page.js_errors == []
+
+
+def test_a_photo_search_is_narrowed_by_its_facets(shared_tiny_store, tmp_path):
+    sync_api = need_browser()
+    from test_serve_browser import PHOTO, api, facet_buttons, ids, post_photo
+
+    with served(shared_tiny_store, "--model", "tiny-siglip", log=tmp_path / "serve.log") as url, \
+            browser_page(sync_api) as page:
+        page.goto(url)
+        wait_ready(page)
+        page.set_input_files("#photo-input", str(PHOTO))
+        wait_view(page, "image", PHOTO.name)
+        wait_photos(page)
+        shown = shown_ids(page)
+        # the facets count what the photo found
+        categories = facet_buttons(page, "category")
+        found = [i.split("/")[0] for i in shown]
+        assert {c["value"]: int(c["n"]) for c in categories} == {c: found.count(c) for c in set(found)}
+        photo_id = page.evaluate("new URL(location.href).searchParams.get('photo')")
+        counted = api(page, f"/api/facets?kind=photo&q={photo_id}&k=12")["body"]
+        assert counted["items"] == 12 and counted["kind"] == "photo"
+        # a click narrows the photo's results to that value
+        shoes = next(c for c in categories if c["value"] == "shoes")
+        page.click("#facets .facet[data-column='category'] .facet-value[data-filter='category=shoes']")
+        page.wait_for_function("document.querySelector('#filters').value === 'category=shoes'"
+                               " && document.querySelector('#busy').hidden && !document.querySelector('#view-body').inert")
+        wait_photos(page)
+        narrowed = shown_ids(page)
+        assert narrowed == ids(post_photo(page, PHOTO, k=12, filter="category=shoes"))
+        assert narrowed and all(i.startswith("shoes/") for i in narrowed) and shoes["filter"] == "category=shoes"
+        assert facet_buttons(page, "category")[0]["pressed"] == "true"
+        assert page.js_errors == []

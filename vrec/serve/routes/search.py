@@ -88,10 +88,7 @@ def search_photo(photo_id: str, k: int = k_query(),
     check_k(k)
     check_steering(plus, minus)
     box = parse_crop(crop)
-    kept = svc.uploads.get(photo_id)
-    if kept is None:
-        raise UnknownItem("That uploaded photo is no longer kept (the server keeps the last 32 for 30 minutes, "
-                          "until it stops); upload it again.")
+    kept = kept_upload(svc, photo_id)
     snap = svc.snap()
     model = svc.check_model(snap, model)
     return photo_search(svc, snap, kept[0], kept[1], photo_id, time.perf_counter(), k, model, filters, plus, minus,
@@ -102,12 +99,18 @@ def search_photo(photo_id: str, k: int = k_query(),
             response_class=Response, responses={200: {"content": {"image/jpeg": {}}, "description": "The photo."},
                                                 **ERRORS})
 def kept_photo(photo_id: str, svc: Service = Depends(service)):
+    kept = kept_upload(svc, photo_id)
+    return Response(jpeg(kept[1], THUMB_SIZE), media_type="image/jpeg",
+                    headers={"Cache-Control": "private, max-age=1800"})
+
+
+def kept_upload(svc: Service, photo_id: str):
+    """(name, picture) of a kept upload; UnknownItem (404) when it is unknown or expired."""
     kept = svc.uploads.get(photo_id)
     if kept is None:
         raise UnknownItem("That uploaded photo is no longer kept (the server keeps the last 32 for 30 minutes, "
                           "until it stops); upload it again.")
-    return Response(jpeg(kept[1], THUMB_SIZE), media_type="image/jpeg",
-                    headers={"Cache-Control": "private, max-age=1800"})
+    return kept
 
 
 def jpeg(picture, size: int) -> bytes:
@@ -133,14 +136,18 @@ def photo_search(svc: Service, snap, name: str, photo, photo_id: str, started: f
 
 @router.get("/api/facets", summary="What results (or the whole catalog) hold, column by column, to narrow them by",
             description="Without q: the whole catalog after the filters. With q: the top k results of a text search "
-                        "(kind=text) or of the items similar to the catalog item q (kind=similar), after the filters. "
+                        "(kind=text), of the items similar to the catalog item q (kind=similar) or of a photo search "
+                        "on the uploaded photo whose photo_id is q (kind=photo, with its crop), after the filters. "
                         "Categorical columns (few distinct, short values) list their values with counts, most common "
                         "first; numeric columns give their range and a histogram. Counts are of products in a "
                         "catalog of products. Each value and bucket carries the filter= expression(s) selecting it.",
             response_model=FacetsAnswer, responses=ERRORS)
-def facets(q: str | None = Query(None, max_length=1000, description="A text (kind=text) or a catalog item id "
-                                 "(kind=similar) whose results are counted; absent or blank: the whole catalog."),
-           kind: Literal["text", "similar"] = Query("text", description="What q is: a text, or an item id."),
+def facets(q: str | None = Query(None, max_length=1000, description="A text (kind=text), a catalog item id "
+                                 "(kind=similar) or an uploaded photo's photo_id (kind=photo) whose results are "
+                                 "counted; absent or blank: the whole catalog."),
+           kind: Literal["text", "similar", "photo"] = Query("text", description="What q is: a text, an item id, or "
+                                                                               "a kept photo's id."),
+           crop: str | None = Query(None, description=CROP_HELP + " (kind=photo)", pattern=CROP_PATTERN),
            k: int = k_query("Results counted when q is given"),
            model: str | None = model_query("Model whose results are counted (default: the server's)."),
            filters: list[str] = FILTERS, product_score: ProductScore | None = product_score_query(),
@@ -151,13 +158,18 @@ def facets(q: str | None = Query(None, max_length=1000, description="A text (kin
     check_number("max_values", max_values, min=1, max=1000, integer=True)
     snap = svc.snap()
     model = svc.check_model(snap, model)
+    box = parse_crop(crop)
     q = q if q is not None and q.strip() else None
     if q is not None and kind == "similar":
         q = str(snap.table(model)["id"].iloc[svc.resolve(snap, model, q)])
+    image = None
+    if q is not None and kind == "photo":
+        q, image = kept_upload(svc, q)
+        image = crop_region(image, box)
     t = time.perf_counter()
-    encoder = svc.encoders.for_model(snap.model(model)) if q is not None and kind == "text" else None
+    encoder = svc.encoders.for_model(snap.model(model)) if q is not None and kind != "similar" else None
     result = run_facets(snap, model, q=q, kind=kind, filters=given(filters), k=k, max_values=max_values,
-                        encoder=encoder, product_score=svc.scoring(product_score))
+                        encoder=encoder, product_score=svc.scoring(product_score), image=image)
     took = time.perf_counter() - t
     return {**facets_dict(result), "took_ms": round(took * 1000, 2),
             "notes": (svc.notes(snap, model) if q is not None else []) + list(result.notes)}

@@ -204,9 +204,9 @@
   }
 
   // the facets of a list shown (null when they cannot be had: the results are shown without them)
-  async function loadFacets(kind, q, o) {
+  async function loadFacets(kind, q, o, crop) {
     try {
-      return await getJSON("/api/facets" + query({q, kind, k: o.k, model: o.model, filter: o.filters}));
+      return await getJSON("/api/facets" + query({q, kind, k: o.k, model: o.model, filter: o.filters, crop}));
     } catch (e) {
       return null;
     }
@@ -234,8 +234,12 @@
       view.facets = facets;
     } else if (view.kind === "image" && !view.file) {  // a kept upload, from the address: asked again by its id
       const steer = view.plus || view.minus ? {plus: view.plus || null, minus: view.minus || null, weight: view.weight} : {};
-      view.data = await getJSON("/api/search/photo/" + encodeURIComponent(view.photoId) +
-                                query({k: o.k, model: o.model, filter: o.filters, crop: view.crop || null, ...steer}));
+      const [data, facets] = await Promise.all([
+        getJSON("/api/search/photo/" + encodeURIComponent(view.photoId) +
+                query({k: o.k, model: o.model, filter: o.filters, crop: view.crop || null, ...steer})),
+        steer.plus || steer.minus ? null : loadFacets("photo", view.photoId, o, view.crop)]);  // steered: not the photo's
+      view.data = data;
+      view.facets = facets;
       view.fileName = view.data.query;
       view.preview = "/api/search/photo/" + encodeURIComponent(view.photoId) + "/image";
     } else if (view.kind === "image") {
@@ -249,6 +253,7 @@
       for (const f of o.filters) form.append("filter", f);
       view.data = await (await api("/api/search/image", {method: "POST", body: form})).json();
       view.photoId = view.data.photo_id;
+      view.facets = view.plus || view.minus ? null : await loadFacets("photo", view.photoId, o);
     } else if (view.kind === "similar") {
       if (view.compare) {
         const hl = state.health;
@@ -782,7 +787,7 @@
           meta(d, view.opts.filters.join(", ")), steer),
         h("div", {class: "actions"}, saveButton("Save as gallery", `Like ${view.fileName}${steered ? " " + steered : ""}`,
                                                 d.results, d.model, view.fileName)));
-      put(body, notes(d.notes), grid(d.results));
+      put(body, notes(d.notes), withFacets(view, grid(d.results)));
       announce(`${d.results.length} results like your photo.`);
     } else if (view.kind === "similar") {
       const item = view.item || {id: view.id, thumb: "/thumb/" + encodeId(view.id)};
