@@ -135,3 +135,18 @@ def test_on_a_phone_the_first_result_shows_at_once_and_side_by_side_keeps_both_m
         assert page.evaluate("document.documentElement.scrollWidth <= window.innerWidth")  # nothing sideways
         page.screenshot(path=str(tmp_path / "phone-compare.png"), full_page=True)
         assert page.js_errors == []
+
+
+def test_a_cards_accessible_name_says_its_title_once(shared_tiny_store, tmp_path):
+    """A screen reader reads a result card as its title, facts and numbers: the photo (alt text) does not
+    repeat the title the card already says."""
+    sync_api = need_browser()
+    with served(shared_tiny_store, *SERVE, log=tmp_path / "serve.log") as url, browser_page(sync_api) as page:
+        page.goto(url.split("?")[0] + "?q=red+bag")
+        wait_ready(page)
+        wait_view(page, "text", "red bag")
+        card = page.locator("#view-body .card").first
+        title = card.locator(".title").inner_text()
+        snapshot = card.aria_snapshot()
+        name = snapshot.splitlines()[0]  # - button "its accessible name"
+        assert name.startswith("- button") and name.count(title) == 1, snapshot

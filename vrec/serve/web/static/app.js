@@ -587,7 +587,8 @@
                         dataset: result.photo ? {id: result.id, photo: result.photo} : {id: result.id},
                         title: `${name}\n${result.id}${count ? " · " + count : ""}${shownPhoto}\nClick for similar items`,
                         onclick: () => showSimilar(result)},
-      photo(result.thumb, name, null, count ? h("span", {class: "count"}, count) : null),
+      // alt "": the card's title (just below) names it; an alt would make its name say the title twice
+      photo(result.thumb, "", null, count ? h("span", {class: "count"}, count) : null),
       shared ? h("span", {class: "badge"}, "in both") : null,
       h("span", {class: "card-body"},
         h("span", {class: "title"}, name),
