@@ -111,3 +111,7 @@ def test_facets_of_a_photo_search_count_its_results(client):
                                                  "filter": "category=shoes"}).json()
     assert [v["value"] for c in narrowed["categorical"] if c["column"] == "category" for v in c["values"]] == ["shoes"]
     assert client.get("/api/facets", params={"q": "no-such-photo", "kind": "photo"}).status_code == 404
+
+
+def test_facets_of_kind_photo_without_a_photo_are_the_whole_catalogs(client):
+    assert client.get("/api/facets", params={"kind": "photo"}).json()["items"] == 60

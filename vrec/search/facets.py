@@ -111,7 +111,8 @@ def facets(store=None, model: str = "siglip", q: str | None = None, kind: str = 
     check_number("max_values", max_values, min=1, max=1000, integer=True)
     if kind not in KINDS:
         raise QueryError(f"Unknown facets kind {kind!r}; use one of {', '.join(KINDS)}.")
-    if (kind == "photo") != (image is not None):
+    given = q is not None and str(q).strip() != ""
+    if (given and kind == "photo" and image is None) or (image is not None and kind != "photo"):
         raise QueryError("Facets of a photo search need the photo (kind=photo with an image), and only they take one.")
     filters = [f for f in filters or () if f.strip()]
     st = as_store(store)
