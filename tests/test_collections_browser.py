@@ -4,26 +4,22 @@ one, reorders (by mouse and by keyboard), annotates, saves, meets a stale save (
 restarts the server, reopens the collection and finds the edits, exports it as HTML and CSV, and
 deletes it. What the page shows is checked against the JSON API.
 
-The screenshot of the collection view goes to the test's tmp dir; with VREC_DOCS_SCREENSHOT=1 also to
-docs/img/collection.png (the one docs/collections.md shows):
-
-    VREC_DOCS_SCREENSHOT=1 .venv/bin/python -m pytest tests/test_collections_browser.py
+The screenshot of the collection view goes to the test's tmp dir (docs/img/collection.png, the one
+docs/collections.md shows, is made by tests/test_screenshots.py).
 """
 from __future__ import annotations
 
 import csv
 import io
-import os
 from pathlib import Path
 from urllib.parse import quote
 
 import pytest
-from test_serve_browser import ROOT, api, browser_page, need_browser, served, wait_ready, wait_view
+from test_serve_browser import api, browser_page, need_browser, served, wait_ready, wait_view
 
 pytestmark = pytest.mark.slow
 
 NAME = "red bags for the mail"
-DOC_SHOT = ROOT / "docs" / "img" / "collection.png"
 
 
 def coll_ids(page) -> list[str]:
@@ -167,9 +163,6 @@ def test_a_merchandiser_curates_saves_reopens_and_exports_a_collection(tiny_stor
             page.evaluate("window.scrollTo(0, 0); document.activeElement.blur()")
             shot = tmp_path / "collection.png"
             screenshot(page, shot)
-            if os.environ.get("VREC_DOCS_SCREENSHOT"):
-                DOC_SHOT.parent.mkdir(parents=True, exist_ok=True)
-                screenshot(page, DOC_SHOT)
 
             # export: an HTML page and a CSV, in the collection's order, with pins and notes
             with page.expect_download() as download:

@@ -6,8 +6,8 @@ comparison, go back with Escape, open a result with the keyboard, choose and dro
 it with text, filter, meet an error, save a gallery, use it through a token URL and on a narrow
 window; narrow results by their facets; compare with filters and a label column's agreement; and
 the page stays usable around Esc in a text box, a bad filter and a slow search. What the page shows
-is checked against the JSON API's own answers. Screenshots go to the test's tmp dir (and, with
-VREC_SCREENSHOTS=docs/img, the facets and comparison ones that docs/serve.md shows).
+is checked against the JSON API's own answers. Screenshots go to the test's tmp dir (the ones the docs show are made by
+tests/test_screenshots.py).
 
 Skips when Playwright or Chromium is missing (`apt-get install chromium`; .ci/run installs it).
 Playwright's own browser download is not used: it drives the system's Chromium.
@@ -36,7 +36,7 @@ pytestmark = pytest.mark.slow  # a real browser against a real server: make test
 ROOT = Path(__file__).resolve().parents[1]
 SAMPLE = ROOT / "tests" / "data" / "drawn_catalog"
 PHOTO = SAMPLE / "bags" / "bag-tote-red.jpg"
-WAIT_MS = 120_000  # the longest wait for one thing to appear (a cold model on a busy machine); never a time to beat
+WAIT_MS = int(os.environ.get("VREC_WAIT_MS", 120_000))  # the longest wait for one thing to appear (a cold model on a busy machine); never a time to beat
 
 
 def chromium() -> str | None:
@@ -316,18 +316,6 @@ def test_the_token_url_lets_the_page_and_its_photos_in(shared_tiny_store, tmp_pa
         assert outside == [] and page.js_errors == []
 
 
-def keep_screenshot(path: Path) -> None:
-    """Keep a screenshot in VREC_SCREENSHOTS, when set, in 256 colours (docs/img/ holds the ones docs/serve.md
-    shows: VREC_SCREENSHOTS=docs/img pytest tests/test_serve_browser.py -k 'facets or side_by_side')."""
-    shots = os.environ.get("VREC_SCREENSHOTS")
-    if shots:
-        from PIL import Image
-
-        Path(shots).mkdir(parents=True, exist_ok=True)
-        Image.open(path).convert("RGB").quantize(colors=256, method=Image.Quantize.MEDIANCUT).save(
-            Path(shots) / path.name, optimize=True)
-
-
 def pct(x) -> str:
     return f"{round(x * 100)}%"
 
@@ -399,7 +387,6 @@ def test_facets_beside_the_results_narrow_them_by_a_click(shared_tiny_store, tmp
         wait_view(page, "similar", "Similar to")
         assert page.locator("#facets .facet[data-column='category']").count() == 1
         assert page.js_errors == []
-    keep_screenshot(tmp_path / "serve-facets.png")
 
 
 def test_side_by_side_honours_the_filters_and_says_how_often_each_model_agrees(shared_tiny_store, tmp_path):
@@ -453,7 +440,6 @@ def test_side_by_side_honours_the_filters_and_says_how_often_each_model_agrees(s
         page.evaluate("document.activeElement.blur()")
         page.screenshot(path=str(tmp_path / "serve-compare.png"), full_page=True)
         assert page.js_errors == []
-    keep_screenshot(tmp_path / "serve-compare.png")
 
 
 @contextlib.contextmanager

@@ -1,7 +1,7 @@
 """Facets: what the current results hold, column by column, for narrowing them down.
 
-For a result set -- a text query's top k results, a catalog item's k most similar items, or the
-whole catalog when there is no query -- after the filters, ``facets`` counts:
+For a result set -- a text query's top k results, a catalog item's k most similar items, a photo's
+top k results (``kind="photo"``, the photo given as ``image``), or the whole catalog when there is no query -- after the filters, ``facets`` counts:
 
 - each **categorical** metadata column's values (most common first, at most ``max_values``; the rest
   counted as ``other``). A column is categorical when, over the whole catalog, it holds at most
@@ -44,7 +44,7 @@ MAX_VALUE_LENGTH = 40  # characters on average: longer values are texts (titles,
 MAX_VALUES = 20  # values shown per categorical column by default; the rest are counted as "other"
 BUCKETS = 5  # about this many histogram buckets per numeric column
 DEFAULT_K = 100  # results a query's facets count
-KINDS = ("text", "similar")
+KINDS = ("text", "similar", "photo")
 # columns that are never categories, whatever their counts: texts, links and files
 TEXT_COLUMNS = ("title", "name", "productdisplayname", "description", "desc", "file", "filename", "url", "link",
                 "image", "image_link", "additional_image_link", "image_url", "sku", "gtin", "mpn", "meta_path",
@@ -91,7 +91,7 @@ class NumericFacet:
 class Facets:
     model: str
     query: str | None
-    kind: str | None  # text or similar; None for the whole catalog
+    kind: str | None  # text, similar or photo; None for the whole catalog
     items: int  # items (products) in the result set
     catalog: int  # items (products) in the catalog
     filters: list[str]
@@ -102,14 +102,18 @@ class Facets:
 
 def facets(store=None, model: str = "siglip", q: str | None = None, kind: str = "text", filters: Sequence[str] = (),
            k: int = DEFAULT_K, max_values: int = MAX_VALUES, encoder=None, product_score: str | None = None,
-           device: str = "auto") -> Facets:
-    """Facets of a result set (see the module doc): ``q`` a text (``kind="text"``) or a catalog item id
-    (``kind="similar"``), its top ``k`` results after the filters; without ``q`` the whole catalog
-    after the filters. ``encoder``: the model's query encoder when the caller keeps one (the web app)."""
+           device: str = "auto", image=None) -> Facets:
+    """Facets of a result set (see the module doc): ``q`` a text (``kind="text"``), a catalog item id
+    (``kind="similar"``) or the name of the photo ``image`` (``kind="photo"``: a PIL image or bytes), its top
+    ``k`` results after the filters; without ``q`` the whole catalog after the filters. ``encoder``: the
+    model's query encoder when the caller keeps one (the web app)."""
     check_number("k", k, min=1, integer=True)
     check_number("max_values", max_values, min=1, max=1000, integer=True)
     if kind not in KINDS:
         raise QueryError(f"Unknown facets kind {kind!r}; use one of {', '.join(KINDS)}.")
+    given = q is not None and str(q).strip() != ""
+    if (given and kind == "photo" and image is None) or (image is not None and kind != "photo"):
+        raise QueryError("Facets of a photo search need the photo (kind=photo with an image), and only they take one.")
     filters = [f for f in filters or () if f.strip()]
     st = as_store(store)
     notes: list[str] = []
@@ -120,7 +124,7 @@ def facets(store=None, model: str = "siglip", q: str | None = None, kind: str = 
         q = None
     else:
         positions, notes = _result_positions(st, model, table, str(q), kind, filters, int(k), encoder, product_score,
-                                             device)
+                                             device, image)
     result = Facets(model=model, query=q, kind=kind if q is not None else None, items=len(positions),
                     catalog=len(table), filters=list(filters), notes=notes)
     chosen = selections(filters)
@@ -134,7 +138,7 @@ def facets(store=None, model: str = "siglip", q: str | None = None, kind: str = 
     return result
 
 
-def _result_positions(st, model, table, q, kind, filters, k, encoder, product_score, device):
+def _result_positions(st, model, table, q, kind, filters, k, encoder, product_score, device, image=None):
     """Table positions of a query's results, and the search's notes."""
     from vrec.search.hybrid import search_text  # as the text search itself: hybrid once the store has keywords
     from vrec.search.query import search_image
@@ -142,6 +146,9 @@ def _result_positions(st, model, table, q, kind, filters, k, encoder, product_sc
     if kind == "text":
         res = search_text(q, k=k, model=model, store=st, filters=filters, encoder=encoder,
                           product_score=product_score, device=device)
+    elif kind == "photo":
+        res = search_image(q, k=k, model=model, store=st, filters=filters, product_score=product_score,
+                           device=device, encoder=encoder, image=image)
     else:
         res = search_image(q, k=k, model=model, store=st, filters=filters, product_score=product_score,
                            device=device)

@@ -32,6 +32,10 @@ class Encoders:
         self._texts: OrderedDict = OrderedDict()  # (model, text) -> vector, least recently used first
         self._texts_lock = threading.Lock()  # the cache only: a lookup never waits for a model to load
 
+    def photo_ready(self, name: str) -> bool:
+        """Whether the model's image tower is loaded (a photo search then does not wait for it)."""
+        return self._loaded.get(name, (None, False))[1]
+
     def loaded(self, ms: ModelStore, images: bool):
         from vrec.search.query import load_encoder
 

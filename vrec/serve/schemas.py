@@ -183,8 +183,8 @@ class FacetsAnswer(BaseModel):
     """Facets of a search's results, or of the whole catalog: what to narrow the results by."""
 
     model: str
-    query: str | None = Field(description="The text (or item id) whose results are counted; null: the whole catalog.")
-    kind: str | None = Field(description="text or similar; null for the whole catalog.")
+    query: str | None = Field(description="The text (item id, or photo name) whose results are counted; null: the whole catalog.")
+    kind: str | None = Field(description="text, similar or photo; null for the whole catalog.")
     items: int = Field(ge=0, description="Results counted (items, or products in a catalog of products), after "
                                          "the filters.")
     catalog: int = Field(ge=0, description="Items (products) in the catalog.")
@@ -201,6 +201,9 @@ class ModelState(BaseModel):
     items: int
     text: bool = Field(description="Whether the model can search by text.")
     index: str | None = Field(description="State of its HNSW index (e.g. fresh, stale, none).")
+    photo_ready: bool = Field(False, description="Whether its photo (image) tower is loaded; while false, the first "
+                                                 "photo search waits for it to load (the server loads it in the "
+                                                 "background after the text tower).")
 
 
 class Health(BaseModel):

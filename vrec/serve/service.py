@@ -196,7 +196,8 @@ class Service:
         for name in snap.model_names():
             ms = snap.model(name)
             models.append({"name": name, "dim": ms.dim, "items": len(ms), "text": has_text_tower(name),
-                           "index": getattr(ms, "index", None) or index_state(ms)})
+                           "index": getattr(ms, "index", None) or index_state(ms),
+                           "photo_ready": self.encoders.photo_ready(name)})
         table = snap.table(self.model)
         filters = [c for c in filterable_columns(table) if c != "tags"]  # tags: filter with tag:NAME
         photos = len(snap.photos(self.model)) if snap.has_products(self.model) else None

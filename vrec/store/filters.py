@@ -16,6 +16,7 @@ messages never offer them.
 """
 from __future__ import annotations
 
+import difflib
 import re
 from collections.abc import Sequence
 
@@ -84,6 +85,7 @@ def parse_filter(expr: str, df) -> np.ndarray:
         series = _column(df, col)
         _check_numbers(expr, series, wanted)
         hit = _equals(series, wanted)
+        _check_spelling(expr, series, wanted)
         return ~hit if op.startswith("not") else hit
     m = _CMP.match(expr)
     if not m or not m.group(3):
@@ -103,6 +105,7 @@ def _compare(expr: str, col: str, op: str, raw: str, df) -> np.ndarray:
         hit = _equals(series, [value])
         if op != "!=" and not hit.any():  # colour=!red on a text column: matched as text first
             _check_operator(expr, col, op, raw, text)
+            _check_spelling(expr, series, [value])
         return ~hit if op == "!=" else hit
     try:
         number = float(value)
@@ -150,6 +153,39 @@ def _check_operator(expr: str, col: str, op: str, raw: str, text: bool) -> None:
     else:
         hint = f"use one of {OPERATORS}."
     raise FilterError(f"Filter {expr!r} has no comparison {ops!r}; {hint}")
+
+
+MAX_SPELLING_VALUES = 10_000  # distinct values a misspelt one is compared with (more: an id-like column)
+
+
+def _check_spelling(expr: str, series, values) -> None:
+    """FilterError for a value that no item has but that is close to one that some have (baseColour=Blak:
+    did you mean 'Black'?); a value without a close one (a plain miss) matches nothing, as asked. Costs one
+    pass over the column's values (about 3 ms for 100,000 rows), like the filter itself."""
+    if _is_numeric(series):
+        return
+    have = series.dropna().astype(str).str.strip()
+    distinct = have.unique()
+    if len(distinct) > MAX_SPELLING_VALUES:
+        return
+    lower = {v.lower(): v for v in distinct}
+    for value in values:
+        want = value.strip()
+        if not want or want.lower() in lower:
+            continue
+        close = suggest_value(want, distinct)
+        if close:
+            raise FilterError(f"No item has {series.name} {want!r} (filter {expr!r}). Did you mean "
+                              + " or ".join(repr(c) for c in close) + "? Correct the filter, or drop it.")
+
+
+def suggest_value(value: str, values, n: int = 3) -> list[str]:
+    """The values closest to a misspelt ``value`` (case ignored), closest first; [] when none is close."""
+    by_lower: dict[str, str] = {}
+    for v in values:
+        by_lower.setdefault(str(v).lower(), str(v))
+    close = difflib.get_close_matches(value.lower(), list(by_lower), n=n, cutoff=0.75)
+    return [by_lower[c] for c in close]
 
 
 def _is_numeric(series) -> bool:

@@ -6,6 +6,8 @@ from typing import Literal
 from fastapi import APIRouter, Depends, File, Form, Query, Response, UploadFile
 
 from vrec.base.errors import QueryError, UnknownItem, check_number
+from vrec.ingest.crop import CROP_HELP, CROP_PATTERN, parse_crop
+from vrec.ingest.crop import crop as crop_region
 from vrec.search.facets import MAX_VALUES
 from vrec.search.facets import facets as run_facets
 from vrec.search.facets import to_dict as facets_dict
@@ -61,9 +63,11 @@ def search_image(file: UploadFile = File(..., description="The photo (JPEG, PNG,
                  model: str | None = Form(None, description="Model to search (default: the server's)."),
                  filters: list[str] = Form([], alias="filter", description="Metadata filters; repeatable."),
                  product_score: ProductScore | None = Form(None, description=PRODUCT_SCORE_HELP),
+                 crop: str | None = Form(None, description=CROP_HELP, pattern=CROP_PATTERN),
                  svc: Service = Depends(service)):
     check_k(k)
     check_steering(plus, minus)
+    box = parse_crop(crop)
     snap = svc.snap()
     model = svc.check_model(snap, model)
     name = upload_name(file.filename)
@@ -71,8 +75,9 @@ def search_image(file: UploadFile = File(..., description="The photo (JPEG, PNG,
     t = time.perf_counter()
     photo = svc.decodes.upload(lambda: read_upload(file, svc.max_upload), encoder.preprocess_spec.decode_size,
                                name)  # in a decode slot, reduced to what the model needs
-    photo_id = svc.uploads.keep(name, photo)
-    return photo_search(svc, snap, name, photo, photo_id, t, k, model, filters, plus, minus, weight, product_score)
+    photo_id = svc.uploads.keep(name, photo)  # the whole photo: a later search may choose another region
+    return photo_search(svc, snap, name, photo, photo_id, t, k, model, filters, plus, minus, weight, product_score,
+                        box)
 
 
 @router.get("/api/search/photo/{photo_id}", summary="A photo search again, on a photo uploaded a while ago",
@@ -86,29 +91,34 @@ def search_photo(photo_id: str, k: int = k_query(),
                  minus: list[str] = Query([], description="Text to subtract from the query; repeatable."),
                  weight: float = Query(1.0, description="Weight of each plus/minus text, 0 to 10.",
                                        json_schema_extra={"minimum": 0, "maximum": 10}),
+                 crop: str | None = Query(None, description=CROP_HELP, pattern=CROP_PATTERN),
                  svc: Service = Depends(service)):
     check_k(k)
     check_steering(plus, minus)
-    kept = svc.uploads.get(photo_id)
-    if kept is None:
-        raise UnknownItem("That uploaded photo is no longer kept (the server keeps the last 32 for 30 minutes, "
-                          "until it stops); upload it again.")
+    box = parse_crop(crop)
+    kept = kept_upload(svc, photo_id)
     snap = svc.snap()
     model = svc.check_model(snap, model)
     return photo_search(svc, snap, kept[0], kept[1], photo_id, time.perf_counter(), k, model, filters, plus, minus,
-                        weight, product_score)
+                        weight, product_score, box)
 
 
 @router.get("/api/search/photo/{photo_id}/image", summary="A kept uploaded photo, as a JPEG (for the page's query)",
             response_class=Response, responses={200: {"content": {"image/jpeg": {}}, "description": "The photo."},
                                                 **ERRORS})
 def kept_photo(photo_id: str, svc: Service = Depends(service)):
+    kept = kept_upload(svc, photo_id)
+    return Response(jpeg(kept[1], THUMB_SIZE), media_type="image/jpeg",
+                    headers={"Cache-Control": "private, max-age=1800"})
+
+
+def kept_upload(svc: Service, photo_id: str):
+    """(name, picture) of a kept upload; UnknownItem (404) when it is unknown or expired."""
     kept = svc.uploads.get(photo_id)
     if kept is None:
         raise UnknownItem("That uploaded photo is no longer kept (the server keeps the last 32 for 30 minutes, "
                           "until it stops); upload it again.")
-    return Response(jpeg(kept[1], THUMB_SIZE), media_type="image/jpeg",
-                    headers={"Cache-Control": "private, max-age=1800"})
+    return kept
 
 
 def jpeg(picture, size: int) -> bytes:
@@ -123,25 +133,29 @@ def jpeg(picture, size: int) -> bytes:
 
 
 def photo_search(svc: Service, snap, name: str, photo, photo_id: str, started: float, k: int, model: str,
-                 filters, plus, minus, weight, product_score) -> dict:
-    """A photo search's answer, with the id its photo is kept under."""
+                 filters, plus, minus, weight, product_score, box=None) -> dict:
+    """A photo search's answer (on the region ``box`` of the photo, when given), with the id its photo is kept under."""
     result = run_image(name, k=k, model=model, store=snap, filters=given(filters), plus=[p for p in plus if p.strip()],
                        minus=[m for m in minus if m.strip()], weight=weight,
-                       encoder=svc.encoders.for_model(snap.model(model)), image=photo,
+                       encoder=svc.encoders.for_model(snap.model(model)), image=crop_region(photo, box),
                        product_score=svc.scoring(product_score))
     return {**svc.results(result, "image", k, time.perf_counter() - started, snap), "photo_id": photo_id}
 
 
 @router.get("/api/facets", summary="What results (or the whole catalog) hold, column by column, to narrow them by",
             description="Without q: the whole catalog after the filters. With q: the top k results of a text search "
-                        "(kind=text) or of the items similar to the catalog item q (kind=similar), after the filters. "
+                        "(kind=text), of the items similar to the catalog item q (kind=similar) or of a photo search "
+                        "on the uploaded photo whose photo_id is q (kind=photo, with its crop), after the filters. "
                         "Categorical columns (few distinct, short values) list their values with counts, most common "
                         "first; numeric columns give their range and a histogram. Counts are of products in a "
                         "catalog of products. Each value and bucket carries the filter= expression(s) selecting it.",
             response_model=FacetsAnswer, responses=ERRORS)
-def facets(q: str | None = Query(None, max_length=1000, description="A text (kind=text) or a catalog item id "
-                                 "(kind=similar) whose results are counted; absent or blank: the whole catalog."),
-           kind: Literal["text", "similar"] = Query("text", description="What q is: a text, or an item id."),
+def facets(q: str | None = Query(None, max_length=1000, description="A text (kind=text), a catalog item id "
+                                 "(kind=similar) or an uploaded photo's photo_id (kind=photo) whose results are "
+                                 "counted; absent or blank: the whole catalog."),
+           kind: Literal["text", "similar", "photo"] = Query("text", description="What q is: a text, an item id, or "
+                                                                               "a kept photo's id."),
+           crop: str | None = Query(None, description=CROP_HELP + " (kind=photo)", pattern=CROP_PATTERN),
            k: int = k_query("Results counted when q is given"),
            model: str | None = model_query("Model whose results are counted (default: the server's)."),
            filters: list[str] = FILTERS, product_score: ProductScore | None = product_score_query(),
@@ -152,13 +166,18 @@ def facets(q: str | None = Query(None, max_length=1000, description="A text (kin
     check_number("max_values", max_values, min=1, max=1000, integer=True)
     snap = svc.snap()
     model = svc.check_model(snap, model)
+    box = parse_crop(crop)
     q = q if q is not None and q.strip() else None
     if q is not None and kind == "similar":
         q = str(snap.table(model)["id"].iloc[svc.resolve(snap, model, q)])
+    image = None
+    if q is not None and kind == "photo":
+        q, image = kept_upload(svc, q)
+        image = crop_region(image, box)
     t = time.perf_counter()
-    encoder = svc.encoders.for_model(snap.model(model)) if q is not None and kind == "text" else None
+    encoder = svc.encoders.for_model(snap.model(model)) if q is not None and kind != "similar" else None
     result = run_facets(snap, model, q=q, kind=kind, filters=given(filters), k=k, max_values=max_values,
-                        encoder=encoder, product_score=svc.scoring(product_score))
+                        encoder=encoder, product_score=svc.scoring(product_score), image=image)
     took = time.perf_counter() - t
     return {**facets_dict(result), "took_ms": round(took * 1000, 2),
             "notes": (svc.notes(snap, model) if q is not None else []) + list(result.notes)}

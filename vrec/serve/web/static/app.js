@@ -193,7 +193,7 @@
     if (view.kind === "text") return "/" + query({q: view.q, ...common});
     if (view.kind === "image" && view.photoId) {  // the upload kept by the server: an address while it runs
       const steered = view.plus || view.minus;
-      return "/" + query({photo: view.photoId, plus: view.plus || null, minus: view.minus || null,
+      return "/" + query({photo: view.photoId, crop: view.crop || null, plus: view.plus || null, minus: view.minus || null,
                           weight: steered && view.weight !== 1 ? view.weight : null, ...common});
     }
     if (view.kind === "similar") {
@@ -204,9 +204,9 @@
   }
 
   // the facets of a list shown (null when they cannot be had: the results are shown without them)
-  async function loadFacets(kind, q, o) {
+  async function loadFacets(kind, q, o, crop) {
     try {
-      return await getJSON("/api/facets" + query({q, kind, k: o.k, model: o.model, filter: o.filters}));
+      return await getJSON("/api/facets" + query({q, kind, k: o.k, model: o.model, filter: o.filters, crop}));
     } catch (e) {
       return null;
     }
@@ -234,8 +234,12 @@
       view.facets = facets;
     } else if (view.kind === "image" && !view.file) {  // a kept upload, from the address: asked again by its id
       const steer = view.plus || view.minus ? {plus: view.plus || null, minus: view.minus || null, weight: view.weight} : {};
-      view.data = await getJSON("/api/search/photo/" + encodeURIComponent(view.photoId) +
-                                query({k: o.k, model: o.model, filter: o.filters, ...steer}));
+      const [data, facets] = await Promise.all([
+        getJSON("/api/search/photo/" + encodeURIComponent(view.photoId) +
+                query({k: o.k, model: o.model, filter: o.filters, crop: view.crop || null, ...steer})),
+        steer.plus || steer.minus ? null : loadFacets("photo", view.photoId, o, view.crop)]);  // steered: not the photo's
+      view.data = data;
+      view.facets = facets;
       view.fileName = view.data.query;
       view.preview = "/api/search/photo/" + encodeURIComponent(view.photoId) + "/image";
     } else if (view.kind === "image") {
@@ -249,6 +253,7 @@
       for (const f of o.filters) form.append("filter", f);
       view.data = await (await api("/api/search/image", {method: "POST", body: form})).json();
       view.photoId = view.data.photo_id;
+      view.facets = view.plus || view.minus ? null : await loadFacets("photo", view.photoId, o);
     } else if (view.kind === "similar") {
       if (view.compare) {
         const hl = state.health;
@@ -281,6 +286,7 @@
       : focused.name ? `#view-head [name="${CSS.escape(focused.name)}"]` : null);
     hideError();
     busy(true);
+    document.dispatchEvent(new CustomEvent("vrec:searching", {detail: {view}}));  // progress.js: the photo, at once
     try {
       await load(view);
     } catch (e) {
@@ -344,7 +350,7 @@
       $("q").value = p.get("q");
       view = {kind: "text", q: p.get("q"), opts};
     } else if (p.get("photo")) {
-      view = {kind: "image", photoId: p.get("photo"), fileName: "your photo", plus: p.get("plus") || "",
+      view = {kind: "image", photoId: p.get("photo"), fileName: "your photo", crop: p.get("crop") || null, plus: p.get("plus") || "",
               minus: p.get("minus") || "", weight: Number(p.get("weight")) || 1, opts};
     } else if (p.get("similar")) {
       state.compare = p.get("compare") === "1" && !!state.health.compare_with;
@@ -378,7 +384,7 @@
   function searchPhoto(file, steer) {
     const view = current();
     if (!file && steer && view && view.kind === "image" && view.photoId) {  // a kept upload, steered anew
-      go({kind: "image", photoId: view.photoId, fileName: view.fileName, preview: view.preview, ...steer,
+      go({kind: "image", photoId: view.photoId, fileName: view.fileName, preview: view.preview, crop: view.crop, ...steer,
           opts: options()}, {replace: true});
       return;
     }
@@ -390,6 +396,14 @@
        {replace: !!steer && !!old});
   }
 
+  // crop.js: the photo search shown, again on a region of its photo ("x,y,w,h" fractions; null: the whole photo)
+  function cropPhoto(box) {
+    const v = current();
+    if (!v || v.kind !== "image" || !v.photoId) return;
+    go({kind: "image", photoId: v.photoId, fileName: v.fileName, preview: v.preview, crop: box || null,
+        plus: v.plus, minus: v.minus, weight: v.weight, opts: options()});
+  }
+
   function showSimilar(result) {
     const view = current();
     if (view) view.lastFocus = result.id;
@@ -397,7 +411,8 @@
     go({kind: "similar", id: result.id, item: result, compare: state.compare && !!state.health.compare_with, opts});
   }
 
-  window.vrecApp = {showSimilar, current};  // for panel.js: "All similar items" from an item's panel
+  // for panel.js ("All similar items" from an item's panel) and crop.js (search a region of the photo)
+  window.vrecApp = {showSimilar, current, cropPhoto};
 
   function toggleCompare() {
     const view = current();
@@ -579,7 +594,8 @@
                                   prob: typeof result.probability === "number" ? String(result.probability) : null},
                         title: `${name}\n${result.id}${count ? " · " + count : ""}${shownPhoto}\nClick for similar items`,
                         onclick: () => showSimilar(result)},
-      photo(result.thumb, name, null, count ? h("span", {class: "count"}, count) : null),
+      // alt "": the card's title (just below) names it; an alt would make its name say the title twice
+      photo(result.thumb, "", null, count ? h("span", {class: "count"}, count) : null),
       shared ? h("span", {class: "badge"}, "in both") : null,
       !shared && result.found_by ? h("span", {class: "badge leg", title: LEG_TITLES[result.found_by] || ""},
                                      result.found_by === "exact" ? "exact id" : result.found_by) : null,
@@ -783,7 +799,7 @@
           meta(d, view.opts.filters.join(", ")), steer),
         h("div", {class: "actions"}, saveButton("Save as gallery", `Like ${view.fileName}${steered ? " " + steered : ""}`,
                                                 d.results, d.model, view.fileName)));
-      put(body, notes(d.notes), grid(d.results));
+      put(body, notes(d.notes), withFacets(view, grid(d.results)));
       announce(`${d.results.length} results like your photo.`);
     } else if (view.kind === "similar") {
       const item = view.item || {id: view.id, thumb: "/thumb/" + encodeId(view.id)};
