@@ -2,10 +2,10 @@
 Playwright, as in test_serve_browser.py).
 
 axe-core (shipped inside the axe-playwright-python package: nothing is fetched) checks the main views
--- text results with their facets open, similar items, side by side, a photo search, the collections
-view and an error -- and finds no serious or critical violation (WCAG 2.1 AA contrast, names, labels).
+-- text results with their facets open, an item's panel, similar items, side by side, a photo search,
+the crop dialog, the collections view and an error -- and finds no serious or critical violation (WCAG 2.1 AA contrast, names, labels).
 At a phone's 390x844 the filters and help fold away, the first result shows without scrolling, and
-side by side shows one model at a time as tabs, both a tap away.
+side by side shows the two models as two narrow columns, rank beside rank.
 """
 from __future__ import annotations
 
@@ -48,6 +48,13 @@ def test_axe_finds_no_serious_violation_on_the_main_views(tiny_store, tmp_path):
         wait_photos(page)
         assert page.get_attribute("#facets", "open") is not None  # the facets beside the results, open
         found += serious(axe, page, "text results with facets")
+
+        page.click("#view-body .card-wrap >> nth=0 >> .card-tool.details")  # the item's panel (panel.js)
+        page.wait_for_function("() => { const d = document.querySelector('#item-panel');"
+                               " return d && d.open && d.querySelector('.panel-fields'); }")
+        found += serious(axe, page, "item panel")
+        page.keyboard.press("Escape")
+        page.wait_for_selector("#item-panel:not([open])", state="attached")
 
         page.locator("#view-body .card").first.click()
         wait_view(page, "similar", "Similar to")
