@@ -28,7 +28,7 @@ def grocery_store(tmp_path_factory) -> Path:
     return tmp / "st"
 
 
-def test_health_says_which_columns_the_keyword_index_covers(grocery_store):
+def test_health_says_which_columns_the_keyword_index_covers_and_facets_follow_the_mode(grocery_store):
     pytest.importorskip("fastapi")
     from fastapi.testclient import TestClient
 
@@ -37,6 +37,12 @@ def test_health_says_which_columns_the_keyword_index_covers(grocery_store):
     health = TestClient(create_app(grocery_store, model="tiny-siglip")).get("/api/health").json()
     assert health["text_mode"] == "hybrid" and health["keywords"]["documents"] == 81
     assert {"title", "brand"} <= set(health["keywords"]["columns"]) and "image_link" not in health["keywords"]["columns"]
+    # the facets of a text search count the results of the same mode
+    c = TestClient(create_app(grocery_store, model="tiny-siglip"))
+    words = c.get("/api/facets", params={"q": "Oatly", "mode": "keyword"}).json()
+    assert words["items"] == 2 and {v["value"] for f in words["categorical"] if f["column"] == "brand"
+                                    for v in f["values"]} == {"Oatly"}
+    assert c.get("/api/facets", params={"q": "Oatly", "mode": "hybrid"}).json()["items"] == 12
 
 
 def test_a_merchandiser_chooses_words_or_meaning_and_the_address_keeps_it(grocery_store, tmp_path):

@@ -208,7 +208,8 @@
   // the facets of a list shown (null when they cannot be had: the results are shown without them)
   async function loadFacets(kind, q, o) {
     try {
-      return await getJSON("/api/facets" + query({q, kind, k: o.k, model: o.model, filter: o.filters}));
+      return await getJSON("/api/facets" + query({q, kind, k: o.k, model: o.model, filter: o.filters,
+                                                  mode: kind === "text" ? o.mode : null}));
     } catch (e) {
       return null;
     }
