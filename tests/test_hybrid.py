@@ -325,7 +325,9 @@ def test_eval_tunes_the_keyword_weight_on_one_half_and_reports_on_the_other(_gro
 @needs_grocery
 def test_eval_search_modes_on_a_model_without_a_text_tower_measures_its_keyword_leg(_grocery_master, tmp_path):
     r = vrec("eval", "--models", "effnet-lite0", "--text-queries-from", "title", "--search-modes", "--bootstrap", "50",
-             "--store", _grocery_master, "--report", tmp_path / "ev.json")
+             "--store", _grocery_master, "--report", tmp_path / "ev.json", "--report", tmp_path / "ev.md")
+    assert "| task | label |" not in (tmp_path / "ev.md").read_text()  # nor in the report
+    assert "## Text search modes" in (tmp_path / "ev.md").read_text()
     assert "effnet-lite0 has no text tower: only its keyword leg is measured" in " ".join(r.stderr.split())
     assert "Text search modes" in r.stdout and "Evaluation on" not in r.stdout  # no empty table above it
     report = json.loads((tmp_path / "ev.json").read_text())
