@@ -43,6 +43,9 @@ def test_health_says_which_columns_the_keyword_index_covers_and_facets_follow_th
     assert words["items"] == 2 and {v["value"] for f in words["categorical"] if f["column"] == "brand"
                                     for v in f["values"]} == {"Oatly"}
     assert c.get("/api/facets", params={"q": "Oatly", "mode": "hybrid"}).json()["items"] == 12
+    for bad in ("2", "nan", "-0.5"):
+        r = c.get("/api/search/text", params={"q": "Oatly", "keyword_weight": bad})
+        assert r.status_code == 400 and r.json()["error"].startswith("keyword_weight "), r.json()
 
 
 def test_a_merchandiser_chooses_words_or_meaning_and_the_address_keeps_it(grocery_store, tmp_path):

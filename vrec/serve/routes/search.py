@@ -40,6 +40,8 @@ def search_text(q: str = Query(..., min_length=1, max_length=1000, description="
                                       "(default: reciprocal rank fusion).", json_schema_extra={"minimum": 0, "maximum": 1}),
                 svc: Service = Depends(service)):
     check_k(k)
+    if keyword_weight is not None:  # named as the API names it (the library's message names the CLI's option)
+        check_number("keyword_weight", keyword_weight, min=0, max=1)
     snap = svc.snap()
     model = svc.check_model(snap, model)
     t = time.perf_counter()
