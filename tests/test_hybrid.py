@@ -323,6 +323,32 @@ def test_eval_tunes_the_keyword_weight_on_one_half_and_reports_on_the_other(_gro
 
 
 @needs_grocery
+def test_eval_search_modes_on_a_model_without_a_text_tower_measures_its_keyword_leg(_grocery_master, tmp_path):
+    r = vrec("eval", "--models", "effnet-lite0", "--text-queries-from", "title", "--search-modes", "--bootstrap", "50",
+             "--store", _grocery_master, "--report", tmp_path / "ev.json", "--report", tmp_path / "ev.md")
+    assert "| task | label |" not in (tmp_path / "ev.md").read_text()  # nor in the report
+    assert "## Text search modes" in (tmp_path / "ev.md").read_text()
+    assert "effnet-lite0 has no text tower: only its keyword leg is measured" in " ".join(r.stderr.split())
+    assert "Text search modes" in r.stdout and "Evaluation on" not in r.stdout  # no empty table above it
+    report = json.loads((tmp_path / "ev.json").read_text())
+    assert {f["mode"] for f in report["search_modes"]} == {"keyword"} and report["mode_comparisons"] == []
+    mrr = next(f for f in report["search_modes"] if f["metric"] == "mrr")
+    assert mrr["queries"] == 81 and mrr["value"] > 0.9  # a title names its product's words
+    # beside a model with a text tower: that one gets all three legs, the CNN its keyword leg, on the same queries
+    both = vrec("eval", "--models", "tiny-siglip,effnet-lite0", "--text-queries-from", "title", "--search-modes",
+                "--bootstrap", "50", "--store", _grocery_master, "--report", tmp_path / "two.json")
+    figures = json.loads((tmp_path / "two.json").read_text())["search_modes"]
+    assert {f["mode"] for f in figures if f["model"] == "tiny-siglip"} == {"vector", "keyword", "hybrid"}
+    assert {f["mode"] for f in figures if f["model"] == "effnet-lite0"} == {"keyword"}
+    keyword = {(f["model"], f["metric"], f["k"]): f["value"] for f in figures if f["mode"] == "keyword"}
+    assert keyword[("effnet-lite0", "mrr", None)] == keyword[("tiny-siglip", "mrr", None)]  # the same index
+    assert "Evaluation on" in both.stdout
+    tuned = vrec("eval", "--models", "effnet-lite0", "--text-queries-from", "title", "--tune-keyword-weight",
+                 "--bootstrap", "50", "--store", _grocery_master)
+    assert "no vector leg to blend" in " ".join(tuned.stderr.split())
+
+
+@needs_grocery
 def test_eval_search_modes_needs_the_keyword_index(grocery):
     (grocery / kw.FILE).unlink()
     one_error(vrec("eval", "--models", "tiny-siglip", "--text-queries-from", "title", "--search-modes",

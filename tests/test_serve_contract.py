@@ -60,11 +60,20 @@ def test_schemathesis_finds_no_failure_against_a_live_server(shared_tiny_store, 
     """Every route fuzzed from the document: no 5xx, every answer (status, content type, body) as
     declared, malformed requests refused. One check is left out: 'positive_data_acceptance' expects
     every schema-valid request to succeed, and a schema cannot say which filters name this catalog's
-    columns or which bytes are a photo -- those requests get the declared 400 naming the mistake."""
+    columns or which bytes are a photo -- those requests get the declared 400 naming the mistake.
+    The store has a keyword index, so text search's keyword and hybrid modes are fuzzed too."""
+    from clihelp import vrec
+
     store = tmp_path / "store"
     shutil.copytree(shared_tiny_store, store)
+    vrec("index", "--store", store)
     p, url = start_server(store, tmp_path)
     try:
+        import json
+        import urllib.request
+
+        with urllib.request.urlopen(f"{url}api/health") as r:
+            assert json.load(r)["text_mode"] == "hybrid"  # the fuzzed text searches use both legs by default
         run = subprocess.run([str(ST), "run", f"{url}openapi.json", "--max-examples", "25",
                               "--generation-deterministic", "--exclude-checks", "positive_data_acceptance",
                               "--no-color"], capture_output=True, text=True, timeout=600)

@@ -112,7 +112,8 @@ def eval_(
         err.print(f"[dim]note: {n}[/dim]", highlight=False)
     if ev.ranking is not None:  # the first line answers "which model for this catalog"
         out.print(ev.ranking.verdict, highlight=False, markup=False)
-    out.print(r.eval_table(ev))
+    if ev.metrics or not ev.search_modes:  # --search-modes on a model without a text tower: its table alone
+        out.print(r.eval_table(ev))
     for t in ranking_rich(ev) + language_rich(ev):
         out.print(t)
     if r.scoring_table(ev) is not None:

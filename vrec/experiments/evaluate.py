@@ -92,7 +92,8 @@ class Evaluation:
 
         rows = [{"task": m.task, "label": m.label, "metric": m.metric, "k": m.k, "model": m.model,
                  "value": m.value, "ci_low": m.ci[0], "ci_high": m.ci[1], "queries": m.queries} for m in self.metrics]
-        return pd.DataFrame(rows)
+        return pd.DataFrame(rows, columns=["task", "label", "metric", "k", "model", "value", "ci_low", "ci_high",
+                                           "queries"])  # the columns even when empty (--search-modes alone)
 
 
 def _labels_of(table, label: str) -> np.ndarray:
@@ -180,15 +181,15 @@ def evaluate(models: Sequence[str] = ("siglip", "cnn"), labels: Sequence[str] = 
     codes = {task: column_codes(ref, col, "--text-queries-from" if task == "text" else "--label-queries")
              for task, col in protocol.items()}
     fuse = (fuse_text, *column_codes(ref, fuse_text, "--fuse-text")) if fuse_text is not None else None
-    _check_text_models(ev, models, text_models, protocol)
+    _check_text_models(ev, models, text_models, protocol, search_modes)
     sets = _text_query_sets(ref, labels, queries, text_template, ev.notes)
     sets += (file_sets_by_language(ref, queries, ev.notes) if queries else []) + \
         (column_sets_by_language(ref, langs, ev.notes) if langs else [])
     if sets and not text_models:
-        if not labels:
+        if not labels and not search_modes:  # --search-modes: the keyword leg needs no text tower
             raise QueryError(f"Text queries need a model with a text tower (e.g. siglip), and none of "
                              f"{', '.join(models)} has one; add such a model, or --label COLUMN for image->image.")
-        if queries or text_template:
+        if (queries or text_template) and not search_modes:
             ev.notes.append(f"text queries skipped: none of {', '.join(models)} has a text tower")
     per_value_rows = []
     per_query: dict[tuple, np.ndarray] = {}
@@ -224,6 +225,9 @@ def evaluate(models: Sequence[str] = ("siglip", "cnn"), labels: Sequence[str] = 
             if search_modes:
                 hybrid_eval.add_search_modes(ev, st, m, ms, table, enc, sets, protocol, codes, ks, n_boot, seed,
                                              tune_keyword_weight)
+        elif search_modes and m not in text_models:  # no text tower: the keyword leg alone
+            hybrid_eval.add_search_modes(ev, st, m, ms, table, None, sets, protocol, codes, ks, n_boot, seed,
+                                         tune_keyword_weight)
     ev.per_value = pd.DataFrame(per_value_rows, columns=["task", "label", "value", "metric", "k", "model", "score", "queries"])
     if len(models) == 2:
         _paired_comparisons(ev, models, per_query, n_boot, seed)
@@ -280,8 +284,9 @@ def _check_shared(ev: Evaluation, tables: dict, shared: set, ks: Sequence[int]) 
     return n
 
 
-def _check_text_models(ev: Evaluation, models: Sequence[str], text_models: Sequence[str], protocol: dict) -> None:
-    if protocol and not text_models:
+def _check_text_models(ev: Evaluation, models: Sequence[str], text_models: Sequence[str], protocol: dict,
+                       search_modes: bool = False) -> None:
+    if protocol and not text_models and not (search_modes and "text" in protocol):
         what = "text->image" if "text" in protocol else "label->image"
         raise QueryError(f"The published protocol's text queries ({what}) need a model with a text tower, and "
                          f"{', '.join(models)} {'has' if len(models) == 1 else 'have'} none; evaluate a model with "

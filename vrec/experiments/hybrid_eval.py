@@ -14,6 +14,9 @@ vector over the same queries.
 half of the queries (a seeded random half), the w with the best MRR is kept, and the other half
 reports it beside vector, keyword and reciprocal rank fusion -- so the chosen weight is judged on
 queries it was not chosen on.
+
+A model without a text tower (a CNN) has no vector leg: its hybrid search is keyword search alone
+(as ``vrec search-text`` does it), so only the keyword leg is measured, with a note.
 """
 from __future__ import annotations
 
@@ -64,26 +67,36 @@ def sets_from_codes(column: str, item_codes: np.ndarray, values: list[str], ks: 
 
 def search_mode_eval(st, model: str, ms, table, enc, sets: Sequence[QuerySet], n_boot: int, seed: int,
                      tune: bool = False) -> tuple[list[dict], list[dict], list[str]]:
-    """(figures, paired comparisons, notes) of each leg on each query set for one model."""
-    docs = ms.vectors_for_rows(table["row"].to_numpy())
+    """(figures, paired comparisons, notes) of each leg on each query set for one model; ``enc`` None
+    (a model without a text tower): the keyword leg alone."""
+    docs = ms.vectors_for_rows(table["row"].to_numpy()) if enc is not None else None
     ids = table["id"].astype(str).to_numpy()
     position = {i: p for p, i in enumerate(ids.tolist())}
     rows: list[dict] = []
     comps: list[dict] = []
     notes: list[str] = []
+    if enc is None:
+        notes.append(f"{model} has no text tower: only its keyword leg is measured (its hybrid search is keyword "
+                     "search alone)" + (", and --tune-keyword-weight has no vector leg to blend" if tune else ""))
+        tune = False
     with KeywordIndex(st) as ix:
         for qs in sets:
             if not qs.texts:
                 continue
-            depth = min(len(docs), max(MIN_DEPTH, *qs.ks))
-            vec = _vector_lists(docs, _encode(enc, qs.texts), depth)
+            depth = min(len(ids), max(MIN_DEPTH, *qs.ks))
             kw, empty = _keyword_lists(ix, qs.texts, depth, position)
-            if empty:
+            if empty and enc is None:
+                notes.append(f"{qs.label}: {empty} of {len(qs.texts)} queries have no keyword (only stop words or "
+                             "punctuation); their keyword leg finds nothing")
+            elif empty:
                 notes.append(f"{qs.label}: {empty} of {len(qs.texts)} queries have no keyword (only stop words or "
                              "punctuation); their keyword leg finds nothing and hybrid is their vector leg")
-            lists = {"vector": [ids[v].tolist() for v, _ in vec], "keyword": [k[0] for k in kw]}
-            lists["hybrid"] = [[i for i, _, _ in fuse(lists["vector"][q], vec[q][1], kw[q][0], kw[q][1], kw[q][2])]
-                               for q in range(len(qs.texts))]
+            lists = {"keyword": [k[0] for k in kw]}
+            if enc is not None:
+                vec = _vector_lists(docs, _encode(enc, qs.texts), depth)
+                lists = {"vector": [ids[v].tolist() for v, _ in vec], **lists}
+                lists["hybrid"] = [[i for i, _, _ in fuse(lists["vector"][q], vec[q][1], kw[q][0], kw[q][1], kw[q][2])]
+                                   for q in range(len(qs.texts))]
             relevant = [set(ids[r].tolist()) for r in qs.relevant]
             firsts = {leg: _first_relevant(lst, relevant) for leg, lst in lists.items()}
             half = np.arange(len(qs.texts))
@@ -196,7 +209,8 @@ def _figures(model: str, qs: QuerySet, firsts: dict, at: np.ndarray, n_boot: int
 
 def _comparisons(model: str, qs: QuerySet, firsts: dict, at: np.ndarray, n_boot: int, seed: int,
                  blend: str | None) -> list[dict]:
-    pairs = list(PAIRS) + ([(blend, "vector"), (blend, "hybrid")] if blend else [])
+    pairs = [(a, b) for a, b in PAIRS if a in firsts and b in firsts] + \
+        ([(blend, "vector"), (blend, "hybrid")] if blend else [])
     out = []
     for a, b in pairs:
         for (metric, k, va), (_, _, vb) in zip(_per_query(qs, firsts[a][at]), _per_query(qs, firsts[b][at])):

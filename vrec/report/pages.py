@@ -270,7 +270,8 @@ def eval_tables(ev) -> list[tuple[str, str, list[str], list[list[str]]]]:
             cells.append(v + (f" [{ci}]" if ci else ""))
         name = METRIC_NAMES[metric].replace("@k", f"@{int(k)}" if k == k else "")
         rows.append([TASK_NAMES[task], str(label), name] + cells)
-    tables = [("", "", ["task", "label", "metric"] + list(ev.models), rows)]
+    # --search-modes on a model without a text tower may leave the main table empty: its own table alone
+    tables = [("", "", ["task", "label", "metric"] + list(ev.models), rows)] if rows or not ev.search_modes else []
     if ev.comparisons:
         rows = []
         for c in ev.comparisons:

@@ -102,11 +102,12 @@ class Facets:
 
 def facets(store=None, model: str = "siglip", q: str | None = None, kind: str = "text", filters: Sequence[str] = (),
            k: int = DEFAULT_K, max_values: int = MAX_VALUES, encoder=None, product_score: str | None = None,
-           device: str = "auto", image=None) -> Facets:
+           device: str = "auto", image=None, mode: str | None = None) -> Facets:
     """Facets of a result set (see the module doc): ``q`` a text (``kind="text"``), a catalog item id
     (``kind="similar"``) or the name of the photo ``image`` (``kind="photo"``: a PIL image or bytes), its top
     ``k`` results after the filters; without ``q`` the whole catalog after the filters. ``encoder``: the
-    model's query encoder when the caller keeps one (the web app)."""
+    model's query encoder when the caller keeps one (the web app); ``mode``: a text query's search mode
+    (``vrec.search.hybrid``; None: its default)."""
     check_number("k", k, min=1, integer=True)
     check_number("max_values", max_values, min=1, max=1000, integer=True)
     if kind not in KINDS:
@@ -124,7 +125,7 @@ def facets(store=None, model: str = "siglip", q: str | None = None, kind: str = 
         q = None
     else:
         positions, notes = _result_positions(st, model, table, str(q), kind, filters, int(k), encoder, product_score,
-                                             device, image)
+                                             device, image, mode)
     result = Facets(model=model, query=q, kind=kind if q is not None else None, items=len(positions),
                     catalog=len(table), filters=list(filters), notes=notes)
     chosen = selections(filters)
@@ -138,14 +139,14 @@ def facets(store=None, model: str = "siglip", q: str | None = None, kind: str = 
     return result
 
 
-def _result_positions(st, model, table, q, kind, filters, k, encoder, product_score, device, image=None):
+def _result_positions(st, model, table, q, kind, filters, k, encoder, product_score, device, image=None, mode=None):
     """Table positions of a query's results, and the search's notes."""
     from vrec.search.hybrid import search_text  # as the text search itself: hybrid once the store has keywords
     from vrec.search.query import search_image
 
     if kind == "text":
         res = search_text(q, k=k, model=model, store=st, filters=filters, encoder=encoder,
-                          product_score=product_score, device=device)
+                          product_score=product_score, device=device, mode=mode)
     elif kind == "photo":
         res = search_image(q, k=k, model=model, store=st, filters=filters, product_score=product_score,
                            device=device, encoder=encoder, image=image)

@@ -206,6 +206,11 @@ class ModelState(BaseModel):
                                                  "background after the text tower).")
 
 
+class KeywordState(BaseModel):
+    columns: list[str] = Field(description="The metadata columns whose words keyword search looks in.")
+    documents: int = Field(ge=0, description="Items (products) in the keyword index.")
+
+
 class Health(BaseModel):
     """What the server holds: models, items, index state and version."""
 
@@ -224,6 +229,11 @@ class Health(BaseModel):
     product_score: ProductScore | None = Field(
         None, description="How a product of several photos is scored when a request does not say (mean, max or "
                           "main); null when the catalog holds no such products.")
+    keywords: KeywordState | None = Field(
+        None, description="The store's keyword index ('vrec index'): text search's mode is then hybrid by default "
+                          "and keyword and hybrid can be asked for; null when it has none (or one to rebuild).")
+    text_mode: Literal["vector", "hybrid"] = Field(
+        "vector", description="The mode of a text search that names none: hybrid with a keyword index, else vector.")
 
 
 class GalleryResult(BaseModel):

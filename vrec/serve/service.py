@@ -16,6 +16,7 @@ Nothing here imports the web framework: ``vrec.serve.app`` maps these answers an
 """
 import hmac
 import os
+import sqlite3
 from urllib.parse import quote
 
 from vrec.base import __version__
@@ -26,6 +27,7 @@ from vrec.serve.live import GONE, LiveStore, Snapshot, StoreGone, index_state
 from vrec.serve.thumbnails import Thumbnails
 from vrec.serve.uploads import Uploads
 from vrec.store.filters import filterable_columns
+from vrec.store.keywords import has_keywords, keyword_stats
 from vrec.store.store import as_store
 
 MAX_GALLERY = 500  # results in one saved gallery
@@ -204,7 +206,7 @@ class Service:
         return {"version": __version__, "items": len(snap.model(self.model)), "default_model": self.model,
                 "compare_with": self.compare_with, "models": models, "filters": filters,
                 "token_required": self.token is not None, "photos": photos,
-                "product_score": self.product_score if photos is not None else None}
+                "product_score": self.product_score if photos is not None else None, **keyword_state(snap)}
 
     def photo_ids(self, snap: Snapshot, pos: int) -> list[str]:
         """A product's photo ids, main photo first (empty in a catalog of single photos)."""
@@ -411,3 +413,14 @@ def collection_summary(c) -> dict:
         query["image"] = Path(query["image"]).name
     return {"name": c.name, "items": len(c.items), "pinned": sum(bool(i.pinned) for i in c.items), "query": query,
             "updated": c.updated, "by": c.by, "version": int(c.version)}
+
+
+def keyword_state(snap) -> dict:
+    """What /api/health says of the store's keyword index: its columns and size, and so the text mode."""
+    if not has_keywords(snap):
+        return {"keywords": None, "text_mode": "vector"}
+    try:
+        stats = keyword_stats(snap)
+    except (VrecError, OSError, ValueError, sqlite3.Error):  # another version's index, or a damaged one: searches say to rebuild
+        return {"keywords": None, "text_mode": "hybrid"}
+    return {"keywords": {"columns": stats["columns"], "documents": stats["documents"]}, "text_mode": "hybrid"}

@@ -20,6 +20,9 @@ from vrec.serve.service import Service
 from vrec.serve.thumbnails import THUMB_SIZE
 
 router = APIRouter()
+Mode = Literal["vector", "keyword", "hybrid"]  # vrec.search.hybrid.MODES
+MODE_HELP = ("vector (the model's text tower), keyword (the catalog's words: titles, brands, ids), or hybrid (both, "
+             "fused by reciprocal rank); default: hybrid when the store has a keyword index ('vrec index'), else vector.")
 
 
 @router.get("/api/health", summary="Models, items, index state and version", response_model=Health,
@@ -33,15 +36,14 @@ def search_text(q: str = Query(..., min_length=1, max_length=1000, description="
                 k: int = k_query(),
                 model: str | None = model_query("Model with a text tower (default: the server's)."),
                 filters: list[str] = FILTERS, product_score: ProductScore | None = product_score_query(),
-                mode: Literal["vector", "keyword", "hybrid"] | None = Query(
-                    None, description="vector (the model's text tower), keyword (the catalog's words: titles, "
-                                      "brands, ids), or hybrid (both, fused by reciprocal rank); default: hybrid when "
-                                      "the store has a keyword index ('vrec index'), else vector."),
+                mode: Mode | None = Query(None, description=MODE_HELP),
                 keyword_weight: float | None = Query(
                     None, description="Hybrid: blend the legs' scores as (1-w) vector + w keyword, 0 to 1 "
                                       "(default: reciprocal rank fusion).", json_schema_extra={"minimum": 0, "maximum": 1}),
                 svc: Service = Depends(service)):
     check_k(k)
+    if keyword_weight is not None:  # named as the API names it (the library's message names the CLI's option)
+        check_number("keyword_weight", keyword_weight, min=0, max=1)
     snap = svc.snap()
     model = svc.check_model(snap, model)
     t = time.perf_counter()
@@ -159,6 +161,8 @@ def facets(q: str | None = Query(None, max_length=1000, description="A text (kin
            k: int = k_query("Results counted when q is given"),
            model: str | None = model_query("Model whose results are counted (default: the server's)."),
            filters: list[str] = FILTERS, product_score: ProductScore | None = product_score_query(),
+           mode: Mode | None = Query(None, description="kind=text: the text search's mode, as for /api/search/text: "
+                                                       + MODE_HELP),
            max_values: int = Query(MAX_VALUES, description="Values listed per categorical column, 1 to 1000.",
                                    json_schema_extra={"minimum": 1, "maximum": 1000}),
            svc: Service = Depends(service)):
@@ -177,7 +181,7 @@ def facets(q: str | None = Query(None, max_length=1000, description="A text (kin
     t = time.perf_counter()
     encoder = svc.encoders.for_model(snap.model(model)) if q is not None and kind != "similar" else None
     result = run_facets(snap, model, q=q, kind=kind, filters=given(filters), k=k, max_values=max_values,
-                        encoder=encoder, product_score=svc.scoring(product_score), image=image)
+                        encoder=encoder, product_score=svc.scoring(product_score), image=image, mode=mode)
     took = time.perf_counter() - t
     return {**facets_dict(result), "took_ms": round(took * 1000, 2),
             "notes": (svc.notes(snap, model) if q is not None else []) + list(result.notes)}

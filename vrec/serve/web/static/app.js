@@ -171,7 +171,8 @@
   const current = () => state.stack[state.at] || null;
 
   function options() {
-    return {k: Number($("k").value) || 12, model: $("model").value || null, filters: splitFilters($("filters").value)};
+    return {k: Number($("k").value) || 12, model: $("model").value || null, filters: splitFilters($("filters").value),
+            mode: $("mode").disabled ? null : $("mode").value || null};  // text search's mode (modes.js)
   }
 
   function setOptions(opts) {
@@ -183,6 +184,7 @@
     }
     if (opts.model && Array.from($("model").options).some((o) => o.value === opts.model)) $("model").value = opts.model;
     $("filters").value = (opts.filters || []).join(", ");
+    if (opts.mode && !$("mode").disabled && $("mode").querySelector(`option[value="${CSS.escape(opts.mode)}"]`)) $("mode").value = opts.mode;
   }
 
   // the address a view can be reloaded from (photo searches cannot: the photo is not in the URL)
@@ -190,7 +192,7 @@
     const o = view.opts || {};
     const common = {k: o.k !== 12 ? o.k : null, model: o.model && o.model !== state.health?.default_model ? o.model : null,
                     filter: o.filters};
-    if (view.kind === "text") return "/" + query({q: view.q, ...common});
+    if (view.kind === "text") return "/" + query({q: view.q, mode: o.mode !== state.health?.text_mode ? o.mode : null, ...common});
     if (view.kind === "image" && view.photoId) {  // the upload kept by the server: an address while it runs
       const steered = view.plus || view.minus;
       return "/" + query({photo: view.photoId, crop: view.crop || null, plus: view.plus || null, minus: view.minus || null,
@@ -206,7 +208,8 @@
   // the facets of a list shown (null when they cannot be had: the results are shown without them)
   async function loadFacets(kind, q, o, crop) {
     try {
-      return await getJSON("/api/facets" + query({q, kind, k: o.k, model: o.model, filter: o.filters, crop}));
+      return await getJSON("/api/facets" + query({q, kind, k: o.k, model: o.model, filter: o.filters, crop,
+                                                  mode: kind === "text" ? o.mode : null}));
     } catch (e) {
       return null;
     }
@@ -228,7 +231,7 @@
     const o = view.opts;
     if (view.kind === "text") {
       const [data, facets] = await Promise.all([
-        getJSON("/api/search/text" + query({q: view.q, k: o.k, model: o.model, filter: o.filters})),
+        getJSON("/api/search/text" + query({q: view.q, k: o.k, model: o.model, filter: o.filters, mode: o.mode})),
         loadFacets("text", view.q, o)]);
       view.data = data;
       view.facets = facets;
@@ -343,8 +346,9 @@
   async function route({replace = false} = {}) {
     const p = new URLSearchParams(location.search);
     const opts = {k: Number(p.get("k")) || 12, model: p.get("model") || state.health.default_model,
-                  filters: p.getAll("filter")};
+                  filters: p.getAll("filter"), mode: p.get("mode") || state.health.text_mode};
     setOptions(opts);
+    opts.mode = options().mode;  // one the chooser offers (an unknown one in the address: the default)
     let view = null;
     if (p.get("q")) {
       $("q").value = p.get("q");
@@ -577,10 +581,6 @@
         h("img", {src: "/thumb/" + encodeId(pid), alt: "", loading: "lazy"}))));
   }
 
-  const LEG_TITLES = {vector: "Found by the model (the photo matches the words)",  // hybrid search's legs
-                      keyword: "Found by keyword (the words are in its title, brand or description)",
-                      both: "Found by the model and by keyword", exact: "Its id, SKU or GTIN is the query"};
-
   function card(result, {shared = false, scoreOf = null} = {}) {
     const meta = result.metadata || {};
     const price = priceOf(meta);
@@ -597,8 +597,7 @@
       // alt "": the card's title (just below) names it; an alt would make its name say the title twice
       photo(result.thumb, "", null, count ? h("span", {class: "count"}, count) : null),
       shared ? h("span", {class: "badge"}, "in both") : null,
-      !shared && result.found_by ? h("span", {class: "badge leg", title: LEG_TITLES[result.found_by] || ""},
-                                     result.found_by === "exact" ? "exact id" : result.found_by) : null,
+      !shared && result.found_by ? window.vrecModes.badge(result.found_by) : null,  // which leg found it (modes.js)
       h("span", {class: "card-body"},
         h("span", {class: "title"}, name),
         facts.length ? h("span", {class: "facts"}, facts.join(" · ")) : null,
@@ -916,6 +915,7 @@
     });
     $("k").addEventListener("change", rerun);
     $("model").addEventListener("change", rerun);
+    $("mode").addEventListener("change", () => { if (["text", "home"].includes(current()?.kind || "home")) rerun(); });
     $("error-close").addEventListener("click", hideError);
     document.addEventListener("keydown", (e) => {
       if (e.key !== "Escape" || e.defaultPrevented) return;
@@ -954,6 +954,7 @@
       $("filters").disabled = true;
       $("filters").placeholder = "this catalog has no metadata to filter on";
     }
+    document.dispatchEvent(new CustomEvent("vrec:health", {detail: hl}));  // modes.js sets up the text mode chooser
     await route({replace: false});
     document.documentElement.dataset.ready = "1";
   }
