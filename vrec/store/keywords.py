@@ -116,7 +116,7 @@ def _connect(path) -> sqlite3.Connection:
     return sqlite3.connect(str(path))
 
 
-def _schema(con: sqlite3.Connection, columns: list[str]) -> None:
+def _schema(con: sqlite3.Connection, columns: list[str], chosen: bool) -> None:
     fts_cols = ", ".join(["doc_id", *(f"c{i}" for i in range(len(columns)))])
     con.executescript(f"""
         CREATE TABLE info (key TEXT PRIMARY KEY, value TEXT);
@@ -127,7 +127,8 @@ def _schema(con: sqlite3.Connection, columns: list[str]) -> None:
         CREATE VIRTUAL TABLE fts USING fts5({fts_cols}, tokenize="{TOKENIZER}", prefix='2 3');
         CREATE VIRTUAL TABLE vocab USING fts5vocab(fts, 'row');
     """)
-    con.executemany("INSERT INTO info VALUES (?, ?)", [("version", str(VERSION)), ("columns", json.dumps(columns))])
+    con.executemany("INSERT INTO info VALUES (?, ?)", [("version", str(VERSION)), ("columns", json.dumps(columns)),
+                                                       ("chosen", "1" if chosen else "0")])
 
 
 def build_keywords(st, columns=None) -> dict:
@@ -136,7 +137,7 @@ def build_keywords(st, columns=None) -> dict:
     cols = text_columns(meta, columns)
     path = keywords_path(st)
     with atomic_path(path) as tmp, closing(sqlite3.connect(tmp)) as con:
-        _schema(con, cols)
+        _schema(con, cols, bool(columns))
         ids, texts, codes = _documents(st, cols, meta)
         _insert(con, ids, texts, codes)
         con.execute("INSERT INTO fts(fts) VALUES ('optimize')")
@@ -181,6 +182,8 @@ def update_keywords(st) -> dict | None:
     meta = st.metadata()
     if any(c not in set(map(str, meta.columns)) for c in cols):  # an indexed column left: index what is there
         return build_keywords(st)
+    if not _chosen(st) and text_columns(meta) != cols:  # the default columns changed (a new or filled-in column)
+        return build_keywords(st)
     ids, texts, codes = _documents(st, cols, meta)
     with closing(_open(st)) as con:
         old = dict(con.execute("SELECT id, digest FROM docs"))
@@ -193,6 +196,13 @@ def update_keywords(st) -> dict | None:
         con.commit()
     return {"added": sum(ids[n] not in old for n in fresh), "changed": sum(ids[n] in old for n in fresh),
             "removed": sum(i not in new for i in old)}
+
+
+def _chosen(st) -> bool:
+    """Whether the index's columns were named (``--text-columns``), rather than every text column."""
+    with closing(_open(st)) as con:
+        row = con.execute("SELECT value FROM info WHERE key = 'chosen'").fetchone()
+    return row is None or row[0] == "1"  # an index from before this key: keep its columns
 
 
 def _open(st) -> sqlite3.Connection:
