@@ -3,10 +3,16 @@ column that is new, or was empty when 'vrec index' ran, is indexed by the next '
 named with --text-columns stay as named."""
 from __future__ import annotations
 
+import json
+
 import pandas as pd
+import pytest
+from clihelp import one_error, vrec
 from test_hybrid import meta_store
 
+from vrec.base.errors import StoreError
 from vrec.store import keywords as kw
+from vrec.store.store import Store
 
 FRUIT = [{"id": "p1", "title": "Golden Delicious", "brand": float("nan")}, {"id": "p2", "title": "Lime", "brand": float("nan")}]
 PACKED = [{"id": "p3", "title": "Oat Drink", "brand": "Oatly", "description_sv": "Havredryck"}]
@@ -30,3 +36,21 @@ def test_named_columns_stay_as_named(tmp_path):
     kw.update_keywords(st)
     assert kw.keyword_stats(st)["columns"] == ["title"]
     assert kw.search_keywords(st, "oatly", 5)[0] == [] and kw.search_keywords(st, "drink", 5)[0] == ["p3"]
+
+
+
+@pytest.mark.parametrize("damage", ["not a database", "truncated", "empty"])
+def test_a_damaged_keyword_index_is_one_clear_error_and_index_stats_rebuilds_it(tiny_store, damage):
+    vrec("index", "--store", tiny_store)
+    st = Store(tiny_store)
+    path = kw.keywords_path(st)
+    data = path.read_bytes()
+    path.write_bytes({"not a database": b"garbage " * 100, "truncated": data[:len(data) // 3], "empty": b""}[damage])
+    with pytest.raises(StoreError, match="is damaged .*run 'vrec index' to rebuild it"):
+        kw.search_keywords(st, "bag", 5)
+    one_error(vrec("search-text", "bag", "-m", "tiny-siglip", "--store", tiny_store, ok=False),
+              "keyword index", "is damaged", "run 'vrec index' to rebuild it")
+    vrec("index", "--stats", "--store", tiny_store)  # --stats builds what is missing or stale
+    got = vrec("search-text", "bag", "-m", "tiny-siglip", "--mode", "keyword", "--store", tiny_store,
+               "--format", "json")
+    assert json.loads(got.stdout)["results"]

@@ -210,11 +210,19 @@ def _open(st) -> sqlite3.Connection:
     if not path.is_file():
         raise StoreError(f"The store {str(st.path)!r} has no keyword index; run 'vrec index' to build it.")
     con = _connect(path)
-    version = con.execute("SELECT value FROM info WHERE key = 'version'").fetchone()
+    try:
+        version = con.execute("SELECT value FROM info WHERE key = 'version'").fetchone()
+    except sqlite3.DatabaseError as e:  # not a database, truncated, or not vrec's
+        con.close()
+        raise damaged(path, e) from None
     if version is None or int(version[0]) != VERSION:
         con.close()
         raise StoreError(f"{str(path)!r} was written by another vrec version; run 'vrec index' to rebuild it.")
     return con
+
+
+def damaged(path, error: Exception) -> StoreError:
+    return StoreError(f"The keyword index {str(path)!r} is damaged ({error}); run 'vrec index' to rebuild it.")
 
 
 def keyword_stats(st) -> dict:
@@ -244,6 +252,7 @@ class KeywordIndex:
 
     def __init__(self, st):
         self.con = _open(st)
+        self.path = keywords_path(st)
         cols = json.loads(self.con.execute("SELECT value FROM info WHERE key = 'columns'").fetchone()[0])
         self.weights = ", ".join(["2.0"] + ["2.0" if HEAVY_COLUMNS.match(c) else "1.0" for c in cols])
         self.documents = None
@@ -271,6 +280,13 @@ class KeywordIndex:
         return kept or terms
 
     def search(self, text: str, limit: int) -> tuple[list[str], list[float], set[str]]:
+        """``_search``, with a damaged file (pages beyond the header) one clear error."""
+        try:
+            return self._search(text, limit)
+        except sqlite3.DatabaseError as e:
+            raise damaged(self.path, e) from None
+
+    def _search(self, text: str, limit: int) -> tuple[list[str], list[float], set[str]]:
         """The ``limit`` best documents for a text: (ids best first, BM25 scores (higher is better),
         the ids whose identifier equals the whole query). A document needs any one keyword (OR),
         ranked by BM25, so those holding more and rarer keywords come first; exact identifiers are
