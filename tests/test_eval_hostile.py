@@ -1,7 +1,11 @@
 """vrec eval's new options given wrong input by a user: each is one clear error saying what to do."""
 from __future__ import annotations
 
+import pytest
 from clihelp import fails
+
+from vrec.base.errors import QueryError
+from vrec.experiments.interactions import co_occurrence
 
 
 def test_an_unknown_language_column_lists_the_text_columns_there_are(shared_tiny_store):
@@ -9,3 +13,35 @@ def test_an_unknown_language_column_lists_the_text_columns_there_are(shared_tiny
                  "--store", shared_tiny_store, says="No column 'titel'")
     assert "Name a text column it has:" in line and "title" in line and "category" in line
     assert "hash" not in line and "path" not in line  # vrec's own columns are no language's text
+
+
+def _log(tmp_path, name, text):
+    path = tmp_path / name
+    path.write_bytes(text if isinstance(text, bytes) else text.encode())
+    return path
+
+
+@pytest.mark.parametrize("name,content,says", [
+    ("garbled.csv", 'session,item\n"s1,a\n', "Cannot read the interaction log"),
+    ("bad.parquet", b"PAR1 not parquet at all", "as Parquet"),
+    ("empty-log.csv", "session,item,event,timestamp\n", "holds no events"),
+    ("other-ids.csv", "session,item\ns1,zz-1\ns1,zz-2\n", "names an item of the evaluated catalog"),
+    ("bad-times.csv", "session,item,timestamp\ns1,a,soon\ns1,b,later\n", "readable 'timestamp'"),
+])
+def test_an_unusable_interaction_log_is_one_clear_error(tmp_path, name, content, says):
+    with pytest.raises(QueryError, match=says):
+        co_occurrence(_log(tmp_path, name, content), ["cat/a", "cat/b", "cat/c"])
+
+
+def test_a_log_of_the_shops_short_ids_matches_the_catalogs_folder_ids(tmp_path):
+    log = _log(tmp_path, "log.csv", "session,item\ns1,bag-red\ns1,bag-blue\ns2,bag-red\ns2,cat/shoe\n")
+    rel = co_occurrence(log, ["bags/bag-red", "bags/bag-blue", "cat/shoe"])
+    assert rel.stats["kept"] == 4 and rel.stats["unknown_items"] == 0
+    assert rel.matrix[0, 1] == 1 and rel.matrix[0, 2] == 1
+
+
+def test_a_log_of_other_ids_names_one_of_each_on_the_command_line(shared_tiny_store, tmp_path):
+    log = _log(tmp_path, "log.csv", "session,item\ns1,SKU-1\ns1,SKU-2\n")
+    line = fails("eval", "--models", "tiny-cnn", "--interactions", log, "--store", shared_tiny_store,
+                 says="'SKU-1'")
+    assert "bags/" in line and "--interaction-columns item=COLUMN" in line
