@@ -1,8 +1,9 @@
 """vrec eval's new options given wrong input by a user: each is one clear error saying what to do."""
 from __future__ import annotations
 
+import pandas as pd
 import pytest
-from clihelp import fails
+from clihelp import fails, vrec
 
 from vrec.base.errors import QueryError
 from vrec.experiments.interactions import co_occurrence
@@ -45,3 +46,22 @@ def test_a_log_of_other_ids_names_one_of_each_on_the_command_line(shared_tiny_st
     line = fails("eval", "--models", "tiny-cnn", "--interactions", log, "--store", shared_tiny_store,
                  says="'SKU-1'")
     assert "bags/" in line and "--interaction-columns item=COLUMN" in line
+
+
+def test_tuning_on_a_language_of_one_query_is_a_note_and_notes_keep_their_brackets(tiny_store, tmp_path):
+    vrec("index", "--store", tiny_store)
+    pd.DataFrame({"query": ["red bag", "black watch", "röd väska"],
+                  "filter": ["category=bags", "category=watches", "category=bags"],
+                  "lang": ["en", "en", "sv"]}).to_csv(tmp_path / "q.csv", index=False)
+    r = vrec("eval", "--models", "tiny-siglip", "--queries", tmp_path / "q.csv", "--search-modes",
+             "--tune-keyword-weight", "--bootstrap", "20", "--store", tiny_store)
+    err = " ".join(r.stderr.split())
+    assert "file [sv]: one query, so --tune-keyword-weight has no half" in err  # was: an error ending the eval
+    assert "file [en]: --tune-keyword-weight chose w =" in err  # '[en]' printed, not eaten as markup
+
+
+def test_label_queries_note_that_the_keyword_index_holds_their_column(tiny_store):
+    vrec("index", "--store", tiny_store)
+    r = vrec("eval", "--models", "tiny-siglip", "--label", "category", "--search-modes", "--bootstrap", "20",
+             "--store", tiny_store)
+    assert "category: the keyword index holds the 'category' column" in " ".join(r.stderr.split())

@@ -254,6 +254,7 @@ class KeywordIndex:
         self.con = _open(st)
         self.path = keywords_path(st)
         cols = json.loads(self.con.execute("SELECT value FROM info WHERE key = 'columns'").fetchone()[0])
+        self.columns: list[str] = cols
         self.weights = ", ".join(["2.0"] + ["2.0" if HEAVY_COLUMNS.match(c) else "1.0" for c in cols])
         self.documents = None
 
