@@ -1,12 +1,14 @@
 """vrec eval's new options given wrong input by a user: each is one clear error saying what to do."""
 from __future__ import annotations
 
+import numpy as np
 import pandas as pd
 import pytest
 from clihelp import fails, vrec
 
 from vrec.base.errors import QueryError
 from vrec.experiments.interactions import co_occurrence
+from vrec.experiments.many_models import rank_models
 
 
 def test_an_unknown_language_column_lists_the_text_columns_there_are(shared_tiny_store):
@@ -65,3 +67,14 @@ def test_label_queries_note_that_the_keyword_index_holds_their_column(tiny_store
     r = vrec("eval", "--models", "tiny-siglip", "--label", "category", "--search-modes", "--bootstrap", "20",
              "--store", tiny_store)
     assert "category: the keyword index holds the 'category' column" in " ".join(r.stderr.split())
+
+
+def test_too_few_resamples_for_holm_say_so_instead_of_calling_a_clear_difference_noise():
+    rng = np.random.default_rng(0)
+    good, bad = np.ones(50), rng.integers(0, 2, 50) * 0.0  # one model finds everything, the others nothing
+    per_query = {("image", "c", "precision", 1, m): v for m, v in (("a", good), ("b", bad), ("c", bad.copy()))}
+    coarse = rank_models(list("abc"), per_query, 100, 0)  # smallest p 2/101, x3 pairs (Holm) = 0.059
+    assert "undecided" in coarse.verdict and "--bootstrap 1000" in coarse.verdict
+    assert "noise" not in coarse.verdict
+    fine = rank_models(list("abc"), per_query, 1000, 0)
+    assert fine.verdict.startswith("Which model for this catalog: a — really better")
