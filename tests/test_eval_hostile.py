@@ -78,3 +78,8 @@ def test_too_few_resamples_for_holm_say_so_instead_of_calling_a_clear_difference
     assert "noise" not in coarse.verdict
     fine = rank_models(list("abc"), per_query, 1000, 0)
     assert fine.verdict.startswith("Which model for this catalog: a — really better")
+
+
+def test_search_modes_on_a_store_that_is_not_there_says_so(tmp_path):
+    fails("eval", "--models", "tiny-siglip", "--search-modes", "--text-queries-from", "title",
+          "--store", tmp_path / "nowhere", says="No vrec store at")

@@ -43,6 +43,7 @@ class QuerySet:
 
 
 def check_keywords(st) -> None:
+    st.info()  # no store at all: that error first, not 'run vrec index'
     if not has_keywords(st):
         raise QueryError(f"--search-modes measures keyword and hybrid search on the store's keyword index, and "
                          f"{str(st.path)!r} has none; run 'vrec index' first.")
