@@ -54,3 +54,11 @@ def test_a_damaged_keyword_index_is_one_clear_error_and_index_stats_rebuilds_it(
     got = vrec("search-text", "bag", "-m", "tiny-siglip", "--mode", "keyword", "--store", tiny_store,
                "--format", "json")
     assert json.loads(got.stdout)["results"]
+
+
+def test_a_keyword_search_that_finds_nothing_says_so_plainly(tiny_store):
+    vrec("index", "--store", tiny_store)
+    r = vrec("search-text", "zebrafruit", "--mode", "keyword", "-m", "tiny-siglip", "--store", tiny_store,
+             "--format", "json")
+    assert json.loads(r.stdout)["results"] == []
+    assert "no item holds any of the query's keywords" in " ".join(r.stderr.split())  # not "only 0 item(s)"

@@ -160,6 +160,8 @@ def search_text(query: str, k: int = 10, model: str = "siglip", store=None, mode
 def _shortfall(found: int, mode: str, filtered: bool) -> str:
     where = " that the filters keep" if filtered else ""
     if mode == "keyword":
+        if not found:
+            return f"no item{where} holds any of the query's keywords"
         return f"only {found} item(s){where} hold any of the query's keywords"
     return f"only {found} item(s){where} in the catalog; all are shown"
 
