@@ -62,3 +62,9 @@ def test_a_keyword_search_that_finds_nothing_says_so_plainly(tiny_store):
              "--format", "json")
     assert json.loads(r.stdout)["results"] == []
     assert "no item holds any of the query's keywords" in " ".join(r.stderr.split())  # not "only 0 item(s)"
+
+
+def test_a_cnn_text_search_without_a_keyword_index_says_vrec_index_would_answer_it(shared_tiny_store):
+    line = one_error(vrec("search-text", "red bag", "-m", "tiny-cnn", "--store", shared_tiny_store, ok=False),
+                     "no text tower", "no keyword index")
+    assert "run 'vrec index'" in line and "siglip" in line

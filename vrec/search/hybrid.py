@@ -109,6 +109,10 @@ def search_text(query: str, k: int = 10, model: str = "siglip", store=None, mode
     st, ms = vq.open_model(store, model, vector_options.get("product_score"))
     if mode is None:
         mode = "hybrid" if has_keywords(st) else "vector"
+        if mode == "vector" and not resolve(model).text:
+            raise QueryError(f"Model {model!r} has no text tower, and the store {str(st.path)!r} has no keyword index "
+                             "yet; run 'vrec index' to search its titles, brands and ids with any model, or search "
+                             "with a vision-language model such as siglip.")
     if mode == "vector":
         result = vq.search_text(query, k=k, model=model, store=st, filters=filters, **vector_options)
         if keyword_weight is not None:
