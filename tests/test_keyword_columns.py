@@ -68,3 +68,8 @@ def test_a_cnn_text_search_without_a_keyword_index_says_vrec_index_would_answer_
     line = one_error(vrec("search-text", "red bag", "-m", "tiny-cnn", "--store", shared_tiny_store, ok=False),
                      "no text tower", "no keyword index")
     assert "run 'vrec index'" in line and "siglip" in line
+
+
+def test_index_says_what_the_keyword_index_holds(tiny_store):
+    assert "documents, ids only (" in vrec("index", "--store", tiny_store, "--text-columns", "").stderr
+    assert "documents, columns id, title (" in vrec("index", "--store", tiny_store, "--text-columns", "title").stderr
