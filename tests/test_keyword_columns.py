@@ -73,3 +73,10 @@ def test_a_cnn_text_search_without_a_keyword_index_says_vrec_index_would_answer_
 def test_index_says_what_the_keyword_index_holds(tiny_store):
     assert "documents, ids only (" in vrec("index", "--store", tiny_store, "--text-columns", "").stderr
     assert "documents, columns id, title (" in vrec("index", "--store", tiny_store, "--text-columns", "title").stderr
+
+
+def test_the_html_page_of_a_hybrid_search_says_which_leg_found_each_result(tiny_store, tmp_path):
+    vrec("index", "--store", tiny_store)
+    vrec("search-text", "red bag", "-m", "tiny-siglip", "--store", tiny_store, "--k", "3", "--html", tmp_path / "r.html")
+    page = (tmp_path / "r.html").read_text(encoding="utf-8")
+    assert page.count("found_by: ") == 3 and ("found_by: both" in page or "found_by: keyword" in page)
