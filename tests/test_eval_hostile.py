@@ -83,3 +83,17 @@ def test_too_few_resamples_for_holm_say_so_instead_of_calling_a_clear_difference
 def test_search_modes_on_a_store_that_is_not_there_says_so(tmp_path):
     fails("eval", "--models", "tiny-siglip", "--search-modes", "--text-queries-from", "title",
           "--store", tmp_path / "nowhere", says="No vrec store at")
+
+
+@pytest.mark.parametrize("models,says", [
+    ("sig lip,tiny-cnn", "has characters no model name has"),  # checked as a name, not 'run vrec embed --model sig lip'
+    ("hf-hub:a/b/c,tiny-cnn", "does not name a Hugging Face repository"),
+    ("TINY-SIGLIP,tiny-cnn", "Did you mean 'tiny-siglip'?"),  # the same name in another case
+])
+def test_eval_models_with_a_malformed_or_miscased_name(shared_tiny_store, models, says):
+    fails("eval", "--models", models, "--label", "category", "--store", shared_tiny_store, says=says)
+
+
+def test_ab_arms_with_a_name_no_model_can_have_is_not_told_to_embed_it(shared_tiny_store):
+    line = fails("ab", "arms", "--arms", "sig lip,tiny-cnn", "--store", shared_tiny_store, says="check the name")
+    assert "vrec embed" not in line
