@@ -80,3 +80,19 @@ def test_the_html_page_of_a_hybrid_search_says_which_leg_found_each_result(tiny_
     vrec("search-text", "red bag", "-m", "tiny-siglip", "--store", tiny_store, "--k", "3", "--html", tmp_path / "r.html")
     page = (tmp_path / "r.html").read_text(encoding="utf-8")
     assert page.count("found_by: ") == 3 and ("found_by: both" in page or "found_by: keyword" in page)
+
+
+def test_a_selective_filter_still_gets_the_keyword_matches_it_keeps(tmp_path):
+    """The keyword leg fetches 8 x depth matches before filtering; when the filter keeps fewer than
+    depth of them, it fetches deeper instead of reporting the ones beyond as not matching."""
+    import numpy as np
+
+    from vrec.search.hybrid import _keyword_leg
+
+    rows = [{"id": f"p{i:03d}", "title": "shirt " + ("cotton " * (i // 10))} for i in range(200)]
+    st = meta_store(tmp_path / "st", rows)  # longer titles rank lower: p190..p199 rank last for "shirt"
+    kw.build_keywords(st)
+    ids = np.array([r["id"] for r in rows])
+    allowed = np.array([i >= 190 for i in range(200)])
+    found, _, _ = _keyword_leg(st, "shirt", 5, ids, allowed, "keyword", [])
+    assert len(found) == 5 and all(i >= "p190" for i in found)  # was: none (only the first 40 matches looked at)

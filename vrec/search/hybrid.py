@@ -178,6 +178,10 @@ def _keyword_leg(st, query: str, depth: int, ids: np.ndarray, allowed: np.ndarra
     with KeywordIndex(st) as ix:
         try:
             found, scores, exact = ix.search(query, limit)
+            # a selective filter: fetch deeper while the kept ones fall short and more matches remain
+            while len(found) >= limit and sum(i in keep for i in found) < depth:
+                limit *= 8
+                found, scores, exact = ix.search(query, limit)
         except QueryError:
             if mode == "keyword":
                 raise
