@@ -97,3 +97,22 @@ def test_eval_models_with_a_malformed_or_miscased_name(shared_tiny_store, models
 def test_ab_arms_with_a_name_no_model_can_have_is_not_told_to_embed_it(shared_tiny_store):
     line = fails("ab", "arms", "--arms", "sig lip,tiny-cnn", "--store", shared_tiny_store, says="check the name")
     assert "vrec embed" not in line
+
+
+@pytest.mark.parametrize("args,says", [
+    (["--label", "categry"], "Did you mean 'category'?"),
+    (["--label", "category", "--sessions", "0"], "--sessions must be at least 1"),
+    (["--label", "category", "--model", "nosuch"], "has no vectors"),
+    (["--label", "category", "--out", "/nonexistent-dir/x.csv"], "its folder does not exist"),
+])
+def test_the_simulation_example_refuses_bad_arguments_in_one_line(shared_tiny_store, tmp_path, capsys, args, says):
+    import sys
+    from pathlib import Path
+
+    sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "examples"))
+    from simulate_interactions import main
+
+    with pytest.raises(SystemExit) as e:
+        main(["--store", str(shared_tiny_store), "--out", str(tmp_path / "x.csv"), *args])
+    err = capsys.readouterr().err
+    assert e.value.code == 2 and says in err and "Traceback" not in err
