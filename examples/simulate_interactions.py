@@ -71,15 +71,31 @@ def main(argv=None) -> None:
     ap.add_argument("--model", default=None, help="model whose items to use [default: the store's first]")
     ap.add_argument("--label", required=True, help="the metadata column that is the latent category")
     ap.add_argument("--out", default="sim-events.csv")
-    ap.add_argument("--sessions", type=int, default=3000)
+    ap.add_argument("--sessions", type=int, default=3000, help="how many sessions (at least 1)")
     ap.add_argument("--seed", type=int, default=7)
     a = ap.parse_args(argv)
+    if a.sessions < 1:
+        ap.error(f"--sessions must be at least 1 (not {a.sessions})")
+    if not Path(a.out).resolve().parent.is_dir():
+        ap.error(f"--out {a.out!r}: its folder does not exist; create it or write elsewhere")
+    from vrec.base.errors import VrecError, suggest
     from vrec.store.catalog_table import catalog_table
     from vrec.store.store import as_store
 
-    st = as_store(a.store)
-    ms = st.model(a.model or st.model_names()[0])
-    table = catalog_table(st, ms)
+    try:
+        st = as_store(a.store)
+        st.info()
+        names = st.model_names()
+        if not names:
+            ap.error(f"the store {a.store!r} holds no vectors yet; run 'vrec embed FOLDER' first")
+        table = catalog_table(st, st.model(a.model or names[0]))
+    except VrecError as e:
+        ap.error(str(e))
+    if a.label not in table.columns:
+        own = {"id", "path", "hash", "size", "mtime", "width", "height", "product", "position", "row", "photos"}
+        cols = [str(c) for c in table.columns if c not in own]
+        ap.error(f"--label {a.label!r} is no metadata column.{suggest(a.label, cols)} The metadata has: "
+                 f"{', '.join(cols) or 'no columns'}.")
     labels = table[a.label].astype("string").fillna("").to_numpy(dtype=object)
     simulate(table["id"], labels, a.sessions, a.seed).to_csv(a.out, index=False)
     print(f"wrote {a.out}: SIMULATED sessions browsing {a.label} (noise {NOISE:.0%}), seed {a.seed}")

@@ -68,7 +68,10 @@ class CollectionConflict(CollectionError):
 
 def suggest(name: str, choices: Iterable[str], n: int = 3) -> str:
     """' Did you mean ...?' for the closest choices, or '' when none is close."""
-    close = difflib.get_close_matches(name, list(choices), n=n, cutoff=0.6)
+    choices = [str(c) for c in choices]
+    close = difflib.get_close_matches(name, choices, n=n, cutoff=0.6)
+    if not close:  # 'TINY-SIGLIP' for 'tiny-siglip': the same name in another case
+        close = [c for c in choices if c.lower() == str(name).lower()][:n]
     if not close:
         return ""
     return " Did you mean " + " or ".join(repr(c) for c in close) + "?"

@@ -232,15 +232,20 @@ def index(
 
 def keyword_index(st, text_columns: str | None, stats_only: bool) -> None:
     """Build the keyword index of hybrid search (unless --stats finds one) and say what it holds."""
+    from vrec.base.errors import StoreError
     from vrec.store import keywords as kw
 
+    s = None
     if stats_only and kw.has_keywords(st) and text_columns is None:
-        s = kw.keyword_stats(st)
-    else:
+        try:
+            s = kw.keyword_stats(st)
+        except StoreError:  # another version's or a damaged index: --stats builds what is stale
+            pass
+    if s is None:
         with err.status("indexing the catalog's words"):
             s = kw.build_keywords(st, text_columns.split(",") if text_columns is not None else None)
-    err.print(f"keyword index: {s['documents']} documents, columns id, {', '.join(s['columns']) or '(ids only)'} "
-              f"({s['size_bytes'] / 1e6:.2f} MB)", highlight=False)
+    what = f"columns {', '.join(['id', *s['columns']])}" if s["columns"] else "ids only"
+    err.print(f"keyword index: {s['documents']} documents, {what} ({s['size_bytes'] / 1e6:.2f} MB)", highlight=False)
 
 
 def index_products(ms, m: int, ef_construction: int, target_recall: float) -> None:

@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import typer
+from rich.markup import escape as rich_escape
 
 from vrec.cli.common import DeviceOpt, FilterOpt, StoreOpt, app, err, out, print_notes
 
@@ -108,8 +109,8 @@ def eval_(
                       product_scores=[s.strip() for s in product_score.split(",") if s.strip()] or ["mean"],
                       language_columns=language_columns, search_modes=search_modes,
                       tune_keyword_weight=tune_keyword_weight)
-    for n in ev.notes:
-        err.print(f"[dim]note: {n}[/dim]", highlight=False)
+    for n in ev.notes:  # escaped: a query set's name holds brackets ('file [sv]')
+        err.print(f"[dim]note: {rich_escape(n)}[/dim]", highlight=False)
     if ev.ranking is not None:  # the first line answers "which model for this catalog"
         out.print(ev.ranking.verdict, highlight=False, markup=False)
     if ev.metrics or not ev.search_modes:  # --search-modes on a model without a text tower: its table alone

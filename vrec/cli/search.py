@@ -53,7 +53,8 @@ def render(result, fmt: str, html_path: str | None, store) -> None:
 def search_text(
     query: str = typer.Argument(..., help="What to look for, in plain words."),
     k: int = typer.Option(10, "--k", "-k", help="Number of results (at least 1; beyond the catalog, all items)."),
-    model: str = typer.Option("siglip", "--model", "-m", help="A model with a text tower (siglip, tiny-siglip, open_clip:...)."),
+    model: str = typer.Option("siglip", "--model", "-m", help="A model with a text tower (siglip, tiny-siglip, open_clip:...); "
+                               "a CNN searches by keyword alone (after 'vrec index')."),
     template: str = typer.Option("a photo of {}.", "--template", help="Prompt template; {} is replaced by the query "
                                   "(required; '{}' alone uses the query as typed)."),
     filter: list[str] | None = FilterOpt,

@@ -248,6 +248,10 @@ def _checked_options(models, labels, queries, protocol: dict, fuse_text, text_we
     models = list(dict.fromkeys(str(m).strip() for m in models if str(m).strip()))
     if not models:
         raise QueryError("Name at least one embedded model to evaluate, e.g. --models siglip,cnn.")
+    from vrec.models.registry import check_model_name
+
+    for m in models:  # a malformed name is told how to write it, not to embed it
+        check_model_name(m)
     if not labels and not queries and not protocol:
         raise QueryError("Name at least one --label COLUMN (e.g. --label category), give --queries FILE, "
                          "--query-photos FILE or --interactions FILE, or use the published protocol "

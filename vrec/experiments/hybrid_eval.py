@@ -46,6 +46,7 @@ class QuerySet:
 
 
 def check_keywords(st) -> None:
+    st.info()  # no store at all: that error first, not 'run vrec index'
     if not has_keywords(st):
         raise QueryError(f"--search-modes measures keyword and hybrid search on the store's keyword index, and "
                          f"{str(st.path)!r} has none; run 'vrec index' first.")
@@ -80,6 +81,7 @@ def search_mode_eval(st, model: str, ms, table, enc, sets: Sequence[QuerySet], n
                      "search alone)" + (", and --tune-keyword-weight has no vector leg to blend" if tune else ""))
         tune = False
     with KeywordIndex(st) as ix:
+        indexed = set(ix.columns)
         for qs in sets:
             if not qs.texts:
                 continue
@@ -99,11 +101,18 @@ def search_mode_eval(st, model: str, ms, table, enc, sets: Sequence[QuerySet], n
                                    for q in range(len(qs.texts))]
             relevant = [set(ids[r].tolist()) for r in qs.relevant]
             firsts = {leg: _first_relevant(lst, relevant) for leg, lst in lists.items()}
-            half = np.arange(len(qs.texts))
-            if tune:
+            half, blend_name = np.arange(len(qs.texts)), None
+            if tune and len(qs.texts) < 2:
+                notes.append(f"{qs.label}: one query, so --tune-keyword-weight has no half to choose w on and "
+                             "another to report it on; its three legs are on that query")
+            elif tune:
                 half, blend_name, firsts = _tuned(qs, lists, vec, kw, relevant, firsts, seed, notes)
+            if qs.label.split(" [")[0] in indexed:
+                notes.append(f"{qs.label}: the keyword index holds the {qs.label.split(' [')[0]!r} column these "
+                             "queries come from, so the keyword leg finds their text as written (an easy test for "
+                             "it); decide on queries shoppers type, e.g. a --queries file")
             rows += _figures(model, qs, firsts, half, n_boot, seed)
-            comps += _comparisons(model, qs, firsts, half, n_boot, seed, blend_name if tune else None)
+            comps += _comparisons(model, qs, firsts, half, n_boot, seed, blend_name)
     return rows, comps, notes
 
 
@@ -169,8 +178,6 @@ def _tuned(qs, lists, vec, kw, relevant, firsts, seed: int, notes: list):
     rng = np.random.default_rng(seed)
     order = rng.permutation(len(qs.texts))
     tune_half, report_half = np.sort(order[: len(order) // 2]), np.sort(order[len(order) // 2:])
-    if len(tune_half) == 0:
-        raise QueryError(f"--tune-keyword-weight needs at least two queries ({qs.label} has one).")
 
     def blend(w: float, at) -> np.ndarray:
         fused = [[i for i, _, _ in fuse(lists["vector"][q], vec[q][1], kw[q][0], kw[q][1], kw[q][2], w)] for q in at]

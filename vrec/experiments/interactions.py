@@ -121,13 +121,18 @@ def _columns(path, fh, parquet: bool, wanted: dict[str, str]) -> dict[str, str]:
     """The log's columns for session, item, event and time (the last two may be absent)."""
     import pandas as pd
 
-    if parquet:
-        import pyarrow.parquet as pq
+    try:
+        if parquet:
+            import pyarrow.parquet as pq
 
-        header = pq.ParquetFile(fh).schema_arrow.names
-    else:
-        header = list(pd.read_csv(fh, nrows=0).columns)
-        fh.seek(0)
+            header = pq.ParquetFile(fh).schema_arrow.names
+        else:
+            header = list(pd.read_csv(fh, nrows=0).columns)
+            fh.seek(0)
+    except (ValueError, OSError, pd.errors.ParserError) as e:  # ArrowInvalid is a ValueError
+        kind = "Parquet" if parquet else "CSV"
+        raise QueryError(f"Cannot read the interaction log {str(path)!r} as {kind} ({str(e).splitlines()[0]}); "
+                         f"give a {kind} file of events (session, item, event, timestamp).") from None
     cols = {**DEFAULT_COLUMNS, **wanted}
     if "session" not in wanted and cols["session"] not in header and SESSION_FALLBACK in header:
         cols["session"] = SESSION_FALLBACK
@@ -179,12 +184,11 @@ def co_occurrence(path, ids: Sequence[str], columns: dict[str, str] | None = Non
                   partitions: int | None = None) -> Relevance:
     """Stream the log at ``path`` into graded relevance between the catalog items ``ids`` (positions
     in that order); see the module docstring for the rules and the memory bound."""
-    import pandas as pd
 
     check_options(session_gap, cold_events)
     weights = {k.lower(): v for k, v in (weights or DEFAULT_WEIGHTS).items()}
     n = len(ids)
-    index = pd.Index([str(i) for i in ids])
+    index = _id_index(ids)
     fh, parquet = _open(path)
     with fh, tempfile.TemporaryDirectory(prefix="vrec-interactions-") as tmp:
         cols = _columns(path, fh, parquet, columns or {})
@@ -207,7 +211,9 @@ def co_occurrence(path, ids: Sequence[str], columns: dict[str, str] | None = Non
                 sel = rec[rec["session"] % parts == p]
                 if len(sel):
                     np.save(Path(tmp) / f"{p}-{c}.npy", sel)
+        _check_kept(path, stats, cols, ids)
         matrix, pstats = _pairs(Path(tmp), parts, n, session_gap)
+    stats.pop("unknown_example", None)
     stats.update(pstats)
     first[np.isinf(first)] = np.nan
     rel = Relevance(matrix, events, first, _cold(events, first, cold_events), stats)
@@ -215,15 +221,54 @@ def co_occurrence(path, ids: Sequence[str], columns: dict[str, str] | None = Non
     return rel
 
 
+def _check_kept(path, stats: dict, cols: dict, ids: Sequence[str]) -> None:
+    """A log none of whose events can be used is a mistake (another catalog's ids, the wrong column), not a
+    result of dashes: one error saying why."""
+    if stats["kept"]:
+        return
+    where = f"The interaction log {str(path)!r}"
+    if not stats["events"]:
+        raise QueryError(f"{where} holds no events; give a log with one row per event.")
+    if stats["unknown_items"]:
+        example = f" (the catalog's ids look like {str(ids[0])!r})" if len(ids) else ""
+        raise QueryError(f"None of the {stats['events']:,} events in {where[4:]} names an item of the evaluated "
+                         f"catalog: its {cols['item']!r} column holds e.g. {stats.get('unknown_example', '')!r}"
+                         f"{example}; name the column of catalog ids with --interaction-columns item=COLUMN.")
+    if stats["bad_rows"]:
+        raise QueryError(f"No event in {where[4:]} has a readable {cols['time']!r}; give ISO dates or seconds, or "
+                         "name the time column with --interaction-columns time=COLUMN.")
+    raise QueryError(f"No event in {where[4:]} has a {cols['session']!r}; fill it in, or name the session column "
+                     "with --interaction-columns session=COLUMN.")
+
+
+def _id_index(ids: Sequence[str]):
+    """Catalog positions by id, and by the id's last part where that is unique: a catalog of photo
+    folders has ids such as 'bags/bag-tote-red', and the shop's own log says 'bag-tote-red' (as
+    search-image takes a short id)."""
+    import pandas as pd
+
+    full = pd.Series(range(len(ids)), index=[str(i) for i in ids], dtype=np.int64)
+    short = full.copy()
+    short.index = [i.rsplit("/", 1)[-1] for i in full.index]
+    short = short[~short.index.duplicated(keep=False) & ~short.index.isin(full.index)]
+    both = pd.concat([full, short])
+    return pd.Index(both.index), both.to_numpy()
+
+
 def _records(chunk, cols: dict, index, weights: dict, stats: dict, unknown_events: set) -> np.ndarray:
     """One chunk as RECORD rows of catalog items (unknown items and rows without session dropped)."""
     import pandas as pd
 
     stats["events"] += len(chunk)
-    item = index.get_indexer(chunk[cols["item"]].astype("string").str.strip())
+    names, positions = index
+    found = names.get_indexer(chunk[cols["item"]].astype("string").str.strip())
+    item = np.append(positions, -1)[found]  # -1 (not found) picks the -1 appended
     session = chunk[cols["session"]].astype("string").str.strip()
     ok = (item >= 0) & session.notna().to_numpy(dtype=bool) & (session != "").fillna(False).to_numpy(dtype=bool)
-    stats["unknown_items"] += int(((item < 0) & chunk[cols["item"]].notna().to_numpy()).sum())
+    unknown = (item < 0) & chunk[cols["item"]].notna().to_numpy()
+    stats["unknown_items"] += int(unknown.sum())
+    if unknown.any() and "unknown_example" not in stats:
+        stats["unknown_example"] = str(chunk[cols["item"]].to_numpy()[unknown][0])
     time = _seconds(chunk[cols["time"]]) if cols["time"] else np.zeros(len(chunk))
     if cols["time"]:
         bad = np.isnan(time) & ok

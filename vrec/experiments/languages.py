@@ -21,6 +21,7 @@ import numpy as np
 from vrec.base.errors import QueryError, suggest
 from vrec.experiments.metrics import paired_difference
 from vrec.experiments.text_queries import queries_from_frame, read_queries_frame
+from vrec.store.filters import INTERNAL
 
 LANG_COLUMNS = ("lang", "language")
 _LANG = re.compile(r"[A-Za-z]{2,3}(?:[-_][A-Za-z0-9]{2,8})*")  # a language tag: sv, en, pt-BR, zh-Hant
@@ -71,8 +72,9 @@ def column_sets_by_language(table, columns: dict[str, str], notes: list[str]) ->
     language's column), relevant = that product's items; the same products in every language."""
     for lang, col in columns.items():
         if col not in table.columns:
+            texts = [str(c) for c in table.columns if c not in (*INTERNAL, "path") and table[c].dtype.kind in "OSU"]
             raise QueryError(f"No column {col!r} in the metadata for --language-columns {lang}={col}."
-                             f"{suggest(col, table.columns)}")
+                             f"{suggest(col, table.columns)} Name a text column it has: {', '.join(texts) or 'none'}.")
     product = table["product"] if "product" in table.columns else table["id"]
     product = product.astype("string").fillna("").to_numpy(dtype=object)
     texts = {lang: table[col].astype("string").fillna("").str.strip().to_numpy(dtype=object)

@@ -97,12 +97,14 @@ def rank_models(models: list[str], per_query: dict[tuple, np.ndarray], n_boot: i
     figures, pairs = [], []
     record = {m: {"wins": 0, "losses": 0, "pairs": 0, "figures": 0, "ranks": []} for m in models}
     keys = list(dict.fromkeys(key[:-1] for key in per_query if key[-1] in models))
+    most_pairs = 0  # pairs of one figure, over which Holm adjusts
     for fig in keys:
         per_model = {m: per_query[fig + (m,)] for m in models if fig + (m,) in per_query}
         sizes = {len(v) for v in per_model.values()}
         if len(per_model) < 2 or len(sizes) != 1 or 0 in sizes:
             continue
         ranking, fig_pairs = compare_figure(per_model, n_boot, seed)
+        most_pairs = max(most_pairs, len(fig_pairs))
         where = dict(zip(("task", "label", "metric", "k"), fig))
         figures.append({**where, "queries": sizes.pop(), "ranking": ranking})
         pairs += [{**where, **p} for p in fig_pairs]
@@ -120,15 +122,23 @@ def rank_models(models: list[str], per_query: dict[tuple, np.ndarray], n_boot: i
         r["mean_rank"] = float(np.mean(ranks)) if ranks else float("nan")
     order = sorted(models, key=lambda m: (-(record[m]["wins"] - record[m]["losses"]),
                                           record[m]["mean_rank"] if record[m]["figures"] else np.inf))
-    return Ranking(list(models), verdict(order, record, len(figures)), order, record, figures, pairs)
+    return Ranking(list(models), verdict(order, record, len(figures), n_boot, most_pairs), order, record, figures,
+                   pairs)
 
 
-def verdict(order: list[str], record: dict, n_figures: int) -> str:
+def verdict(order: list[str], record: dict, n_figures: int, n_boot: int = 1000, n_pairs: int = 1) -> str:
     """One sentence: which model for this catalog, and how sure the evidence is."""
     if not n_figures:
         return "Which model for this catalog: no figure is shared by two models, so none can be compared."
     best = order[0]
     r = record[best]
+    floor = n_pairs * 2 / (n_boot + 1)  # the smallest Holm-adjusted p-value n_boot resamples can give
+    if floor >= ALPHA:
+        need = max(1000, int(np.ceil(n_pairs * 2 / ALPHA * 5 / 100)) * 100)
+        return (f"Which model for this catalog: undecided — {n_boot} bootstrap resamples cannot call any of "
+                f"{n_pairs} pairs of a figure real (the smallest Holm-adjusted p-value they can give is "
+                f"{min(floor, 1):.2f}, not below 0.05); {best} ranks best on average: run again with --bootstrap "
+                f"{need}.")
     if all(x["wins"] == 0 for x in record.values()):
         return (f"Which model for this catalog: no model is really better than another on any of {n_figures} "
                 f"figures (Holm-adjusted paired bootstrap, 5%); {best} ranks best on average, but the differences "

@@ -104,7 +104,8 @@ def search_html(result, root: Path) -> str:
         parts.append('<h2>Query</h2><div class="grid">' + card(result.query_path, lines, "query") + "</div>")
     else:
         parts.append(f"<h2>Query: “{html.escape(result.query)}”</h2>")
-    cards = [card(photo_at(root, r["path"]), item_lines(r, [c for c in ("category", "articleType", "price") if c in r.index]))
+    cards = [card(photo_at(root, r["path"]), item_lines(r, [c for c in ("found_by", "category", "articleType", "price")
+                                                                if c in r.index]))
              for _, r in result.table.iterrows()]
     parts.append('<h2>Results</h2><div class="grid">' + "".join(cards) + "</div>")
     return "".join(parts)

@@ -109,6 +109,10 @@ def search_text(query: str, k: int = 10, model: str = "siglip", store=None, mode
     st, ms = vq.open_model(store, model, vector_options.get("product_score"))
     if mode is None:
         mode = "hybrid" if has_keywords(st) else "vector"
+        if mode == "vector" and not resolve(model).text:
+            raise QueryError(f"Model {model!r} has no text tower, and the store {str(st.path)!r} has no keyword index "
+                             "yet; run 'vrec index' to search its titles, brands and ids with any model, or search "
+                             "with a vision-language model such as siglip.")
     if mode == "vector":
         result = vq.search_text(query, k=k, model=model, store=st, filters=filters, **vector_options)
         if keyword_weight is not None:
@@ -160,6 +164,8 @@ def search_text(query: str, k: int = 10, model: str = "siglip", store=None, mode
 def _shortfall(found: int, mode: str, filtered: bool) -> str:
     where = " that the filters keep" if filtered else ""
     if mode == "keyword":
+        if not found:
+            return f"no item{where} holds any of the query's keywords"
         return f"only {found} item(s){where} hold any of the query's keywords"
     return f"only {found} item(s){where} in the catalog; all are shown"
 
@@ -172,6 +178,10 @@ def _keyword_leg(st, query: str, depth: int, ids: np.ndarray, allowed: np.ndarra
     with KeywordIndex(st) as ix:
         try:
             found, scores, exact = ix.search(query, limit)
+            # a selective filter: fetch deeper while the kept ones fall short and more matches remain
+            while len(found) >= limit and sum(i in keep for i in found) < depth:
+                limit *= 8
+                found, scores, exact = ix.search(query, limit)
         except QueryError:
             if mode == "keyword":
                 raise

@@ -258,7 +258,12 @@ def update_index(ms, threads: int = -1) -> IndexStats:
         return rebuild()
     t0 = time.perf_counter()
     index = hnswlib.Index(space="ip", dim=ms.dim)
-    index.load_index(str(_index_dir(ms) / e["file"]), max_elements=len(old_rows) + len(added) + 1)
+    index.load_index(str(_index_dir(ms) / e["file"]))
+    # items marked deleted by earlier updates still hold their slots (and are still walked through)
+    dead = index.get_current_count() - len(old_rows) + len(removed)
+    if dead > REBUILD_DELETED_SHARE * max(len(old_rows), 1):
+        return rebuild()
+    index.resize_index(index.get_current_count() + len(added) + 1)
     index.set_ef(e["ef"])
     for r in removed:
         index.mark_deleted(int(r))

@@ -116,7 +116,7 @@ def _connect(path) -> sqlite3.Connection:
     return sqlite3.connect(str(path))
 
 
-def _schema(con: sqlite3.Connection, columns: list[str]) -> None:
+def _schema(con: sqlite3.Connection, columns: list[str], chosen: bool) -> None:
     fts_cols = ", ".join(["doc_id", *(f"c{i}" for i in range(len(columns)))])
     con.executescript(f"""
         CREATE TABLE info (key TEXT PRIMARY KEY, value TEXT);
@@ -127,7 +127,8 @@ def _schema(con: sqlite3.Connection, columns: list[str]) -> None:
         CREATE VIRTUAL TABLE fts USING fts5({fts_cols}, tokenize="{TOKENIZER}", prefix='2 3');
         CREATE VIRTUAL TABLE vocab USING fts5vocab(fts, 'row');
     """)
-    con.executemany("INSERT INTO info VALUES (?, ?)", [("version", str(VERSION)), ("columns", json.dumps(columns))])
+    con.executemany("INSERT INTO info VALUES (?, ?)", [("version", str(VERSION)), ("columns", json.dumps(columns)),
+                                                       ("chosen", "1" if chosen else "0")])
 
 
 def build_keywords(st, columns=None) -> dict:
@@ -136,7 +137,7 @@ def build_keywords(st, columns=None) -> dict:
     cols = text_columns(meta, columns)
     path = keywords_path(st)
     with atomic_path(path) as tmp, closing(sqlite3.connect(tmp)) as con:
-        _schema(con, cols)
+        _schema(con, cols, bool(columns))
         ids, texts, codes = _documents(st, cols, meta)
         _insert(con, ids, texts, codes)
         con.execute("INSERT INTO fts(fts) VALUES ('optimize')")
@@ -181,6 +182,8 @@ def update_keywords(st) -> dict | None:
     meta = st.metadata()
     if any(c not in set(map(str, meta.columns)) for c in cols):  # an indexed column left: index what is there
         return build_keywords(st)
+    if not _chosen(st) and text_columns(meta) != cols:  # the default columns changed (a new or filled-in column)
+        return build_keywords(st)
     ids, texts, codes = _documents(st, cols, meta)
     with closing(_open(st)) as con:
         old = dict(con.execute("SELECT id, digest FROM docs"))
@@ -195,16 +198,31 @@ def update_keywords(st) -> dict | None:
             "removed": sum(i not in new for i in old)}
 
 
+def _chosen(st) -> bool:
+    """Whether the index's columns were named (``--text-columns``), rather than every text column."""
+    with closing(_open(st)) as con:
+        row = con.execute("SELECT value FROM info WHERE key = 'chosen'").fetchone()
+    return row is None or row[0] == "1"  # an index from before this key: keep its columns
+
+
 def _open(st) -> sqlite3.Connection:
     path = keywords_path(st)
     if not path.is_file():
         raise StoreError(f"The store {str(st.path)!r} has no keyword index; run 'vrec index' to build it.")
     con = _connect(path)
-    version = con.execute("SELECT value FROM info WHERE key = 'version'").fetchone()
+    try:
+        version = con.execute("SELECT value FROM info WHERE key = 'version'").fetchone()
+    except sqlite3.DatabaseError as e:  # not a database, truncated, or not vrec's
+        con.close()
+        raise damaged(path, e) from None
     if version is None or int(version[0]) != VERSION:
         con.close()
         raise StoreError(f"{str(path)!r} was written by another vrec version; run 'vrec index' to rebuild it.")
     return con
+
+
+def damaged(path, error: Exception) -> StoreError:
+    return StoreError(f"The keyword index {str(path)!r} is damaged ({error}); run 'vrec index' to rebuild it.")
 
 
 def keyword_stats(st) -> dict:
@@ -234,7 +252,9 @@ class KeywordIndex:
 
     def __init__(self, st):
         self.con = _open(st)
+        self.path = keywords_path(st)
         cols = json.loads(self.con.execute("SELECT value FROM info WHERE key = 'columns'").fetchone()[0])
+        self.columns: list[str] = cols
         self.weights = ", ".join(["2.0"] + ["2.0" if HEAVY_COLUMNS.match(c) else "1.0" for c in cols])
         self.documents = None
 
@@ -261,6 +281,13 @@ class KeywordIndex:
         return kept or terms
 
     def search(self, text: str, limit: int) -> tuple[list[str], list[float], set[str]]:
+        """``_search``, with a damaged file (pages beyond the header) one clear error."""
+        try:
+            return self._search(text, limit)
+        except sqlite3.DatabaseError as e:
+            raise damaged(self.path, e) from None
+
+    def _search(self, text: str, limit: int) -> tuple[list[str], list[float], set[str]]:
         """The ``limit`` best documents for a text: (ids best first, BM25 scores (higher is better),
         the ids whose identifier equals the whole query). A document needs any one keyword (OR),
         ranked by BM25, so those holding more and rarer keywords come first; exact identifiers are

@@ -30,6 +30,7 @@ one row per product (see there).
 from __future__ import annotations
 
 import os
+import re
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -159,10 +160,12 @@ class Store:
         if not ms.exists():
             have = self.model_names()
             hint = suggest(name, have)
+            todo = (f"run 'vrec embed FOLDER --model {name}'" if re.fullmatch(r"[\w.:/@+-]+", name)
+                    else "check the name: a model name has no spaces or punctuation but - _ . : / @")
             raise NotEmbedded(
                 f"Model {name!r} has no vectors in {str(self.path)!r}"
                 + (f" (it has {', '.join(have)})" if have else "")
-                + f"; run 'vrec embed FOLDER --model {name}'.{hint}"
+                + f"; {todo}.{hint}"
             )
         ms = ms.checked()
         if ms.manifest().get("products"):
