@@ -38,8 +38,10 @@ def store(shared_tiny_store, tmp_path_factory) -> Path:
 # each command, and words its output must hold whole (headers, model names) besides every number
 COMMANDS = {
     "index": (["index", "--stats"], ["model", "ef_construction", "recall@10", "size", "(=", "RAM)", "peak", "state"]),
-    "search-text": (["search-text", "red tote bag", "--model", "tiny-siglip", "--k", "6"],
+    "search-text": (["search-text", "red tote bag", "--model", "tiny-siglip", "--k", "6", "--mode", "vector"],
                     ["score", "match", "title", "category", "colour", "price"]),
+    "search-text hybrid": (["search-text", "red tote bag", "--model", "tiny-siglip", "--k", "6"],
+                           ["score", "found", "by", "both", "title", "category", "colour", "price"]),
     "search-image": (["search-image", str(SAMPLE / "bags" / "bag-tote-red.jpg"), "--model", "tiny-cnn", "--k", "6"],
                      ["score", "title", "category", "colour", "price"]),
     "compare": (["compare", "--left", "tiny-cnn", "--right", "tiny-siglip", "--label", "category", "--sample", "2",

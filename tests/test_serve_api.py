@@ -695,7 +695,7 @@ def test_facets_of_the_catalog_and_of_a_search_match_the_library(client, shared_
     ({"model": "nope"}, 400, "unknown model 'nope'"),
     ({"q": "bag", "model": "tiny-cnn"}, 400, "no text tower"),
     ({"q": "nothing-here", "kind": "similar"}, 404, "No item 'nothing-here'"),
-    ({"kind": "photo"}, 400, "kind"),
+    ({"kind": "colour"}, 400, "kind"),
     ({"max_values": "0"}, 400, "max_values must be between 1 and 1000"),
     ({"q": "bag", "k": "0"}, 400, "k must be between 1 and 1000"),
 ])
