@@ -38,13 +38,13 @@ def eval_(
                                          "photo), main (its main photo only)."),
     language_columns: str | None = typer.Option(None, "--language-columns", help="Cross-language protocol: "
                                                    "LANG=COLUMN pairs holding the same text in several languages, "
-                                                   "e.g. en=description,sv=description_sv; each product asked in "
+                                                   "e.g. en=title,sv=title_sv; each product asked in "
                                                    "each language, R@k and MRR per language and their paired gap."),
     interactions: str | None = typer.Option(None, "--interactions", help="CSV or Parquet event log (session, item, "
                                                "event, timestamp): items co-occurring in a session are relevant; "
                                                "nDCG@k, hit@k, MRR overall and for cold-start items."),
     interaction_columns: str | None = typer.Option(None, "--interaction-columns", help="The log's column names, "
-                                                      "e.g. session=user_id,item=sku,event=type,time=ts \\[default: "
+                                                      "e.g. session=visit,item=sku (also event=, time=) \\[default: "
                                                       "session (else user), item, event, timestamp]."),
     event_weights: str | None = typer.Option(None, "--event-weights", help="Weight of each event type, e.g. "
                                                 "view=1,cart=3,purchase=5 (the default; other events weigh 1)."),
