@@ -32,7 +32,6 @@ import argparse
 import contextlib
 import csv
 import datetime as dt
-import json
 import os
 import shutil
 import statistics
@@ -43,7 +42,7 @@ import time
 from pathlib import Path
 
 from common import ROOT, log
-from sections import write_section
+from sections import publish
 
 GROCERY = ROOT.parent / "shared" / "datasets" / "grocery-products" / "images"
 CONNECTIONS = (1, 8, 32)
@@ -300,10 +299,7 @@ def main() -> None:
         result = measure(args.photos, args.rounds, args.latency, args.embed_photos, args.pairs, tmp)
     finally:
         shutil.rmtree(tmp, ignore_errors=True)
-    print(markdown(result))
-    if args.write:
-        write_section(ROOT / "BENCHMARKS.md", START, END, TITLE, markdown(result))
-    print("```json\n" + json.dumps(result, indent=1) + "\n```")
+    publish(result, markdown(result), args.write, START, END, TITLE)
 
 
 if __name__ == "__main__":

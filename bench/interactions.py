@@ -14,15 +14,14 @@ matrix), not with the number of events. Not a timed test; seconds are shown for 
 from __future__ import annotations
 
 import argparse
-import json
 import shutil
 import tempfile
 import time
 from pathlib import Path
 
 import numpy as np
-from common import ROOT, log, run_json
-from sections import write_section
+from common import log, run_json
+from sections import publish
 
 START, END = "<!-- bench/interactions.py: start -->", "<!-- bench/interactions.py: end -->"
 TITLE = "## Streaming an interaction log (`vrec eval --interactions`)"
@@ -103,10 +102,7 @@ def main() -> None:
         rows = measure([int(x) for x in args.events.split(",")], args.items, tmp)
     finally:
         shutil.rmtree(tmp, ignore_errors=True)
-    print(markdown(rows))
-    if args.write:
-        write_section(ROOT / "BENCHMARKS.md", START, END, TITLE, markdown(rows))
-    print("```json\n" + json.dumps(rows, indent=1) + "\n```")
+    publish(rows, markdown(rows), args.write, START, END, TITLE)
 
 
 if __name__ == "__main__":

@@ -17,7 +17,6 @@ file's size, and each kind's latency p50/p95 for the 100 best. Not part of ``mak
 from __future__ import annotations
 
 import argparse
-import json
 import shutil
 import statistics
 import tempfile
@@ -25,8 +24,8 @@ import time
 from pathlib import Path
 
 import numpy as np
-from common import ROOT, log
-from sections import write_section
+from common import log
+from sections import publish
 
 START, END = "<!-- bench/keyword_search.py: start -->", "<!-- bench/keyword_search.py: end -->"
 TITLE = "## Keyword search: the keyword leg of hybrid search at 100,000 products"
@@ -134,10 +133,7 @@ def main() -> None:
         result = measure(args.products, args.queries, tmp)
     finally:
         shutil.rmtree(tmp, ignore_errors=True)
-    print(markdown(result))
-    if args.write:
-        write_section(ROOT / "BENCHMARKS.md", START, END, TITLE, markdown(result))
-    print("```json\n" + json.dumps(result, indent=1) + "\n```")
+    publish(result, markdown(result), args.write, START, END, TITLE)
 
 
 if __name__ == "__main__":

@@ -28,7 +28,6 @@ from __future__ import annotations
 
 import argparse
 import datetime as dt
-import json
 import shutil
 import statistics
 import tempfile
@@ -36,9 +35,9 @@ import time
 from pathlib import Path
 
 import numpy as np
-from common import ROOT, log
+from common import log
 from inputs import clustered
-from sections import write_section
+from sections import publish
 
 MODEL = "bench"
 K = 10
@@ -292,10 +291,7 @@ def main() -> None:
     finally:
         shutil.rmtree(tmp, ignore_errors=True)
     result["notes"] = args.note
-    print(markdown(result))
-    if args.write:
-        write_section(ROOT / "BENCHMARKS.md", START, END, TITLE, markdown(result))
-    print("```json\n" + json.dumps(result, indent=1) + "\n```")
+    publish(result, markdown(result), args.write, START, END, TITLE)
 
 
 if __name__ == "__main__":

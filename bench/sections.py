@@ -85,3 +85,14 @@ def write_keeping_sections(path: Path, text: str) -> None:
 def write_section(path: Path, start: str, end: str, title: str, body: str) -> None:
     """A bench script's section (its title and body) between its markers, in place of the earlier one."""
     replace_section(path, start, end, f"{start}\n{title}\n\n{body}\n{end}")
+
+
+def publish(result, body: str, write: bool, start: str, end: str, title: str) -> None:
+    """What a standalone bench script ends with: its Markdown section on stdout (and, with ``write``,
+    in BENCHMARKS.md between its markers), then its raw figures as a JSON block."""
+    import json
+
+    print(body)
+    if write:
+        write_section(Path(__file__).resolve().parent.parent / "BENCHMARKS.md", start, end, title, body)
+    print("```json\n" + json.dumps(result, indent=1) + "\n```")

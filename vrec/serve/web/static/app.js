@@ -23,7 +23,8 @@
     }
     return el;
   }
-  window.vrecDom = {h};  // for the page's other scripts (collections.js, panel.js, results.js), loaded after this one
+  // for the page's other scripts (collections.js, panel.js, results.js, ...), loaded after this one
+  window.vrecDom = {h, call: callJSON};
 
   // append children, leaving out the missing ones (null, false)
   const put = (parent, ...children) =>
@@ -128,12 +129,17 @@
 
   // --- talking to the server -------------------------------------------------------------------
 
+  // an error the server (or the network) answered: its one-sentence message and the HTTP status (0: no answer)
+  class ApiError extends Error {
+    constructor(message, status) { super(message); this.status = status; }
+  }
+
   async function api(path, init) {
     let response;
     try {
       response = await fetch(path, init);
     } catch (e) {
-      throw new Error("Cannot reach the vrec server; is 'vrec serve' still running?");
+      throw new ApiError("Cannot reach the vrec server; is 'vrec serve' still running?", 0);
     }
     if (response.ok) return response;
     let message = `The server answered ${response.status} ${response.statusText}.`;
@@ -141,7 +147,13 @@
       const body = await response.json();
       if (body && typeof body.error === "string") message = body.error;
     } catch (e) { /* not JSON: keep the status line */ }
-    throw new Error(message);
+    throw new ApiError(message, response.status);
+  }
+
+  // the answer's JSON (null when it has none); errors as api()'s
+  async function callJSON(path, init) {
+    const response = await api(path, init);
+    try { return await response.json(); } catch (e) { return null; }
   }
 
   const getJSON = async (path) => (await api(path)).json();

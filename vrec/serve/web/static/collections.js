@@ -23,26 +23,7 @@
 
   // --- the API ----------------------------------------------------------------------------------
 
-  class ApiError extends Error {
-    constructor(message, status) { super(message); this.status = status; }
-  }
-
-  async function call(url, init) {
-    let response;
-    try {
-      response = await fetch(url, init);
-    } catch (e) {
-      throw new ApiError("Cannot reach the vrec server; is 'vrec serve' still running?", 0);
-    }
-    let body = null;
-    try { body = await response.json(); } catch (e) { /* not JSON */ }
-    if (!response.ok) {
-      const message = body && typeof body.error === "string" ? body.error
-        : `The server answered ${response.status} ${response.statusText}.`;
-      throw new ApiError(message, response.status);
-    }
-    return body;
-  }
+  const call = window.vrecDom.call;  // app.js's: the answer's JSON, or an Error with the server's message and .status
 
   const send = (method, url, body) =>
     call(url, {method, headers: {"Content-Type": "application/json"}, body: body == null ? undefined : JSON.stringify(body)});

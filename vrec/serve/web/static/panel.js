@@ -19,21 +19,7 @@
   const P = {health: null, view: null, dialog: null, chooser: null, opener: null, item: null, seq: 0,
              chosen: sessionStorage.getItem(CHOSEN_KEY) || null};
 
-  async function call(url, init) {
-    let response;
-    try {
-      response = await fetch(url, init);
-    } catch (e) {
-      throw new Error("Cannot reach the vrec server; is 'vrec serve' still running?");
-    }
-    let body = null;
-    try { body = await response.json(); } catch (e) { /* not JSON */ }
-    if (!response.ok) {
-      throw new Error(body && typeof body.error === "string" ? body.error
-        : `The server answered ${response.status} ${response.statusText}.`);
-    }
-    return body;
-  }
+  const call = window.vrecDom.call;  // app.js's: the answer's JSON, or an Error with the server's message and .status
 
   const send = (method, url, body) =>
     call(url, {method, headers: {"Content-Type": "application/json"}, body: JSON.stringify(body)});
