@@ -18,6 +18,14 @@ def test_an_unknown_language_column_lists_the_text_columns_there_are(shared_tiny
     assert "hash" not in line and "path" not in line  # vrec's own columns are no language's text
 
 
+@pytest.mark.parametrize("args, says", [
+    (["--models", "tiny-siglip,tiny-cnn,tiny-siglip", "--label", "category"], "names 'tiny-siglip' twice"),
+    (["--models", "tiny-siglip", "--language-columns", "en=title,sv=title"], "names column 'title' for two languages"),
+])
+def test_a_model_or_a_language_column_named_twice_is_refused_not_quietly_merged(shared_tiny_store, args, says):
+    fails("eval", *args, "--store", shared_tiny_store, says=says)
+
+
 def _log(tmp_path, name, text):
     path = tmp_path / name
     path.write_bytes(text if isinstance(text, bytes) else text.encode())

@@ -1,6 +1,6 @@
 """The keyword index's columns follow the catalog: indexed with every text column (the default), a
 column that is new, or was empty when 'vrec index' ran, is indexed by the next 'vrec embed'; columns
-named with --text-columns stay as named."""
+named with --text-columns stay as named, also through a later plain 'vrec index' ('auto': the default again)."""
 from __future__ import annotations
 
 import json
@@ -36,7 +36,10 @@ def test_named_columns_stay_as_named(tmp_path):
     kw.update_keywords(st)
     assert kw.keyword_stats(st)["columns"] == ["title"]
     assert kw.search_keywords(st, "oatly", 5)[0] == [] and kw.search_keywords(st, "drink", 5)[0] == ["p3"]
-
+    kw.build_keywords(st)  # a later plain 'vrec index' keeps them
+    assert kw.keyword_stats(st)["columns"] == ["title"]
+    kw.build_keywords(st, ["auto"])  # 'auto': every text column again
+    assert "brand" in kw.keyword_stats(st)["columns"] and kw.search_keywords(st, "oatly", 5)[0] == ["p3"]
 
 
 @pytest.mark.parametrize("damage", ["not a database", "truncated", "empty"])

@@ -187,7 +187,8 @@ def index(
                                         "query-time ef must reach (measured on sampled queries)."),
     stats_only: bool = typer.Option(False, "--stats", help="Print the index statistics; build only where missing or stale."),
     text_columns: str | None = typer.Option(None, "--text-columns", help="Metadata columns of the keyword index, "
-                                            "comma-separated \\[default: every text column but links and paths]."),
+                                            "comma-separated; kept by later runs, 'auto' goes back to the default \\[default: every text column but "
+                                            "links and paths]."),
 ) -> None:
     """Build an HNSW index per model, tuned to reach the target recall, and save it in the store;
     and the keyword index of the catalog's words (titles, brands, ids...) for hybrid search.

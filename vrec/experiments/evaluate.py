@@ -245,7 +245,11 @@ def evaluate(models: Sequence[str] = ("siglip", "cnn"), labels: Sequence[str] = 
 def _checked_options(models, labels, queries, protocol: dict, fuse_text, text_weight, ks, n_boot, seed,
                      text_template) -> tuple[list[str], list[int], int, int]:
     """Every option of evaluate checked before any work: (models, ks, n_boot, seed), normalised."""
-    models = list(dict.fromkeys(str(m).strip() for m in models if str(m).strip()))
+    named = [str(m).strip() for m in models if str(m).strip()]
+    models = list(dict.fromkeys(named))
+    if len(models) < len(named):
+        twice = next(m for m in models if named.count(m) > 1)
+        raise QueryError(f"--models names {twice!r} twice; name each model once, e.g. --models {','.join(models)}.")
     if not models:
         raise QueryError("Name at least one embedded model to evaluate, e.g. --models siglip,cnn.")
     from vrec.models.registry import check_model_name

@@ -40,6 +40,10 @@ def parse_language_columns(spec: str | None) -> dict[str, str]:
         if lang.lower() in out:
             raise QueryError(f"--language-columns names language {lang!r} twice; give one column per language.")
         out[lang.lower()] = column
+    twice = [c for c in dict.fromkeys(out.values()) if list(out.values()).count(c) > 1]
+    if twice:
+        raise QueryError(f"--language-columns names column {twice[0]!r} for two languages; give each language "
+                         "its own column (the same text in another language).")
     if len(out) < 2:
         raise QueryError("--language-columns compares languages: name at least two, e.g. "
                          "en=description,sv=description_sv.")

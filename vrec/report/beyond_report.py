@@ -5,8 +5,8 @@ from __future__ import annotations
 import html
 
 HUBS_TITLE = "Most over-recommended items"
-HUBS_CAPTION = ("The items found in the most top-k lists (their in-degree in the k-NN graph; in vrec eval at its "
-                "largest k); 'share' is the share of all lists that show the item.")
+HUBS_CAPTION = ("The items found in the most top-k lists (their in-degree in the k-NN graph, at the largest k "
+                "measured); 'share' is the share of all lists that show the item.")
 
 
 def hub_cells(hubs: list[dict], who: str = "model") -> list[tuple[str, str, list[str], list[list[str]]]]:

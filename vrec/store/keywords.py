@@ -132,7 +132,12 @@ def _schema(con: sqlite3.Connection, columns: list[str], chosen: bool) -> None:
 
 
 def build_keywords(st, columns=None) -> dict:
-    """Build the keyword index from scratch (``vrec index``); returns its stats."""
+    """Build the keyword index from scratch (``vrec index``); returns its stats. ``columns`` None: the
+    columns named for the index there before, if they were named; ``["auto"]``: every text column."""
+    if columns is None:
+        columns = _named_before(st)
+    elif [c.strip() for c in columns] == ["auto"]:
+        columns = None
     meta = st.metadata()
     cols = text_columns(meta, columns)
     path = keywords_path(st)
@@ -196,6 +201,14 @@ def update_keywords(st) -> dict | None:
         con.commit()
     return {"added": sum(ids[n] not in old for n in fresh), "changed": sum(ids[n] in old for n in fresh),
             "removed": sum(i not in new for i in old)}
+
+
+def _named_before(st) -> list[str] | None:
+    """The columns named with --text-columns for the index in the store (None: none named, or no index)."""
+    try:
+        return keyword_stats(st)["columns"] if has_keywords(st) and _chosen(st) else None
+    except (StoreError, sqlite3.Error):  # a damaged index or another version's: rebuilt with the default
+        return None
 
 
 def _chosen(st) -> bool:
