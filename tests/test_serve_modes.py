@@ -23,7 +23,7 @@ pytestmark = [pytest.mark.slow,
 @pytest.fixture(scope="module")
 def grocery_store(tmp_path_factory) -> Path:
     tmp = tmp_path_factory.mktemp("grocery-modes")
-    vrec("embed", packshot_feed(tmp / "feed.csv"), "--model", "tiny-siglip", "--store", tmp / "st")
+    vrec("embed", packshot_feed(tmp / "feed.csv"), "--model", "tiny-siglip", "--model", "tiny-cnn", "--store", tmp / "st")
     vrec("index", "--store", tmp / "st")
     return tmp / "st"
 
@@ -99,6 +99,22 @@ def test_a_merchandiser_chooses_words_or_meaning_and_the_address_keeps_it(grocer
         assert len(titles) == 2 and all("Oatly" in t for t in titles)
         assert page.eval_on_selector_all("#view-body .badge.leg", "bs => bs.map((b) => b.textContent)") \
             == ["found by words"] * 2
+
+        # a model without a text tower: "Meaning only" is off while it is chosen; words and meaning instead
+        mode.select_option("vector")
+        page.wait_for_function("location.search.includes('mode=vector')")
+        wait_view(page, "text", "Oatly")
+        page.select_option("#model", "tiny-cnn")
+        page.wait_for_function("location.search.includes('model=tiny-cnn')")
+        wait_view(page, "text", "Oatly")
+        wait_photos(page)
+        assert mode.input_value() == "hybrid" and page.is_hidden("#error")
+        assert page.locator('#mode option[value="vector"]').is_disabled()
+        titles = page.eval_on_selector_all("#view-body .card .title", "ts => ts.map((t) => t.textContent)")
+        assert all("Oatly" in t for t in titles[:2])
+        page.select_option("#model", "tiny-siglip")
+        page.wait_for_function("!location.search.includes('model=tiny-cnn')")
+        assert page.locator('#mode option[value="vector"]').is_enabled()
 
         # without a keyword index the chooser is off and says how to turn it on
         (grocery_store / kw.FILE).rename(grocery_store / "keywords.off")

@@ -4,6 +4,7 @@
 // the server's default chosen, and says under the form what the choice does. Without a keyword index
 // the chooser stays disabled, saying how to get one. app.js reads the choice (options()), keeps it in
 // the page address (?mode=, left out when it is the default) and runs the search again when it changes.
+// "Meaning only" is off while a model without a text tower is chosen.
 // It also makes each result's "found by" badge (window.vrecModes.badge), which app.js puts on the cards.
 "use strict";
 
@@ -57,6 +58,20 @@
         "titles, brands and SKUs too.";
     };
     select.addEventListener("change", say);
+    // a model without a text tower (a CNN) cannot match by meaning: that choice is off while it is chosen
+    // (capture: before app.js runs the search again for the new model)
+    const hasText = (name) => (health.models || []).some((m) => m.name === name && m.text);
+    const fitModel = () => {
+      const model = $("model");
+      const meaning = select.querySelector('option[value="vector"]');
+      if (!model || !meaning || !indexed) return;
+      meaning.disabled = !hasText(model.value);
+      meaning.title = meaning.disabled ? "This model has no text tower: it finds products by their words only" : "";
+      if (meaning.disabled && select.value === "vector") { select.value = "hybrid"; say(); }
+    };
+    document.addEventListener("change", (e) => { if (e.target && e.target.id === "model") fitModel(); }, true);
+    document.addEventListener("vrec:render", fitModel);
+    fitModel();
     say();
     // the address may choose another mode: app.js sets the chooser after this, so the help follows it
     document.addEventListener("vrec:render", say);
