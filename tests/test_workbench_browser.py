@@ -131,6 +131,17 @@ def test_an_items_panel_shows_every_field_both_models_similar_items_and_adds_to_
         page.click("#item-panel .panel-all")
         wait_view(page, "similar", f"Similar to {item['title']}")
         assert not page.eval_on_selector("#item-panel", "d => d.open")
+
+        # under a filter, the panel's similar items are among the filtered items, and it says so
+        page.goto(url.split("?")[0] + "?q=red+bag&filter=colour%3Dred")
+        wait_view(page, "text", "red bag")
+        red = shown_ids(page)[0]
+        page.click("#view-body .card-wrap >> nth=0 >> .card-tool.details")
+        wait_panel(page, api(page, "/api/items/" + quote(red))["body"]["title"])
+        for model in ("tiny-siglip", "tiny-cnn"):
+            among = ids(api(page, f"/api/similar/{quote(red)}?k=8&model={model}&filter=colour%3Dred"))
+            assert panel_similar(page, model) == among and among
+        assert "colour=red" in page.inner_text("#item-panel .panel-among")
         assert page.js_errors == []
 
 

@@ -237,9 +237,12 @@
     if (!d.open) d.showModal();
     $("panel-title").focus();
     const ms = models();
+    // the view's filters hold for the similar items too (as in the similar view and side by side)
+    const filters = (window.vrecApp?.current()?.opts?.filters || []).filter(Boolean);
+    const among = filters.map((f) => "&filter=" + encodeURIComponent(f)).join("");
     const [item, ...similar] = await Promise.all([
       call("/api/items/" + encodeId(result.id)).catch((e) => ({error: e.message})),
-      ...ms.map((m) => call("/api/similar/" + encodeId(result.id) + `?k=${SIMILAR}&model=${encodeURIComponent(m)}`)
+      ...ms.map((m) => call("/api/similar/" + encodeId(result.id) + `?k=${SIMILAR}&model=${encodeURIComponent(m)}${among}`)
         .catch((e) => ({error: e.message})))]);
     if (seq !== P.seq) return;  // closed, or another item opened meanwhile
     if (item.error) {
@@ -259,6 +262,7 @@
             "All similar items →"))),
       h("section", {class: "panel-similar", "aria-labelledby": "panel-similar-title"},
         h("h3", {id: "panel-similar-title"}, two ? `Similar items by ${ms[0]} and ${ms[1]}` : `Similar items by ${ms[0]}`),
+        filters.length ? h("p", {class: "muted panel-note panel-among"}, "Among items with " + filters.join(", ") + ".") : null,
         two ? h("p", {class: "muted panel-note"}, "Scores are not comparable between the two models: each is on its own "
                                                    + "model's scale. Compare ranks, and what both found.") : null,
         h("div", {class: "panel-similar-cols" + (two ? " two" : "")},
