@@ -116,7 +116,7 @@ def search_text(query: str, k: int = 10, model: str = "siglip", store=None, mode
     if mode == "vector":
         result = vq.search_text(query, k=k, model=model, store=st, filters=filters, **vector_options)
         if keyword_weight is not None:
-            result.notes.append("--keyword-weight blends the legs of a hybrid search; a vector search has one leg")
+            result.notes.append("the keyword weight blends the legs of a hybrid search; a vector search has one leg, so it is not used")
         return result
     if not has_keywords(st):
         raise QueryError(f"--mode {mode} needs the store's keyword index, and {str(st.path)!r} has none; run "
