@@ -251,12 +251,13 @@ def test_more_results_brings_twice_as_many_and_the_keyboard_goes_on_at_the_first
         page.click("#more-results")
         page.wait_for_function("document.querySelectorAll('#view-body .card').length === 24")
         assert shown_ids(page) == ids(api(page, "/api/similar/bags/bag-tote-red?k=24"))
-        # and a photo search
+        # and a photo search (at the 24 results asked for last; More results: 48)
         page.set_input_files("#photo-input", str(PHOTO))
         wait_view(page, "image", PHOTO.name)
-        page.click("#more-results")
         page.wait_for_function("document.querySelectorAll('#view-body .card').length === 24")
-        assert shown_ids(page) == ids(post_photo(page, PHOTO, k=24))
+        page.click("#more-results")
+        page.wait_for_function("document.querySelectorAll('#view-body .card').length === 48")
+        assert shown_ids(page) == ids(post_photo(page, PHOTO, k=48))
         page.goto(base + "?q=bag&k=1000")
         wait_view(page, "text", "bag")
         assert len(shown_ids(page)) == 60
