@@ -170,6 +170,11 @@ def test_an_adapter_cannot_embed_photos(tmp_path, sample_dir):
     fails("embed", sample_dir, "--model", "tiny-cnn+adapt", "--store", tmp_path / "s", says="embed with --model tiny-cnn")
 
 
+def test_downloading_an_adapted_model_says_it_fetches_its_base_models_weights():
+    r = vrec("models", "download", "tiny-siglip+adapt")
+    assert "adapted from tiny-siglip" in r.stderr and "downloading tiny-siglip's weights" in r.stderr
+
+
 @pytest.mark.slow
 def test_adapt_effnet_on_the_fashion_sample(fashion_store):
     """The real evidence docs/adapt.md quotes: articleType on the fashion sample's effnet-lite0 vectors."""

@@ -51,9 +51,14 @@ def _adapted(store: str | None) -> None:
 @models_app.command("download")
 def download(name: str = typer.Argument(..., help="Model name, e.g. siglip or cnn.")) -> None:
     """Download a model's weights (and tokenizer) into the local cache, for later offline use."""
+    from vrec.models.adapter import split_derived
     from vrec.models.encoders import download as run
 
-    paths = run(name)
+    derived = split_derived(name)
+    if derived:  # an adapted model's own weights are in its store; its queries need the base model
+        err.print(f"{name} is adapted from {derived[0]}: its adapter lives in the store; downloading "
+                  f"{derived[0]}'s weights, which its queries use.", highlight=False)
+    paths = run(derived[0] if derived else name)
     for p in paths:
         out.print(f"cached: {p}", highlight=False)
     err.print("Copy this cache folder to an offline machine (or set HF_HOME to a copy) and set HF_HUB_OFFLINE=1.")
