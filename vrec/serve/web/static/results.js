@@ -7,7 +7,7 @@
 // - says so above the results when every match is weak (the best match probability under 1%).
 // The match probability is SigLIP's (text searches on a vision-language model); a card carries it as
 // data-prob. Results without one (photo, similar-item, words and words-and-meaning searches) are never
-// hidden; with a minimum set over such results, a note says it is not applied.
+// hidden; with a minimum set over a text search's such results, a note says it is not applied.
 "use strict";
 
 (() => {
@@ -54,7 +54,8 @@
         "The catalog may hold nothing like this; try other words or fewer filters."));
     }
     const cards = body.querySelectorAll(".card").length;
-    if (min != null && cards && !probs.length) {  // e.g. words-only or words-and-meaning results: nothing to compare
+    // a text search by words, or words and meaning: nothing to compare (photo and similar views go quietly)
+    if (min != null && cards && !probs.length && R.view?.kind === "text") {
       notes.push(h("p", {class: "floor-note", role: "note"},
         "Min. match is not applied here: these results have no match probability " +
         "(only a text search matched by meaning only, on a vision-language model, has one)."));
