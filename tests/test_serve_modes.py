@@ -127,3 +127,25 @@ def test_a_merchandiser_chooses_words_or_meaning_and_the_address_keeps_it(grocer
         finally:
             (grocery_store / "keywords.off").rename(grocery_store / kw.FILE)
         assert page.js_errors == []
+
+
+def test_min_match_says_it_is_not_applied_to_results_without_a_match_probability(grocery_store, tmp_path):
+    sync_api = need_browser()
+    with served(grocery_store, "--model", "tiny-siglip", log=tmp_path / "serve.log") as url, \
+            browser_page(sync_api) as page:
+        page.goto(url + "?q=apple")  # words and meaning: ranks, no match probability
+        wait_ready(page)
+        wait_view(page, "text", "apple")
+        shown = len(shown_ids(page))
+        page.fill("#floor", "50")
+        page.press("#floor", "Enter")
+        note = page.locator("#view-body .floor-note")
+        assert "not applied" in note.inner_text() and "meaning only" in note.inner_text()
+        assert page.locator("#view-body .card:visible").count() == shown  # nothing hidden, and it says why
+
+        page.select_option("#mode", "vector")  # meaning only: the floor hides the weak matches, and says so
+        page.wait_for_function("location.search.includes('mode=vector')")
+        wait_view(page, "text", "apple")
+        assert "hidden" in page.locator("#view-body .floor-note").inner_text()
+        assert "not applied" not in page.inner_text("#view-body")
+        assert page.js_errors == []

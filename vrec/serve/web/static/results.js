@@ -6,7 +6,8 @@
 //   blank: off), saying how many it hid, with a button to show them again;
 // - says so above the results when every match is weak (the best match probability under 1%).
 // The match probability is SigLIP's (text searches on a vision-language model); a card carries it as
-// data-prob. Results without one (photo and similar-item searches) are never hidden.
+// data-prob. Results without one (photo, similar-item, words and words-and-meaning searches) are never
+// hidden; with a minimum set over a text search's such results, a note says it is not applied.
 "use strict";
 
 (() => {
@@ -51,6 +52,13 @@
       notes.push(h("p", {class: "weak-note", role: "note"},
         h("strong", {}, "Low confidence: "), `every match is weak (the best has a match probability of ${pct(best)}). ` +
         "The catalog may hold nothing like this; try other words or fewer filters."));
+    }
+    const cards = body.querySelectorAll(".card").length;
+    // a text search by words, or words and meaning: nothing to compare (photo and similar views go quietly)
+    if (min != null && cards && !probs.length && R.view?.kind === "text") {
+      notes.push(h("p", {class: "floor-note", role: "note"},
+        "Min. match is not applied here: these results have no match probability " +
+        "(only a text search matched by meaning only, on a vision-language model, has one)."));
     }
     if (hidden) {
       notes.push(h("p", {class: "floor-note"},
