@@ -22,8 +22,9 @@ from itertools import combinations
 
 import numpy as np
 
+from vrec.experiments.metrics import resampled_means
+
 ALPHA = 0.05
-_BOOT_CELLS = 4_000_000  # resampled values held at once
 
 
 @dataclass
@@ -44,15 +45,8 @@ class Ranking:
 
 def bootstrap_means(per_model: dict[str, np.ndarray], n_boot: int, seed: int) -> dict[str, np.ndarray]:
     """Each model's mean over the same ``n_boot`` resamples of the queries (paired resampling)."""
-    n = len(next(iter(per_model.values())))
-    rng = np.random.default_rng(seed)
-    step = max(1, _BOOT_CELLS // max(n, 1))
-    out = {m: [] for m in per_model}
-    for s in range(0, n_boot, step):
-        idx = rng.integers(0, n, (min(step, n_boot - s), n))
-        for m, v in per_model.items():
-            out[m].append(np.asarray(v, np.float64)[idx].mean(1))
-    return {m: np.concatenate(parts) for m, parts in out.items()}
+    means = resampled_means([np.asarray(v, np.float64) for v in per_model.values()], n_boot, seed)
+    return dict(zip(per_model, means))
 
 
 def bootstrap_p(boot_diff: np.ndarray) -> float:

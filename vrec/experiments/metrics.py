@@ -67,12 +67,22 @@ def bootstrap_ci(values: np.ndarray, n_boot: int = 1000, seed: int = 0, alpha: f
     values = np.asarray(values, np.float64)
     if len(values) == 0:
         return (float("nan"), float("nan"))
-    rng = np.random.default_rng(seed)
-    # resample in chunks so memory stays bounded; the draws are the same as in one call
-    step = max(1, _BOOT_CELLS // len(values))
-    means = np.concatenate([values[rng.integers(0, len(values), (min(step, n_boot - s), len(values)))].mean(1)
-                            for s in range(0, n_boot, step)])
+    means = resampled_means([values], n_boot, seed)[0]
     return float(np.quantile(means, alpha / 2)), float(np.quantile(means, 1 - alpha / 2))
+
+
+def resampled_means(arrays: list[np.ndarray], n_boot: int, seed: int) -> list[np.ndarray]:
+    """Each array's mean over the same ``n_boot`` resamples of the queries (one draw for all: paired).
+    Resampled in chunks so memory stays bounded; the draws are the same as in one call."""
+    n = len(arrays[0])
+    rng = np.random.default_rng(seed)
+    step = max(1, _BOOT_CELLS // max(n, 1))
+    parts: list[list[np.ndarray]] = [[] for _ in arrays]
+    for s in range(0, n_boot, step):
+        idx = rng.integers(0, n, (min(step, n_boot - s), n))
+        for part, values in zip(parts, arrays):
+            part.append(values[idx].mean(1))
+    return [np.concatenate(part) for part in parts]
 
 
 def paired_difference(a: np.ndarray, b: np.ndarray, n_boot: int = 1000, seed: int = 0) -> dict:
